@@ -1,0 +1,77 @@
+//! `zdbctl`: read and write data, inspect nodes, and run a local cluster.
+//!
+//! - `data`: put, get, del, scan, cas against any cluster (`--endpoints`).
+//! - `status`: what each node reports about itself and its ranges.
+//! - `local`: `local up` starts and supervises a cluster of `zdb-node`
+//!   processes on 127.0.0.1, keeping its data in one folder.
+
+mod data;
+mod local;
+mod status;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use zdb_client::{Client, ClientConfig};
+
+#[derive(Parser)]
+#[command(name = "zdbctl", version, about = "zdb command-line client and local cluster runner")]
+struct Cli {
+    /// Nodes to talk to: HOST:PORT, comma-separated.
+    #[arg(long, env = "ZDB_ENDPOINTS", global = true, value_delimiter = ',')]
+    endpoints: Vec<String>,
+    /// Deadline for each command, retries included, in seconds.
+    #[arg(long, default_value_t = 10, global = true)]
+    timeout: u64,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    #[command(flatten)]
+    Data(data::DataCommand),
+    /// Show each node's view of its ranges.
+    Status,
+    /// Run a cluster of local processes.
+    #[command(subcommand)]
+    Local(local::LocalCommand),
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Local(command) => local::run(command).await,
+        command => {
+            let mut config = ClientConfig::new(cli.endpoints.iter().map(|e| e.trim().to_owned()).filter(|e| !e.is_empty()));
+            config.timeout = Duration::from_secs(cli.timeout);
+            match Client::new(config) {
+                Err(err) => Err(err.into()),
+                Ok(client) => match command {
+                    Command::Data(command) => data::run(&client, command).await,
+                    Command::Status => status::run(&client).await,
+                    Command::Local(_) => unreachable!("handled above"),
+                },
+            }
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_line_definition_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,40 @@
+use tonic::{Code, Status};
+
+/// What a zdb call can fail with, as far as the application is concerned.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request is malformed or over a limit; retrying will not help.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+
+    /// The write may or may not have been applied (it timed out after being
+    /// sent). Read the key to find out.
+    #[error("outcome unknown: {0}")]
+    OutcomeUnknown(String),
+
+    /// No node answered successfully before the deadline.
+    #[error("gave up after {attempts} attempts within the deadline; last error: {last}")]
+    Timeout { attempts: u32, last: String },
+
+    /// An endpoint is not a valid address.
+    #[error("bad endpoint {endpoint:?}: {reason}")]
+    BadEndpoint { endpoint: String, reason: String },
+
+    #[error("no endpoints given; pass --endpoints or set ZDB_ENDPOINTS")]
+    NoEndpoints,
+
+    /// Any other error status from the node.
+    #[error("{}: {}", .0.code(), .0.message())]
+    Rpc(Status),
+}
+
+impl Error {
+    pub(crate) fn from_final_status(status: Status) -> Self {
+        match status.code() {
+            Code::InvalidArgument | Code::OutOfRange => Error::InvalidArgument(status.message().to_owned()),
+            _ => Error::Rpc(status),
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,135 @@
+//! `zdb-node`: one zdb storage node.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use zdb_node::config::{Limits, NodeConfig, RaftConfig, MAX_KEY_BYTES_CEILING};
+
+#[derive(Parser, Debug)]
+#[command(name = "zdb-node", version, about = "zdb storage node")]
+struct Args {
+    /// This node's id; must appear in --peers.
+    #[arg(long)]
+    id: u64,
+    /// gRPC address for clients and peers.
+    #[arg(long, default_value = "127.0.0.1:7700")]
+    listen: SocketAddr,
+    /// HTTP address serving /metrics and /healthz.
+    #[arg(long)]
+    status_listen: Option<SocketAddr>,
+    /// Data directory; created if missing.
+    #[arg(long)]
+    data: PathBuf,
+    /// Every member, this node included: ID=HOST:PORT, comma-separated.
+    #[arg(long, value_delimiter = ',', required = true)]
+    peers: Vec<String>,
+    /// Names the cluster; nodes refuse peers from another cluster.
+    #[arg(long, default_value = "zdb")]
+    cluster_id: String,
+    #[arg(long, default_value_t = Limits::default().max_key_bytes)]
+    max_key_bytes: usize,
+    #[arg(long, default_value_t = Limits::default().max_value_bytes)]
+    max_value_bytes: usize,
+    #[arg(long, default_value_t = Limits::default().max_batch_ops)]
+    max_batch_ops: usize,
+    #[arg(long, default_value_t = Limits::default().max_batch_bytes)]
+    max_batch_bytes: usize,
+    /// Raft tick in milliseconds; elections and heartbeats count in ticks.
+    #[arg(long, default_value_t = 100)]
+    raft_tick_ms: u64,
+    #[arg(long, default_value_t = RaftConfig::default().election_ticks)]
+    election_ticks: usize,
+    #[arg(long, default_value_t = RaftConfig::default().heartbeat_ticks)]
+    heartbeat_ticks: usize,
+    /// Compact a range's Raft log once it holds more entries than this.
+    #[arg(long, default_value_t = RaftConfig::default().log_compact_threshold)]
+    log_compact_threshold: u64,
+    /// Confirm every linearizable read with a ReadIndex round instead of the leader lease.
+    #[arg(long)]
+    no_lease_reads: bool,
+    /// How often the leader removes expired keys from disk, in milliseconds.
+    #[arg(long, default_value_t = 10_000)]
+    ttl_sweep_interval_ms: u64,
+    /// Log one JSON object per line.
+    #[arg(long)]
+    log_json: bool,
+}
+
+fn parse_peers(peers: &[String]) -> Result<BTreeMap<u64, String>, String> {
+    peers
+        .iter()
+        .map(|peer| {
+            let (id, address) = peer
+                .split_once('=')
+                .ok_or_else(|| format!("peer {peer:?} is not ID=HOST:PORT"))?;
+            let id = id.parse().map_err(|_| format!("peer id {id:?} is not a number"))?;
+            Ok((id, address.to_owned()))
+        })
+        .collect()
+}
+
+fn config(args: Args) -> Result<NodeConfig, String> {
+    if args.max_key_bytes > MAX_KEY_BYTES_CEILING {
+        return Err(format!("--max-key-bytes may be at most {MAX_KEY_BYTES_CEILING}"));
+    }
+    Ok(NodeConfig {
+        node_id: args.id,
+        listen: args.listen,
+        status_listen: args.status_listen,
+        data_dir: args.data,
+        peers: parse_peers(&args.peers)?,
+        cluster_id: args.cluster_id,
+        limits: Limits {
+            max_key_bytes: args.max_key_bytes,
+            max_value_bytes: args.max_value_bytes,
+            max_batch_ops: args.max_batch_ops,
+            max_batch_bytes: args.max_batch_bytes,
+            ..Limits::default()
+        },
+        raft: RaftConfig {
+            tick: Duration::from_millis(args.raft_tick_ms),
+            election_ticks: args.election_ticks,
+            heartbeat_ticks: args.heartbeat_ticks,
+            log_compact_threshold: args.log_compact_threshold,
+            lease_reads: !args.no_lease_reads,
+        },
+        ttl_sweep_interval: Duration::from_millis(args.ttl_sweep_interval_ms),
+    })
+}
+
+async fn shutdown_signal() {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing a SIGTERM handler cannot fail");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    zdb_node::logging::init(args.log_json);
+    // Crash-only: a panic on any thread (the store's above all) stops the
+    // node instead of leaving it half alive. Restart recovers from disk.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default_hook(info);
+        std::process::exit(101);
+    }));
+    let config = match config(args) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("error: {err}");
+            std::process::exit(2);
+        }
+    };
+    if let Err(err) = zdb_node::server::run(config, shutdown_signal()).await {
+        tracing::error!(error = %err, "node stopped");
+        eprintln!("error: {err}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,29 @@
+//! zdb storage node.
+//!
+//! - [`engine`]: the node's RocksDB and its column families (user data, Raft
+//!   state, node metadata, TTL index) and their byte layouts.
+//! - [`raftlog`]: raft-rs `Storage` over RocksDB: log, hard state, apply state.
+//! - [`range`]: one replica of a range: its Raft group, command application,
+//!   snapshots, and linearizable reads (ReadIndex and leader lease).
+//! - [`store`]: every replica on the node, driven by one event loop that
+//!   persists all of them with one synced write per pass (group commit).
+//! - [`transport`]: peer-to-peer Raft streams and snapshot transfer.
+//! - [`service`]: the gRPC KV and admin APIs, request validation, and the
+//!   HTTP status port with Prometheus metrics.
+//! - [`server`]: starting and stopping a node.
+
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod logging;
+pub mod metrics;
+pub mod raftlog;
+pub mod range;
+pub mod server;
+pub mod service;
+pub mod store;
+pub mod transport;
+
+pub use config::NodeConfig;
+pub use error::{Error, Result};
+pub use transport::PeerDirectory;

@@ -1,0 +1,86 @@
+//! Prometheus metrics, served on the node's HTTP status port at `/metrics`.
+
+use std::sync::LazyLock;
+
+use prometheus::{
+    exponential_buckets, register_histogram, register_histogram_vec, register_int_counter,
+    register_int_counter_vec, register_int_gauge, Encoder, Histogram, HistogramVec, IntCounter,
+    IntCounterVec, IntGauge, TextEncoder,
+};
+
+pub static REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!("zdb_requests_total", "gRPC requests by method and outcome", &["method", "code"])
+        .expect("metric registers once")
+});
+
+pub static REQUEST_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register_histogram_vec!(
+        "zdb_request_duration_seconds",
+        "gRPC request latency by method",
+        &["method"],
+        exponential_buckets(0.0001, 2.0, 18).expect("valid buckets")
+    )
+    .expect("metric registers once")
+});
+
+pub static RAFT_PROPOSALS: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!("zdb_raft_proposals_total", "commands proposed to Raft").expect("metric registers once")
+});
+
+pub static RAFT_APPLIED: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!("zdb_raft_applied_entries_total", "Raft entries applied").expect("metric registers once")
+});
+
+pub static RAFT_LEADER_ELECTED: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "zdb_raft_leader_elections_total",
+        "times a replica on this node became leader"
+    )
+    .expect("metric registers once")
+});
+
+pub static RAFT_LOG_ENTRIES: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!("zdb_raft_log_entries", "entries in the Raft logs of all replicas on this node")
+        .expect("metric registers once")
+});
+
+pub static RAFT_SNAPSHOTS_SENT: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!("zdb_raft_snapshots_sent_total", "snapshots streamed to followers")
+        .expect("metric registers once")
+});
+
+pub static RAFT_SNAPSHOTS_APPLIED: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!("zdb_raft_snapshots_applied_total", "snapshots installed on this node")
+        .expect("metric registers once")
+});
+
+pub static TTL_KEYS_REMOVED: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!("zdb_ttl_keys_removed_total", "expired keys removed from disk").expect("metric registers once")
+});
+
+pub static FSYNC_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
+    register_histogram!(
+        "zdb_fsync_duration_seconds",
+        "duration of synced RocksDB writes (one per event-loop pass)",
+        exponential_buckets(0.00005, 2.0, 18).expect("valid buckets")
+    )
+    .expect("metric registers once")
+});
+
+pub static ENTRIES_PER_SYNC: LazyLock<Histogram> = LazyLock::new(|| {
+    register_histogram!(
+        "zdb_raft_entries_per_sync",
+        "Raft log entries persisted by one synced write (group commit size)",
+        exponential_buckets(1.0, 2.0, 12).expect("valid buckets")
+    )
+    .expect("metric registers once")
+});
+
+/// Every registered metric in the Prometheus text format.
+pub fn render() -> String {
+    let mut out = Vec::new();
+    TextEncoder::new()
+        .encode(&prometheus::gather(), &mut out)
+        .expect("text encoding into a Vec cannot fail");
+    String::from_utf8(out).expect("the text format is UTF-8")
+}

@@ -1,0 +1,411 @@
+use std::collections::VecDeque;
+
+use protobuf::Message as _;
+use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
+use raft::{GetEntriesContext, RaftState, Storage, StorageError};
+use rocksdb::WriteBatch;
+
+use super::ApplyState;
+use crate::engine::{keys, Engine, CF_RAFT};
+use crate::error::{Error, Result};
+use crate::range::snapshot;
+
+/// A bootstrapped range starts with a log that is already truncated at this
+/// index, so a replica created empty (index 0) can only catch up by snapshot
+/// and never mistakes its empty log for the bootstrap state.
+pub const RAFT_INIT_INDEX: u64 = 5;
+pub const RAFT_INIT_TERM: u64 = 5;
+
+/// Raft state of one range replica. Mutations go into the caller's
+/// `WriteBatch` (so that one pass of the event loop persists every range with
+/// one sync) and into the cached state at once: raft-rs reads them back only
+/// after that batch is written.
+pub struct RangeStorage {
+    engine: Engine,
+    range_id: u64,
+    hard_state: HardState,
+    apply: ApplyState,
+    /// Term of every entry in `[first_index, last_index]`, so that `term()`
+    /// (called for every append message) never touches the disk.
+    terms: VecDeque<u64>,
+}
+
+impl RangeStorage {
+    /// Loads a range's Raft state; a range never seen before starts empty.
+    pub fn load(engine: Engine, range_id: u64) -> Result<Self> {
+        let hard_state = match engine.get(CF_RAFT, &keys::hard_state_key(range_id))? {
+            Some(raw) => HardState::parse_from_bytes(&raw).map_err(|err| Error::corruption("hard state", err))?,
+            None => HardState::default(),
+        };
+        let apply = match engine.get(CF_RAFT, &keys::apply_state_key(range_id))? {
+            Some(raw) => ApplyState::decode(&raw)?,
+            None => ApplyState::default(),
+        };
+        let mut storage = RangeStorage {
+            engine,
+            range_id,
+            hard_state,
+            apply,
+            terms: VecDeque::new(),
+        };
+        let first = storage.first();
+        let mut expected = first;
+        let mut terms = VecDeque::new();
+        storage.engine.scan(
+            CF_RAFT,
+            &keys::log_entry_key(range_id, first),
+            &keys::log_entry_key(range_id, u64::MAX),
+            false,
+            |_, raw| {
+                let entry = decode_entry(raw)?;
+                if entry.index != expected {
+                    return Err(Error::corruption(
+                        "raft log",
+                        format!("range {range_id}: expected entry {expected}, found {}", entry.index),
+                    ));
+                }
+                expected += 1;
+                terms.push_back(entry.term);
+                Ok(true)
+            },
+        )?;
+        storage.terms = terms;
+        Ok(storage)
+    }
+
+    /// Writes the initial state of a range whose first members are `voters`.
+    pub fn write_bootstrap_state(engine: &Engine, batch: &mut WriteBatch, range_id: u64, voters: Vec<u64>) {
+        let apply = ApplyState {
+            applied_index: RAFT_INIT_INDEX,
+            truncated_index: RAFT_INIT_INDEX,
+            truncated_term: RAFT_INIT_TERM,
+            conf_state: ConfState::from((voters, vec![])),
+        };
+        let mut hard_state = HardState::default();
+        hard_state.term = RAFT_INIT_TERM;
+        hard_state.commit = RAFT_INIT_INDEX;
+        batch.put_cf(engine.cf(CF_RAFT), keys::apply_state_key(range_id), apply.encode());
+        batch.put_cf(engine.cf(CF_RAFT), keys::hard_state_key(range_id), encode_pb(&hard_state));
+    }
+
+    pub fn range_id(&self) -> u64 {
+        self.range_id
+    }
+
+    pub fn apply_state(&self) -> &ApplyState {
+        &self.apply
+    }
+
+    pub fn applied_index(&self) -> u64 {
+        self.apply.applied_index
+    }
+
+    pub fn hard_state(&self) -> &HardState {
+        &self.hard_state
+    }
+
+    fn first(&self) -> u64 {
+        self.apply.truncated_index + 1
+    }
+
+    fn last(&self) -> u64 {
+        self.apply.truncated_index + self.terms.len() as u64
+    }
+
+    /// Number of entries still in the log.
+    pub fn log_len(&self) -> u64 {
+        self.terms.len() as u64
+    }
+
+    pub fn append(&mut self, batch: &mut WriteBatch, entries: &[Entry]) -> Result<()> {
+        let Some(first_new) = entries.first() else {
+            return Ok(());
+        };
+        if first_new.index <= self.apply.truncated_index || first_new.index > self.last() + 1 {
+            return Err(Error::corruption(
+                "raft append",
+                format!(
+                    "range {}: entries from {} do not follow the log [{}, {}]",
+                    self.range_id,
+                    first_new.index,
+                    self.first(),
+                    self.last()
+                ),
+            ));
+        }
+        let cf = self.engine.cf(CF_RAFT);
+        let old_last = self.last();
+        // A new leader may overwrite a suffix of the log.
+        self.terms.truncate((first_new.index - self.first()) as usize);
+        for entry in entries {
+            batch.put_cf(cf, keys::log_entry_key(self.range_id, entry.index), encode_pb(entry));
+            self.terms.push_back(entry.term);
+        }
+        let new_last = self.last();
+        if old_last > new_last {
+            batch.delete_range_cf(
+                cf,
+                keys::log_entry_key(self.range_id, new_last + 1),
+                keys::log_entry_key(self.range_id, old_last + 1),
+            );
+        }
+        Ok(())
+    }
+
+    pub fn set_hard_state(&mut self, batch: &mut WriteBatch, hard_state: &HardState) {
+        self.hard_state = hard_state.clone();
+        batch.put_cf(
+            self.engine.cf(CF_RAFT),
+            keys::hard_state_key(self.range_id),
+            encode_pb(hard_state),
+        );
+    }
+
+    pub fn set_commit(&mut self, batch: &mut WriteBatch, commit: u64) {
+        let mut hard_state = self.hard_state.clone();
+        hard_state.commit = commit;
+        self.set_hard_state(batch, &hard_state);
+    }
+
+    /// Records that entries up to `index` are applied, with their effects in the same batch.
+    pub fn set_applied(&mut self, batch: &mut WriteBatch, index: u64, conf_state: Option<ConfState>) {
+        self.apply.applied_index = index;
+        if let Some(conf_state) = conf_state {
+            self.apply.conf_state = conf_state;
+        }
+        self.write_apply_state(batch);
+    }
+
+    /// Drops log entries up to and including `index`, which must be applied.
+    pub fn compact_to(&mut self, batch: &mut WriteBatch, index: u64) -> Result<()> {
+        let index = index.min(self.apply.applied_index);
+        if index <= self.apply.truncated_index {
+            return Ok(());
+        }
+        let term = self.term(index)?;
+        let drop = (index - self.apply.truncated_index) as usize;
+        batch.delete_range_cf(
+            self.engine.cf(CF_RAFT),
+            keys::log_entry_key(self.range_id, self.first()),
+            keys::log_entry_key(self.range_id, index + 1),
+        );
+        self.terms.drain(..drop.min(self.terms.len()));
+        self.apply.truncated_index = index;
+        self.apply.truncated_term = term;
+        self.write_apply_state(batch);
+        Ok(())
+    }
+
+    /// Replaces the log by a snapshot's position. The caller writes the data.
+    pub fn apply_snapshot(&mut self, batch: &mut WriteBatch, snapshot: &Snapshot) {
+        let meta = snapshot.get_metadata();
+        batch.delete_range_cf(
+            self.engine.cf(CF_RAFT),
+            keys::log_entry_key(self.range_id, 0),
+            keys::log_entry_key(self.range_id, u64::MAX),
+        );
+        self.terms.clear();
+        self.apply = ApplyState {
+            applied_index: meta.index,
+            truncated_index: meta.index,
+            truncated_term: meta.term,
+            conf_state: meta.get_conf_state().clone(),
+        };
+        self.write_apply_state(batch);
+        let mut hard_state = self.hard_state.clone();
+        hard_state.term = hard_state.term.max(meta.term);
+        hard_state.commit = hard_state.commit.max(meta.index);
+        self.set_hard_state(batch, &hard_state);
+    }
+
+    fn write_apply_state(&self, batch: &mut WriteBatch) {
+        batch.put_cf(
+            self.engine.cf(CF_RAFT),
+            keys::apply_state_key(self.range_id),
+            self.apply.encode(),
+        );
+    }
+}
+
+fn encode_pb(message: &impl protobuf::Message) -> Vec<u8> {
+    message
+        .write_to_bytes()
+        .expect("encoding an in-memory raft message cannot fail")
+}
+
+fn decode_entry(raw: &[u8]) -> Result<Entry> {
+    Entry::parse_from_bytes(raw).map_err(|err| Error::corruption("raft log entry", err))
+}
+
+fn storage_error(err: Error) -> raft::Error {
+    raft::Error::Store(StorageError::Other(Box::new(err)))
+}
+
+impl Storage for RangeStorage {
+    fn initial_state(&self) -> raft::Result<RaftState> {
+        Ok(RaftState::new(self.hard_state.clone(), self.apply.conf_state.clone()))
+    }
+
+    fn entries(
+        &self,
+        low: u64,
+        high: u64,
+        max_size: impl Into<Option<u64>>,
+        _context: GetEntriesContext,
+    ) -> raft::Result<Vec<Entry>> {
+        if low < self.first() {
+            return Err(raft::Error::Store(StorageError::Compacted));
+        }
+        if high > self.last() + 1 {
+            return Err(raft::Error::Store(StorageError::Unavailable));
+        }
+        let mut entries = Vec::with_capacity((high - low) as usize);
+        self.engine
+            .scan(
+                CF_RAFT,
+                &keys::log_entry_key(self.range_id, low),
+                &keys::log_entry_key(self.range_id, high),
+                false,
+                |_, raw| {
+                    entries.push(decode_entry(raw)?);
+                    Ok(true)
+                },
+            )
+            .map_err(storage_error)?;
+        if entries.len() as u64 != high - low {
+            return Err(storage_error(Error::corruption(
+                "raft log",
+                format!("range {}: entries [{low}, {high}) are incomplete", self.range_id),
+            )));
+        }
+        raft::util::limit_size(&mut entries, max_size.into());
+        Ok(entries)
+    }
+
+    fn term(&self, idx: u64) -> raft::Result<u64> {
+        if idx == self.apply.truncated_index {
+            return Ok(self.apply.truncated_term);
+        }
+        if idx < self.first() {
+            return Err(raft::Error::Store(StorageError::Compacted));
+        }
+        self.terms
+            .get((idx - self.first()) as usize)
+            .copied()
+            .ok_or(raft::Error::Store(StorageError::Unavailable))
+    }
+
+    fn first_index(&self) -> raft::Result<u64> {
+        Ok(self.first())
+    }
+
+    fn last_index(&self) -> raft::Result<u64> {
+        Ok(self.last())
+    }
+
+    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        if self.apply.applied_index < request_index {
+            return Err(raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable));
+        }
+        let data = snapshot::build(&self.engine, self.range_id).map_err(storage_error)?;
+        let mut snap = Snapshot::default();
+        snap.data = data.into();
+        let meta = snap.mut_metadata();
+        meta.index = self.apply.applied_index;
+        meta.term = self.term(self.apply.applied_index)?;
+        meta.set_conf_state(self.apply.conf_state.clone());
+        Ok(snap)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(index: u64, term: u64) -> Entry {
+        let mut e = Entry::default();
+        e.index = index;
+        e.term = term;
+        e.data = format!("entry {index}").into_bytes().into();
+        e
+    }
+
+    fn fresh() -> (tempfile::TempDir, Engine) {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::open(dir.path()).unwrap();
+        let mut batch = WriteBatch::default();
+        RangeStorage::write_bootstrap_state(&engine, &mut batch, 1, vec![1, 2, 3]);
+        engine.write(batch, true).unwrap();
+        (dir, engine)
+    }
+
+    #[test]
+    fn state_survives_restart() {
+        let (dir, engine) = fresh();
+        let mut storage = RangeStorage::load(engine.clone(), 1).unwrap();
+        let mut batch = WriteBatch::default();
+        storage.append(&mut batch, &[entry(6, 6), entry(7, 6), entry(8, 7)]).unwrap();
+        let mut hs = HardState::default();
+        hs.term = 7;
+        hs.vote = 2;
+        hs.commit = 7;
+        storage.set_hard_state(&mut batch, &hs);
+        storage.set_applied(&mut batch, 7, None);
+        engine.write(batch, true).unwrap();
+        drop(storage);
+        drop(engine);
+
+        let engine = Engine::open(dir.path()).unwrap();
+        let storage = RangeStorage::load(engine, 1).unwrap();
+        let state = storage.initial_state().unwrap();
+        assert_eq!(state.hard_state, hs);
+        assert_eq!(state.conf_state.voters, vec![1, 2, 3]);
+        assert_eq!(storage.applied_index(), 7);
+        assert_eq!(storage.first_index().unwrap(), RAFT_INIT_INDEX + 1);
+        assert_eq!(storage.last_index().unwrap(), 8);
+        assert_eq!(storage.term(8).unwrap(), 7);
+        assert_eq!(storage.term(RAFT_INIT_INDEX).unwrap(), RAFT_INIT_TERM);
+        let entries = storage.entries(6, 9, None, GetEntriesContext::empty(false)).unwrap();
+        assert_eq!(entries, vec![entry(6, 6), entry(7, 6), entry(8, 7)]);
+    }
+
+    #[test]
+    fn overwriting_a_suffix_drops_the_old_tail() {
+        let (_dir, engine) = fresh();
+        let mut storage = RangeStorage::load(engine.clone(), 1).unwrap();
+        let mut batch = WriteBatch::default();
+        storage.append(&mut batch, &[entry(6, 6), entry(7, 6), entry(8, 6)]).unwrap();
+        storage.append(&mut batch, &[entry(7, 7)]).unwrap();
+        engine.write(batch, true).unwrap();
+        let reloaded = RangeStorage::load(engine, 1).unwrap();
+        assert_eq!(reloaded.last_index().unwrap(), 7);
+        assert_eq!(reloaded.term(7).unwrap(), 7);
+        assert!(reloaded.term(8).is_err());
+    }
+
+    #[test]
+    fn compaction_drops_applied_entries_only() {
+        let (_dir, engine) = fresh();
+        let mut storage = RangeStorage::load(engine.clone(), 1).unwrap();
+        let mut batch = WriteBatch::default();
+        let entries: Vec<_> = (6..=20).map(|i| entry(i, 6)).collect();
+        storage.append(&mut batch, &entries).unwrap();
+        storage.set_applied(&mut batch, 15, None);
+        engine.write(batch, true).unwrap();
+
+        let mut batch = WriteBatch::default();
+        storage.compact_to(&mut batch, 18).unwrap(); // clamped to the applied index
+        engine.write(batch, true).unwrap();
+        assert_eq!(storage.first_index().unwrap(), 16);
+        assert_eq!(storage.term(15).unwrap(), 6);
+        assert_eq!(
+            storage.entries(10, 12, None, GetEntriesContext::empty(false)),
+            Err(raft::Error::Store(StorageError::Compacted))
+        );
+
+        let reloaded = RangeStorage::load(engine, 1).unwrap();
+        assert_eq!(reloaded.first_index().unwrap(), 16);
+        assert_eq!(reloaded.last_index().unwrap(), 20);
+        assert_eq!(reloaded.entries(16, 21, None, GetEntriesContext::empty(false)).unwrap().len(), 5);
+    }
+}

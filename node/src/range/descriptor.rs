@@ -1,0 +1,127 @@
+//! Range descriptors: what span a range owns, at which epoch, on which nodes.
+
+use prost::Message as _;
+use rocksdb::WriteBatch;
+use zdb_proto::v1::{RangeDescriptor, RangeEpoch, ReplicaDescriptor, RequestHeader};
+
+use crate::engine::{keys, Engine, CF_META};
+use crate::error::{Error, Result};
+
+/// The range that owns the whole key space when a cluster is bootstrapped.
+pub const FIRST_RANGE_ID: u64 = 1;
+
+pub fn initial(node_ids: &[u64]) -> RangeDescriptor {
+    RangeDescriptor {
+        range_id: FIRST_RANGE_ID,
+        start_key: Vec::new(),
+        end_key: Vec::new(),
+        epoch: Some(RangeEpoch { conf_ver: 1, version: 1 }),
+        replicas: node_ids
+            .iter()
+            .map(|&node_id| ReplicaDescriptor {
+                node_id,
+                // One replica per node per range: the node id doubles as the
+                // Raft peer id, so a message's `to` tells the node directly.
+                replica_id: node_id,
+                learner: false,
+            })
+            .collect(),
+    }
+}
+
+pub fn contains(range: &RangeDescriptor, key: &[u8]) -> bool {
+    key >= range.start_key.as_slice() && (range.end_key.is_empty() || key < range.end_key.as_slice())
+}
+
+/// Refuses a request that names another range or an older epoch, or touches
+/// keys outside the span, so a client with a stale view refreshes it.
+pub fn check_request<'k>(
+    range: &RangeDescriptor,
+    header: Option<&RequestHeader>,
+    mut keys: impl Iterator<Item = &'k [u8]>,
+) -> Result<()> {
+    if let Some(header) = header {
+        if header.range_id != 0 && header.range_id != range.range_id {
+            return Err(Error::RangeNotFound(header.range_id));
+        }
+        if let Some(epoch) = &header.epoch {
+            if Some(epoch) != range.epoch.as_ref() {
+                return Err(Error::EpochNotMatch { current: range.clone() });
+            }
+        }
+    }
+    if let Some(key) = keys.find(|key| !contains(range, key)) {
+        return Err(Error::KeyNotInRange {
+            key: key.to_vec(),
+            range: range.clone(),
+        });
+    }
+    Ok(())
+}
+
+pub fn save(engine: &Engine, batch: &mut WriteBatch, range: &RangeDescriptor) {
+    batch.put_cf(
+        engine.cf(CF_META),
+        keys::range_descriptor_key(range.range_id),
+        range.encode_to_vec(),
+    );
+}
+
+/// Every range this node holds a replica of.
+pub fn load_all(engine: &Engine) -> Result<Vec<RangeDescriptor>> {
+    let prefix = keys::range_descriptor_prefix();
+    let mut end = prefix.to_vec();
+    *end.last_mut().expect("non-empty prefix") += 1;
+    let mut ranges = Vec::new();
+    engine.scan(CF_META, prefix, &end, false, |_, raw| {
+        ranges.push(RangeDescriptor::decode(raw)?);
+        Ok(true)
+    })?;
+    Ok(ranges)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn span(start: &[u8], end: &[u8]) -> RangeDescriptor {
+        RangeDescriptor {
+            start_key: start.to_vec(),
+            end_key: end.to_vec(),
+            ..initial(&[1])
+        }
+    }
+
+    #[test]
+    fn span_is_half_open_and_empty_end_is_unbounded() {
+        let range = span(b"b", b"d");
+        assert!(!contains(&range, b"a"));
+        assert!(contains(&range, b"b"));
+        assert!(contains(&range, b"czzz"));
+        assert!(!contains(&range, b"d"));
+        assert!(contains(&span(b"", b""), b"\xff\xff"));
+    }
+
+    #[test]
+    fn stale_epoch_and_foreign_keys_are_refused() {
+        let range = span(b"b", b"d");
+        let stale = RequestHeader {
+            range_id: 1,
+            epoch: Some(RangeEpoch { conf_ver: 1, version: 0 }),
+        };
+        assert!(matches!(
+            check_request(&range, Some(&stale), std::iter::empty()),
+            Err(Error::EpochNotMatch { .. })
+        ));
+        assert!(matches!(
+            check_request(&range, None, [&b"c"[..], &b"e"[..]].into_iter()),
+            Err(Error::KeyNotInRange { key, .. }) if key == b"e"
+        ));
+        let other = RequestHeader { range_id: 7, epoch: None };
+        assert!(matches!(
+            check_request(&range, Some(&other), std::iter::empty()),
+            Err(Error::RangeNotFound(7))
+        ));
+        assert!(check_request(&range, None, [&b"b"[..]].into_iter()).is_ok());
+    }
+}

@@ -1,0 +1,232 @@
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use prost::Message as _;
+use raft::eraftpb::{ConfChange, ConfChangeV2, ConfState, Entry, EntryType, Snapshot};
+use raft::{RawNode, StateRole};
+use rocksdb::WriteBatch;
+use tokio::sync::oneshot;
+use zdb_proto::v1::{Command, RangeDescriptor};
+
+use super::apply::{Applier, ApplyResult};
+use super::reads::{ReadQueue, ReadResponder};
+use super::snapshot;
+use crate::config::RaftConfig;
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::metrics;
+use crate::raftlog::RangeStorage;
+
+pub type ProposalResponder = oneshot::Sender<Result<ApplyResult>>;
+
+struct Proposal {
+    term: u64,
+    responder: Option<ProposalResponder>,
+}
+
+/// A reply that may only be sent once the batch holding its effects is written.
+pub enum Reply {
+    Proposal(ProposalResponder, Result<ApplyResult>),
+}
+
+impl Reply {
+    pub fn send(self) {
+        match self {
+            Reply::Proposal(responder, result) => {
+                let _ = responder.send(result);
+            }
+        }
+    }
+}
+
+/// This node's replica of one range.
+pub struct Replica {
+    pub raw: RawNode<RangeStorage>,
+    pub descriptor: RangeDescriptor,
+    /// Proposals waiting for their entry to apply, by log index.
+    proposals: BTreeMap<u64, Proposal>,
+    pub reads: ReadQueue,
+    /// A lease read was served since the last round: keep the lease fresh.
+    lease_in_use: bool,
+}
+
+impl Replica {
+    pub fn open(
+        engine: Engine,
+        node_id: u64,
+        descriptor: RangeDescriptor,
+        raft: &RaftConfig,
+        logger: &slog::Logger,
+    ) -> Result<Self> {
+        let storage = RangeStorage::load(engine, descriptor.range_id)?;
+        let config = raft::Config {
+            id: node_id,
+            election_tick: raft.election_ticks,
+            heartbeat_tick: raft.heartbeat_ticks,
+            applied: storage.applied_index(),
+            check_quorum: true,
+            pre_vote: true,
+            max_size_per_msg: 1 << 20,
+            max_inflight_msgs: 256,
+            max_uncommitted_size: 256 << 20,
+            ..Default::default()
+        };
+        let logger = logger.new(slog::o!("range" => descriptor.range_id));
+        let raw = RawNode::new(&config, storage, &logger)?;
+        Ok(Replica {
+            raw,
+            descriptor,
+            proposals: BTreeMap::new(),
+            reads: ReadQueue::default(),
+            lease_in_use: false,
+        })
+    }
+
+    pub fn range_id(&self) -> u64 {
+        self.descriptor.range_id
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.raw.raft.state == StateRole::Leader
+    }
+
+    pub fn leader_id(&self) -> u64 {
+        self.raw.raft.leader_id
+    }
+
+    /// Appends a command to the log; `responder` hears the outcome once it
+    /// applies, or at once if raft-rs refuses it (e.g. during a leader transfer).
+    pub fn propose(&mut self, command: &Command, responder: Option<ProposalResponder>) -> Result<()> {
+        let term = self.raw.raft.term;
+        if self.raw.propose(Vec::new(), command.encode_to_vec()).is_err() {
+            if let Some(responder) = responder {
+                let _ = responder.send(Err(Error::ProposalDropped));
+            }
+            return Err(Error::ProposalDropped);
+        }
+        let index = self.raw.raft.raft_log.last_index();
+        metrics::RAFT_PROPOSALS.inc();
+        self.proposals.insert(index, Proposal { term, responder });
+        Ok(())
+    }
+
+    /// A linearizable read arrives on the leader: answer it from the lease if
+    /// that is valid, otherwise queue it for the next ReadIndex round.
+    pub fn read(&mut self, reader: ReadResponder, now: Instant) {
+        let lease_usable =
+            self.raw.raft.lead_transferee.is_none() && self.reads.lease_valid(self.raw.raft.term, now);
+        if lease_usable {
+            self.lease_in_use = true;
+            let committed = self.raw.raft.raft_log.committed;
+            if self.raw.store().applied_index() >= committed {
+                let _ = reader.send(Ok(()));
+            } else {
+                self.reads.await_apply(committed, reader);
+            }
+        } else {
+            self.reads.push_unsent(reader);
+        }
+    }
+
+    /// Sends a ReadIndex round for the queued reads, or to renew a lease in use.
+    pub fn flush_reads(&mut self, now: Instant, raft: &RaftConfig) {
+        if !self.is_leader() || !self.raw.raft.commit_to_current_term() {
+            return;
+        }
+        let term = self.raw.raft.term;
+        self.reads.resend_stale_rounds(now, raft.election_timeout());
+        let renew = self.lease_in_use
+            && !self.reads.has_round_in_flight()
+            && self.reads.lease_needs_renewal(term, now, raft.lease_length());
+        if self.reads.has_unsent() || renew {
+            self.lease_in_use = false;
+            let context = self.reads.start_round(term, now);
+            self.raw.read_index(context);
+        }
+    }
+
+    /// Applies committed entries into `batch`; replies wait until it is written.
+    pub fn apply_committed(
+        &mut self,
+        engine: &Engine,
+        batch: &mut WriteBatch,
+        entries: Vec<Entry>,
+        replies: &mut Vec<Reply>,
+    ) -> Result<()> {
+        let Some(last) = entries.last().map(|entry| entry.index) else {
+            return Ok(());
+        };
+        let mut conf_state: Option<ConfState> = None;
+        let mut applier = Applier::new(engine, batch);
+        for entry in entries {
+            metrics::RAFT_APPLIED.inc();
+            let outcome = match entry.get_entry_type() {
+                EntryType::EntryNormal if entry.data.is_empty() => None,
+                EntryType::EntryNormal => Some(match Command::decode(entry.data.as_ref()) {
+                    Ok(command) => applier.apply(&command)?,
+                    // Every replica fails the same way on the same bytes.
+                    Err(err) => {
+                        self.answer(entry.index, entry.term, Err(Error::InvalidArgument(format!("undecodable command: {err}"))), replies);
+                        continue;
+                    }
+                }),
+                EntryType::EntryConfChange => {
+                    let change: ConfChange = protobuf::Message::parse_from_bytes(entry.data.as_ref())
+                        .map_err(|err| Error::corruption("conf change entry", err))?;
+                    conf_state = Some(self.raw.apply_conf_change(&change)?);
+                    None
+                }
+                EntryType::EntryConfChangeV2 => {
+                    let change: ConfChangeV2 = protobuf::Message::parse_from_bytes(entry.data.as_ref())
+                        .map_err(|err| Error::corruption("conf change entry", err))?;
+                    conf_state = Some(self.raw.apply_conf_change(&change)?);
+                    None
+                }
+            };
+            if let Some(result) = outcome {
+                self.answer(entry.index, entry.term, Ok(result), replies);
+            }
+        }
+        drop(applier);
+        self.raw.mut_store().set_applied(batch, last, conf_state);
+        Ok(())
+    }
+
+    /// Resolves the proposal waiting at `index`, if any. A proposal whose slot
+    /// was taken by another term's entry was overwritten: it never applied.
+    fn answer(&mut self, index: u64, term: u64, result: Result<ApplyResult>, replies: &mut Vec<Reply>) {
+        while let Some(entry) = self.proposals.first_entry() {
+            if *entry.key() > index {
+                break;
+            }
+            let (slot, proposal) = entry.remove_entry();
+            let Some(responder) = proposal.responder else { continue };
+            if slot == index && proposal.term == term {
+                replies.push(Reply::Proposal(responder, result));
+                return;
+            }
+            replies.push(Reply::Proposal(responder, Err(Error::ProposalDropped)));
+        }
+    }
+
+    pub fn install_snapshot(&mut self, engine: &Engine, batch: &mut WriteBatch, snap: &Snapshot) -> Result<()> {
+        let installed = snapshot::install(engine, batch, &snap.data)?;
+        if let Some(range) = installed.range {
+            self.descriptor = range;
+        }
+        self.raw.mut_store().apply_snapshot(batch, snap);
+        // Proposals at or below the snapshot index can no longer be matched to
+        // their entries: their outcome is unknown to this node.
+        let index = snap.get_metadata().index;
+        while let Some(entry) = self.proposals.first_entry() {
+            if *entry.key() > index {
+                break;
+            }
+            if let Some(responder) = entry.remove().responder {
+                let _ = responder.send(Err(Error::OutcomeUnknown));
+            }
+        }
+        metrics::RAFT_SNAPSHOTS_APPLIED.inc();
+        Ok(())
+    }
+}

@@ -1,0 +1,390 @@
+//! The store: every range replica on this node, driven by one event loop.
+//!
+//! One pass of the loop takes every pending message, ticks the Raft groups
+//! when a tick is due, then collects the Ready of every replica and persists
+//! all of them — log entries, hard states, applied commands — with a single
+//! synced RocksDB write (group commit). Only then are the messages that
+//! depend on that persistence sent and the waiting clients answered.
+
+mod handle;
+pub mod msg;
+mod ttl;
+
+use std::collections::HashMap;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use raft::{SnapshotStatus, StateRole};
+use rocksdb::WriteBatch;
+use zdb_proto::v1::{RaftRole, RangeDescriptor, ReplicaStatus};
+
+pub use handle::StoreHandle;
+use msg::{ReadKind, StoreMsg, Target};
+
+use crate::config::RaftConfig;
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::metrics;
+use crate::range::descriptor;
+use crate::range::replica::{ProposalResponder, Reply};
+use crate::range::Replica;
+use crate::transport::{Outbox, PeerDirectory};
+
+/// Most messages taken from the queue in one pass, so that a flood of
+/// requests cannot delay persisting and answering the ones already taken.
+const MAX_MESSAGES_PER_PASS: usize = 4096;
+
+pub struct Store {
+    engine: Engine,
+    raft: RaftConfig,
+    replicas: HashMap<u64, Replica>,
+    outbox: Outbox,
+    peers: Arc<PeerDirectory>,
+    inbox: mpsc::Receiver<StoreMsg>,
+    ttl: ttl::Sweeper,
+}
+
+impl Store {
+    /// Opens every replica found on disk and starts the event loop on its own thread.
+    pub fn start(
+        node_id: u64,
+        engine: Engine,
+        raft: RaftConfig,
+        ttl_sweep_interval: std::time::Duration,
+        outbox: Outbox,
+        peers: Arc<PeerDirectory>,
+        logger: &slog::Logger,
+    ) -> Result<(StoreHandle, thread::JoinHandle<()>, mpsc::Sender<StoreMsg>)> {
+        let mut replicas = HashMap::new();
+        for range in descriptor::load_all(&engine)? {
+            let replica = Replica::open(engine.clone(), node_id, range, &raft, logger)?;
+            replicas.insert(replica.range_id(), replica);
+        }
+        let (sender, inbox) = mpsc::channel();
+        let store = Store {
+            engine,
+            raft,
+            replicas,
+            outbox,
+            peers,
+            inbox,
+            ttl: ttl::Sweeper::new(ttl_sweep_interval),
+        };
+        let thread = thread::Builder::new()
+            .name("zdb-store".into())
+            .spawn(move || store.run())?;
+        Ok((StoreHandle::new(sender.clone()), thread, sender))
+    }
+
+    fn run(mut self) {
+        let mut next_tick = Instant::now() + self.raft.tick;
+        loop {
+            let wait = next_tick.saturating_duration_since(Instant::now());
+            match self.inbox.recv_timeout(wait) {
+                Ok(msg) => {
+                    let mut running = self.handle(msg);
+                    for _ in 0..MAX_MESSAGES_PER_PASS {
+                        match self.inbox.try_recv() {
+                            Ok(msg) => running &= self.handle(msg),
+                            Err(_) => break,
+                        }
+                    }
+                    if !running {
+                        break;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            let now = Instant::now();
+            if now >= next_tick {
+                for replica in self.replicas.values_mut() {
+                    replica.raw.tick();
+                }
+                next_tick = now + self.raft.tick;
+                self.sweep_expired_keys(now);
+            }
+            for replica in self.replicas.values_mut() {
+                replica.flush_reads(now, &self.raft);
+            }
+            if let Err(err) = self.process_ready() {
+                // The engine refused a write: continuing could acknowledge
+                // something that is not durable. Stop the node.
+                tracing::error!(error = %err, "cannot persist Raft state; stopping the node");
+                std::process::exit(70);
+            }
+        }
+        tracing::info!("store event loop stopped");
+    }
+
+    /// Returns false once asked to stop.
+    fn handle(&mut self, msg: StoreMsg) -> bool {
+        match msg {
+            StoreMsg::Shutdown => return false,
+            StoreMsg::Raft(messages) => {
+                for (range_id, message) in messages {
+                    match self.replicas.get_mut(&range_id) {
+                        Some(replica) => {
+                            if let Err(err) = replica.raw.step(message) {
+                                tracing::debug!(range_id, error = %err, "raft message ignored");
+                            }
+                        }
+                        None => tracing::debug!(range_id, "message for a range this node does not hold"),
+                    }
+                }
+            }
+            StoreMsg::Propose { target, command, responder } => {
+                if let Err(err) = self.propose(&target, command, responder) {
+                    tracing::trace!(error = %err, "proposal refused");
+                }
+            }
+            StoreMsg::Read { target, kind, responder } => match self.route(&target) {
+                Err(err) => {
+                    let _ = responder.send(Err(err));
+                }
+                Ok(range_id) => {
+                    let replica = self.replicas.get_mut(&range_id).expect("routed to a local replica");
+                    if kind == ReadKind::Stale {
+                        let _ = responder.send(Ok(()));
+                    } else if !replica.is_leader() {
+                        let _ = responder.send(Err(not_leader(replica, &self.peers)));
+                    } else {
+                        replica.read(responder, Instant::now());
+                    }
+                }
+            },
+            StoreMsg::Unreachable { range_id, to } => {
+                if let Some(replica) = self.replicas.get_mut(&range_id) {
+                    replica.raw.report_unreachable(to);
+                }
+            }
+            StoreMsg::SnapshotSent { range_id, to, ok } => {
+                if let Some(replica) = self.replicas.get_mut(&range_id) {
+                    let status = if ok { SnapshotStatus::Finish } else { SnapshotStatus::Failure };
+                    replica.raw.report_snapshot(to, status);
+                }
+            }
+            StoreMsg::Status(responder) => {
+                let _ = responder.send(self.status());
+            }
+        }
+        true
+    }
+
+    /// Finds the local replica a request is for and checks span and epoch.
+    fn route(&self, target: &Target) -> Result<u64> {
+        let named = target.header.as_ref().map_or(0, |header| header.range_id);
+        let replica = if named != 0 {
+            self.replicas.get(&named).ok_or(Error::RangeNotFound(named))?
+        } else {
+            let key = target.keys.first().map(Vec::as_slice).unwrap_or_default();
+            self.replicas
+                .values()
+                .find(|replica| descriptor::contains(&replica.descriptor, key))
+                .ok_or(Error::RangeNotFound(0))?
+        };
+        descriptor::check_request(
+            &replica.descriptor,
+            target.header.as_ref(),
+            target.keys.iter().map(Vec::as_slice),
+        )?;
+        Ok(replica.range_id())
+    }
+
+    fn propose(&mut self, target: &Target, mut command: zdb_proto::v1::Command, responder: ProposalResponder) -> Result<()> {
+        let range_id = match self.route(target) {
+            Ok(range_id) => range_id,
+            Err(err) => {
+                let _ = responder.send(Err(err));
+                return Ok(());
+            }
+        };
+        let replica = self.replicas.get_mut(&range_id).expect("routed to a local replica");
+        if !replica.is_leader() {
+            let _ = responder.send(Err(not_leader(replica, &self.peers)));
+            return Ok(());
+        }
+        command.now_ms = now_ms();
+        replica.propose(&command, Some(responder))
+    }
+
+    fn sweep_expired_keys(&mut self, now: Instant) {
+        if !self.ttl.due(now) {
+            return;
+        }
+        for replica in self.replicas.values_mut().filter(|replica| replica.is_leader()) {
+            match ttl::expired_in_range(&self.engine, &replica.descriptor, now_ms()) {
+                Ok(Some(command)) => {
+                    if let Err(err) = replica.propose(&command, None) {
+                        tracing::debug!(error = %err, "TTL sweep proposal dropped");
+                    }
+                }
+                Ok(None) => {}
+                Err(err) => tracing::warn!(error = %err, "TTL sweep failed"),
+            }
+        }
+    }
+
+    fn process_ready(&mut self) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        let mut replies = Vec::new();
+        let mut readies = Vec::new();
+        let mut must_sync = false;
+        let mut appended = 0usize;
+
+        for (&range_id, replica) in self.replicas.iter_mut() {
+            if !replica.raw.has_ready() {
+                continue;
+            }
+            let mut ready = replica.raw.ready();
+            if let Some(soft) = ready.ss() {
+                on_role_change(replica, soft.raft_state, soft.leader_id, &self.peers);
+            }
+            // A leader may send its appends before its own copy is durable.
+            self.outbox.send(range_id, ready.take_messages());
+            if !ready.snapshot().is_empty() {
+                replica.install_snapshot(&self.engine, &mut batch, ready.snapshot())?;
+            }
+            replica.apply_committed(&self.engine, &mut batch, ready.take_committed_entries(), &mut replies)?;
+            appended += ready.entries().len();
+            replica.raw.mut_store().append(&mut batch, ready.entries())?;
+            if let Some(hard_state) = ready.hs() {
+                replica.raw.mut_store().set_hard_state(&mut batch, hard_state);
+            }
+            for read_state in ready.take_read_states() {
+                let term = replica.raw.raft.term;
+                replica
+                    .reads
+                    .round_confirmed(&read_state.request_ctx, read_state.index, term, self.raft.lease_length());
+            }
+            must_sync |= ready.must_sync();
+            readies.push((range_id, ready));
+        }
+        if readies.is_empty() {
+            return Ok(());
+        }
+        self.engine.write(batch, must_sync)?;
+        if must_sync && appended > 0 {
+            metrics::ENTRIES_PER_SYNC.observe(appended as f64);
+        }
+        replies.drain(..).for_each(Reply::send);
+
+        let mut batch = WriteBatch::default();
+        for (range_id, ready) in readies {
+            let replica = self.replicas.get_mut(&range_id).expect("ready replica exists");
+            let mut ready = ready;
+            self.outbox.send(range_id, ready.take_persisted_messages());
+            let mut light = replica.raw.advance(ready);
+            if let Some(commit) = light.commit_index() {
+                replica.raw.mut_store().set_commit(&mut batch, commit);
+            }
+            self.outbox.send(range_id, light.take_messages());
+            replica.apply_committed(&self.engine, &mut batch, light.take_committed_entries(), &mut replies)?;
+            replica.raw.advance_apply();
+        }
+        // Entries applied here are already durable in the log: no sync needed.
+        self.engine.write(batch, false)?;
+        replies.drain(..).for_each(Reply::send);
+
+        let mut batch = WriteBatch::default();
+        let mut log_entries = 0;
+        for replica in self.replicas.values_mut() {
+            replica.reads.applied(replica.raw.store().applied_index());
+            compact_log(replica, self.raft.log_compact_threshold, &mut batch)?;
+            log_entries += replica.raw.store().log_len();
+        }
+        metrics::RAFT_LOG_ENTRIES.set(log_entries as i64);
+        if !batch.is_empty() {
+            self.engine.write(batch, false)?;
+        }
+        Ok(())
+    }
+
+    fn status(&self) -> Vec<ReplicaStatus> {
+        self.replicas
+            .values()
+            .map(|replica| {
+                let raft = &replica.raw.raft;
+                let storage = replica.raw.store();
+                ReplicaStatus {
+                    range: Some(replica.descriptor.clone()),
+                    role: match raft.state {
+                        StateRole::Follower => RaftRole::Follower,
+                        StateRole::Candidate => RaftRole::Candidate,
+                        StateRole::PreCandidate => RaftRole::PreCandidate,
+                        StateRole::Leader => RaftRole::Leader,
+                    } as i32,
+                    leader_id: raft.leader_id,
+                    term: raft.term,
+                    commit_index: raft.raft_log.committed,
+                    applied_index: storage.applied_index(),
+                    first_log_index: storage.apply_state().truncated_index + 1,
+                    last_log_index: raft.raft_log.last_index(),
+                }
+            })
+            .collect()
+    }
+}
+
+fn on_role_change(replica: &mut Replica, role: StateRole, leader_id: u64, peers: &PeerDirectory) {
+    if role == StateRole::Leader {
+        metrics::RAFT_LEADER_ELECTED.inc();
+        tracing::info!(range_id = replica.range_id(), term = replica.raw.raft.term, "became leader");
+    } else {
+        replica
+            .reads
+            .lost_leadership(replica.range_id(), leader_id, peers.address(leader_id).unwrap_or_default());
+    }
+}
+
+fn not_leader(replica: &Replica, peers: &PeerDirectory) -> Error {
+    let leader_id = replica.leader_id();
+    Error::NotLeader {
+        range_id: replica.range_id(),
+        leader_id,
+        leader_address: peers.address(leader_id).unwrap_or_default(),
+    }
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis() as u64)
+        .unwrap_or_default()
+}
+
+/// The descriptor of a freshly bootstrapped cluster's only range.
+pub fn bootstrap(engine: &Engine, node_ids: &[u64]) -> Result<RangeDescriptor> {
+    let range = descriptor::initial(node_ids);
+    let mut batch = WriteBatch::default();
+    descriptor::save(engine, &mut batch, &range);
+    crate::raftlog::RangeStorage::write_bootstrap_state(engine, &mut batch, range.range_id, node_ids.to_vec());
+    engine.write(batch, true)?;
+    Ok(range)
+}
+
+/// Drops applied entries once the log is long. A leader keeps what its
+/// followers still need, unless the log grew far past the threshold; then
+/// a lagging follower gets a snapshot instead.
+fn compact_log(replica: &mut Replica, threshold: u64, batch: &mut WriteBatch) -> Result<()> {
+    let storage = replica.raw.store();
+    if storage.log_len() <= threshold {
+        return Ok(());
+    }
+    let applied = storage.applied_index();
+    let mut compact_to = applied;
+    if replica.is_leader() && storage.log_len() <= threshold * 4 {
+        let slowest = replica
+            .raw
+            .raft
+            .prs()
+            .iter()
+            .map(|(_, progress)| progress.matched)
+            .min()
+            .unwrap_or(applied);
+        compact_to = compact_to.min(slowest);
+    }
+    replica.raw.mut_store().compact_to(batch, compact_to)
+}

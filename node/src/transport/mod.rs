@@ -1,0 +1,18 @@
+//! Node-to-node traffic: one gRPC stream per peer carrying batches of Raft
+//! messages, a streaming call per snapshot, and the peer identity checks that
+//! keep a wiped node from voting under its old name.
+
+mod introduce;
+mod outbox;
+mod peers;
+mod server;
+
+pub use introduce::introduce;
+pub use outbox::Outbox;
+pub use peers::PeerDirectory;
+pub use server::RaftTransportService;
+
+/// Snapshot messages are cut into chunks of this size.
+const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
+/// A snapshot larger than this is refused by the receiver.
+const MAX_SNAPSHOT_BYTES: usize = 4 << 30;

@@ -1,0 +1,231 @@
+use std::collections::{BTreeSet, HashMap};
+use std::sync::mpsc as std_mpsc;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use protobuf::Message as _;
+use raft::eraftpb::{Message, MessageType};
+use tokio::runtime::Handle;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::{Channel, Endpoint};
+use tonic::Code;
+use zdb_proto::v1::raft_transport_client::RaftTransportClient;
+use zdb_proto::v1::{PeerHeader, RaftBatch, RaftEnvelope, SnapshotChunk};
+
+use super::{PeerDirectory, SNAPSHOT_CHUNK_BYTES};
+use crate::metrics;
+use crate::store::msg::StoreMsg;
+
+/// Messages sent to one peer in one RaftBatch, at most.
+const MAX_MESSAGES_PER_BATCH: usize = 1024;
+const RECONNECT_BACKOFF: Duration = Duration::from_millis(200);
+
+/// Hands outgoing Raft messages to one sender task per peer. Never blocks the
+/// store's event loop: messages to an unreachable peer are dropped, and Raft
+/// resends what matters.
+#[derive(Clone)]
+pub struct Outbox {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    node_id: u64,
+    cluster_id: String,
+    store_id: String,
+    peers: Arc<PeerDirectory>,
+    runtime: Handle,
+    queues: Mutex<HashMap<u64, mpsc::UnboundedSender<(u64, Message)>>>,
+    /// Set once the store runs: where delivery failures are reported.
+    store: OnceLock<std_mpsc::Sender<StoreMsg>>,
+}
+
+impl Outbox {
+    pub fn new(node_id: u64, cluster_id: String, store_id: String, peers: Arc<PeerDirectory>, runtime: Handle) -> Self {
+        Outbox {
+            inner: Arc::new(Inner {
+                node_id,
+                cluster_id,
+                store_id,
+                peers,
+                runtime,
+                queues: Mutex::new(HashMap::new()),
+                store: OnceLock::new(),
+            }),
+        }
+    }
+
+    pub fn connect_store(&self, store: std_mpsc::Sender<StoreMsg>) {
+        let _ = self.inner.store.set(store);
+    }
+
+    pub fn send(&self, range_id: u64, messages: Vec<Message>) {
+        for message in messages {
+            let to = message.to;
+            if to == self.inner.node_id {
+                continue;
+            }
+            if message.get_msg_type() == MessageType::MsgSnapshot {
+                let inner = self.inner.clone();
+                self.inner.runtime.spawn(send_snapshot(inner, range_id, message));
+                continue;
+            }
+            let mut queues = self.inner.queues.lock().expect("outbox lock is never poisoned");
+            let queue = queues.entry(to).or_insert_with(|| {
+                let (sender, receiver) = mpsc::unbounded_channel();
+                self.inner.runtime.spawn(run_peer(self.inner.clone(), to, receiver));
+                sender
+            });
+            let _ = queue.send((range_id, message));
+        }
+    }
+}
+
+impl Inner {
+    fn header(&self, to: u64) -> PeerHeader {
+        PeerHeader {
+            cluster_id: self.cluster_id.clone(),
+            from_node_id: self.node_id,
+            from_store_id: self.store_id.clone(),
+            to_node_id: to,
+        }
+    }
+
+    fn report(&self, msg: StoreMsg) {
+        if let Some(store) = self.store.get() {
+            let _ = store.send(msg);
+        }
+    }
+
+    async fn client(&self, to: u64) -> Option<RaftTransportClient<Channel>> {
+        let address = self.peers.address(to)?;
+        let endpoint = Endpoint::from_shared(format!("http://{address}"))
+            .ok()?
+            .connect_timeout(Duration::from_secs(1))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(5))
+            .keep_alive_timeout(Duration::from_secs(5));
+        let channel = endpoint.connect().await.ok()?;
+        Some(RaftTransportClient::new(channel).max_decoding_message_size(usize::MAX).max_encoding_message_size(usize::MAX))
+    }
+
+    /// A peer refused us because it knows our node id under another store
+    /// id: this node's data directory was wiped. Going on would let it vote
+    /// twice in a term, so it stops.
+    fn refused_identity(&self, status: &tonic::Status) {
+        if status.code() == Code::FailedPrecondition {
+            tracing::error!("{}", status.message());
+            eprintln!("error: {}", status.message());
+            std::process::exit(3);
+        }
+    }
+}
+
+/// Keeps one stream open to a peer and feeds it everything queued, batched.
+async fn run_peer(inner: Arc<Inner>, to: u64, mut queue: mpsc::UnboundedReceiver<(u64, Message)>) {
+    loop {
+        let Some(first) = queue.recv().await else { return };
+        let Some(mut client) = inner.client(to).await else {
+            drop_undeliverable(&inner, to, first, &mut queue);
+            tokio::time::sleep(RECONNECT_BACKOFF).await;
+            continue;
+        };
+        let (stream_tx, stream_rx) = mpsc::channel::<RaftBatch>(64);
+        let call = tokio::spawn(async move { client.stream(ReceiverStream::new(stream_rx)).await });
+        let mut pending = Some(first);
+        let mut header_sent = false;
+        loop {
+            let next = match pending.take() {
+                Some(message) => message,
+                None => match queue.recv().await {
+                    Some(message) => message,
+                    None => return,
+                },
+            };
+            let mut messages = vec![envelope(next)];
+            while messages.len() < MAX_MESSAGES_PER_BATCH {
+                match queue.try_recv() {
+                    Ok(message) => messages.push(envelope(message)),
+                    Err(_) => break,
+                }
+            }
+            let header = (!header_sent).then(|| inner.header(to));
+            header_sent = true;
+            if stream_tx.send(RaftBatch { header, messages }).await.is_err() {
+                break;
+            }
+        }
+        match call.await {
+            Ok(Err(status)) => {
+                inner.refused_identity(&status);
+                tracing::debug!(to, %status, "raft stream closed");
+            }
+            Ok(Ok(_)) | Err(_) => {}
+        }
+        tokio::time::sleep(RECONNECT_BACKOFF).await;
+    }
+}
+
+fn envelope((range_id, message): (u64, Message)) -> RaftEnvelope {
+    RaftEnvelope {
+        range_id,
+        message: message.write_to_bytes().expect("encoding an in-memory raft message cannot fail"),
+    }
+}
+
+/// The peer cannot be reached: drop what is queued for it and tell each
+/// affected range once, so Raft probes instead of streaming into the void.
+fn drop_undeliverable(
+    inner: &Inner,
+    to: u64,
+    first: (u64, Message),
+    queue: &mut mpsc::UnboundedReceiver<(u64, Message)>,
+) {
+    let mut ranges = BTreeSet::from([first.0]);
+    while let Ok((range_id, _)) = queue.try_recv() {
+        ranges.insert(range_id);
+    }
+    for range_id in ranges {
+        inner.report(StoreMsg::Unreachable { range_id, to });
+    }
+}
+
+async fn send_snapshot(inner: Arc<Inner>, range_id: u64, message: Message) {
+    let to = message.to;
+    let ok = match stream_snapshot(&inner, range_id, &message).await {
+        Ok(()) => {
+            metrics::RAFT_SNAPSHOTS_SENT.inc();
+            true
+        }
+        Err(err) => {
+            tracing::warn!(range_id, to, error = %err, "snapshot transfer failed; Raft will retry");
+            false
+        }
+    };
+    inner.report(StoreMsg::SnapshotSent { range_id, to, ok });
+}
+
+async fn stream_snapshot(inner: &Inner, range_id: u64, message: &Message) -> Result<(), String> {
+    let to = message.to;
+    let bytes = message.write_to_bytes().map_err(|err| err.to_string())?;
+    let mut client = inner.client(to).await.ok_or_else(|| format!("node {to} is unreachable"))?;
+    let header = inner.header(to);
+    let chunks: Vec<SnapshotChunk> = bytes
+        .chunks(SNAPSHOT_CHUNK_BYTES)
+        .enumerate()
+        .map(|(i, data)| SnapshotChunk {
+            header: (i == 0).then(|| header.clone()),
+            range_id,
+            data: data.to_vec(),
+        })
+        .collect();
+    tracing::info!(range_id, to, bytes = bytes.len(), chunks = chunks.len(), "sending snapshot");
+    client
+        .snapshot(tokio_stream::iter(chunks))
+        .await
+        .map_err(|status| {
+            inner.refused_identity(&status);
+            status.to_string()
+        })?;
+    Ok(())
+}

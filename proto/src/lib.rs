@@ -1,0 +1,19 @@
+//! zdb's wire protocol, generated from `proto/`:
+//! - `zdb.v1` `Kv`: the client API (kv.proto);
+//! - `zdb.v1` `Admin`: node administration (admin.proto);
+//! - `zdb.v1` `RaftTransport`: node-to-node Raft traffic and the replicated
+//!   command format (raft.proto);
+//! - `google.rpc.Status`: the rich-error envelope that carries a typed
+//!   [`v1::Error`] in a failed call's status details.
+
+pub mod v1 {
+    tonic::include_proto!("zdb.v1");
+}
+
+pub mod google_rpc {
+    tonic::include_proto!("google.rpc");
+}
+
+mod error_details;
+
+pub use error_details::{decode_error_details, encode_error_details};

@@ -1,0 +1,290 @@
+//! Harness for end-to-end tests: a cluster of real `zdb-node` processes on
+//! 127.0.0.1 ports picked at runtime, with data in a temporary folder. Nodes
+//! can be killed (SIGKILL), paused, restarted and wiped; every process is
+//! killed when the cluster is dropped, also when a test fails.
+
+use std::future::Future;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use zdb_client::{Client, ClientConfig};
+use zdb_proto::v1::RaftRole;
+
+/// The `zdb-node` binary cargo built next to the test executable.
+pub fn binary(name: &str) -> PathBuf {
+    if let Some(path) = std::env::var_os(format!("{}_BIN", name.to_uppercase().replace('-', "_"))) {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps");
+    let path = dir.join(name);
+    assert!(path.is_file(), "{} is missing: build the workspace first (cargo build --workspace)", path.display());
+    path
+}
+
+/// Polls `check` until it returns Some or `timeout` passes.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port on 127.0.0.1")
+        .port()
+}
+
+pub struct Node {
+    pub id: u64,
+    pub address: String,
+    pub status_address: String,
+    pub data_dir: PathBuf,
+    pub log: PathBuf,
+    process: Option<Child>,
+}
+
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub nodes: Vec<Node>,
+    cluster_id: String,
+    extra_args: Vec<String>,
+}
+
+impl Cluster {
+    /// Starts `count` nodes with fast Raft timings plus `extra_args`.
+    pub fn start(count: u64, extra_args: &[&str]) -> Cluster {
+        let dir = tempfile::Builder::new().prefix("zdb-e2e-").tempdir().expect("temp dir");
+        let nodes = (1..=count)
+            .map(|id| Node {
+                id,
+                address: format!("127.0.0.1:{}", free_port()),
+                status_address: format!("127.0.0.1:{}", free_port()),
+                data_dir: dir.path().join(format!("node-{id}")),
+                log: dir.path().join(format!("node-{id}.log")),
+                process: None,
+            })
+            .collect();
+        let mut cluster = Cluster {
+            dir,
+            nodes,
+            cluster_id: "e2e".into(),
+            extra_args: ["--raft-tick-ms=50"]
+                .iter()
+                .chain(extra_args)
+                .map(|arg| arg.to_string())
+                .collect(),
+        };
+        for id in 1..=count {
+            cluster.restart(id);
+        }
+        cluster
+    }
+
+    pub fn node(&self, id: u64) -> &Node {
+        &self.nodes[(id - 1) as usize]
+    }
+
+    fn node_mut(&mut self, id: u64) -> &mut Node {
+        &mut self.nodes[(id - 1) as usize]
+    }
+
+    pub fn endpoints(&self) -> String {
+        self.nodes.iter().map(|node| node.address.as_str()).collect::<Vec<_>>().join(",")
+    }
+
+    pub fn client(&self) -> Client {
+        Client::connect(&self.endpoints()).expect("valid endpoints")
+    }
+
+    /// A client that only talks to one node.
+    pub fn client_of(&self, id: u64) -> Client {
+        let mut config = ClientConfig::new([self.node(id).address.clone()]);
+        config.timeout = Duration::from_secs(2);
+        Client::new(config).expect("valid endpoint")
+    }
+
+    fn command(&self, id: u64) -> Command {
+        let peers = self
+            .nodes
+            .iter()
+            .map(|node| format!("{}={}", node.id, node.address))
+            .collect::<Vec<_>>()
+            .join(",");
+        let node = self.node(id);
+        let mut command = Command::new(binary("zdb-node"));
+        command
+            .arg(format!("--id={id}"))
+            .arg(format!("--listen={}", node.address))
+            .arg(format!("--status-listen={}", node.status_address))
+            .arg(format!("--data={}", node.data_dir.display()))
+            .arg(format!("--peers={peers}"))
+            .arg(format!("--cluster-id={}", self.cluster_id))
+            .args(&self.extra_args)
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// (Re)starts a node that is not running, on its data directory.
+    pub fn restart(&mut self, id: u64) {
+        assert!(self.node(id).process.is_none(), "node {id} is already running");
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(&self.node(id).log)
+            .expect("log file");
+        let child = self
+            .command(id)
+            .stdout(log.try_clone().expect("log file"))
+            .stderr(log)
+            .spawn()
+            .expect("zdb-node starts");
+        self.node_mut(id).process = Some(child);
+    }
+
+    /// Runs a node to completion (for nodes expected to refuse to start).
+    pub fn run_to_exit(&self, id: u64, timeout: Duration) -> (std::process::ExitStatus, String) {
+        let mut child = self
+            .command(id)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("zdb-node starts");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                let mut stderr = String::new();
+                use std::io::Read;
+                child.stderr.take().expect("piped").read_to_string(&mut stderr).expect("stderr");
+                return (status, stderr);
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                let mut stderr = String::new();
+                use std::io::Read;
+                let _ = child.stderr.take().expect("piped").read_to_string(&mut stderr);
+                panic!("node {id} was expected to exit within {timeout:?} but kept running; it said:\n{stderr}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn kill(&mut self, id: u64) {
+        if let Some(mut child) = self.node_mut(id).process.take() {
+            let _ = child.kill(); // SIGKILL
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM and wait: a clean shutdown.
+    pub fn stop(&mut self, id: u64) {
+        if let Some(mut child) = self.node_mut(id).process.take() {
+            // SAFETY: kill(2) on a child we spawned and have not reaped.
+            unsafe {
+                libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+            }
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while child.try_wait().expect("wait").is_none() {
+                if Instant::now() >= deadline {
+                    let _ = child.kill();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.wait();
+        }
+    }
+
+    pub fn wipe(&mut self, id: u64) {
+        assert!(self.node(id).process.is_none(), "stop node {id} before wiping it");
+        let _ = std::fs::remove_dir_all(&self.node(id).data_dir);
+    }
+
+    pub fn is_running(&mut self, id: u64) -> bool {
+        match self.node_mut(id).process.as_mut() {
+            Some(child) => child.try_wait().ok().flatten().is_none(),
+            None => false,
+        }
+    }
+
+    /// Waits until the running nodes agree on one leader; returns its id.
+    pub async fn wait_for_leader(&self, timeout: Duration) -> u64 {
+        let client = self.client();
+        let addresses: Vec<String> = self.nodes.iter().filter(|n| n.process.is_some()).map(|n| n.address.clone()).collect();
+        eventually("a leader", timeout, || {
+            let client = client.clone();
+            let addresses = addresses.clone();
+            async move {
+                for address in &addresses {
+                    if let Ok(status) = client.node_status(address).await {
+                        if status.replicas.iter().any(|r| r.role == RaftRole::Leader as i32) {
+                            return Some(status.node_id);
+                        }
+                    }
+                }
+                None
+            }
+        })
+        .await
+    }
+
+    /// A node's Prometheus metric value (summed over label sets).
+    pub async fn metric(&self, id: u64, name: &str) -> f64 {
+        let address = self.node(id).status_address.clone();
+        let body = tokio::task::spawn_blocking(move || http_get(&address, "/metrics"))
+            .await
+            .expect("metrics fetch")
+            .unwrap_or_default();
+        body.lines()
+            .filter(|line| line.starts_with(name) && line[name.len()..].starts_with([' ', '{']))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    pub fn log_of(&self, id: u64) -> String {
+        std::fs::read_to_string(&self.node(id).log).unwrap_or_default()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let ids: Vec<u64> = self.nodes.iter().map(|node| node.id).collect();
+        for id in ids {
+            self.kill(id);
+        }
+        if std::thread::panicking() {
+            for node in &self.nodes {
+                eprintln!("---- log of node {} ----\n{}", node.id, tail(&self.log_of(node.id), 60));
+            }
+        }
+    }
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// A minimal HTTP/1.0 GET, enough for the status port.
+pub fn http_get(address: &str, path: &str) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address)?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    Ok(response.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default())
+}

@@ -1,0 +1,131 @@
+//! `zdbctl` as users and scripts run it: `local up` starts a cluster, the
+//! data commands follow their output contract, and a second `local up` on
+//! the same folder brings the same data back.
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use zdb_tests::binary;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// `zdbctl local up` in the background; stopped (SIGTERM, then SIGKILL) on drop.
+struct LocalUp {
+    child: Child,
+}
+
+impl LocalUp {
+    fn start(data: &Path) -> LocalUp {
+        let _ = std::fs::remove_file(data.join("endpoints"));
+        let child = Command::new(binary("zdbctl"))
+            .args(["local", "up", "--nodes", "3", "--data"])
+            .arg(data)
+            .arg("--node-arg=--raft-tick-ms=50")
+            .env("ZDB_NODE_BIN", binary("zdb-node"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("zdbctl starts");
+        let up = LocalUp { child };
+        let deadline = Instant::now() + WAIT;
+        while !data.join("endpoints").exists() {
+            assert!(Instant::now() < deadline, "local up did not write its endpoints file");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        up
+    }
+
+    fn stop(mut self) -> std::process::ExitStatus {
+        // SAFETY: kill(2) on a child we spawned and have not reaped.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "local up did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for LocalUp {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            unsafe {
+                libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+            }
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn zdbctl(endpoints: &str, args: &[&str]) -> Output {
+    Command::new(binary("zdbctl"))
+        .env("ZDB_ENDPOINTS", endpoints)
+        .args(args)
+        .output()
+        .expect("zdbctl runs")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn local_cluster_and_data_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("cluster");
+    let up = LocalUp::start(&data);
+    let endpoints = std::fs::read_to_string(data.join("endpoints")).unwrap().trim().to_owned();
+    assert_eq!(endpoints.split(',').count(), 3);
+
+    let put = zdbctl(&endpoints, &["put", "greeting", "hello world"]);
+    assert!(put.status.success(), "{put:?}");
+    let get = zdbctl(&endpoints, &["get", "greeting"]);
+    assert!(get.status.success());
+    assert_eq!(stdout(&get), "hello world\n");
+
+    let missing = zdbctl(&endpoints, &["get", "nope"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("not found"));
+
+    assert!(zdbctl(&endpoints, &["put", "a1", "x"]).status.success());
+    assert!(zdbctl(&endpoints, &["put", "a2", "y"]).status.success());
+    let scan = zdbctl(&endpoints, &["scan", "a", "b"]);
+    assert_eq!(stdout(&scan), "a1\tx\na2\ty\n");
+    let limited = zdbctl(&endpoints, &["scan", "a", "b", "--limit", "1"]);
+    assert_eq!(stdout(&limited), "a1\tx\n");
+
+    assert!(zdbctl(&endpoints, &["cas", "a1", "x", "z"]).status.success());
+    assert_eq!(zdbctl(&endpoints, &["cas", "a1", "x", "w"]).status.code(), Some(1));
+    assert!(zdbctl(&endpoints, &["cas", "fresh", "v", "--absent"]).status.success());
+    assert_eq!(zdbctl(&endpoints, &["cas", "fresh", "v", "--absent"]).status.code(), Some(1));
+    assert!(zdbctl(&endpoints, &["del", "a2"]).status.success());
+    assert!(zdbctl(&endpoints, &["put", "temp", "t", "--ttl", "600"]).status.success());
+    assert_eq!(stdout(&zdbctl(&endpoints, &["get", "temp"])), "t\n");
+
+    let bad = zdbctl(&endpoints, &["put", "", "v"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("key is empty"));
+
+    assert!(up.stop().success());
+
+    // Same folder, same cluster, same data.
+    let up = LocalUp::start(&data);
+    let endpoints_again = std::fs::read_to_string(data.join("endpoints")).unwrap().trim().to_owned();
+    assert_eq!(endpoints_again, endpoints);
+    assert_eq!(stdout(&zdbctl(&endpoints, &["get", "greeting"])), "hello world\n");
+    assert_eq!(stdout(&zdbctl(&endpoints, &["get", "a1"])), "z\n");
+    assert_eq!(zdbctl(&endpoints, &["get", "a2"]).status.code(), Some(1));
+    assert!(up.stop().success());
+}
