@@ -21,7 +21,10 @@ use stats::Stats;
 use workload::{Operation, Workload};
 
 #[derive(Parser, Debug)]
-#[command(name = "zdb-bench", about = "Load generator for zdb: throughput and latency percentiles")]
+#[command(
+    name = "zdb-bench",
+    about = "Load generator for zdb: throughput and latency percentiles"
+)]
 struct Args {
     /// System under test.
     #[arg(long, default_value = "zdb", value_parser = ["zdb"])]
@@ -76,8 +79,13 @@ async fn main() -> Result<()> {
     let next_insert = Arc::new(AtomicU64::new(args.records));
     let mut tasks = Vec::new();
     for _ in 0..args.clients {
-        let (client, stats, measuring, stop, next_insert) =
-            (client.clone(), stats.clone(), measuring.clone(), stop.clone(), next_insert.clone());
+        let (client, stats, measuring, stop, next_insert) = (
+            client.clone(),
+            stats.clone(),
+            measuring.clone(),
+            stop.clone(),
+            next_insert.clone(),
+        );
         let (workload, records, value) = (args.workload, args.records, value.clone());
         tasks.push(tokio::spawn(async move {
             let mut rng = rand::rngs::SmallRng::from_os_rng();
@@ -86,7 +94,9 @@ async fn main() -> Result<()> {
                 let started = Instant::now();
                 let result = match &operation {
                     Operation::Read(key) => client.get(key.clone()).await.map(drop),
-                    Operation::Update(key) | Operation::Insert(key) => client.put(key.clone(), value.clone()).await,
+                    Operation::Update(key) | Operation::Insert(key) => {
+                        client.put(key.clone(), value.clone()).await
+                    }
                 };
                 if measuring.load(Ordering::Relaxed) {
                     stats.record(operation.kind(), started.elapsed(), result.is_ok());
@@ -100,12 +110,21 @@ async fn main() -> Result<()> {
     let started = Instant::now();
     let mut last = (started, 0u64);
     while started.elapsed() < Duration::from_secs(args.duration) {
-        tokio::time::sleep(Duration::from_secs(1).min(Duration::from_secs(args.duration).saturating_sub(started.elapsed()))).await;
+        tokio::time::sleep(
+            Duration::from_secs(1)
+                .min(Duration::from_secs(args.duration).saturating_sub(started.elapsed())),
+        )
+        .await;
         let (when, count) = last;
         let total = stats.total_ops();
-        if when.elapsed() >= Duration::from_secs(5) || started.elapsed() >= Duration::from_secs(args.duration) {
+        if when.elapsed() >= Duration::from_secs(5)
+            || started.elapsed() >= Duration::from_secs(args.duration)
+        {
             let rate = (total - count) as f64 / when.elapsed().as_secs_f64();
-            println!("[{:>4.0}s] {total} ops, {rate:.0} ops/s", started.elapsed().as_secs_f64());
+            println!(
+                "[{:>4.0}s] {total} ops, {rate:.0} ops/s",
+                started.elapsed().as_secs_f64()
+            );
             last = (Instant::now(), total);
         }
     }
@@ -119,18 +138,23 @@ async fn main() -> Result<()> {
     let report = stats.report(elapsed);
     print!("{}", report.table());
     if let Some(path) = &args.json {
-        std::fs::write(path, report.json()).with_context(|| format!("cannot write {}", path.display()))?;
+        std::fs::write(path, report.json())
+            .with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(())
 }
 
 async fn load(client: &Client, args: &Args, value: &[u8]) -> Result<()> {
-    println!("loading {} records with {} clients", args.records, args.clients);
+    println!(
+        "loading {} records with {} clients",
+        args.records, args.clients
+    );
     let next = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..args.clients {
-        let (client, next, value, records) = (client.clone(), next.clone(), value.to_vec(), args.records);
+        let (client, next, value, records) =
+            (client.clone(), next.clone(), value.to_vec(), args.records);
         tasks.push(tokio::spawn(async move {
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
@@ -145,6 +169,10 @@ async fn load(client: &Client, args: &Args, value: &[u8]) -> Result<()> {
         task.await?.context("load failed")?;
     }
     let elapsed = started.elapsed().as_secs_f64();
-    println!("loaded {} records in {elapsed:.1}s ({:.0} writes/s)", args.records, args.records as f64 / elapsed);
+    println!(
+        "loaded {} records in {elapsed:.1}s ({:.0} writes/s)",
+        args.records,
+        args.records as f64 / elapsed
+    );
     Ok(())
 }

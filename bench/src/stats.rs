@@ -17,17 +17,22 @@ struct OpStats {
 
 impl Stats {
     pub fn new() -> Self {
-        Stats { per_op: Mutex::new(BTreeMap::new()) }
+        Stats {
+            per_op: Mutex::new(BTreeMap::new()),
+        }
     }
 
     pub fn record(&self, op: &'static str, latency: Duration, ok: bool) {
         let mut per_op = self.per_op.lock().expect("stats lock is never poisoned");
         let stats = per_op.entry(op).or_insert_with(|| OpStats {
-            latency_us: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds"),
+            latency_us: Histogram::new_with_bounds(1, 60_000_000, 3)
+                .expect("valid histogram bounds"),
             errors: 0,
         });
         if ok {
-            stats.latency_us.saturating_record(latency.as_micros() as u64);
+            stats
+                .latency_us
+                .saturating_record(latency.as_micros() as u64);
         } else {
             stats.errors += 1;
         }
@@ -127,6 +132,9 @@ impl Report {
             })
             .collect::<Vec<_>>()
             .join(",");
-        format!("{{\"throughput_ops\":{:.1},\"operations\":{{{ops}}}}}\n", self.throughput_ops)
+        format!(
+            "{{\"throughput_ops\":{:.1},\"operations\":{{{ops}}}}}\n",
+            self.throughput_ops
+        )
     }
 }

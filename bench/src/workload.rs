@@ -20,7 +20,9 @@ impl FromStr for Workload {
             "b" => Ok(Workload::B),
             "c" => Ok(Workload::C),
             "insert" => Ok(Workload::Insert),
-            other => Err(format!("unknown workload {other:?}; choose a, b, c or insert")),
+            other => Err(format!(
+                "unknown workload {other:?}; choose a, b, c or insert"
+            )),
         }
     }
 }
@@ -63,7 +65,9 @@ impl Workload {
             Workload::A => 0.5,
             Workload::B => 0.95,
             Workload::C => 1.0,
-            Workload::Insert => return Operation::Insert(key(next_insert.fetch_add(1, Ordering::Relaxed))),
+            Workload::Insert => {
+                return Operation::Insert(key(next_insert.fetch_add(1, Ordering::Relaxed)))
+            }
         };
         if rng.random_bool(read_share) {
             Operation::Read(existing)

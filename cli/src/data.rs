@@ -76,7 +76,12 @@ pub async fn run(client: &Client, command: DataCommand) -> Result<ExitCode> {
             client.delete(key).await?;
             writeln!(out, "OK")?;
         }
-        DataCommand::Scan { start, end, limit, reverse } => {
+        DataCommand::Scan {
+            start,
+            end,
+            limit,
+            reverse,
+        } => {
             for pair in client.scan(start, end, limit, reverse).await? {
                 out.write_all(&pair.key)?;
                 out.write_all(b"\t")?;
@@ -84,14 +89,20 @@ pub async fn run(client: &Client, command: DataCommand) -> Result<ExitCode> {
                 writeln!(out)?;
             }
         }
-        DataCommand::Cas { key, mut values, absent } => {
+        DataCommand::Cas {
+            key,
+            mut values,
+            absent,
+        } => {
             let (expected, new_value) = match (absent, values.len()) {
                 (true, 1) => (None, values.remove(0)),
                 (false, 2) => {
                     let new_value = values.remove(1);
                     (Some(values.remove(0)), new_value)
                 }
-                _ => anyhow::bail!("usage: zdbctl cas KEY EXPECTED NEW, or zdbctl cas KEY NEW --absent"),
+                _ => anyhow::bail!(
+                    "usage: zdbctl cas KEY EXPECTED NEW, or zdbctl cas KEY NEW --absent"
+                ),
             };
             let outcome = client
                 .compare_and_swap(key, expected.as_deref().map(str::as_bytes), new_value)
@@ -100,7 +111,10 @@ pub async fn run(client: &Client, command: DataCommand) -> Result<ExitCode> {
                 writeln!(out, "OK")?;
             } else {
                 match outcome.previous {
-                    Some(value) => eprintln!("compare failed: current value is {}", String::from_utf8_lossy(&value)),
+                    Some(value) => eprintln!(
+                        "compare failed: current value is {}",
+                        String::from_utf8_lossy(&value)
+                    ),
                     None => eprintln!("compare failed: key does not exist"),
                 }
                 return Ok(ExitCode::from(1));

@@ -16,7 +16,11 @@ use clap::{Parser, Subcommand};
 use zdb_client::{Client, ClientConfig};
 
 #[derive(Parser)]
-#[command(name = "zdbctl", version, about = "zdb command-line client and local cluster runner")]
+#[command(
+    name = "zdbctl",
+    version,
+    about = "zdb command-line client and local cluster runner"
+)]
 struct Cli {
     /// Nodes to talk to: HOST:PORT, comma-separated.
     #[arg(long, env = "ZDB_ENDPOINTS", global = true, value_delimiter = ',')]
@@ -45,7 +49,12 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Local(command) => local::run(command).await,
         command => {
-            let mut config = ClientConfig::new(cli.endpoints.iter().map(|e| e.trim().to_owned()).filter(|e| !e.is_empty()));
+            let mut config = ClientConfig::new(
+                cli.endpoints
+                    .iter()
+                    .map(|e| e.trim().to_owned())
+                    .filter(|e| !e.is_empty()),
+            );
             config.timeout = Duration::from_secs(cli.timeout);
             match Client::new(config) {
                 Err(err) => Err(err.into()),

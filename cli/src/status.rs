@@ -13,7 +13,9 @@ pub async fn run(client: &Client) -> Result<ExitCode> {
             Ok(status) => {
                 for replica in status.replicas {
                     let role = RaftRole::try_from(replica.role).map_or("?".into(), |role| {
-                        role.as_str_name().trim_start_matches("RAFT_ROLE_").to_lowercase()
+                        role.as_str_name()
+                            .trim_start_matches("RAFT_ROLE_")
+                            .to_lowercase()
                     });
                     println!(
                         "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}..{}",
@@ -36,5 +38,9 @@ pub async fn run(client: &Client) -> Result<ExitCode> {
             }
         }
     }
-    Ok(if unreachable == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if unreachable == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

@@ -8,7 +8,9 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Status};
 use zdb_proto::v1::admin_client::AdminClient;
 use zdb_proto::v1::kv_client::KvClient;
-use zdb_proto::v1::{self as pb, mutation, KeyValue, NodeStatusRequest, NodeStatusResponse, ReadConsistency};
+use zdb_proto::v1::{
+    self as pb, mutation, KeyValue, NodeStatusRequest, NodeStatusResponse, ReadConsistency,
+};
 
 use crate::error::{Error, Result};
 use crate::retry::{backoff, classify, Next};
@@ -57,8 +59,14 @@ impl Consistency {
 /// One write of a [`Client::batch_write`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mutation {
-    Put { key: Vec<u8>, value: Vec<u8>, ttl_seconds: u64 },
-    Delete { key: Vec<u8> },
+    Put {
+        key: Vec<u8>,
+        value: Vec<u8>,
+        ttl_seconds: u64,
+    },
+    Delete {
+        key: Vec<u8>,
+    },
 }
 
 /// The result of a compare-and-swap.
@@ -103,7 +111,10 @@ impl Client {
 
     /// A client for comma-separated `HOST:PORT` endpoints.
     pub fn connect(endpoints: &str) -> Result<Self> {
-        let endpoints = endpoints.split(',').map(str::trim).filter(|e| !e.is_empty());
+        let endpoints = endpoints
+            .split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty());
         Client::new(ClientConfig::new(endpoints))
     }
 
@@ -112,7 +123,11 @@ impl Client {
     }
 
     fn channel(&self, endpoint: &str) -> Result<Channel> {
-        let mut channels = self.inner.channels.lock().expect("channel pool lock is never poisoned");
+        let mut channels = self
+            .inner
+            .channels
+            .lock()
+            .expect("channel pool lock is never poisoned");
         if let Some(channel) = channels.get(endpoint) {
             return Ok(channel.clone());
         }
@@ -132,7 +147,13 @@ impl Client {
     }
 
     fn pick_endpoint(&self) -> String {
-        if let Some(leader) = self.inner.leader.lock().expect("leader lock is never poisoned").clone() {
+        if let Some(leader) = self
+            .inner
+            .leader
+            .lock()
+            .expect("leader lock is never poisoned")
+            .clone()
+        {
             return leader;
         }
         let endpoints = &self.inner.config.endpoints;
@@ -141,7 +162,11 @@ impl Client {
     }
 
     fn set_leader(&self, leader: Option<String>) {
-        *self.inner.leader.lock().expect("leader lock is never poisoned") = leader;
+        *self
+            .inner
+            .leader
+            .lock()
+            .expect("leader lock is never poisoned") = leader;
     }
 
     /// Runs `attempt` against the leader until it succeeds, fails for good,
@@ -195,7 +220,11 @@ impl Client {
         self.get_with(key, Consistency::Linearizable).await
     }
 
-    pub async fn get_with(&self, key: impl Into<Vec<u8>>, consistency: Consistency) -> Result<Option<Vec<u8>>> {
+    pub async fn get_with(
+        &self,
+        key: impl Into<Vec<u8>>,
+        consistency: Consistency,
+    ) -> Result<Option<Vec<u8>>> {
         let request = pb::GetRequest {
             key: key.into(),
             consistency: consistency.to_proto(),
@@ -215,7 +244,12 @@ impl Client {
     }
 
     /// Writes a key that disappears after `ttl_seconds` (0: never).
-    pub async fn put_with_ttl(&self, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>, ttl_seconds: u64) -> Result<()> {
+    pub async fn put_with_ttl(
+        &self,
+        key: impl Into<Vec<u8>>,
+        value: impl Into<Vec<u8>>,
+        ttl_seconds: u64,
+    ) -> Result<()> {
         let request = pb::PutRequest {
             key: key.into(),
             value: value.into(),
@@ -257,7 +291,11 @@ impl Client {
         let mut end = end.into();
         let mut pairs: Vec<KeyValue> = Vec::new();
         loop {
-            let want = if limit == 0 { 0 } else { (limit - pairs.len()) as u32 };
+            let want = if limit == 0 {
+                0
+            } else {
+                (limit - pairs.len()) as u32
+            };
             let request = pb::ScanRequest {
                 start_key: start.clone(),
                 end_key: end.clone(),
@@ -276,7 +314,9 @@ impl Client {
             if !more || (limit != 0 && pairs.len() >= limit) {
                 return Ok(pairs);
             }
-            let Some(last) = pairs.last() else { return Ok(pairs) };
+            let Some(last) = pairs.last() else {
+                return Ok(pairs);
+            };
             if reverse {
                 end = last.key.clone();
             } else {
@@ -344,7 +384,10 @@ impl Client {
     /// Status of the node at `endpoint` (one of the configured ones or any other).
     pub async fn node_status(&self, endpoint: &str) -> Result<NodeStatusResponse> {
         let mut admin = AdminClient::new(self.channel(endpoint)?);
-        let request = timed(NodeStatusRequest {}, self.inner.config.timeout.min(MAX_ATTEMPT));
+        let request = timed(
+            NodeStatusRequest {},
+            self.inner.config.timeout.min(MAX_ATTEMPT),
+        );
         admin
             .node_status(request)
             .await
@@ -361,7 +404,15 @@ fn timed<T>(message: T, timeout: Duration) -> Request<T> {
 
 fn to_proto_mutation(mutation: Mutation) -> pb::Mutation {
     let op = match mutation {
-        Mutation::Put { key, value, ttl_seconds } => mutation::Op::Put(pb::PutOp { key, value, ttl_seconds }),
+        Mutation::Put {
+            key,
+            value,
+            ttl_seconds,
+        } => mutation::Op::Put(pb::PutOp {
+            key,
+            value,
+            ttl_seconds,
+        }),
         Mutation::Delete { key } => mutation::Op::Delete(pb::DeleteOp { key }),
     };
     pb::Mutation { op: Some(op) }

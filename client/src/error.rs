@@ -31,7 +31,9 @@ pub enum Error {
 impl Error {
     pub(crate) fn from_final_status(status: Status) -> Self {
         match status.code() {
-            Code::InvalidArgument | Code::OutOfRange => Error::InvalidArgument(status.message().to_owned()),
+            Code::InvalidArgument | Code::OutOfRange => {
+                Error::InvalidArgument(status.message().to_owned())
+            }
             _ => Error::Rpc(status),
         }
     }

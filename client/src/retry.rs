@@ -33,7 +33,9 @@ pub fn classify(status: &Status) -> Next {
         // The node said it did not apply it (no leader, shutting down), or
         // the request never reached a node.
         Code::Unavailable if is_connect_error(status) => Next::Retry,
-        Code::Unavailable | Code::Unknown | Code::Cancelled | Code::DeadlineExceeded => Next::Ambiguous,
+        Code::Unavailable | Code::Unknown | Code::Cancelled | Code::DeadlineExceeded => {
+            Next::Ambiguous
+        }
         Code::ResourceExhausted | Code::Aborted => Next::Retry,
         _ => Next::Fail,
     }
@@ -69,20 +71,32 @@ mod tests {
                 leader_address: address.into(),
             })),
         };
-        let bytes = zdb_proto::encode_error_details(Code::Unavailable as i32, "not leader", &detail);
+        let bytes =
+            zdb_proto::encode_error_details(Code::Unavailable as i32, "not leader", &detail);
         Status::with_details(Code::Unavailable, "not leader", bytes.into())
     }
 
     #[test]
     fn redirects_follow_the_named_leader() {
-        assert_eq!(classify(&not_leader("127.0.0.1:5")), Next::Redirect("127.0.0.1:5".into()));
+        assert_eq!(
+            classify(&not_leader("127.0.0.1:5")),
+            Next::Redirect("127.0.0.1:5".into())
+        );
         assert_eq!(classify(&not_leader("")), Next::Retry);
     }
 
     #[test]
     fn lost_responses_are_ambiguous_but_refused_connections_are_not() {
-        assert_eq!(classify(&Status::deadline_exceeded("slow")), Next::Ambiguous);
-        assert_eq!(classify(&Status::unavailable("tcp connect error: Connection refused")), Next::Retry);
+        assert_eq!(
+            classify(&Status::deadline_exceeded("slow")),
+            Next::Ambiguous
+        );
+        assert_eq!(
+            classify(&Status::unavailable(
+                "tcp connect error: Connection refused"
+            )),
+            Next::Retry
+        );
         assert_eq!(classify(&Status::unavailable("reset")), Next::Ambiguous);
         assert_eq!(classify(&Status::invalid_argument("bad")), Next::Fail);
     }

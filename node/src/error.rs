@@ -26,7 +26,10 @@ pub enum Error {
     RangeNotFound(u64),
 
     #[error("key is outside range {}", range.range_id)]
-    KeyNotInRange { key: Vec<u8>, range: RangeDescriptor },
+    KeyNotInRange {
+        key: Vec<u8>,
+        range: RangeDescriptor,
+    },
 
     #[error("the request names an epoch that is no longer current for range {}", current.range_id)]
     EpochNotMatch { current: RangeDescriptor },
@@ -34,7 +37,9 @@ pub enum Error {
     #[error("the outcome is unknown: the request timed out after it was proposed; it may or may not have been applied")]
     OutcomeUnknown,
 
-    #[error("the proposal was dropped before it committed (leader changed); it was not applied, retry")]
+    #[error(
+        "the proposal was dropped before it committed (leader changed); it was not applied, retry"
+    )]
     ProposalDropped,
 
     #[error("timed out: {0}")]

@@ -7,12 +7,17 @@ use tracing_subscriber::EnvFilter;
 
 /// Installs the global subscriber: human-readable, or one JSON object per line.
 pub fn init(json: bool) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,raft=warn,h2=warn"));
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,raft=warn,h2=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
-    let _ = if json { builder.json().try_init() } else { builder.try_init() };
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
 }
 
 /// A slog logger whose records become tracing events (target `raft`).
@@ -33,7 +38,9 @@ impl Drain for TracingDrain {
         let _ = slog::KV::serialize(&record.kv(), record, &mut serializer);
         let message = record.msg();
         match record.level() {
-            slog::Level::Critical | slog::Level::Error => tracing::error!(target: "raft", "{message}{fields}"),
+            slog::Level::Critical | slog::Level::Error => {
+                tracing::error!(target: "raft", "{message}{fields}")
+            }
             slog::Level::Warning => tracing::warn!(target: "raft", "{message}{fields}"),
             slog::Level::Info => tracing::info!(target: "raft", "{message}{fields}"),
             slog::Level::Debug => tracing::debug!(target: "raft", "{message}{fields}"),

@@ -9,8 +9,12 @@ use prometheus::{
 };
 
 pub static REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    register_int_counter_vec!("zdb_requests_total", "gRPC requests by method and outcome", &["method", "code"])
-        .expect("metric registers once")
+    register_int_counter_vec!(
+        "zdb_requests_total",
+        "gRPC requests by method and outcome",
+        &["method", "code"]
+    )
+    .expect("metric registers once")
 });
 
 pub static REQUEST_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
@@ -24,11 +28,13 @@ pub static REQUEST_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
 });
 
 pub static RAFT_PROPOSALS: LazyLock<IntCounter> = LazyLock::new(|| {
-    register_int_counter!("zdb_raft_proposals_total", "commands proposed to Raft").expect("metric registers once")
+    register_int_counter!("zdb_raft_proposals_total", "commands proposed to Raft")
+        .expect("metric registers once")
 });
 
 pub static RAFT_APPLIED: LazyLock<IntCounter> = LazyLock::new(|| {
-    register_int_counter!("zdb_raft_applied_entries_total", "Raft entries applied").expect("metric registers once")
+    register_int_counter!("zdb_raft_applied_entries_total", "Raft entries applied")
+        .expect("metric registers once")
 });
 
 pub static RAFT_LEADER_ELECTED: LazyLock<IntCounter> = LazyLock::new(|| {
@@ -40,22 +46,35 @@ pub static RAFT_LEADER_ELECTED: LazyLock<IntCounter> = LazyLock::new(|| {
 });
 
 pub static RAFT_LOG_ENTRIES: LazyLock<IntGauge> = LazyLock::new(|| {
-    register_int_gauge!("zdb_raft_log_entries", "entries in the Raft logs of all replicas on this node")
-        .expect("metric registers once")
+    register_int_gauge!(
+        "zdb_raft_log_entries",
+        "entries in the Raft logs of all replicas on this node"
+    )
+    .expect("metric registers once")
 });
 
 pub static RAFT_SNAPSHOTS_SENT: LazyLock<IntCounter> = LazyLock::new(|| {
-    register_int_counter!("zdb_raft_snapshots_sent_total", "snapshots streamed to followers")
-        .expect("metric registers once")
+    register_int_counter!(
+        "zdb_raft_snapshots_sent_total",
+        "snapshots streamed to followers"
+    )
+    .expect("metric registers once")
 });
 
 pub static RAFT_SNAPSHOTS_APPLIED: LazyLock<IntCounter> = LazyLock::new(|| {
-    register_int_counter!("zdb_raft_snapshots_applied_total", "snapshots installed on this node")
-        .expect("metric registers once")
+    register_int_counter!(
+        "zdb_raft_snapshots_applied_total",
+        "snapshots installed on this node"
+    )
+    .expect("metric registers once")
 });
 
 pub static TTL_KEYS_REMOVED: LazyLock<IntCounter> = LazyLock::new(|| {
-    register_int_counter!("zdb_ttl_keys_removed_total", "expired keys removed from disk").expect("metric registers once")
+    register_int_counter!(
+        "zdb_ttl_keys_removed_total",
+        "expired keys removed from disk"
+    )
+    .expect("metric registers once")
 });
 
 pub static FSYNC_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {

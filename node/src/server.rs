@@ -26,7 +26,10 @@ use crate::transport::{self, Outbox, PeerDirectory, RaftTransportService};
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Runs the node until `shutdown` completes.
-pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+pub async fn run(
+    config: NodeConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
     std::fs::create_dir_all(&config.data_dir)?;
     let engine = Engine::open(&config.data_dir.join("db"))?;
     let identity = settle_identity(&engine, &config).await?;
@@ -43,11 +46,9 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
         .await
         .map_err(|err| Error::Config(format!("cannot listen on {}: {err}", config.listen)))?;
     let status_listener = match config.status_listen {
-        Some(address) => Some(
-            TcpListener::bind(address)
-                .await
-                .map_err(|err| Error::Config(format!("cannot listen on {address} (status port): {err}")))?,
-        ),
+        Some(address) => Some(TcpListener::bind(address).await.map_err(|err| {
+            Error::Config(format!("cannot listen on {address} (status port): {err}"))
+        })?),
         None => None,
     };
 
@@ -74,14 +75,24 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<KvServer<KvService>>().await;
 
-    let kv = KvService::new(store.clone(), engine.clone(), config.limits.clone(), REQUEST_TIMEOUT);
+    let kv = KvService::new(
+        store.clone(),
+        engine.clone(),
+        config.limits.clone(),
+        REQUEST_TIMEOUT,
+    );
     let admin = AdminService::new(
         identity.node_id,
         config.listen.to_string(),
         identity.cluster_id.clone(),
         store.clone(),
     );
-    let transport = RaftTransportService::new(identity.node_id, identity.cluster_id.clone(), peers, store_sender.clone());
+    let transport = RaftTransportService::new(
+        identity.node_id,
+        identity.cluster_id.clone(),
+        peers,
+        store_sender.clone(),
+    );
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let status_task = status_listener.map(|listener| {
@@ -160,10 +171,21 @@ async fn settle_identity(engine: &Engine, config: &NodeConfig) -> Result<NodeIde
         store_id: format!("{:032x}", rand::rng().random::<u128>()),
     };
     // Before anything is written: a refused node leaves its directory empty.
-    transport::introduce(&identity.cluster_id, identity.node_id, &identity.store_id, &config.peers).await?;
+    transport::introduce(
+        &identity.cluster_id,
+        identity.node_id,
+        &identity.store_id,
+        &config.peers,
+    )
+    .await?;
     let node_ids: Vec<u64> = config.peers.keys().copied().collect();
     store::bootstrap(engine, &node_ids)?;
-    engine.put(CF_META, keys::NODE_IDENTITY_KEY, &identity.encode_to_vec(), true)?;
+    engine.put(
+        CF_META,
+        keys::NODE_IDENTITY_KEY,
+        &identity.encode_to_vec(),
+        true,
+    )?;
     tracing::info!(members = ?node_ids, "new data directory: bootstrapped the cluster's first range");
     Ok(identity)
 }

@@ -18,9 +18,16 @@ pub fn binary(name: &str) -> PathBuf {
         return PathBuf::from(path);
     }
     let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps");
     let path = dir.join(name);
-    assert!(path.is_file(), "{} is missing: build the workspace first (cargo build --workspace)", path.display());
+    assert!(
+        path.is_file(),
+        "{} is missing: build the workspace first (cargo build --workspace)",
+        path.display()
+    );
     path
 }
 
@@ -35,7 +42,10 @@ where
         if let Some(value) = check().await {
             return value;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -66,7 +76,10 @@ pub struct Cluster {
 impl Cluster {
     /// Starts `count` nodes with fast Raft timings plus `extra_args`.
     pub fn start(count: u64, extra_args: &[&str]) -> Cluster {
-        let dir = tempfile::Builder::new().prefix("zdb-e2e-").tempdir().expect("temp dir");
+        let dir = tempfile::Builder::new()
+            .prefix("zdb-e2e-")
+            .tempdir()
+            .expect("temp dir");
         let nodes = (1..=count)
             .map(|id| Node {
                 id,
@@ -102,7 +115,11 @@ impl Cluster {
     }
 
     pub fn endpoints(&self) -> String {
-        self.nodes.iter().map(|node| node.address.as_str()).collect::<Vec<_>>().join(",")
+        self.nodes
+            .iter()
+            .map(|node| node.address.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     pub fn client(&self) -> Client {
@@ -139,7 +156,10 @@ impl Cluster {
 
     /// (Re)starts a node that is not running, on its data directory.
     pub fn restart(&mut self, id: u64) {
-        assert!(self.node(id).process.is_none(), "node {id} is already running");
+        assert!(
+            self.node(id).process.is_none(),
+            "node {id} is already running"
+        );
         let log = std::fs::File::options()
             .create(true)
             .append(true)
@@ -167,7 +187,12 @@ impl Cluster {
             if let Some(status) = child.try_wait().expect("wait") {
                 let mut stderr = String::new();
                 use std::io::Read;
-                child.stderr.take().expect("piped").read_to_string(&mut stderr).expect("stderr");
+                child
+                    .stderr
+                    .take()
+                    .expect("piped")
+                    .read_to_string(&mut stderr)
+                    .expect("stderr");
                 return (status, stderr);
             }
             if Instant::now() >= deadline {
@@ -175,7 +200,11 @@ impl Cluster {
                 let _ = child.wait();
                 let mut stderr = String::new();
                 use std::io::Read;
-                let _ = child.stderr.take().expect("piped").read_to_string(&mut stderr);
+                let _ = child
+                    .stderr
+                    .take()
+                    .expect("piped")
+                    .read_to_string(&mut stderr);
                 panic!("node {id} was expected to exit within {timeout:?} but kept running; it said:\n{stderr}");
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -209,7 +238,10 @@ impl Cluster {
     }
 
     pub fn wipe(&mut self, id: u64) {
-        assert!(self.node(id).process.is_none(), "stop node {id} before wiping it");
+        assert!(
+            self.node(id).process.is_none(),
+            "stop node {id} before wiping it"
+        );
         let _ = std::fs::remove_dir_all(&self.node(id).data_dir);
     }
 
@@ -223,14 +255,23 @@ impl Cluster {
     /// Waits until the running nodes agree on one leader; returns its id.
     pub async fn wait_for_leader(&self, timeout: Duration) -> u64 {
         let client = self.client();
-        let addresses: Vec<String> = self.nodes.iter().filter(|n| n.process.is_some()).map(|n| n.address.clone()).collect();
+        let addresses: Vec<String> = self
+            .nodes
+            .iter()
+            .filter(|n| n.process.is_some())
+            .map(|n| n.address.clone())
+            .collect();
         eventually("a leader", timeout, || {
             let client = client.clone();
             let addresses = addresses.clone();
             async move {
                 for address in &addresses {
                     if let Ok(status) = client.node_status(address).await {
-                        if status.replicas.iter().any(|r| r.role == RaftRole::Leader as i32) {
+                        if status
+                            .replicas
+                            .iter()
+                            .any(|r| r.role == RaftRole::Leader as i32)
+                        {
                             return Some(status.node_id);
                         }
                     }
@@ -267,7 +308,11 @@ impl Drop for Cluster {
         }
         if std::thread::panicking() {
             for node in &self.nodes {
-                eprintln!("---- log of node {} ----\n{}", node.id, tail(&self.log_of(node.id), 60));
+                eprintln!(
+                    "---- log of node {} ----\n{}",
+                    node.id,
+                    tail(&self.log_of(node.id), 60)
+                );
             }
         }
     }
@@ -286,5 +331,8 @@ pub fn http_get(address: &str, path: &str) -> std::io::Result<String> {
     write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n")?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
-    Ok(response.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default())
+    Ok(response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default())
 }

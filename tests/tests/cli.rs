@@ -31,7 +31,10 @@ impl LocalUp {
         let up = LocalUp { child };
         let deadline = Instant::now() + WAIT;
         while !data.join("endpoints").exists() {
-            assert!(Instant::now() < deadline, "local up did not write its endpoints file");
+            assert!(
+                Instant::now() < deadline,
+                "local up did not write its endpoints file"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         up
@@ -47,7 +50,10 @@ impl LocalUp {
             if let Some(status) = self.child.try_wait().expect("wait") {
                 return status;
             }
-            assert!(Instant::now() < deadline, "local up did not stop on SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "local up did not stop on SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -86,7 +92,10 @@ fn local_cluster_and_data_commands() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("cluster");
     let up = LocalUp::start(&data);
-    let endpoints = std::fs::read_to_string(data.join("endpoints")).unwrap().trim().to_owned();
+    let endpoints = std::fs::read_to_string(data.join("endpoints"))
+        .unwrap()
+        .trim()
+        .to_owned();
     assert_eq!(endpoints.split(',').count(), 3);
 
     let put = zdbctl(&endpoints, &["put", "greeting", "hello world"]);
@@ -106,12 +115,26 @@ fn local_cluster_and_data_commands() {
     let limited = zdbctl(&endpoints, &["scan", "a", "b", "--limit", "1"]);
     assert_eq!(stdout(&limited), "a1\tx\n");
 
-    assert!(zdbctl(&endpoints, &["cas", "a1", "x", "z"]).status.success());
-    assert_eq!(zdbctl(&endpoints, &["cas", "a1", "x", "w"]).status.code(), Some(1));
-    assert!(zdbctl(&endpoints, &["cas", "fresh", "v", "--absent"]).status.success());
-    assert_eq!(zdbctl(&endpoints, &["cas", "fresh", "v", "--absent"]).status.code(), Some(1));
+    assert!(zdbctl(&endpoints, &["cas", "a1", "x", "z"])
+        .status
+        .success());
+    assert_eq!(
+        zdbctl(&endpoints, &["cas", "a1", "x", "w"]).status.code(),
+        Some(1)
+    );
+    assert!(zdbctl(&endpoints, &["cas", "fresh", "v", "--absent"])
+        .status
+        .success());
+    assert_eq!(
+        zdbctl(&endpoints, &["cas", "fresh", "v", "--absent"])
+            .status
+            .code(),
+        Some(1)
+    );
     assert!(zdbctl(&endpoints, &["del", "a2"]).status.success());
-    assert!(zdbctl(&endpoints, &["put", "temp", "t", "--ttl", "600"]).status.success());
+    assert!(zdbctl(&endpoints, &["put", "temp", "t", "--ttl", "600"])
+        .status
+        .success());
     assert_eq!(stdout(&zdbctl(&endpoints, &["get", "temp"])), "t\n");
 
     let bad = zdbctl(&endpoints, &["put", "", "v"]);
@@ -122,9 +145,15 @@ fn local_cluster_and_data_commands() {
 
     // Same folder, same cluster, same data.
     let up = LocalUp::start(&data);
-    let endpoints_again = std::fs::read_to_string(data.join("endpoints")).unwrap().trim().to_owned();
+    let endpoints_again = std::fs::read_to_string(data.join("endpoints"))
+        .unwrap()
+        .trim()
+        .to_owned();
     assert_eq!(endpoints_again, endpoints);
-    assert_eq!(stdout(&zdbctl(&endpoints, &["get", "greeting"])), "hello world\n");
+    assert_eq!(
+        stdout(&zdbctl(&endpoints, &["get", "greeting"])),
+        "hello world\n"
+    );
     assert_eq!(stdout(&zdbctl(&endpoints, &["get", "a1"])), "z\n");
     assert_eq!(zdbctl(&endpoints, &["get", "a2"]).status.code(), Some(1));
     assert!(up.stop().success());

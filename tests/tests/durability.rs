@@ -58,10 +58,23 @@ async fn every_acknowledged_write_survives_killing_all_nodes() {
         .await
         .unwrap()
         .into_iter()
-        .map(|kv| (String::from_utf8(kv.key).unwrap(), String::from_utf8(kv.value).unwrap()))
+        .map(|kv| {
+            (
+                String::from_utf8(kv.key).unwrap(),
+                String::from_utf8(kv.value).unwrap(),
+            )
+        })
         .collect();
-    let lost: Vec<&String> = acknowledged.keys().filter(|key| !stored.contains_key(*key)).collect();
-    assert!(lost.is_empty(), "{} acknowledged writes lost, e.g. {:?}", lost.len(), lost.first());
+    let lost: Vec<&String> = acknowledged
+        .keys()
+        .filter(|key| !stored.contains_key(*key))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged writes lost, e.g. {:?}",
+        lost.len(),
+        lost.first()
+    );
     for (key, value) in &acknowledged {
         assert_eq!(stored.get(key), Some(value));
     }
@@ -79,7 +92,10 @@ async fn wiped_node_is_refused_under_its_old_identity() {
 
     let (status, stderr) = cluster.run_to_exit(victim, WAIT);
     assert!(!status.success());
-    assert!(stderr.contains("data directory was wiped"), "unexpected error output: {stderr}");
+    assert!(
+        stderr.contains("data directory was wiped"),
+        "unexpected error output: {stderr}"
+    );
     // The cluster goes on with its two healthy members.
     client.put("k2", "v2").await.unwrap();
     assert_eq!(client.get("k").await.unwrap(), Some(b"v".to_vec()));

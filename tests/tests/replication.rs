@@ -23,7 +23,10 @@ async fn writes_survive_leader_kill_and_restarted_node_catches_up() {
         let client = client.clone();
         tokio::spawn(async move {
             for i in (w * 100)..(w * 100 + 100) {
-                client.put(key(i), format!("v1-{i}")).await.expect("write acknowledged");
+                client
+                    .put(key(i), format!("v1-{i}"))
+                    .await
+                    .expect("write acknowledged");
             }
         })
     });
@@ -32,17 +35,26 @@ async fn writes_survive_leader_kill_and_restarted_node_catches_up() {
     }
     let pairs = client.scan("key-", "key.", 0, false).await.unwrap();
     assert_eq!(pairs.len(), 1000);
-    assert!(pairs.iter().enumerate().all(|(i, kv)| kv.key == key(i).as_bytes() && kv.value == format!("v1-{i}").as_bytes()));
+    assert!(pairs
+        .iter()
+        .enumerate()
+        .all(|(i, kv)| kv.key == key(i).as_bytes() && kv.value == format!("v1-{i}").as_bytes()));
 
     // Kill the leader; the others elect a new one and keep taking writes.
     cluster.kill(leader);
     let new_leader = cluster.wait_for_leader(WAIT).await;
     assert_ne!(new_leader, leader);
     for i in 0..200 {
-        client.put(key(i), format!("v2-{i}")).await.expect("write after failover");
+        client
+            .put(key(i), format!("v2-{i}"))
+            .await
+            .expect("write after failover");
     }
     assert_eq!(client.get(key(0)).await.unwrap(), Some(b"v2-0".to_vec()));
-    assert_eq!(client.get(key(999)).await.unwrap(), Some(b"v1-999".to_vec()));
+    assert_eq!(
+        client.get(key(999)).await.unwrap(),
+        Some(b"v1-999".to_vec())
+    );
 
     // The old leader comes back and catches up.
     cluster.restart(leader);
@@ -50,7 +62,10 @@ async fn writes_survive_leader_kill_and_restarted_node_catches_up() {
     eventually("the restarted node to catch up", WAIT, || {
         let rejoined = rejoined.clone();
         async move {
-            let value = rejoined.get_with(key(199), Consistency::Stale).await.ok()??;
+            let value = rejoined
+                .get_with(key(199), Consistency::Stale)
+                .await
+                .ok()??;
             (value == b"v2-199").then_some(())
         }
     })
@@ -59,7 +74,11 @@ async fn writes_survive_leader_kill_and_restarted_node_catches_up() {
     // Linearizable scans go to the leader; read the restarted node's own copy stale.
     drop(replica_view);
     for i in [0, 150, 199, 200, 999] {
-        let expected = if i < 200 { format!("v2-{i}") } else { format!("v1-{i}") };
+        let expected = if i < 200 {
+            format!("v2-{i}")
+        } else {
+            format!("v1-{i}")
+        };
         assert_eq!(
             rejoined.get_with(key(i), Consistency::Stale).await.unwrap(),
             Some(expected.into_bytes()),
@@ -79,7 +98,13 @@ async fn single_node_cluster_serves_reads_and_writes() {
     assert_eq!(client.get("b").await.unwrap(), Some(b"2".to_vec()));
     client.delete("b").await.unwrap();
     assert_eq!(client.get("b").await.unwrap(), None);
-    let reversed: Vec<Vec<u8>> = client.scan("a", "", 0, true).await.unwrap().into_iter().map(|kv| kv.key).collect();
+    let reversed: Vec<Vec<u8>> = client
+        .scan("a", "", 0, true)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|kv| kv.key)
+        .collect();
     assert_eq!(reversed, vec![b"c".to_vec(), b"a".to_vec()]);
     let limited = client.scan("a", "", 1, false).await.unwrap();
     assert_eq!(limited.len(), 1);
@@ -96,13 +121,24 @@ async fn single_node_cluster_serves_reads_and_writes() {
 
     client
         .batch_write(vec![
-            zdb_client::Mutation::Put { key: b"m1".to_vec(), value: b"1".to_vec(), ttl_seconds: 0 },
-            zdb_client::Mutation::Put { key: b"m2".to_vec(), value: b"2".to_vec(), ttl_seconds: 0 },
+            zdb_client::Mutation::Put {
+                key: b"m1".to_vec(),
+                value: b"1".to_vec(),
+                ttl_seconds: 0,
+            },
+            zdb_client::Mutation::Put {
+                key: b"m2".to_vec(),
+                value: b"2".to_vec(),
+                ttl_seconds: 0,
+            },
             zdb_client::Mutation::Delete { key: b"a".to_vec() },
         ])
         .await
         .unwrap();
-    let got = client.batch_get(vec![b"a".to_vec(), b"m1".to_vec(), b"m2".to_vec()]).await.unwrap();
+    let got = client
+        .batch_get(vec![b"a".to_vec(), b"m1".to_vec(), b"m2".to_vec()])
+        .await
+        .unwrap();
     let keys: Vec<&[u8]> = got.iter().map(|kv| kv.key.as_slice()).collect();
     assert_eq!(keys, vec![&b"m1"[..], &b"m2"[..]]);
 }

@@ -18,35 +18,67 @@ async fn raw_client(address: &str) -> KvClient<tonic::transport::Channel> {
 }
 
 fn put(key: Vec<u8>, value: Vec<u8>) -> pb::PutRequest {
-    pb::PutRequest { key, value, ..Default::default() }
+    pb::PutRequest {
+        key,
+        value,
+        ..Default::default()
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_are_refused_and_change_nothing() {
-    let cluster = Cluster::start(1, &["--max-key-bytes=64", "--max-value-bytes=1024", "--max-batch-ops=4"]);
+    let cluster = Cluster::start(
+        1,
+        &[
+            "--max-key-bytes=64",
+            "--max-value-bytes=1024",
+            "--max-batch-ops=4",
+        ],
+    );
     cluster.wait_for_leader(WAIT).await;
     let mut kv = raw_client(&cluster.node(1).address).await;
 
     let cases: Vec<(&str, tonic::Status)> = vec![
-        ("empty key", kv.put(put(vec![], b"v".to_vec())).await.unwrap_err()),
-        ("long key", kv.put(put(vec![b'k'; 65], b"v".to_vec())).await.unwrap_err()),
-        ("big value", kv.put(put(b"big".to_vec(), vec![0; 1025])).await.unwrap_err()),
+        (
+            "empty key",
+            kv.put(put(vec![], b"v".to_vec())).await.unwrap_err(),
+        ),
+        (
+            "long key",
+            kv.put(put(vec![b'k'; 65], b"v".to_vec()))
+                .await
+                .unwrap_err(),
+        ),
+        (
+            "big value",
+            kv.put(put(b"big".to_vec(), vec![0; 1025]))
+                .await
+                .unwrap_err(),
+        ),
         (
             "empty get key",
             kv.get(pb::GetRequest::default()).await.unwrap_err(),
         ),
         (
             "backwards scan",
-            kv.scan(pb::ScanRequest { start_key: b"b".to_vec(), end_key: b"a".to_vec(), ..Default::default() })
-                .await
-                .unwrap_err(),
+            kv.scan(pb::ScanRequest {
+                start_key: b"b".to_vec(),
+                end_key: b"a".to_vec(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err(),
         ),
         (
             "oversized batch",
             kv.batch_write(pb::BatchWriteRequest {
                 mutations: (0..5)
                     .map(|i| pb::Mutation {
-                        op: Some(pb::mutation::Op::Put(pb::PutOp { key: vec![b'a' + i], value: vec![], ttl_seconds: 0 })),
+                        op: Some(pb::mutation::Op::Put(pb::PutOp {
+                            key: vec![b'a' + i],
+                            value: vec![],
+                            ttl_seconds: 0,
+                        })),
                     })
                     .collect(),
                 ..Default::default()
@@ -58,8 +90,16 @@ async fn bad_requests_are_refused_and_change_nothing() {
             "batch with one bad key",
             kv.batch_write(pb::BatchWriteRequest {
                 mutations: vec![
-                    pb::Mutation { op: Some(pb::mutation::Op::Put(pb::PutOp { key: b"ok".to_vec(), value: vec![], ttl_seconds: 0 })) },
-                    pb::Mutation { op: Some(pb::mutation::Op::Delete(pb::DeleteOp { key: vec![] })) },
+                    pb::Mutation {
+                        op: Some(pb::mutation::Op::Put(pb::PutOp {
+                            key: b"ok".to_vec(),
+                            value: vec![],
+                            ttl_seconds: 0,
+                        })),
+                    },
+                    pb::Mutation {
+                        op: Some(pb::mutation::Op::Delete(pb::DeleteOp { key: vec![] })),
+                    },
                 ],
                 ..Default::default()
             })
@@ -81,12 +121,23 @@ async fn bad_requests_are_refused_and_change_nothing() {
     ];
     for (case, status) in cases {
         assert_eq!(status.code(), Code::InvalidArgument, "{case}: {status:?}");
-        assert!(!status.message().is_empty(), "{case}: the message must say what is wrong");
+        assert!(
+            !status.message().is_empty(),
+            "{case}: the message must say what is wrong"
+        );
     }
 
     // Nothing was written by any refused request.
-    let scan = kv.scan(pb::ScanRequest::default()).await.unwrap().into_inner();
-    assert!(scan.pairs.is_empty(), "refused requests wrote {:?}", scan.pairs);
+    let scan = kv
+        .scan(pb::ScanRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        scan.pairs.is_empty(),
+        "refused requests wrote {:?}",
+        scan.pairs
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -125,7 +176,13 @@ async fn expired_keys_vanish_at_once_and_leave_the_disk_later() {
         async move { client.get("short").await.ok()?.is_none().then_some(()) }
     })
     .await;
-    let keys: Vec<Vec<u8>> = client.scan("", "", 0, false).await.unwrap().into_iter().map(|kv| kv.key).collect();
+    let keys: Vec<Vec<u8>> = client
+        .scan("", "", 0, false)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|kv| kv.key)
+        .collect();
     assert_eq!(keys, vec![b"forever".to_vec()]);
 
     // The leader's sweep removes it from RocksDB itself, through Raft.
@@ -135,7 +192,15 @@ async fn expired_keys_vanish_at_once_and_leave_the_disk_later() {
     })
     .await;
     cluster.stop(1);
-    let engine = zdb_node::engine::Engine::open(&cluster.node(1).data_dir.join("db")).expect("open the node's RocksDB");
-    assert_eq!(engine.get(zdb_node::engine::CF_DATA, b"short").unwrap(), None, "the expired key is still on disk");
-    assert!(engine.get(zdb_node::engine::CF_DATA, b"forever").unwrap().is_some());
+    let engine = zdb_node::engine::Engine::open(&cluster.node(1).data_dir.join("db"))
+        .expect("open the node's RocksDB");
+    assert_eq!(
+        engine.get(zdb_node::engine::CF_DATA, b"short").unwrap(),
+        None,
+        "the expired key is still on disk"
+    );
+    assert!(engine
+        .get(zdb_node::engine::CF_DATA, b"forever")
+        .unwrap()
+        .is_some());
 }

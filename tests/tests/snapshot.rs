@@ -19,40 +19,76 @@ async fn lagging_follower_catches_up_by_snapshot() {
 
     // Far more entries than the threshold (x4 forces compaction past a down follower).
     for i in 0..200 {
-        client.put(format!("k{i:03}"), format!("v{i}")).await.unwrap();
+        client
+            .put(format!("k{i:03}"), format!("v{i}"))
+            .await
+            .unwrap();
     }
     let leader_client = cluster.client_of(leader);
-    let status = leader_client.node_status(&cluster.node(leader).address).await.unwrap();
+    let status = leader_client
+        .node_status(&cluster.node(leader).address)
+        .await
+        .unwrap();
     let first_index = status.replicas[0].first_log_index;
-    assert!(first_index > 100, "leader should have compacted its log, first index is {first_index}");
+    assert!(
+        first_index > 100,
+        "leader should have compacted its log, first index is {first_index}"
+    );
 
     cluster.restart(follower);
     let caught_up = cluster.client_of(follower);
     eventually("the follower to receive the data", WAIT, || {
         let caught_up = caught_up.clone();
         async move {
-            let value = caught_up.get_with("k199", Consistency::Stale).await.ok()??;
+            let value = caught_up
+                .get_with("k199", Consistency::Stale)
+                .await
+                .ok()??;
             (value == b"v199").then_some(())
         }
     })
     .await;
-    let snapshots = cluster.metric(follower, "zdb_raft_snapshots_applied_total").await;
-    assert!(snapshots >= 1.0, "the follower caught up without a snapshot");
+    let snapshots = cluster
+        .metric(follower, "zdb_raft_snapshots_applied_total")
+        .await;
+    assert!(
+        snapshots >= 1.0,
+        "the follower caught up without a snapshot"
+    );
     let pairs = caught_up.scan("k", "l", 0, false).await;
     drop(pairs);
     for i in [0, 57, 199] {
         assert_eq!(
-            caught_up.get_with(format!("k{i:03}"), Consistency::Stale).await.unwrap(),
+            caught_up
+                .get_with(format!("k{i:03}"), Consistency::Stale)
+                .await
+                .unwrap(),
             Some(format!("v{i}").into_bytes())
         );
     }
-    assert_eq!(caught_up.get_with("before", Consistency::Stale).await.unwrap(), Some(b"1".to_vec()));
+    assert_eq!(
+        caught_up
+            .get_with("before", Consistency::Stale)
+            .await
+            .unwrap(),
+        Some(b"1".to_vec())
+    );
 
     // And it keeps replicating normally after the snapshot.
     client.put("after", "2").await.unwrap();
-    eventually("a write after the snapshot to reach the follower", WAIT, || {
-        let caught_up = caught_up.clone();
-        async move { caught_up.get_with("after", Consistency::Stale).await.ok()?.map(|_| ()) }
-    })
+    eventually(
+        "a write after the snapshot to reach the follower",
+        WAIT,
+        || {
+            let caught_up = caught_up.clone();
+            async move {
+                caught_up
+                    .get_with("after", Consistency::Stale)
+                    .await
+                    .ok()?
+                    .map(|_| ())
+            }
+        },
+    )
     .await;
 }

@@ -40,7 +40,9 @@ impl Layout {
                 Some(("cluster_id", value)) => cluster_id = Some(value.to_owned()),
                 Some(("node", value)) => {
                     let fields: Vec<&str> = value.split_whitespace().collect();
-                    let [id, grpc, status] = fields[..] else { bail!(bad()) };
+                    let [id, grpc, status] = fields[..] else {
+                        bail!(bad())
+                    };
                     nodes.push(NodeLayout {
                         id: id.parse().with_context(bad)?,
                         grpc: grpc.to_owned(),
@@ -51,11 +53,16 @@ impl Layout {
                 _ => bail!(bad()),
             }
         }
-        let cluster_id = cluster_id.with_context(|| format!("{} names no cluster_id", path.display()))?;
+        let cluster_id =
+            cluster_id.with_context(|| format!("{} names no cluster_id", path.display()))?;
         if nodes.is_empty() {
             bail!("{} lists no nodes", path.display());
         }
-        Ok(Some(Layout { dir: dir.to_owned(), cluster_id, nodes }))
+        Ok(Some(Layout {
+            dir: dir.to_owned(),
+            cluster_id,
+            nodes,
+        }))
     }
 
     /// A new cluster on free ports, saved to the folder.
@@ -96,7 +103,11 @@ impl Layout {
     }
 
     pub fn endpoints(&self) -> String {
-        self.nodes.iter().map(|node| node.grpc.as_str()).collect::<Vec<_>>().join(",")
+        self.nodes
+            .iter()
+            .map(|node| node.grpc.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     pub fn peers(&self) -> String {
@@ -108,7 +119,10 @@ impl Layout {
     }
 
     pub fn metrics_urls(&self) -> Vec<String> {
-        self.nodes.iter().map(|node| format!("http://{}/metrics", node.status)).collect()
+        self.nodes
+            .iter()
+            .map(|node| format!("http://{}/metrics", node.status))
+            .collect()
     }
 
     pub fn node_dir(&self, id: u64) -> PathBuf {

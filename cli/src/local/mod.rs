@@ -38,7 +38,13 @@ pub enum LocalCommand {
 }
 
 pub async fn run(command: LocalCommand) -> Result<ExitCode> {
-    let LocalCommand::Up { nodes, data, node_bin, node_args, wait } = command;
+    let LocalCommand::Up {
+        nodes,
+        data,
+        node_bin,
+        node_args,
+        wait,
+    } = command;
     anyhow::ensure!(nodes >= 1, "--nodes must be at least 1");
     std::fs::create_dir_all(&data).with_context(|| format!("cannot create {}", data.display()))?;
     let layout = match Layout::load(&data)? {
@@ -68,14 +74,24 @@ pub async fn run(command: LocalCommand) -> Result<ExitCode> {
     }
     let endpoints = layout.endpoints();
     std::fs::write(data.join("endpoints"), format!("{endpoints}\n"))?;
-    println!("cluster is up: {} nodes, leader elected", layout.nodes.len());
+    println!(
+        "cluster is up: {} nodes, leader elected",
+        layout.nodes.len()
+    );
     println!("endpoints: {endpoints}");
     println!("  export ZDB_ENDPOINTS={endpoints}");
     println!("  zdbctl put hello world && zdbctl get hello");
-    println!("logs: {}/node-*.log; metrics: {}", data.display(), layout.metrics_urls().join(" "));
+    println!(
+        "logs: {}/node-*.log; metrics: {}",
+        data.display(),
+        layout.metrics_urls().join(" ")
+    );
     println!("press Ctrl-C to stop");
     supervisor.supervise().await;
     supervisor.stop().await;
-    println!("stopped; run the same command again to restart with the data in {}", data.display());
+    println!(
+        "stopped; run the same command again to restart with the data in {}",
+        data.display()
+    );
     Ok(ExitCode::SUCCESS)
 }

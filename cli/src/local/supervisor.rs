@@ -37,7 +37,9 @@ pub fn find_node_binary(given: Option<PathBuf>) -> Result<PathBuf> {
         .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
         .map(|dir| dir.join("zdb-node"))
         .find(|path| path.is_file());
-    on_path.context("cannot find the zdb-node binary: build it (cargo build -p zdb-node) or pass --node-bin")
+    on_path.context(
+        "cannot find the zdb-node binary: build it (cargo build -p zdb-node) or pass --node-bin",
+    )
 }
 
 impl Supervisor {
@@ -90,7 +92,11 @@ impl Supervisor {
             for endpoint in self.client.endpoints().to_vec() {
                 if let Ok(status) = self.client.node_status(&endpoint).await {
                     up += 1;
-                    if status.replicas.iter().any(|r| r.role == RaftRole::Leader as i32) {
+                    if status
+                        .replicas
+                        .iter()
+                        .any(|r| r.role == RaftRole::Leader as i32)
+                    {
                         leader = Some(status.node_id);
                     }
                 }
@@ -107,7 +113,10 @@ impl Supervisor {
                 );
             }
             if last_report.elapsed() >= Duration::from_secs(2) {
-                println!("waiting: {up}/{total} nodes answering, leader: {}", leader.map_or("none".into(), |id| format!("node {id}")));
+                println!(
+                    "waiting: {up}/{total} nodes answering, leader: {}",
+                    leader.map_or("none".into(), |id| format!("node {id}"))
+                );
                 last_report = Instant::now();
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -125,8 +134,15 @@ impl Supervisor {
     fn check_children(&mut self) -> Result<()> {
         for (id, child) in &mut self.children {
             if let Some(status) = child.try_wait()? {
-                let log = self.logs.iter().find(|(node, _)| node == id).map(|(_, path)| path.display().to_string());
-                bail!("node {id} exited ({status}); see {}", log.unwrap_or_default());
+                let log = self
+                    .logs
+                    .iter()
+                    .find(|(node, _)| node == id)
+                    .map(|(_, path)| path.display().to_string());
+                bail!(
+                    "node {id} exited ({status}); see {}",
+                    log.unwrap_or_default()
+                );
             }
         }
         Ok(())
@@ -134,8 +150,10 @@ impl Supervisor {
 
     /// Runs until Ctrl-C or SIGTERM, reporting nodes that exit on their own.
     pub async fn supervise(&mut self) {
-        let mut terminate = signal(SignalKind::terminate()).expect("installing a SIGTERM handler cannot fail");
-        let mut interrupt = signal(SignalKind::interrupt()).expect("installing a SIGINT handler cannot fail");
+        let mut terminate =
+            signal(SignalKind::terminate()).expect("installing a SIGTERM handler cannot fail");
+        let mut interrupt =
+            signal(SignalKind::interrupt()).expect("installing a SIGINT handler cannot fail");
         let mut reported = Vec::new();
         loop {
             tokio::select! {
@@ -148,7 +166,13 @@ impl Supervisor {
                     continue;
                 }
                 if let Ok(Some(status)) = child.try_wait() {
-                    eprintln!("node {id} exited ({status}); the others keep running. See its log in {}", self.logs.first().and_then(|(_, p)| p.parent()).map_or(String::new(), |d| d.display().to_string()));
+                    eprintln!(
+                        "node {id} exited ({status}); the others keep running. See its log in {}",
+                        self.logs
+                            .first()
+                            .and_then(|(_, p)| p.parent())
+                            .map_or(String::new(), |d| d.display().to_string())
+                    );
                     reported.push(*id);
                 }
             }

@@ -65,7 +65,9 @@ fn parse_peers(peers: &[String]) -> Result<BTreeMap<u64, String>, String> {
             let (id, address) = peer
                 .split_once('=')
                 .ok_or_else(|| format!("peer {peer:?} is not ID=HOST:PORT"))?;
-            let id = id.parse().map_err(|_| format!("peer id {id:?} is not a number"))?;
+            let id = id
+                .parse()
+                .map_err(|_| format!("peer id {id:?} is not a number"))?;
             Ok((id, address.to_owned()))
         })
         .collect()
@@ -73,7 +75,9 @@ fn parse_peers(peers: &[String]) -> Result<BTreeMap<u64, String>, String> {
 
 fn config(args: Args) -> Result<NodeConfig, String> {
     if args.max_key_bytes > MAX_KEY_BYTES_CEILING {
-        return Err(format!("--max-key-bytes may be at most {MAX_KEY_BYTES_CEILING}"));
+        return Err(format!(
+            "--max-key-bytes may be at most {MAX_KEY_BYTES_CEILING}"
+        ));
     }
     Ok(NodeConfig {
         node_id: args.id,

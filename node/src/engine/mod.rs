@@ -155,8 +155,14 @@ mod tests {
                 .unwrap();
             keys
         };
-        assert_eq!(collect(b"b", b"d", false), vec![b"b".to_vec(), b"c".to_vec()]);
-        assert_eq!(collect(b"b", b"d", true), vec![b"c".to_vec(), b"b".to_vec()]);
+        assert_eq!(
+            collect(b"b", b"d", false),
+            vec![b"b".to_vec(), b"c".to_vec()]
+        );
+        assert_eq!(
+            collect(b"b", b"d", true),
+            vec![b"c".to_vec(), b"b".to_vec()]
+        );
         assert_eq!(collect(b"b", b"", true).len(), 3);
     }
 }

@@ -24,11 +24,17 @@ impl StoredValue<'_> {
 }
 
 pub fn decode(raw: &[u8]) -> Result<StoredValue<'_>> {
-    let (time, value) = raw
-        .split_at_checked(8)
-        .ok_or_else(|| Error::corruption("stored value", format!("{} bytes, shorter than its header", raw.len())))?;
+    let (time, value) = raw.split_at_checked(8).ok_or_else(|| {
+        Error::corruption(
+            "stored value",
+            format!("{} bytes, shorter than its header", raw.len()),
+        )
+    })?;
     let expire_at_ms = u64::from_be_bytes(time.try_into().expect("split at 8"));
-    Ok(StoredValue { expire_at_ms, value })
+    Ok(StoredValue {
+        expire_at_ms,
+        value,
+    })
 }
 
 #[cfg(test)]

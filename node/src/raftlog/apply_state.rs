@@ -32,9 +32,13 @@ impl ApplyState {
 
     pub fn decode(raw: &[u8]) -> Result<Self> {
         if raw.len() < 24 {
-            return Err(Error::corruption("apply state", format!("{} bytes", raw.len())));
+            return Err(Error::corruption(
+                "apply state",
+                format!("{} bytes", raw.len()),
+            ));
         }
-        let word = |i: usize| u64::from_be_bytes(raw[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+        let word =
+            |i: usize| u64::from_be_bytes(raw[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
         let conf_state = ConfState::parse_from_bytes(&raw[24..])
             .map_err(|err| Error::corruption("apply state conf state", err))?;
         Ok(ApplyState {

@@ -34,7 +34,8 @@ impl RangeStorage {
     /// Loads a range's Raft state; a range never seen before starts empty.
     pub fn load(engine: Engine, range_id: u64) -> Result<Self> {
         let hard_state = match engine.get(CF_RAFT, &keys::hard_state_key(range_id))? {
-            Some(raw) => HardState::parse_from_bytes(&raw).map_err(|err| Error::corruption("hard state", err))?,
+            Some(raw) => HardState::parse_from_bytes(&raw)
+                .map_err(|err| Error::corruption("hard state", err))?,
             None => HardState::default(),
         };
         let apply = match engine.get(CF_RAFT, &keys::apply_state_key(range_id))? {
@@ -61,7 +62,10 @@ impl RangeStorage {
                 if entry.index != expected {
                     return Err(Error::corruption(
                         "raft log",
-                        format!("range {range_id}: expected entry {expected}, found {}", entry.index),
+                        format!(
+                            "range {range_id}: expected entry {expected}, found {}",
+                            entry.index
+                        ),
                     ));
                 }
                 expected += 1;
@@ -74,7 +78,12 @@ impl RangeStorage {
     }
 
     /// Writes the initial state of a range whose first members are `voters`.
-    pub fn write_bootstrap_state(engine: &Engine, batch: &mut WriteBatch, range_id: u64, voters: Vec<u64>) {
+    pub fn write_bootstrap_state(
+        engine: &Engine,
+        batch: &mut WriteBatch,
+        range_id: u64,
+        voters: Vec<u64>,
+    ) {
         let apply = ApplyState {
             applied_index: RAFT_INIT_INDEX,
             truncated_index: RAFT_INIT_INDEX,
@@ -84,8 +93,16 @@ impl RangeStorage {
         let mut hard_state = HardState::default();
         hard_state.term = RAFT_INIT_TERM;
         hard_state.commit = RAFT_INIT_INDEX;
-        batch.put_cf(engine.cf(CF_RAFT), keys::apply_state_key(range_id), apply.encode());
-        batch.put_cf(engine.cf(CF_RAFT), keys::hard_state_key(range_id), encode_pb(&hard_state));
+        batch.put_cf(
+            engine.cf(CF_RAFT),
+            keys::apply_state_key(range_id),
+            apply.encode(),
+        );
+        batch.put_cf(
+            engine.cf(CF_RAFT),
+            keys::hard_state_key(range_id),
+            encode_pb(&hard_state),
+        );
     }
 
     pub fn range_id(&self) -> u64 {
@@ -136,9 +153,14 @@ impl RangeStorage {
         let cf = self.engine.cf(CF_RAFT);
         let old_last = self.last();
         // A new leader may overwrite a suffix of the log.
-        self.terms.truncate((first_new.index - self.first()) as usize);
+        self.terms
+            .truncate((first_new.index - self.first()) as usize);
         for entry in entries {
-            batch.put_cf(cf, keys::log_entry_key(self.range_id, entry.index), encode_pb(entry));
+            batch.put_cf(
+                cf,
+                keys::log_entry_key(self.range_id, entry.index),
+                encode_pb(entry),
+            );
             self.terms.push_back(entry.term);
         }
         let new_last = self.last();
@@ -168,7 +190,12 @@ impl RangeStorage {
     }
 
     /// Records that entries up to `index` are applied, with their effects in the same batch.
-    pub fn set_applied(&mut self, batch: &mut WriteBatch, index: u64, conf_state: Option<ConfState>) {
+    pub fn set_applied(
+        &mut self,
+        batch: &mut WriteBatch,
+        index: u64,
+        conf_state: Option<ConfState>,
+    ) {
         self.apply.applied_index = index;
         if let Some(conf_state) = conf_state {
             self.apply.conf_state = conf_state;
@@ -243,7 +270,10 @@ fn storage_error(err: Error) -> raft::Error {
 
 impl Storage for RangeStorage {
     fn initial_state(&self) -> raft::Result<RaftState> {
-        Ok(RaftState::new(self.hard_state.clone(), self.apply.conf_state.clone()))
+        Ok(RaftState::new(
+            self.hard_state.clone(),
+            self.apply.conf_state.clone(),
+        ))
     }
 
     fn entries(
@@ -275,7 +305,10 @@ impl Storage for RangeStorage {
         if entries.len() as u64 != high - low {
             return Err(storage_error(Error::corruption(
                 "raft log",
-                format!("range {}: entries [{low}, {high}) are incomplete", self.range_id),
+                format!(
+                    "range {}: entries [{low}, {high}) are incomplete",
+                    self.range_id
+                ),
             )));
         }
         raft::util::limit_size(&mut entries, max_size.into());
@@ -305,7 +338,9 @@ impl Storage for RangeStorage {
 
     fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
         if self.apply.applied_index < request_index {
-            return Err(raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable));
+            return Err(raft::Error::Store(
+                StorageError::SnapshotTemporarilyUnavailable,
+            ));
         }
         let data = snapshot::build(&self.engine, self.range_id).map_err(storage_error)?;
         let mut snap = Snapshot::default();
@@ -344,7 +379,9 @@ mod tests {
         let (dir, engine) = fresh();
         let mut storage = RangeStorage::load(engine.clone(), 1).unwrap();
         let mut batch = WriteBatch::default();
-        storage.append(&mut batch, &[entry(6, 6), entry(7, 6), entry(8, 7)]).unwrap();
+        storage
+            .append(&mut batch, &[entry(6, 6), entry(7, 6), entry(8, 7)])
+            .unwrap();
         let mut hs = HardState::default();
         hs.term = 7;
         hs.vote = 2;
@@ -365,7 +402,9 @@ mod tests {
         assert_eq!(storage.last_index().unwrap(), 8);
         assert_eq!(storage.term(8).unwrap(), 7);
         assert_eq!(storage.term(RAFT_INIT_INDEX).unwrap(), RAFT_INIT_TERM);
-        let entries = storage.entries(6, 9, None, GetEntriesContext::empty(false)).unwrap();
+        let entries = storage
+            .entries(6, 9, None, GetEntriesContext::empty(false))
+            .unwrap();
         assert_eq!(entries, vec![entry(6, 6), entry(7, 6), entry(8, 7)]);
     }
 
@@ -374,7 +413,9 @@ mod tests {
         let (_dir, engine) = fresh();
         let mut storage = RangeStorage::load(engine.clone(), 1).unwrap();
         let mut batch = WriteBatch::default();
-        storage.append(&mut batch, &[entry(6, 6), entry(7, 6), entry(8, 6)]).unwrap();
+        storage
+            .append(&mut batch, &[entry(6, 6), entry(7, 6), entry(8, 6)])
+            .unwrap();
         storage.append(&mut batch, &[entry(7, 7)]).unwrap();
         engine.write(batch, true).unwrap();
         let reloaded = RangeStorage::load(engine, 1).unwrap();
@@ -406,6 +447,12 @@ mod tests {
         let reloaded = RangeStorage::load(engine, 1).unwrap();
         assert_eq!(reloaded.first_index().unwrap(), 16);
         assert_eq!(reloaded.last_index().unwrap(), 20);
-        assert_eq!(reloaded.entries(16, 21, None, GetEntriesContext::empty(false)).unwrap().len(), 5);
+        assert_eq!(
+            reloaded
+                .entries(16, 21, None, GetEntriesContext::empty(false))
+                .unwrap()
+                .len(),
+            5
+        );
     }
 }

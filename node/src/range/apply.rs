@@ -74,7 +74,8 @@ impl<'a> Applier<'a> {
                     let still_that_version = match self.raw(&expired.key)? {
                         Some(raw) => {
                             let stored = value::decode(&raw)?;
-                            stored.expire_at_ms == expired.expire_at_ms && !stored.is_live_at(now_ms)
+                            stored.expire_at_ms == expired.expire_at_ms
+                                && !stored.is_live_at(now_ms)
                         }
                         None => false,
                     };
@@ -97,8 +98,11 @@ impl<'a> Applier<'a> {
         let raw = value::encode(&put.value, put.expire_at_ms);
         self.batch.put_cf(self.engine.cf(CF_DATA), &put.key, &raw);
         if put.expire_at_ms != 0 {
-            self.batch
-                .put_cf(self.engine.cf(CF_TTL), keys::ttl_key(put.expire_at_ms, &put.key), []);
+            self.batch.put_cf(
+                self.engine.cf(CF_TTL),
+                keys::ttl_key(put.expire_at_ms, &put.key),
+                [],
+            );
         }
         self.overlay.insert(put.key.clone(), Some(raw));
     }
@@ -172,14 +176,29 @@ mod tests {
         let mut batch = WriteBatch::default();
         let mut applier = Applier::new(&engine, &mut batch);
         let absent = applier.apply(&cas(1, "k", None, "v1")).unwrap();
-        assert_eq!(absent, ApplyResult::CompareAndSwap { succeeded: true, current: None });
+        assert_eq!(
+            absent,
+            ApplyResult::CompareAndSwap {
+                succeeded: true,
+                current: None
+            }
+        );
         let wrong = applier.apply(&cas(1, "k", Some("nope"), "v2")).unwrap();
         assert_eq!(
             wrong,
-            ApplyResult::CompareAndSwap { succeeded: false, current: Some(b"v1".to_vec()) }
+            ApplyResult::CompareAndSwap {
+                succeeded: false,
+                current: Some(b"v1".to_vec())
+            }
         );
         let right = applier.apply(&cas(1, "k", Some("v1"), "v2")).unwrap();
-        assert!(matches!(right, ApplyResult::CompareAndSwap { succeeded: true, .. }));
+        assert!(matches!(
+            right,
+            ApplyResult::CompareAndSwap {
+                succeeded: true,
+                ..
+            }
+        ));
         engine.write(batch, false).unwrap();
         let raw = engine.get(CF_DATA, b"k").unwrap().unwrap();
         assert_eq!(value::decode(&raw).unwrap().value, b"v2");
@@ -191,16 +210,30 @@ mod tests {
         let engine = Engine::open(dir.path()).unwrap();
         let mut batch = WriteBatch::default();
         let mut applier = Applier::new(&engine, &mut batch);
-        applier.apply(&write(0, vec![put("old", "x", 100), put("new", "y", 100)])).unwrap();
+        applier
+            .apply(&write(0, vec![put("old", "x", 100), put("new", "y", 100)]))
+            .unwrap();
         // Expired at t=150: CAS expecting absence succeeds.
         let result = applier.apply(&cas(150, "new", None, "fresh")).unwrap();
-        assert!(matches!(result, ApplyResult::CompareAndSwap { succeeded: true, current: None }));
+        assert!(matches!(
+            result,
+            ApplyResult::CompareAndSwap {
+                succeeded: true,
+                current: None
+            }
+        ));
         let expire = Command {
             now_ms: 200,
             kind: Some(command::Kind::Expire(ExpireCommand {
                 keys: vec![
-                    ExpiredKey { key: b"old".to_vec(), expire_at_ms: 100 },
-                    ExpiredKey { key: b"new".to_vec(), expire_at_ms: 100 },
+                    ExpiredKey {
+                        key: b"old".to_vec(),
+                        expire_at_ms: 100,
+                    },
+                    ExpiredKey {
+                        key: b"new".to_vec(),
+                        expire_at_ms: 100,
+                    },
                 ],
             })),
         };
@@ -210,7 +243,12 @@ mod tests {
         let kept = engine.get(CF_DATA, b"new").unwrap().unwrap();
         assert_eq!(value::decode(&kept).unwrap().value, b"fresh");
         let mut ttl_entries = 0;
-        engine.scan(CF_TTL, b"", b"", false, |_, _| { ttl_entries += 1; Ok(true) }).unwrap();
+        engine
+            .scan(CF_TTL, b"", b"", false, |_, _| {
+                ttl_entries += 1;
+                Ok(true)
+            })
+            .unwrap();
         assert_eq!(ttl_entries, 0);
     }
 }

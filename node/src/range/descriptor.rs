@@ -15,7 +15,10 @@ pub fn initial(node_ids: &[u64]) -> RangeDescriptor {
         range_id: FIRST_RANGE_ID,
         start_key: Vec::new(),
         end_key: Vec::new(),
-        epoch: Some(RangeEpoch { conf_ver: 1, version: 1 }),
+        epoch: Some(RangeEpoch {
+            conf_ver: 1,
+            version: 1,
+        }),
         replicas: node_ids
             .iter()
             .map(|&node_id| ReplicaDescriptor {
@@ -30,7 +33,8 @@ pub fn initial(node_ids: &[u64]) -> RangeDescriptor {
 }
 
 pub fn contains(range: &RangeDescriptor, key: &[u8]) -> bool {
-    key >= range.start_key.as_slice() && (range.end_key.is_empty() || key < range.end_key.as_slice())
+    key >= range.start_key.as_slice()
+        && (range.end_key.is_empty() || key < range.end_key.as_slice())
 }
 
 /// Refuses a request that names another range or an older epoch, or touches
@@ -46,7 +50,9 @@ pub fn check_request<'k>(
         }
         if let Some(epoch) = &header.epoch {
             if Some(epoch) != range.epoch.as_ref() {
-                return Err(Error::EpochNotMatch { current: range.clone() });
+                return Err(Error::EpochNotMatch {
+                    current: range.clone(),
+                });
             }
         }
     }
@@ -107,7 +113,10 @@ mod tests {
         let range = span(b"b", b"d");
         let stale = RequestHeader {
             range_id: 1,
-            epoch: Some(RangeEpoch { conf_ver: 1, version: 0 }),
+            epoch: Some(RangeEpoch {
+                conf_ver: 1,
+                version: 0,
+            }),
         };
         assert!(matches!(
             check_request(&range, Some(&stale), std::iter::empty()),
@@ -117,7 +126,10 @@ mod tests {
             check_request(&range, None, [&b"c"[..], &b"e"[..]].into_iter()),
             Err(Error::KeyNotInRange { key, .. }) if key == b"e"
         ));
-        let other = RequestHeader { range_id: 7, epoch: None };
+        let other = RequestHeader {
+            range_id: 7,
+            epoch: None,
+        };
         assert!(matches!(
             check_request(&range, Some(&other), std::iter::empty()),
             Err(Error::RangeNotFound(7))

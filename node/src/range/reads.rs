@@ -44,14 +44,18 @@ struct Lease {
 
 impl ReadQueue {
     pub fn lease_valid(&self, term: u64, now: Instant) -> bool {
-        self.lease.as_ref().is_some_and(|lease| lease.term == term && now < lease.until)
+        self.lease
+            .as_ref()
+            .is_some_and(|lease| lease.term == term && now < lease.until)
     }
 
     /// True when the lease has less than half its length left: time to renew
     /// it before reads have to wait for a round.
     pub fn lease_needs_renewal(&self, term: u64, now: Instant, length: Duration) -> bool {
         match &self.lease {
-            Some(lease) if lease.term == term => lease.until.saturating_duration_since(now) < length / 2,
+            Some(lease) if lease.term == term => {
+                lease.until.saturating_duration_since(now) < length / 2
+            }
             _ => true,
         }
     }
@@ -73,7 +77,14 @@ impl ReadQueue {
     pub fn start_round(&mut self, term: u64, now: Instant) -> Vec<u8> {
         self.next_round += 1;
         let readers = std::mem::take(&mut self.unsent);
-        self.in_flight.insert(self.next_round, Round { sent_at: now, term, readers });
+        self.in_flight.insert(
+            self.next_round,
+            Round {
+                sent_at: now,
+                term,
+                readers,
+            },
+        );
         self.next_round.to_be_bytes().to_vec()
     }
 
@@ -83,7 +94,13 @@ impl ReadQueue {
 
     /// A round came back: leadership at `term` was confirmed as of when it
     /// was sent, at read index `index`.
-    pub fn round_confirmed(&mut self, context: &[u8], index: u64, term: u64, lease_length: Duration) {
+    pub fn round_confirmed(
+        &mut self,
+        context: &[u8],
+        index: u64,
+        term: u64,
+        lease_length: Duration,
+    ) {
         let Some(id) = context.try_into().ok().map(u64::from_be_bytes) else {
             return;
         };
@@ -176,7 +193,10 @@ mod tests {
         queue.round_confirmed(&ctx, 42, 3, LEASE);
         assert!(queue.lease_valid(3, sent + LEASE / 2));
         assert!(!queue.lease_valid(3, sent + LEASE));
-        assert!(!queue.lease_valid(4, sent), "a lease never outlives its term");
+        assert!(
+            !queue.lease_valid(4, sent),
+            "a lease never outlives its term"
+        );
         queue.applied(41);
         assert!(rx.try_recv().is_err());
         queue.applied(42);
@@ -193,7 +213,10 @@ mod tests {
         queue.round_confirmed(&ctx, 10, 1, LEASE);
         queue.push_unsent(unsent);
         queue.lost_leadership(1, 2, "n2".into());
-        assert!(matches!(unsent_rx.try_recv(), Ok(Err(Error::NotLeader { leader_id: 2, .. }))));
+        assert!(matches!(
+            unsent_rx.try_recv(),
+            Ok(Err(Error::NotLeader { leader_id: 2, .. }))
+        ));
         assert!(!queue.lease_valid(1, Instant::now()));
         queue.applied(10);
         assert!(confirmed_rx.try_recv().unwrap().is_ok());

@@ -96,9 +96,17 @@ impl Replica {
 
     /// Appends a command to the log; `responder` hears the outcome once it
     /// applies, or at once if raft-rs refuses it (e.g. during a leader transfer).
-    pub fn propose(&mut self, command: &Command, responder: Option<ProposalResponder>) -> Result<()> {
+    pub fn propose(
+        &mut self,
+        command: &Command,
+        responder: Option<ProposalResponder>,
+    ) -> Result<()> {
         let term = self.raw.raft.term;
-        if self.raw.propose(Vec::new(), command.encode_to_vec()).is_err() {
+        if self
+            .raw
+            .propose(Vec::new(), command.encode_to_vec())
+            .is_err()
+        {
             if let Some(responder) = responder {
                 let _ = responder.send(Err(Error::ProposalDropped));
             }
@@ -113,8 +121,8 @@ impl Replica {
     /// A linearizable read arrives on the leader: answer it from the lease if
     /// that is valid, otherwise queue it for the next ReadIndex round.
     pub fn read(&mut self, reader: ReadResponder, now: Instant) {
-        let lease_usable =
-            self.raw.raft.lead_transferee.is_none() && self.reads.lease_valid(self.raw.raft.term, now);
+        let lease_usable = self.raw.raft.lead_transferee.is_none()
+            && self.reads.lease_valid(self.raw.raft.term, now);
         if lease_usable {
             self.lease_in_use = true;
             let committed = self.raw.raft.raft_log.committed;
@@ -137,7 +145,9 @@ impl Replica {
         self.reads.resend_stale_rounds(now, raft.election_timeout());
         let renew = self.lease_in_use
             && !self.reads.has_round_in_flight()
-            && self.reads.lease_needs_renewal(term, now, raft.lease_length());
+            && self
+                .reads
+                .lease_needs_renewal(term, now, raft.lease_length());
         if self.reads.has_unsent() || renew {
             self.lease_in_use = false;
             let context = self.reads.start_round(term, now);
@@ -166,19 +176,28 @@ impl Replica {
                     Ok(command) => applier.apply(&command)?,
                     // Every replica fails the same way on the same bytes.
                     Err(err) => {
-                        self.answer(entry.index, entry.term, Err(Error::InvalidArgument(format!("undecodable command: {err}"))), replies);
+                        self.answer(
+                            entry.index,
+                            entry.term,
+                            Err(Error::InvalidArgument(format!(
+                                "undecodable command: {err}"
+                            ))),
+                            replies,
+                        );
                         continue;
                     }
                 }),
                 EntryType::EntryConfChange => {
-                    let change: ConfChange = protobuf::Message::parse_from_bytes(entry.data.as_ref())
-                        .map_err(|err| Error::corruption("conf change entry", err))?;
+                    let change: ConfChange =
+                        protobuf::Message::parse_from_bytes(entry.data.as_ref())
+                            .map_err(|err| Error::corruption("conf change entry", err))?;
                     conf_state = Some(self.raw.apply_conf_change(&change)?);
                     None
                 }
                 EntryType::EntryConfChangeV2 => {
-                    let change: ConfChangeV2 = protobuf::Message::parse_from_bytes(entry.data.as_ref())
-                        .map_err(|err| Error::corruption("conf change entry", err))?;
+                    let change: ConfChangeV2 =
+                        protobuf::Message::parse_from_bytes(entry.data.as_ref())
+                            .map_err(|err| Error::corruption("conf change entry", err))?;
                     conf_state = Some(self.raw.apply_conf_change(&change)?);
                     None
                 }
@@ -194,13 +213,21 @@ impl Replica {
 
     /// Resolves the proposal waiting at `index`, if any. A proposal whose slot
     /// was taken by another term's entry was overwritten: it never applied.
-    fn answer(&mut self, index: u64, term: u64, result: Result<ApplyResult>, replies: &mut Vec<Reply>) {
+    fn answer(
+        &mut self,
+        index: u64,
+        term: u64,
+        result: Result<ApplyResult>,
+        replies: &mut Vec<Reply>,
+    ) {
         while let Some(entry) = self.proposals.first_entry() {
             if *entry.key() > index {
                 break;
             }
             let (slot, proposal) = entry.remove_entry();
-            let Some(responder) = proposal.responder else { continue };
+            let Some(responder) = proposal.responder else {
+                continue;
+            };
             if slot == index && proposal.term == term {
                 replies.push(Reply::Proposal(responder, result));
                 return;
@@ -209,7 +236,12 @@ impl Replica {
         }
     }
 
-    pub fn install_snapshot(&mut self, engine: &Engine, batch: &mut WriteBatch, snap: &Snapshot) -> Result<()> {
+    pub fn install_snapshot(
+        &mut self,
+        engine: &Engine,
+        batch: &mut WriteBatch,
+        snap: &Snapshot,
+    ) -> Result<()> {
         let installed = snapshot::install(engine, batch, &snap.data)?;
         if let Some(range) = installed.range {
             self.descriptor = range;

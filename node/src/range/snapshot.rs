@@ -9,7 +9,6 @@ use super::descriptor;
 use crate::engine::{keys, value, Engine, CF_DATA, CF_TTL};
 use crate::error::{Error, Result};
 
-
 fn span_end(end_key: &[u8]) -> Vec<u8> {
     if end_key.is_empty() {
         // 0xff followed by anything sorts after 0xff alone; extend so that the
@@ -44,7 +43,11 @@ pub fn build(engine: &Engine, range_id: u64) -> Result<Vec<u8>> {
             expire_at_ms: stored.expire_at_ms,
         });
     }
-    Ok(SnapshotData { range: Some(range), pairs }.encode_to_vec())
+    Ok(SnapshotData {
+        range: Some(range),
+        pairs,
+    }
+    .encode_to_vec())
 }
 
 /// Replaces the range's data with the snapshot's, in `batch`.
@@ -57,9 +60,17 @@ pub fn install(engine: &Engine, batch: &mut WriteBatch, data: &[u8]) -> Result<S
     let data_cf = engine.cf(CF_DATA);
     batch.delete_range_cf(data_cf, range.start_key.clone(), span_end(&range.end_key));
     for pair in &snapshot.pairs {
-        batch.put_cf(data_cf, &pair.key, value::encode(&pair.value, pair.expire_at_ms));
+        batch.put_cf(
+            data_cf,
+            &pair.key,
+            value::encode(&pair.value, pair.expire_at_ms),
+        );
         if pair.expire_at_ms != 0 {
-            batch.put_cf(engine.cf(CF_TTL), keys::ttl_key(pair.expire_at_ms, &pair.key), []);
+            batch.put_cf(
+                engine.cf(CF_TTL),
+                keys::ttl_key(pair.expire_at_ms, &pair.key),
+                [],
+            );
         }
     }
     descriptor::save(engine, batch, range);
@@ -77,14 +88,22 @@ mod tests {
         let mut batch = WriteBatch::default();
         descriptor::save(&source, &mut batch, &descriptor::initial(&[1, 2, 3]));
         source.write(batch, false).unwrap();
-        source.put(CF_DATA, b"a", &value::encode(b"1", 0), false).unwrap();
-        source.put(CF_DATA, b"b", &value::encode(b"2", 99), false).unwrap();
-        source.put(CF_DATA, b"\xff\xff", &value::encode(b"3", 0), false).unwrap();
+        source
+            .put(CF_DATA, b"a", &value::encode(b"1", 0), false)
+            .unwrap();
+        source
+            .put(CF_DATA, b"b", &value::encode(b"2", 99), false)
+            .unwrap();
+        source
+            .put(CF_DATA, b"\xff\xff", &value::encode(b"3", 0), false)
+            .unwrap();
         let payload = build(&source, 1).unwrap();
 
         let target_dir = tempfile::tempdir().unwrap();
         let target = Engine::open(target_dir.path()).unwrap();
-        target.put(CF_DATA, b"stale", &value::encode(b"x", 0), false).unwrap();
+        target
+            .put(CF_DATA, b"stale", &value::encode(b"x", 0), false)
+            .unwrap();
         let mut batch = WriteBatch::default();
         let installed = install(&target, &mut batch, &payload).unwrap();
         target.write(batch, false).unwrap();
@@ -105,7 +124,10 @@ mod tests {
                 (b"\xff\xff".to_vec(), b"3".to_vec())
             ]
         );
-        assert_eq!(descriptor::load_all(&target).unwrap(), vec![descriptor::initial(&[1, 2, 3])]);
+        assert_eq!(
+            descriptor::load_all(&target).unwrap(),
+            vec![descriptor::initial(&[1, 2, 3])]
+        );
         assert!(install(&target, &mut WriteBatch::default(), b"\xff garbage").is_err());
     }
 }

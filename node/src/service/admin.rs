@@ -26,7 +26,10 @@ impl AdminService {
 
 #[tonic::async_trait]
 impl Admin for AdminService {
-    async fn node_status(&self, _request: Request<NodeStatusRequest>) -> Result<Response<NodeStatusResponse>, Status> {
+    async fn node_status(
+        &self,
+        _request: Request<NodeStatusRequest>,
+    ) -> Result<Response<NodeStatusResponse>, Status> {
         let mut replicas = self.store.status().await?;
         replicas.sort_by_key(|replica| replica.range.as_ref().map(|range| range.range_id));
         Ok(Response::new(NodeStatusResponse {

@@ -33,18 +33,39 @@ impl KvService {
         }
     }
 
-    async fn write(&self, header: Option<RequestHeader>, keys: Vec<Vec<u8>>, kind: command::Kind) -> Result<ApplyResult> {
-        let command = Command { now_ms: 0, kind: Some(kind) };
-        self.store.propose(Target { header, keys }, command, self.timeout).await
+    async fn write(
+        &self,
+        header: Option<RequestHeader>,
+        keys: Vec<Vec<u8>>,
+        kind: command::Kind,
+    ) -> Result<ApplyResult> {
+        let command = Command {
+            now_ms: 0,
+            kind: Some(kind),
+        };
+        self.store
+            .propose(Target { header, keys }, command, self.timeout)
+            .await
     }
 
-    async fn read_barrier(&self, header: Option<RequestHeader>, keys: Vec<Vec<u8>>, consistency: i32) -> Result<()> {
+    async fn read_barrier(
+        &self,
+        header: Option<RequestHeader>,
+        keys: Vec<Vec<u8>>,
+        consistency: i32,
+    ) -> Result<()> {
         let kind = match ReadConsistency::try_from(consistency) {
             Ok(ReadConsistency::Stale) => ReadKind::Stale,
             Ok(ReadConsistency::Linearizable) => ReadKind::Linearizable,
-            Err(_) => return Err(Error::InvalidArgument(format!("unknown read consistency {consistency}"))),
+            Err(_) => {
+                return Err(Error::InvalidArgument(format!(
+                    "unknown read consistency {consistency}"
+                )))
+            }
         };
-        self.store.read_barrier(Target { header, keys }, kind, self.timeout).await
+        self.store
+            .read_barrier(Target { header, keys }, kind, self.timeout)
+            .await
     }
 
     fn live_value(&self, key: &[u8], now_ms: u64) -> Result<Option<Vec<u8>>> {
@@ -76,7 +97,8 @@ impl Kv for KvService {
         observe("Get", async {
             let req = request.into_inner();
             validate::key(&self.limits, &req.key)?;
-            self.read_barrier(req.header, vec![req.key.clone()], req.consistency).await?;
+            self.read_barrier(req.header, vec![req.key.clone()], req.consistency)
+                .await?;
             let response = match self.live_value(&req.key, now_ms())? {
                 Some(value) => GetResponse { found: true, value },
                 None => GetResponse::default(),
@@ -92,19 +114,30 @@ impl Kv for KvService {
             validate::key(&self.limits, &req.key)?;
             validate::value(&self.limits, &req.value)?;
             let put = self.stored_put(req.key.clone(), req.value, req.ttl_seconds)?;
-            self.write(req.header, vec![req.key], single(stored_mutation::Op::Put(put)))
-                .await?;
+            self.write(
+                req.header,
+                vec![req.key],
+                single(stored_mutation::Op::Put(put)),
+            )
+            .await?;
             Ok(Response::new(PutResponse {}))
         })
         .await
     }
 
-    async fn delete(&self, request: Request<DeleteRequest>) -> Result<Response<DeleteResponse>, Status> {
+    async fn delete(
+        &self,
+        request: Request<DeleteRequest>,
+    ) -> Result<Response<DeleteResponse>, Status> {
         observe("Delete", async {
             let req = request.into_inner();
             validate::key(&self.limits, &req.key)?;
-            self.write(req.header, vec![req.key.clone()], single(stored_mutation::Op::Delete(req.key)))
-                .await?;
+            self.write(
+                req.header,
+                vec![req.key.clone()],
+                single(stored_mutation::Op::Delete(req.key)),
+            )
+            .await?;
             Ok(Response::new(DeleteResponse {}))
         })
         .await
@@ -116,11 +149,19 @@ impl Kv for KvService {
             validate::scan(&self.limits, &req.start_key, &req.end_key, req.limit)?;
             self.read_barrier(req.header, vec![req.start_key.clone()], req.consistency)
                 .await?;
-            let limit = if req.limit == 0 { self.limits.max_scan_limit } else { req.limit } as usize;
+            let limit = if req.limit == 0 {
+                self.limits.max_scan_limit
+            } else {
+                req.limit
+            } as usize;
             let now = now_ms();
             let mut response = ScanResponse::default();
-            self.engine
-                .scan(CF_DATA, &req.start_key, &req.end_key, req.reverse, |key, raw| {
+            self.engine.scan(
+                CF_DATA,
+                &req.start_key,
+                &req.end_key,
+                req.reverse,
+                |key, raw| {
                     let stored = value::decode(raw)?;
                     if !stored.is_live_at(now) {
                         return Ok(true);
@@ -134,20 +175,25 @@ impl Kv for KvService {
                         value: stored.value.to_vec(),
                     });
                     Ok(true)
-                })?;
+                },
+            )?;
             Ok(Response::new(response))
         })
         .await
     }
 
-    async fn batch_get(&self, request: Request<BatchGetRequest>) -> Result<Response<BatchGetResponse>, Status> {
+    async fn batch_get(
+        &self,
+        request: Request<BatchGetRequest>,
+    ) -> Result<Response<BatchGetResponse>, Status> {
         observe("BatchGet", async {
             let req = request.into_inner();
             validate::batch_len(&self.limits, "key list", req.keys.len())?;
             for key in &req.keys {
                 validate::key(&self.limits, key)?;
             }
-            self.read_barrier(req.header, req.keys.clone(), req.consistency).await?;
+            self.read_barrier(req.header, req.keys.clone(), req.consistency)
+                .await?;
             let now = now_ms();
             let mut pairs = Vec::new();
             for key in req.keys {
@@ -160,7 +206,10 @@ impl Kv for KvService {
         .await
     }
 
-    async fn batch_write(&self, request: Request<BatchWriteRequest>) -> Result<Response<BatchWriteResponse>, Status> {
+    async fn batch_write(
+        &self,
+        request: Request<BatchWriteRequest>,
+    ) -> Result<Response<BatchWriteResponse>, Status> {
         observe("BatchWrite", async {
             let req = request.into_inner();
             validate::mutations(&self.limits, &req.mutations)?;
@@ -170,7 +219,11 @@ impl Kv for KvService {
                 let op = match mutation.op {
                     Some(mutation::Op::Put(put)) => {
                         keys.push(put.key.clone());
-                        stored_mutation::Op::Put(self.stored_put(put.key, put.value, put.ttl_seconds)?)
+                        stored_mutation::Op::Put(self.stored_put(
+                            put.key,
+                            put.value,
+                            put.ttl_seconds,
+                        )?)
                     }
                     Some(mutation::Op::Delete(delete)) => {
                         keys.push(delete.key.clone());
@@ -215,7 +268,11 @@ impl Kv for KvService {
                     found: current.is_some(),
                     current_value: current.unwrap_or_default(),
                 },
-                ApplyResult::Written => return Err(Status::internal("compare-and-swap applied as a plain write")),
+                ApplyResult::Written => {
+                    return Err(Status::internal(
+                        "compare-and-swap applied as a plain write",
+                    ))
+                }
             };
             Ok(Response::new(response))
         })

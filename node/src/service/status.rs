@@ -17,23 +17,38 @@ impl From<Error> for Status {
         let message = err.to_string();
         match err {
             Error::InvalidArgument(_) => Status::invalid_argument(message),
-            Error::NotLeader { range_id, leader_id, leader_address } => with_detail(
+            Error::NotLeader {
+                range_id,
+                leader_id,
+                leader_address,
+            } => with_detail(
                 Code::Unavailable,
                 message,
-                Kind::NotLeader(v1::NotLeader { range_id, leader_id, leader_address }),
+                Kind::NotLeader(v1::NotLeader {
+                    range_id,
+                    leader_id,
+                    leader_address,
+                }),
             ),
-            Error::RangeNotFound(range_id) => {
-                with_detail(Code::NotFound, message, Kind::RangeNotFound(v1::RangeNotFound { range_id }))
-            }
+            Error::RangeNotFound(range_id) => with_detail(
+                Code::NotFound,
+                message,
+                Kind::RangeNotFound(v1::RangeNotFound { range_id }),
+            ),
             Error::KeyNotInRange { key, range } => with_detail(
                 Code::FailedPrecondition,
                 message,
-                Kind::KeyNotInRange(v1::KeyNotInRange { key, range: Some(range) }),
+                Kind::KeyNotInRange(v1::KeyNotInRange {
+                    key,
+                    range: Some(range),
+                }),
             ),
             Error::EpochNotMatch { current } => with_detail(
                 Code::FailedPrecondition,
                 message,
-                Kind::EpochNotMatch(v1::EpochNotMatch { current: vec![current] }),
+                Kind::EpochNotMatch(v1::EpochNotMatch {
+                    current: vec![current],
+                }),
             ),
             // Definitely not applied: safe to retry.
             Error::ProposalDropped | Error::ShuttingDown => Status::unavailable(message),

@@ -61,7 +61,11 @@ pub fn mutations(limits: &Limits, mutations: &[Mutation]) -> Result<()> {
                 key(limits, &delete.key).map_err(|err| invalid(format!("mutation {i}: {err}")))?;
                 bytes += delete.key.len();
             }
-            None => return Err(invalid(format!("mutation {i} is neither a put nor a delete"))),
+            None => {
+                return Err(invalid(format!(
+                    "mutation {i} is neither a put nor a delete"
+                )))
+            }
         }
     }
     if bytes > limits.max_batch_bytes {
@@ -75,10 +79,15 @@ pub fn mutations(limits: &Limits, mutations: &[Mutation]) -> Result<()> {
 
 pub fn scan(limits: &Limits, start: &[u8], end: &[u8], limit: u32) -> Result<()> {
     if !end.is_empty() && start >= end {
-        return Err(invalid("scan start must sort before its end (an empty end means no bound)".into()));
+        return Err(invalid(
+            "scan start must sort before its end (an empty end means no bound)".into(),
+        ));
     }
     if start.len() > limits.max_key_bytes || end.len() > limits.max_key_bytes {
-        return Err(invalid(format!("scan bounds are limited to {} bytes", limits.max_key_bytes)));
+        return Err(invalid(format!(
+            "scan bounds are limited to {} bytes",
+            limits.max_key_bytes
+        )));
     }
     if limit > limits.max_scan_limit {
         return Err(invalid(format!(
@@ -107,30 +116,59 @@ mod tests {
 
     fn put(key: &[u8], value: &[u8]) -> Mutation {
         Mutation {
-            op: Some(mutation::Op::Put(PutOp { key: key.to_vec(), value: value.to_vec(), ttl_seconds: 0 })),
+            op: Some(mutation::Op::Put(PutOp {
+                key: key.to_vec(),
+                value: value.to_vec(),
+                ttl_seconds: 0,
+            })),
         }
     }
 
     #[test]
     fn keys_and_values() {
-        let limits = Limits { max_key_bytes: 4, max_value_bytes: 8, ..Limits::default() };
+        let limits = Limits {
+            max_key_bytes: 4,
+            max_value_bytes: 8,
+            ..Limits::default()
+        };
         assert!(key(&limits, b"").unwrap_err().to_string().contains("empty"));
         assert!(key(&limits, b"abcd").is_ok());
-        assert!(key(&limits, b"abcde").unwrap_err().to_string().contains("limit is 4"));
+        assert!(key(&limits, b"abcde")
+            .unwrap_err()
+            .to_string()
+            .contains("limit is 4"));
         assert!(value(&limits, b"").is_ok());
-        assert!(value(&limits, &[0; 9]).unwrap_err().to_string().contains("--max-value-bytes"));
+        assert!(value(&limits, &[0; 9])
+            .unwrap_err()
+            .to_string()
+            .contains("--max-value-bytes"));
     }
 
     #[test]
     fn batches() {
-        let limits = Limits { max_batch_ops: 2, max_batch_bytes: 10, ..Limits::default() };
+        let limits = Limits {
+            max_batch_ops: 2,
+            max_batch_bytes: 10,
+            ..Limits::default()
+        };
         assert!(mutations(&limits, &[]).is_err());
         assert!(mutations(&limits, &[put(b"a", b"1"), put(b"b", b"2")]).is_ok());
-        assert!(mutations(&limits, &[put(b"a", b"1"), put(b"b", b"2"), put(b"c", b"3")]).is_err());
-        let err = mutations(&limits, &[put(b"a", &[0; 20])]).unwrap_err().to_string();
+        assert!(mutations(
+            &limits,
+            &[put(b"a", b"1"), put(b"b", b"2"), put(b"c", b"3")]
+        )
+        .is_err());
+        let err = mutations(&limits, &[put(b"a", &[0; 20])])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("--max-batch-bytes"), "{err}");
-        let bad_key = Mutation { op: Some(mutation::Op::Delete(DeleteOp { key: vec![] })) };
-        assert!(mutations(&limits, &[bad_key]).unwrap_err().to_string().starts_with("invalid argument: mutation 0"));
+        let bad_key = Mutation {
+            op: Some(mutation::Op::Delete(DeleteOp { key: vec![] })),
+        };
+        assert!(mutations(&limits, &[bad_key])
+            .unwrap_err()
+            .to_string()
+            .starts_with("invalid argument: mutation 0"));
         assert!(mutations(&limits, &[Mutation { op: None }]).is_err());
     }
 

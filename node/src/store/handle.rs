@@ -25,9 +25,18 @@ impl StoreHandle {
 
     /// Proposes a command and waits until it applied. After `timeout` the
     /// outcome is unknown: the command may still commit.
-    pub async fn propose(&self, target: Target, command: Command, timeout: Duration) -> Result<ApplyResult> {
+    pub async fn propose(
+        &self,
+        target: Target,
+        command: Command,
+        timeout: Duration,
+    ) -> Result<ApplyResult> {
         let (responder, reply) = oneshot::channel();
-        self.send(StoreMsg::Propose { target, command, responder })?;
+        self.send(StoreMsg::Propose {
+            target,
+            command,
+            responder,
+        })?;
         match tokio::time::timeout(timeout, reply).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(Error::ShuttingDown),
@@ -36,13 +45,24 @@ impl StoreHandle {
     }
 
     /// Waits until reading the local engine is as good as `kind` asks for.
-    pub async fn read_barrier(&self, target: Target, kind: ReadKind, timeout: Duration) -> Result<()> {
+    pub async fn read_barrier(
+        &self,
+        target: Target,
+        kind: ReadKind,
+        timeout: Duration,
+    ) -> Result<()> {
         let (responder, reply) = oneshot::channel();
-        self.send(StoreMsg::Read { target, kind, responder })?;
+        self.send(StoreMsg::Read {
+            target,
+            kind,
+            responder,
+        })?;
         match tokio::time::timeout(timeout, reply).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(Error::ShuttingDown),
-            Err(_) => Err(Error::Timeout("the read could not be confirmed by a quorum in time")),
+            Err(_) => Err(Error::Timeout(
+                "the read could not be confirmed by a quorum in time",
+            )),
         }
     }
 

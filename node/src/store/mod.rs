@@ -131,21 +131,34 @@ impl Store {
                                 tracing::debug!(range_id, error = %err, "raft message ignored");
                             }
                         }
-                        None => tracing::debug!(range_id, "message for a range this node does not hold"),
+                        None => {
+                            tracing::debug!(range_id, "message for a range this node does not hold")
+                        }
                     }
                 }
             }
-            StoreMsg::Propose { target, command, responder } => {
+            StoreMsg::Propose {
+                target,
+                command,
+                responder,
+            } => {
                 if let Err(err) = self.propose(&target, command, responder) {
                     tracing::trace!(error = %err, "proposal refused");
                 }
             }
-            StoreMsg::Read { target, kind, responder } => match self.route(&target) {
+            StoreMsg::Read {
+                target,
+                kind,
+                responder,
+            } => match self.route(&target) {
                 Err(err) => {
                     let _ = responder.send(Err(err));
                 }
                 Ok(range_id) => {
-                    let replica = self.replicas.get_mut(&range_id).expect("routed to a local replica");
+                    let replica = self
+                        .replicas
+                        .get_mut(&range_id)
+                        .expect("routed to a local replica");
                     if kind == ReadKind::Stale {
                         let _ = responder.send(Ok(()));
                     } else if !replica.is_leader() {
@@ -162,7 +175,11 @@ impl Store {
             }
             StoreMsg::SnapshotSent { range_id, to, ok } => {
                 if let Some(replica) = self.replicas.get_mut(&range_id) {
-                    let status = if ok { SnapshotStatus::Finish } else { SnapshotStatus::Failure };
+                    let status = if ok {
+                        SnapshotStatus::Finish
+                    } else {
+                        SnapshotStatus::Failure
+                    };
                     replica.raw.report_snapshot(to, status);
                 }
             }
@@ -177,7 +194,9 @@ impl Store {
     fn route(&self, target: &Target) -> Result<u64> {
         let named = target.header.as_ref().map_or(0, |header| header.range_id);
         let replica = if named != 0 {
-            self.replicas.get(&named).ok_or(Error::RangeNotFound(named))?
+            self.replicas
+                .get(&named)
+                .ok_or(Error::RangeNotFound(named))?
         } else {
             let key = target.keys.first().map(Vec::as_slice).unwrap_or_default();
             self.replicas
@@ -193,7 +212,12 @@ impl Store {
         Ok(replica.range_id())
     }
 
-    fn propose(&mut self, target: &Target, mut command: zdb_proto::v1::Command, responder: ProposalResponder) -> Result<()> {
+    fn propose(
+        &mut self,
+        target: &Target,
+        mut command: zdb_proto::v1::Command,
+        responder: ProposalResponder,
+    ) -> Result<()> {
         let range_id = match self.route(target) {
             Ok(range_id) => range_id,
             Err(err) => {
@@ -201,7 +225,10 @@ impl Store {
                 return Ok(());
             }
         };
-        let replica = self.replicas.get_mut(&range_id).expect("routed to a local replica");
+        let replica = self
+            .replicas
+            .get_mut(&range_id)
+            .expect("routed to a local replica");
         if !replica.is_leader() {
             let _ = responder.send(Err(not_leader(replica, &self.peers)));
             return Ok(());
@@ -214,7 +241,11 @@ impl Store {
         if !self.ttl.due(now) {
             return;
         }
-        for replica in self.replicas.values_mut().filter(|replica| replica.is_leader()) {
+        for replica in self
+            .replicas
+            .values_mut()
+            .filter(|replica| replica.is_leader())
+        {
             match ttl::expired_in_range(&self.engine, &replica.descriptor, now_ms()) {
                 Ok(Some(command)) => {
                     if let Err(err) = replica.propose(&command, None) {
@@ -247,17 +278,31 @@ impl Store {
             if !ready.snapshot().is_empty() {
                 replica.install_snapshot(&self.engine, &mut batch, ready.snapshot())?;
             }
-            replica.apply_committed(&self.engine, &mut batch, ready.take_committed_entries(), &mut replies)?;
+            replica.apply_committed(
+                &self.engine,
+                &mut batch,
+                ready.take_committed_entries(),
+                &mut replies,
+            )?;
             appended += ready.entries().len();
-            replica.raw.mut_store().append(&mut batch, ready.entries())?;
+            replica
+                .raw
+                .mut_store()
+                .append(&mut batch, ready.entries())?;
             if let Some(hard_state) = ready.hs() {
-                replica.raw.mut_store().set_hard_state(&mut batch, hard_state);
+                replica
+                    .raw
+                    .mut_store()
+                    .set_hard_state(&mut batch, hard_state);
             }
             for read_state in ready.take_read_states() {
                 let term = replica.raw.raft.term;
-                replica
-                    .reads
-                    .round_confirmed(&read_state.request_ctx, read_state.index, term, self.raft.lease_length());
+                replica.reads.round_confirmed(
+                    &read_state.request_ctx,
+                    read_state.index,
+                    term,
+                    self.raft.lease_length(),
+                );
             }
             must_sync |= ready.must_sync();
             readies.push((range_id, ready));
@@ -273,7 +318,10 @@ impl Store {
 
         let mut batch = WriteBatch::default();
         for (range_id, ready) in readies {
-            let replica = self.replicas.get_mut(&range_id).expect("ready replica exists");
+            let replica = self
+                .replicas
+                .get_mut(&range_id)
+                .expect("ready replica exists");
             let mut ready = ready;
             self.outbox.send(range_id, ready.take_persisted_messages());
             let mut light = replica.raw.advance(ready);
@@ -281,7 +329,12 @@ impl Store {
                 replica.raw.mut_store().set_commit(&mut batch, commit);
             }
             self.outbox.send(range_id, light.take_messages());
-            replica.apply_committed(&self.engine, &mut batch, light.take_committed_entries(), &mut replies)?;
+            replica.apply_committed(
+                &self.engine,
+                &mut batch,
+                light.take_committed_entries(),
+                &mut replies,
+            )?;
             replica.raw.advance_apply();
         }
         // Entries applied here are already durable in the log: no sync needed.
@@ -331,11 +384,17 @@ impl Store {
 fn on_role_change(replica: &mut Replica, role: StateRole, leader_id: u64, peers: &PeerDirectory) {
     if role == StateRole::Leader {
         metrics::RAFT_LEADER_ELECTED.inc();
-        tracing::info!(range_id = replica.range_id(), term = replica.raw.raft.term, "became leader");
+        tracing::info!(
+            range_id = replica.range_id(),
+            term = replica.raw.raft.term,
+            "became leader"
+        );
     } else {
-        replica
-            .reads
-            .lost_leadership(replica.range_id(), leader_id, peers.address(leader_id).unwrap_or_default());
+        replica.reads.lost_leadership(
+            replica.range_id(),
+            leader_id,
+            peers.address(leader_id).unwrap_or_default(),
+        );
     }
 }
 
@@ -360,7 +419,12 @@ pub fn bootstrap(engine: &Engine, node_ids: &[u64]) -> Result<RangeDescriptor> {
     let range = descriptor::initial(node_ids);
     let mut batch = WriteBatch::default();
     descriptor::save(engine, &mut batch, &range);
-    crate::raftlog::RangeStorage::write_bootstrap_state(engine, &mut batch, range.range_id, node_ids.to_vec());
+    crate::raftlog::RangeStorage::write_bootstrap_state(
+        engine,
+        &mut batch,
+        range.range_id,
+        node_ids.to_vec(),
+    );
     engine.write(batch, true)?;
     Ok(range)
 }

@@ -36,9 +36,16 @@ pub enum StoreMsg {
         responder: ReadResponder,
     },
     /// A message to `to` could not be delivered (the peer is down or slow).
-    Unreachable { range_id: u64, to: u64 },
+    Unreachable {
+        range_id: u64,
+        to: u64,
+    },
     /// A snapshot stream to `to` finished.
-    SnapshotSent { range_id: u64, to: u64, ok: bool },
+    SnapshotSent {
+        range_id: u64,
+        to: u64,
+        ok: bool,
+    },
     Status(oneshot::Sender<Vec<ReplicaStatus>>),
     /// Stop the event loop.
     Shutdown,

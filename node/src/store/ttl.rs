@@ -36,7 +36,11 @@ impl Sweeper {
 }
 
 /// The expire command for keys of `range` whose TTL ran out by `now_ms`, if any.
-pub fn expired_in_range(engine: &Engine, range: &RangeDescriptor, now_ms: u64) -> Result<Option<Command>> {
+pub fn expired_in_range(
+    engine: &Engine,
+    range: &RangeDescriptor,
+    now_ms: u64,
+) -> Result<Option<Command>> {
     let mut expired = Vec::new();
     engine.scan(CF_TTL, &[], &(now_ms + 1).to_be_bytes(), false, |key, _| {
         if let Some((expire_at_ms, user_key)) = keys::decode_ttl_key(key) {

@@ -41,7 +41,13 @@ struct Inner {
 }
 
 impl Outbox {
-    pub fn new(node_id: u64, cluster_id: String, store_id: String, peers: Arc<PeerDirectory>, runtime: Handle) -> Self {
+    pub fn new(
+        node_id: u64,
+        cluster_id: String,
+        store_id: String,
+        peers: Arc<PeerDirectory>,
+        runtime: Handle,
+    ) -> Self {
         Outbox {
             inner: Arc::new(Inner {
                 node_id,
@@ -67,13 +73,21 @@ impl Outbox {
             }
             if message.get_msg_type() == MessageType::MsgSnapshot {
                 let inner = self.inner.clone();
-                self.inner.runtime.spawn(send_snapshot(inner, range_id, message));
+                self.inner
+                    .runtime
+                    .spawn(send_snapshot(inner, range_id, message));
                 continue;
             }
-            let mut queues = self.inner.queues.lock().expect("outbox lock is never poisoned");
+            let mut queues = self
+                .inner
+                .queues
+                .lock()
+                .expect("outbox lock is never poisoned");
             let queue = queues.entry(to).or_insert_with(|| {
                 let (sender, receiver) = mpsc::unbounded_channel();
-                self.inner.runtime.spawn(run_peer(self.inner.clone(), to, receiver));
+                self.inner
+                    .runtime
+                    .spawn(run_peer(self.inner.clone(), to, receiver));
                 sender
             });
             let _ = queue.send((range_id, message));
@@ -106,7 +120,11 @@ impl Inner {
             .http2_keep_alive_interval(Duration::from_secs(5))
             .keep_alive_timeout(Duration::from_secs(5));
         let channel = endpoint.connect().await.ok()?;
-        Some(RaftTransportClient::new(channel).max_decoding_message_size(usize::MAX).max_encoding_message_size(usize::MAX))
+        Some(
+            RaftTransportClient::new(channel)
+                .max_decoding_message_size(usize::MAX)
+                .max_encoding_message_size(usize::MAX),
+        )
     }
 
     /// A peer refused us because it knows our node id under another store
@@ -124,7 +142,9 @@ impl Inner {
 /// Keeps one stream open to a peer and feeds it everything queued, batched.
 async fn run_peer(inner: Arc<Inner>, to: u64, mut queue: mpsc::UnboundedReceiver<(u64, Message)>) {
     loop {
-        let Some(first) = queue.recv().await else { return };
+        let Some(first) = queue.recv().await else {
+            return;
+        };
         let Some(mut client) = inner.client(to).await else {
             drop_undeliverable(&inner, to, first, &mut queue);
             tokio::time::sleep(RECONNECT_BACKOFF).await;
@@ -151,7 +171,11 @@ async fn run_peer(inner: Arc<Inner>, to: u64, mut queue: mpsc::UnboundedReceiver
             }
             let header = (!header_sent).then(|| inner.header(to));
             header_sent = true;
-            if stream_tx.send(RaftBatch { header, messages }).await.is_err() {
+            if stream_tx
+                .send(RaftBatch { header, messages })
+                .await
+                .is_err()
+            {
                 break;
             }
         }
@@ -169,7 +193,9 @@ async fn run_peer(inner: Arc<Inner>, to: u64, mut queue: mpsc::UnboundedReceiver
 fn envelope((range_id, message): (u64, Message)) -> RaftEnvelope {
     RaftEnvelope {
         range_id,
-        message: message.write_to_bytes().expect("encoding an in-memory raft message cannot fail"),
+        message: message
+            .write_to_bytes()
+            .expect("encoding an in-memory raft message cannot fail"),
     }
 }
 
@@ -208,7 +234,10 @@ async fn send_snapshot(inner: Arc<Inner>, range_id: u64, message: Message) {
 async fn stream_snapshot(inner: &Inner, range_id: u64, message: &Message) -> Result<(), String> {
     let to = message.to;
     let bytes = message.write_to_bytes().map_err(|err| err.to_string())?;
-    let mut client = inner.client(to).await.ok_or_else(|| format!("node {to} is unreachable"))?;
+    let mut client = inner
+        .client(to)
+        .await
+        .ok_or_else(|| format!("node {to} is unreachable"))?;
     let header = inner.header(to);
     let chunks: Vec<SnapshotChunk> = bytes
         .chunks(SNAPSHOT_CHUNK_BYTES)
@@ -219,7 +248,13 @@ async fn stream_snapshot(inner: &Inner, range_id: u64, message: &Message) -> Res
             data: data.to_vec(),
         })
         .collect();
-    tracing::info!(range_id, to, bytes = bytes.len(), chunks = chunks.len(), "sending snapshot");
+    tracing::info!(
+        range_id,
+        to,
+        bytes = bytes.len(),
+        chunks = chunks.len(),
+        "sending snapshot"
+    );
     client
         .snapshot(tokio_stream::iter(chunks))
         .await

@@ -5,7 +5,9 @@ use protobuf::Message as _;
 use raft::eraftpb::Message;
 use tonic::{Request, Response, Status, Streaming};
 use zdb_proto::v1::raft_transport_server::RaftTransport;
-use zdb_proto::v1::{HelloResponse, PeerHeader, RaftBatch, SnapshotAck, SnapshotChunk, StreamClosed};
+use zdb_proto::v1::{
+    HelloResponse, PeerHeader, RaftBatch, SnapshotAck, SnapshotChunk, StreamClosed,
+};
 
 use super::{PeerDirectory, MAX_SNAPSHOT_BYTES};
 use crate::error::Error;
@@ -20,7 +22,12 @@ pub struct RaftTransportService {
 }
 
 impl RaftTransportService {
-    pub fn new(node_id: u64, cluster_id: String, peers: Arc<PeerDirectory>, store: std_mpsc::Sender<StoreMsg>) -> Self {
+    pub fn new(
+        node_id: u64,
+        cluster_id: String,
+        peers: Arc<PeerDirectory>,
+        store: std_mpsc::Sender<StoreMsg>,
+    ) -> Self {
         RaftTransportService {
             node_id,
             cluster_id,
@@ -30,7 +37,9 @@ impl RaftTransportService {
     }
 
     fn check_header(&self, header: Option<&PeerHeader>) -> Result<(), Status> {
-        let header = header.ok_or_else(|| Status::invalid_argument("the first message of a stream must carry a peer header"))?;
+        let header = header.ok_or_else(|| {
+            Status::invalid_argument("the first message of a stream must carry a peer header")
+        })?;
         if header.cluster_id != self.cluster_id {
             return Err(Status::permission_denied(format!(
                 "node {} belongs to cluster {:?}, this node to {:?}",
@@ -43,9 +52,14 @@ impl RaftTransportService {
                 header.to_node_id, self.node_id
             )));
         }
-        match self.peers.verify_store(header.from_node_id, &header.from_store_id) {
+        match self
+            .peers
+            .verify_store(header.from_node_id, &header.from_store_id)
+        {
             Ok(()) => Ok(()),
-            Err(err @ Error::IdentityChanged { .. }) => Err(Status::failed_precondition(err.to_string())),
+            Err(err @ Error::IdentityChanged { .. }) => {
+                Err(Status::failed_precondition(err.to_string()))
+            }
             Err(err) => Err(Status::internal(err.to_string())),
         }
     }
@@ -58,7 +72,8 @@ impl RaftTransportService {
 }
 
 fn decode(bytes: &[u8]) -> Result<Message, Status> {
-    Message::parse_from_bytes(bytes).map_err(|err| Status::invalid_argument(format!("undecodable raft message: {err}")))
+    Message::parse_from_bytes(bytes)
+        .map_err(|err| Status::invalid_argument(format!("undecodable raft message: {err}")))
 }
 
 #[tonic::async_trait]
@@ -68,7 +83,10 @@ impl RaftTransport for RaftTransportService {
         Ok(Response::new(HelloResponse {}))
     }
 
-    async fn stream(&self, request: Request<Streaming<RaftBatch>>) -> Result<Response<StreamClosed>, Status> {
+    async fn stream(
+        &self,
+        request: Request<Streaming<RaftBatch>>,
+    ) -> Result<Response<StreamClosed>, Status> {
         let mut stream = request.into_inner();
         let mut verified = false;
         while let Some(batch) = stream.message().await? {
@@ -86,7 +104,10 @@ impl RaftTransport for RaftTransportService {
         Ok(Response::new(StreamClosed {}))
     }
 
-    async fn snapshot(&self, request: Request<Streaming<SnapshotChunk>>) -> Result<Response<SnapshotAck>, Status> {
+    async fn snapshot(
+        &self,
+        request: Request<Streaming<SnapshotChunk>>,
+    ) -> Result<Response<SnapshotAck>, Status> {
         let mut stream = request.into_inner();
         let mut bytes = Vec::new();
         let mut range_id = None;
@@ -96,13 +117,20 @@ impl RaftTransport for RaftTransportService {
                 range_id = Some(chunk.range_id);
             }
             if bytes.len() + chunk.data.len() > MAX_SNAPSHOT_BYTES {
-                return Err(Status::resource_exhausted("snapshot exceeds the size this node accepts"));
+                return Err(Status::resource_exhausted(
+                    "snapshot exceeds the size this node accepts",
+                ));
             }
             bytes.extend_from_slice(&chunk.data);
         }
         let range_id = range_id.ok_or_else(|| Status::invalid_argument("empty snapshot stream"))?;
         let message = decode(&bytes)?;
-        tracing::info!(range_id, bytes = bytes.len(), from = message.from, "received snapshot");
+        tracing::info!(
+            range_id,
+            bytes = bytes.len(),
+            from = message.from,
+            "received snapshot"
+        );
         self.deliver(vec![(range_id, message)])?;
         Ok(Response::new(SnapshotAck {}))
     }
