@@ -38,6 +38,10 @@ enum Command {
     Data(data::DataCommand),
     /// Show each node's view of its ranges.
     Status,
+    /// Print the range table: span, epoch, leader, size and load of every range.
+    Ranges,
+    /// Split the range holding KEY at KEY.
+    Split { key: String },
     /// Run a cluster of local processes.
     #[command(subcommand)]
     Local(local::LocalCommand),
@@ -61,6 +65,8 @@ async fn main() -> ExitCode {
                 Ok(client) => match command {
                     Command::Data(command) => data::run(&client, command).await,
                     Command::Status => status::run(&client).await,
+                    Command::Ranges => status::ranges(&client).await,
+                    Command::Split { key } => status::split(&client, &key).await,
                     Command::Local(_) => unreachable!("handled above"),
                 },
             }

@@ -44,3 +44,68 @@ pub async fn run(client: &Client) -> Result<ExitCode> {
         ExitCode::from(1)
     })
 }
+
+/// The range table as the ranges' leaders report it.
+pub async fn ranges(client: &Client) -> Result<ExitCode> {
+    let table = client.ranges(b"", b"").await?;
+    let mut leaders = std::collections::HashMap::new();
+    for endpoint in client.endpoints() {
+        if let Ok(status) = client.node_status(endpoint).await {
+            for replica in status.replicas {
+                if replica.role == RaftRole::Leader as i32 {
+                    if let Some(range) = &replica.range {
+                        leaders.insert(range.range_id, (status.node_id, replica.clone()));
+                    }
+                }
+            }
+        }
+    }
+    println!("RANGE\tSTART\tEND\tEPOCH\tREPLICAS\tLEADER\tKEYS\tBYTES\tREADS/S\tWRITES/S");
+    for range in table {
+        let epoch = range.epoch.clone().unwrap_or_default();
+        let replicas: Vec<String> = range
+            .replicas
+            .iter()
+            .map(|r| r.node_id.to_string())
+            .collect();
+        let (leader, keys, bytes, reads, writes) = match leaders.get(&range.range_id) {
+            Some((node, r)) => (
+                node.to_string(),
+                r.approximate_keys,
+                r.approximate_bytes,
+                r.reads_per_second,
+                r.writes_per_second,
+            ),
+            None => ("?".into(), 0, 0, 0.0, 0.0),
+        };
+        let end = if range.end_key.is_empty() {
+            "+inf".into()
+        } else {
+            String::from_utf8_lossy(&range.end_key).into_owned()
+        };
+        println!(
+            "{}\t{:?}\t{}\t{}.{}\t{}\t{}\t{}\t{}\t{:.1}\t{:.1}",
+            range.range_id,
+            String::from_utf8_lossy(&range.start_key),
+            end,
+            epoch.conf_ver,
+            epoch.version,
+            replicas.join(","),
+            leader,
+            keys,
+            bytes,
+            reads,
+            writes
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn split(client: &Client, key: &str) -> Result<ExitCode> {
+    let (left, right) = client.split_at(key.as_bytes()).await?;
+    println!(
+        "split range {} at {key:?}: range {} now ends there, range {} starts there",
+        left.range_id, left.range_id, right.range_id
+    );
+    Ok(ExitCode::SUCCESS)
+}

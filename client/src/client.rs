@@ -9,11 +9,13 @@ use tonic::{Request, Status};
 use zdb_proto::v1::admin_client::AdminClient;
 use zdb_proto::v1::kv_client::KvClient;
 use zdb_proto::v1::{
-    self as pb, mutation, KeyValue, NodeStatusRequest, NodeStatusResponse, ReadConsistency,
+    self as pb, mutation, KeyValue, NodeStatusRequest, NodeStatusResponse, RangeDescriptor,
+    ReadConsistency, RequestHeader, SplitRangeRequest,
 };
 
 use crate::error::{Error, Result};
 use crate::retry::{backoff, classify, Next};
+use crate::routing::{CachedRange, RangeCache};
 
 /// Longest a single attempt may take before the client tries elsewhere.
 const MAX_ATTEMPT: Duration = Duration::from_secs(3);
@@ -77,7 +79,7 @@ pub struct CasOutcome {
     pub previous: Option<Vec<u8>>,
 }
 
-/// A zdb client. Cheap to clone; clones share connections and the leader hint.
+/// A zdb client. Cheap to clone; clones share connections and the range cache.
 #[derive(Clone)]
 pub struct Client {
     inner: Arc<Inner>,
@@ -86,8 +88,40 @@ pub struct Client {
 struct Inner {
     config: ClientConfig,
     channels: Mutex<HashMap<String, Channel>>,
-    leader: Mutex<Option<String>>,
+    cache: Mutex<RangeCache>,
     next_endpoint: AtomicUsize,
+}
+
+/// Deadline and attempt count of one call, across its retries.
+struct Attempts {
+    deadline: Instant,
+    count: u32,
+    last: String,
+}
+
+impl Attempts {
+    fn remaining(&self) -> Result<Duration> {
+        let remaining = self.deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return Err(Error::Timeout {
+                attempts: self.count,
+                last: self.last.clone(),
+            });
+        }
+        Ok(remaining)
+    }
+
+    async fn back_off(&self) {
+        let wait = backoff(self.count).min(self.deadline.saturating_duration_since(Instant::now()));
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// The outcome of one attempt against one range.
+enum Step<T> {
+    Done(T),
+    /// The route changed or the node was busy: resolve the target again.
+    Again,
 }
 
 impl Client {
@@ -99,7 +133,7 @@ impl Client {
             inner: Arc::new(Inner {
                 config,
                 channels: Mutex::new(HashMap::new()),
-                leader: Mutex::new(None),
+                cache: Mutex::new(RangeCache::default()),
                 next_endpoint: AtomicUsize::new(0),
             }),
         };
@@ -146,73 +180,185 @@ impl Client {
         Ok(channel)
     }
 
-    fn pick_endpoint(&self) -> String {
-        if let Some(leader) = self
-            .inner
-            .leader
-            .lock()
-            .expect("leader lock is never poisoned")
-            .clone()
-        {
-            return leader;
-        }
+    fn kv(&self, endpoint: &str) -> Result<KvClient<Channel>> {
+        Ok(KvClient::new(self.channel(endpoint)?)
+            .max_decoding_message_size(usize::MAX)
+            .max_encoding_message_size(usize::MAX))
+    }
+
+    fn any_endpoint(&self) -> String {
         let endpoints = &self.inner.config.endpoints;
         let i = self.inner.next_endpoint.fetch_add(1, Ordering::Relaxed);
         endpoints[i % endpoints.len()].clone()
     }
 
-    fn set_leader(&self, leader: Option<String>) {
-        *self
-            .inner
-            .leader
+    fn cache(&self) -> std::sync::MutexGuard<'_, RangeCache> {
+        self.inner
+            .cache
             .lock()
-            .expect("leader lock is never poisoned") = leader;
+            .expect("range cache lock is never poisoned")
     }
 
-    /// Runs `attempt` against the leader until it succeeds, fails for good,
-    /// or the deadline passes. Only `idempotent` calls are retried after an
-    /// ambiguous failure.
-    async fn call<T, F, Fut>(&self, idempotent: bool, mut attempt: F) -> Result<T>
+    fn attempts(&self) -> Attempts {
+        Attempts {
+            deadline: Instant::now() + self.inner.config.timeout,
+            count: 0,
+            last: String::from("no attempt made"),
+        }
+    }
+
+    /// The cached range holding `key`, asking the meta range when unknown.
+    async fn route(&self, key: &[u8], attempts: &mut Attempts) -> Result<CachedRange> {
+        loop {
+            let hit = self.cache().lookup(key);
+            if let Some(cached) = hit {
+                return Ok(cached);
+            }
+            let remaining = attempts.remaining()?;
+            let endpoint = self.any_endpoint();
+            attempts.count += 1;
+            let request = timed(
+                pb::LocateRequest {
+                    key: key.to_vec(),
+                    limit: 64,
+                },
+                remaining.min(MAX_ATTEMPT),
+            );
+            match self.kv(&endpoint)?.locate(request).await {
+                Ok(response) => self.cache().absorb(response.into_inner()),
+                Err(status) => {
+                    attempts.last = format!(
+                        "{endpoint}: locate: {}: {}",
+                        status.code(),
+                        status.message()
+                    );
+                    if classify(&status) == Next::Fail {
+                        return Err(Error::from_final_status(status));
+                    }
+                    attempts.back_off().await;
+                }
+            }
+        }
+    }
+
+    /// Where to send a request for `cached`: its leader if known, otherwise
+    /// its replicas in turn, otherwise any endpoint.
+    fn target_node(&self, cached: &CachedRange, attempt: u32) -> String {
+        let cache = self.cache();
+        if let Some(address) = cached.leader.and_then(|leader| cache.address(leader)) {
+            return address;
+        }
+        let replicas = &cached.range.replicas;
+        if !replicas.is_empty() {
+            let replica = &replicas[attempt as usize % replicas.len()];
+            if let Some(address) = cache.address(replica.node_id) {
+                return address;
+            }
+        }
+        drop(cache);
+        self.any_endpoint()
+    }
+
+    /// One attempt against the range `cached`; typed errors update the cache.
+    async fn send<T, F, Fut>(
+        &self,
+        cached: &CachedRange,
+        idempotent: bool,
+        attempts: &mut Attempts,
+        attempt: &mut F,
+    ) -> Result<Step<T>>
     where
-        F: FnMut(KvClient<Channel>, Duration) -> Fut,
+        F: FnMut(KvClient<Channel>, RequestHeader, Duration) -> Fut,
         Fut: Future<Output = std::result::Result<tonic::Response<T>, Status>>,
     {
-        let deadline = Instant::now() + self.inner.config.timeout;
-        let mut attempts = 0u32;
-        let mut last = String::from("no attempt made");
-        loop {
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            if remaining.is_zero() {
-                return Err(Error::Timeout { attempts, last });
-            }
-            let endpoint = self.pick_endpoint();
-            let client = KvClient::new(self.channel(&endpoint)?)
-                .max_decoding_message_size(usize::MAX)
-                .max_encoding_message_size(usize::MAX);
-            attempts += 1;
-            let status = match attempt(client, remaining.min(MAX_ATTEMPT)).await {
-                Ok(response) => return Ok(response.into_inner()),
-                Err(status) => status,
-            };
-            last = format!("{endpoint}: {}: {}", status.code(), status.message());
-            match classify(&status) {
-                Next::Redirect(leader) => {
-                    let known = leader == endpoint;
-                    self.set_leader(Some(leader));
-                    if known {
-                        // The node names itself yet refused: it is stepping down.
-                        self.set_leader(None);
-                        tokio::time::sleep(backoff(attempts).min(remaining)).await;
-                    }
-                    continue;
+        let remaining = attempts.remaining()?;
+        let endpoint = self.target_node(cached, attempts.count);
+        attempts.count += 1;
+        let header = RequestHeader {
+            range_id: cached.range.range_id,
+            epoch: cached.range.epoch.clone(),
+        };
+        let status = match attempt(self.kv(&endpoint)?, header, remaining.min(MAX_ATTEMPT)).await {
+            Ok(response) => return Ok(Step::Done(response.into_inner())),
+            Err(status) => status,
+        };
+        attempts.last = format!("{endpoint}: {}: {}", status.code(), status.message());
+        let range_id = cached.range.range_id;
+        match classify(&status) {
+            Next::NotLeader { leader_id, address } => {
+                let known = {
+                    let mut cache = self.cache();
+                    cache.learn_node(leader_id, address);
+                    let known =
+                        leader_id != 0 && cache.address(leader_id).is_some_and(|a| a != endpoint);
+                    cache.set_leader(range_id, known.then_some(leader_id));
+                    known
+                };
+                if !known {
+                    attempts.back_off().await;
                 }
-                Next::Retry => {}
-                Next::Ambiguous if idempotent => {}
-                Next::Ambiguous => return Err(Error::OutcomeUnknown(last)),
-                Next::Fail => return Err(Error::from_final_status(status)),
             }
-            self.set_leader(None);
-            tokio::time::sleep(backoff(attempts).min(remaining)).await;
+            Next::Refresh(current) => {
+                let mut cache = self.cache();
+                for range in current {
+                    cache.insert(range, None);
+                }
+            }
+            Next::Relocate => {
+                self.cache().invalidate(range_id);
+                attempts.back_off().await;
+            }
+            Next::Retry => {
+                self.cache().set_leader(range_id, None);
+                attempts.back_off().await;
+            }
+            Next::Ambiguous if idempotent => {
+                self.cache().set_leader(range_id, None);
+                attempts.back_off().await;
+            }
+            Next::Ambiguous => return Err(Error::OutcomeUnknown(attempts.last.clone())),
+            Next::Fail => return Err(Error::from_final_status(status)),
+        }
+        Ok(Step::Again)
+    }
+
+    /// Runs `attempt` on the range holding `key` until it succeeds, fails for
+    /// good, or the deadline passes. Only `idempotent` calls are retried after
+    /// an ambiguous failure.
+    async fn call<T, F, Fut>(&self, key: &[u8], idempotent: bool, mut attempt: F) -> Result<T>
+    where
+        F: FnMut(KvClient<Channel>, RequestHeader, Duration) -> Fut,
+        Fut: Future<Output = std::result::Result<tonic::Response<T>, Status>>,
+    {
+        let mut attempts = self.attempts();
+        loop {
+            let cached = self.route(key, &mut attempts).await?;
+            if let Step::Done(value) = self
+                .send(&cached, idempotent, &mut attempts, &mut attempt)
+                .await?
+            {
+                return Ok(value);
+            }
+        }
+    }
+
+    /// The cached ranges covering `[start, end)`, in key order.
+    async fn ranges_covering(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        attempts: &mut Attempts,
+    ) -> Result<Vec<CachedRange>> {
+        let mut ranges = Vec::new();
+        let mut key = start.to_vec();
+        loop {
+            let cached = self.route(&key, attempts).await?;
+            let range_end = cached.range.end_key.clone();
+            ranges.push(cached);
+            if range_end.is_empty() || (!end.is_empty() && range_end.as_slice() >= end) {
+                return Ok(ranges);
+            }
+            key = range_end;
         }
     }
 
@@ -231,8 +377,14 @@ impl Client {
             ..Default::default()
         };
         let response = self
-            .call(true, |mut kv, timeout| {
-                let request = timed(request.clone(), timeout);
+            .call(&request.key.clone(), true, |mut kv, header, timeout| {
+                let request = timed(
+                    pb::GetRequest {
+                        header: Some(header),
+                        ..request.clone()
+                    },
+                    timeout,
+                );
                 async move { kv.get(request).await }
             })
             .await?;
@@ -256,8 +408,14 @@ impl Client {
             ttl_seconds,
             ..Default::default()
         };
-        self.call(true, |mut kv, timeout| {
-            let request = timed(request.clone(), timeout);
+        self.call(&request.key.clone(), true, |mut kv, header, timeout| {
+            let request = timed(
+                pb::PutRequest {
+                    header: Some(header),
+                    ..request.clone()
+                },
+                timeout,
+            );
             async move { kv.put(request).await }
         })
         .await?;
@@ -269,8 +427,14 @@ impl Client {
             key: key.into(),
             ..Default::default()
         };
-        self.call(true, |mut kv, timeout| {
-            let request = timed(request.clone(), timeout);
+        self.call(&request.key.clone(), true, |mut kv, header, timeout| {
+            let request = timed(
+                pb::DeleteRequest {
+                    header: Some(header),
+                    ..request.clone()
+                },
+                timeout,
+            );
             async move { kv.delete(request).await }
         })
         .await?;
@@ -278,8 +442,9 @@ impl Client {
     }
 
     /// Keys in `[start, end)` (empty `end`: no bound), at most `limit`
-    /// (0: all), in order or reversed. Each page the node returns is a
-    /// consistent read; a scan of several pages is not one snapshot.
+    /// (0: all), in order or reversed, across as many ranges as the span
+    /// covers. Each page is a consistent read of one range; a scan of several
+    /// pages or ranges is not one snapshot.
     pub async fn scan(
         &self,
         start: impl Into<Vec<u8>>,
@@ -287,71 +452,221 @@ impl Client {
         limit: usize,
         reverse: bool,
     ) -> Result<Vec<KeyValue>> {
-        let mut start = start.into();
-        let mut end = end.into();
+        let start = start.into();
+        let end = end.into();
+        let mut attempts = self.attempts();
         let mut pairs: Vec<KeyValue> = Vec::new();
+        // Forward scans move `lower` up; reverse scans move `upper` down.
+        let (mut lower, mut upper) = (start.clone(), end.clone());
         loop {
+            let ranges = self.ranges_covering(&lower, &upper, &mut attempts).await?;
+            let cached = if reverse {
+                ranges.last()
+            } else {
+                ranges.first()
+            }
+            .expect("at least one range")
+            .clone();
+            let range = &cached.range;
+            let sub_start = lower.clone().max(range.start_key.clone());
+            let sub_end = match (upper.is_empty(), range.end_key.is_empty()) {
+                (true, _) => range.end_key.clone(),
+                (false, true) => upper.clone(),
+                (false, false) => upper.clone().min(range.end_key.clone()),
+            };
             let want = if limit == 0 {
                 0
             } else {
                 (limit - pairs.len()) as u32
             };
             let request = pb::ScanRequest {
-                start_key: start.clone(),
-                end_key: end.clone(),
+                start_key: sub_start.clone(),
+                end_key: sub_end.clone(),
                 limit: want,
                 reverse,
                 ..Default::default()
             };
-            let page = self
-                .call(true, |mut kv, timeout| {
-                    let request = timed(request.clone(), timeout);
-                    async move { kv.scan(request).await }
-                })
-                .await?;
+            let page = match self
+                .send(
+                    &cached,
+                    true,
+                    &mut attempts,
+                    &mut |mut kv: KvClient<Channel>, header, timeout| {
+                        let request = timed(
+                            pb::ScanRequest {
+                                header: Some(header),
+                                ..request.clone()
+                            },
+                            timeout,
+                        );
+                        async move { kv.scan(request).await }
+                    },
+                )
+                .await?
+            {
+                Step::Done(page) => page,
+                Step::Again => continue,
+            };
             let more = page.more;
             pairs.extend(page.pairs);
-            if !more || (limit != 0 && pairs.len() >= limit) {
+            if limit != 0 && pairs.len() >= limit {
+                pairs.truncate(limit);
                 return Ok(pairs);
             }
-            let Some(last) = pairs.last() else {
-                return Ok(pairs);
-            };
+            let last_key = pairs.last().map(|kv| kv.key.clone());
             if reverse {
-                end = last.key.clone();
+                upper = match (more, last_key) {
+                    (true, Some(key)) => key,
+                    _ if range.start_key.is_empty() || range.start_key <= lower => {
+                        return Ok(pairs)
+                    }
+                    _ => range.start_key.clone(),
+                };
             } else {
-                start = [last.key.as_slice(), &[0]].concat();
+                lower = match (more, last_key) {
+                    (true, Some(key)) => [key.as_slice(), &[0]].concat(),
+                    _ if sub_end.is_empty() || (!end.is_empty() && sub_end >= end) => {
+                        return Ok(pairs)
+                    }
+                    _ => sub_end,
+                };
             }
         }
     }
 
-    /// The keys that exist among `keys`, read at one point in time.
+    /// The keys that exist among `keys`, in request order. Keys of one range
+    /// are read at one point in time; keys in different ranges are read
+    /// range by range.
     pub async fn batch_get(&self, keys: Vec<Vec<u8>>) -> Result<Vec<KeyValue>> {
-        let request = pb::BatchGetRequest {
-            keys,
-            ..Default::default()
-        };
-        let response = self
-            .call(true, |mut kv, timeout| {
-                let request = timed(request.clone(), timeout);
-                async move { kv.batch_get(request).await }
+        let mut attempts = self.attempts();
+        let mut found: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
+        let mut pending = keys.clone();
+        while !pending.is_empty() {
+            let groups = self.group_by_range(pending, &mut attempts).await?;
+            pending = Vec::new();
+            for (cached, group) in groups {
+                let request = pb::BatchGetRequest {
+                    keys: group.clone(),
+                    ..Default::default()
+                };
+                let step = self
+                    .send(
+                        &cached,
+                        true,
+                        &mut attempts,
+                        &mut |mut kv: KvClient<Channel>, header, timeout| {
+                            let request = timed(
+                                pb::BatchGetRequest {
+                                    header: Some(header),
+                                    ..request.clone()
+                                },
+                                timeout,
+                            );
+                            async move { kv.batch_get(request).await }
+                        },
+                    )
+                    .await?;
+                match step {
+                    Step::Done(response) => {
+                        found.extend(response.pairs.into_iter().map(|kv| (kv.key, kv.value)))
+                    }
+                    Step::Again => pending.extend(group),
+                }
+            }
+        }
+        Ok(keys
+            .into_iter()
+            .filter_map(|key| {
+                found.get(&key).map(|value| KeyValue {
+                    value: value.clone(),
+                    key,
+                })
             })
-            .await?;
-        Ok(response.pairs)
+            .collect())
     }
 
-    /// Applies all mutations or none.
+    async fn group_by_range(
+        &self,
+        keys: Vec<Vec<u8>>,
+        attempts: &mut Attempts,
+    ) -> Result<Vec<(CachedRange, Vec<Vec<u8>>)>> {
+        let mut groups: Vec<(CachedRange, Vec<Vec<u8>>)> = Vec::new();
+        for key in keys {
+            let cached = self.route(&key, attempts).await?;
+            match groups
+                .iter_mut()
+                .find(|(c, _)| c.range.range_id == cached.range.range_id)
+            {
+                Some((_, group)) => group.push(key),
+                None => groups.push((cached, vec![key])),
+            }
+        }
+        Ok(groups)
+    }
+
+    /// Applies all mutations or none. Atomicity holds within one range, so
+    /// every key must belong to the same range; a batch that spans ranges is
+    /// refused with [`Error::CrossRange`] (see [`Client::batch_write_per_range`]).
     pub async fn batch_write(&self, mutations: Vec<Mutation>) -> Result<()> {
-        let request = pb::BatchWriteRequest {
-            mutations: mutations.into_iter().map(to_proto_mutation).collect(),
-            ..Default::default()
-        };
-        // Puts and deletes of fixed values: applying the batch twice is the same as once.
-        self.call(true, |mut kv, timeout| {
-            let request = timed(request.clone(), timeout);
-            async move { kv.batch_write(request).await }
-        })
-        .await?;
+        let mutations: Vec<pb::Mutation> = mutations.into_iter().map(to_proto_mutation).collect();
+        let keys: Vec<Vec<u8>> = mutations.iter().map(mutation_key).collect();
+        let mut attempts = self.attempts();
+        loop {
+            let groups = self.group_by_range(keys.clone(), &mut attempts).await?;
+            if groups.len() > 1 {
+                return Err(Error::CrossRange(groups.len()));
+            }
+            let Some((cached, _)) = groups.into_iter().next() else {
+                return Err(Error::InvalidArgument("batch is empty".into()));
+            };
+            let request = pb::BatchWriteRequest {
+                mutations: mutations.clone(),
+                ..Default::default()
+            };
+            // Puts and deletes of fixed values: applying the batch twice is the same as once.
+            let step = self
+                .send(
+                    &cached,
+                    true,
+                    &mut attempts,
+                    &mut |mut kv: KvClient<Channel>, header, timeout| {
+                        let request = timed(
+                            pb::BatchWriteRequest {
+                                header: Some(header),
+                                ..request.clone()
+                            },
+                            timeout,
+                        );
+                        async move { kv.batch_write(request).await }
+                    },
+                )
+                .await?;
+            if let Step::Done(_) = step {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Applies mutations range by range: each range's share is atomic, the
+    /// whole is not (a failure may leave some ranges written).
+    pub async fn batch_write_per_range(&self, mutations: Vec<Mutation>) -> Result<()> {
+        let mut attempts = self.attempts();
+        let mut groups: Vec<(u64, Vec<Mutation>)> = Vec::new();
+        for mutation in mutations {
+            let (Mutation::Put { key, .. } | Mutation::Delete { key }) = &mutation;
+            let range_id = self.route(key, &mut attempts).await?.range.range_id;
+            match groups.iter_mut().find(|(id, _)| *id == range_id) {
+                Some((_, group)) => group.push(mutation),
+                None => groups.push((range_id, vec![mutation])),
+            }
+        }
+        for (_, group) in groups {
+            match self.batch_write(group.clone()).await {
+                // The range split in the meantime: regroup this share.
+                Err(Error::CrossRange(_)) => Box::pin(self.batch_write_per_range(group)).await?,
+                other => other?,
+            }
+        }
         Ok(())
     }
 
@@ -370,8 +685,14 @@ impl Client {
             ..Default::default()
         };
         let response = self
-            .call(false, |mut kv, timeout| {
-                let request = timed(request.clone(), timeout);
+            .call(&request.key.clone(), false, |mut kv, header, timeout| {
+                let request = timed(
+                    pb::CompareAndSwapRequest {
+                        header: Some(header),
+                        ..request.clone()
+                    },
+                    timeout,
+                );
                 async move { kv.compare_and_swap(request).await }
             })
             .await?;
@@ -379,6 +700,105 @@ impl Client {
             succeeded: response.succeeded,
             previous: response.found.then_some(response.current_value),
         })
+    }
+
+    /// The ranges holding `[start, end)` as the meta range reports them.
+    pub async fn ranges(&self, start: &[u8], end: &[u8]) -> Result<Vec<RangeDescriptor>> {
+        self.cache().clear();
+        let mut attempts = self.attempts();
+        let ranges = self.ranges_covering(start, end, &mut attempts).await?;
+        Ok(ranges.into_iter().map(|cached| cached.range).collect())
+    }
+
+    /// Splits the range holding `key` at `key`.
+    pub async fn split_at(&self, key: &[u8]) -> Result<(RangeDescriptor, RangeDescriptor)> {
+        let mut attempts = self.attempts();
+        loop {
+            let cached = self.route(key, &mut attempts).await?;
+            attempts.remaining()?;
+            let endpoint = self.target_node(&cached, attempts.count);
+            attempts.count += 1;
+            let request = SplitRangeRequest {
+                range_id: cached.range.range_id,
+                split_key: key.to_vec(),
+            };
+            match AdminClient::new(self.channel(&endpoint)?)
+                .split_range(request)
+                .await
+            {
+                Ok(response) => {
+                    let response = response.into_inner();
+                    let (Some(left), Some(right)) = (response.left, response.right) else {
+                        return Err(Error::Rpc(Status::internal(
+                            "split response without ranges",
+                        )));
+                    };
+                    self.cache().insert(left.clone(), None);
+                    self.cache().insert(right.clone(), None);
+                    return Ok((left, right));
+                }
+                Err(status) => {
+                    attempts.last = format!("{endpoint}: {}: {}", status.code(), status.message());
+                    match classify(&status) {
+                        Next::NotLeader { leader_id, address } => {
+                            let mut cache = self.cache();
+                            cache.learn_node(leader_id, address);
+                            cache.set_leader(
+                                cached.range.range_id,
+                                (leader_id != 0).then_some(leader_id),
+                            );
+                            drop(cache);
+                        }
+                        Next::Fail => return Err(Error::from_final_status(status)),
+                        _ => self.cache().invalidate(cached.range.range_id),
+                    }
+                    attempts.back_off().await;
+                }
+            }
+        }
+    }
+
+    /// Reads `key` from the node at `endpoint` itself, whatever range it
+    /// holds the key in: with [`Consistency::Stale`], that node's own copy.
+    /// For inspecting replicas; applications use [`Client::get_with`].
+    pub async fn get_at_node(
+        &self,
+        endpoint: &str,
+        key: &[u8],
+        consistency: Consistency,
+    ) -> Result<Option<Vec<u8>>> {
+        let request = timed(
+            pb::GetRequest {
+                key: key.to_vec(),
+                consistency: consistency.to_proto(),
+                ..Default::default()
+            },
+            self.inner.config.timeout.min(MAX_ATTEMPT),
+        );
+        let response = self
+            .kv(endpoint)?
+            .get(request)
+            .await
+            .map_err(Error::from_final_status)?
+            .into_inner();
+        Ok(response.found.then_some(response.value))
+    }
+
+    /// Asks the node at `endpoint` (the range's leader) to split `range_id`
+    /// at the key that halves it by size.
+    pub async fn split_range_at_node(&self, endpoint: &str, range_id: u64) -> Result<()> {
+        let request = timed(
+            SplitRangeRequest {
+                range_id,
+                split_key: Vec::new(),
+            },
+            self.inner.config.timeout,
+        );
+        AdminClient::new(self.channel(endpoint)?)
+            .split_range(request)
+            .await
+            .map_err(Error::from_final_status)?;
+        Ok(())
     }
 
     /// Status of the node at `endpoint` (one of the configured ones or any other).
@@ -400,6 +820,14 @@ fn timed<T>(message: T, timeout: Duration) -> Request<T> {
     let mut request = Request::new(message);
     request.set_timeout(timeout);
     request
+}
+
+fn mutation_key(mutation: &pb::Mutation) -> Vec<u8> {
+    match &mutation.op {
+        Some(mutation::Op::Put(put)) => put.key.clone(),
+        Some(mutation::Op::Delete(delete)) => delete.key.clone(),
+        None => Vec::new(),
+    }
 }
 
 fn to_proto_mutation(mutation: Mutation) -> pb::Mutation {

@@ -20,6 +20,10 @@ pub enum Error {
     #[error("bad endpoint {endpoint:?}: {reason}")]
     BadEndpoint { endpoint: String, reason: String },
 
+    /// An atomic batch touched keys of several ranges.
+    #[error("the batch spans {0} ranges and atomicity holds only within one range; split it by range or use batch_write_per_range")]
+    CrossRange(usize),
+
     #[error("no endpoints given; pass --endpoints or set ZDB_ENDPOINTS")]
     NoEndpoints,
 

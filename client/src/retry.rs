@@ -1,16 +1,21 @@
-//! Classifying a failed attempt: go elsewhere, wait and retry, or stop.
+//! Classifying a failed attempt: fix the route, wait and retry, or stop.
 
 use std::time::Duration;
 
 use rand::Rng;
 use tonic::{Code, Status};
 use zdb_proto::v1::error::Kind;
+use zdb_proto::v1::RangeDescriptor;
 
 /// What to do after an attempt failed.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq)]
 pub enum Next {
-    /// The leader is known: go there now.
-    Redirect(String),
+    /// The range is led elsewhere (leader 0: unknown yet).
+    NotLeader { leader_id: u64, address: String },
+    /// The range changed: these are its current descriptors.
+    Refresh(Vec<RangeDescriptor>),
+    /// The node does not hold that range (any more): look it up again.
+    Relocate,
     /// Try again (another node, or later) after a backoff.
     Retry,
     /// The write may have applied: retrying a non-idempotent one is unsafe.
@@ -22,11 +27,12 @@ pub enum Next {
 pub fn classify(status: &Status) -> Next {
     if let Some(error) = zdb_proto::decode_error_details(status.details()) {
         return match error.kind {
-            Some(Kind::NotLeader(not_leader)) if !not_leader.leader_address.is_empty() => {
-                Next::Redirect(not_leader.leader_address)
-            }
-            // No leader yet, or a range moved: ask again shortly.
-            Some(_) | None => Next::Retry,
+            Some(Kind::NotLeader(not_leader)) => Next::NotLeader {
+                leader_id: not_leader.leader_id,
+                address: not_leader.leader_address,
+            },
+            Some(Kind::EpochNotMatch(epoch)) => Next::Refresh(epoch.current),
+            Some(Kind::KeyNotInRange(_)) | Some(Kind::RangeNotFound(_)) | None => Next::Relocate,
         };
     }
     match status.code() {
@@ -63,26 +69,35 @@ mod tests {
     use super::*;
     use zdb_proto::v1;
 
-    fn not_leader(address: &str) -> Status {
-        let detail = v1::Error {
-            kind: Some(Kind::NotLeader(v1::NotLeader {
-                range_id: 1,
-                leader_id: 2,
-                leader_address: address.into(),
-            })),
-        };
-        let bytes =
-            zdb_proto::encode_error_details(Code::Unavailable as i32, "not leader", &detail);
-        Status::with_details(Code::Unavailable, "not leader", bytes.into())
+    fn with_detail(kind: Kind) -> Status {
+        let detail = v1::Error { kind: Some(kind) };
+        let bytes = zdb_proto::encode_error_details(Code::Unavailable as i32, "routing", &detail);
+        Status::with_details(Code::Unavailable, "routing", bytes.into())
     }
 
     #[test]
-    fn redirects_follow_the_named_leader() {
+    fn typed_errors_fix_the_route() {
+        let not_leader = with_detail(Kind::NotLeader(v1::NotLeader {
+            range_id: 1,
+            leader_id: 2,
+            leader_address: "127.0.0.1:5".into(),
+        }));
         assert_eq!(
-            classify(&not_leader("127.0.0.1:5")),
-            Next::Redirect("127.0.0.1:5".into())
+            classify(&not_leader),
+            Next::NotLeader {
+                leader_id: 2,
+                address: "127.0.0.1:5".into()
+            }
         );
-        assert_eq!(classify(&not_leader("")), Next::Retry);
+        let moved = with_detail(Kind::EpochNotMatch(v1::EpochNotMatch {
+            current: vec![RangeDescriptor::default()],
+        }));
+        assert_eq!(
+            classify(&moved),
+            Next::Refresh(vec![RangeDescriptor::default()])
+        );
+        let gone = with_detail(Kind::RangeNotFound(v1::RangeNotFound { range_id: 9 }));
+        assert_eq!(classify(&gone), Next::Relocate);
     }
 
     #[test]

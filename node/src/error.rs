@@ -31,8 +31,8 @@ pub enum Error {
         range: RangeDescriptor,
     },
 
-    #[error("the request names an epoch that is no longer current for range {}", current.range_id)]
-    EpochNotMatch { current: RangeDescriptor },
+    #[error("the request names an epoch that is no longer current; the range is now {current:?}")]
+    EpochNotMatch { current: Vec<RangeDescriptor> },
 
     #[error("the outcome is unknown: the request timed out after it was proposed; it may or may not have been applied")]
     OutcomeUnknown,

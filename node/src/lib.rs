@@ -4,14 +4,18 @@
 //!   state, node metadata, TTL index) and their byte layouts.
 //! - [`raftlog`]: raft-rs `Storage` over RocksDB: log, hard state, apply state.
 //! - [`range`]: one replica of a range: its Raft group, command application,
-//!   snapshots, and linearizable reads (ReadIndex and leader lease).
+//!   splits, snapshots, linearizable reads (ReadIndex and leader lease), and
+//!   the meta range's routing table.
 //! - [`store`]: every replica on the node, driven by one event loop that
 //!   persists all of them with one synced write per pass (group commit).
 //! - [`transport`]: peer-to-peer Raft streams and snapshot transfer.
 //! - [`service`]: the gRPC KV and admin APIs, request validation, and the
 //!   HTTP status port with Prometheus metrics.
+//! - [`cluster`]: calls to the meta range's leader (routing table, range
+//!   ids) and the reporter that keeps the routing table current.
 //! - [`server`]: starting and stopping a node.
 
+pub mod cluster;
 pub mod config;
 pub mod engine;
 pub mod error;

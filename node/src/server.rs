@@ -9,12 +9,13 @@ use std::time::Duration;
 use prost::Message as _;
 use rand::Rng;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 use zdb_proto::v1::admin_server::AdminServer;
 use zdb_proto::v1::kv_server::KvServer;
 use zdb_proto::v1::raft_transport_server::RaftTransportServer;
 use zdb_proto::v1::NodeIdentity;
 
+use crate::cluster;
 use crate::config::NodeConfig;
 use crate::engine::{keys, Engine, CF_META};
 use crate::error::{Error, Result};
@@ -78,6 +79,7 @@ pub async fn run(
     let kv = KvService::new(
         store.clone(),
         engine.clone(),
+        peers.clone(),
         config.limits.clone(),
         REQUEST_TIMEOUT,
     );
@@ -86,6 +88,8 @@ pub async fn run(
         config.listen.to_string(),
         identity.cluster_id.clone(),
         store.clone(),
+        engine.clone(),
+        peers.clone(),
     );
     let transport = RaftTransportService::new(
         identity.node_id,
@@ -95,6 +99,11 @@ pub async fn run(
     );
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let reporter = tokio::spawn(cluster::report_ranges(
+        store.clone(),
+        cluster::MetaClient::new(store.clone()),
+        stop_rx.clone(),
+    ));
     let status_task = status_listener.map(|listener| {
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
@@ -107,9 +116,9 @@ pub async fn run(
         })
     });
 
-    let max_message = config.limits.max_batch_bytes + (4 << 20);
+    // Batches over the limit must reach validation to get a clear error.
+    let max_message = config.limits.max_batch_bytes * 4 + (4 << 20);
     tonic::transport::Server::builder()
-        .tcp_nodelay(true)
         .add_service(health_service)
         .add_service(
             KvServer::new(kv)
@@ -122,12 +131,16 @@ pub async fn run(
                 .max_decoding_message_size(usize::MAX)
                 .max_encoding_message_size(usize::MAX),
         )
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            shutdown,
+        )
         .await
         .map_err(|err| Error::Transport(err.to_string()))?;
 
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
+    let _ = reporter.await;
     if let Some(task) = status_task {
         let _ = task.await;
     }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use zdb_client::{Client, ClientConfig};
+use zdb_client::{Client, ClientConfig, Consistency};
 use zdb_proto::v1::RaftRole;
 
 /// The `zdb-node` binary cargo built next to the test executable.
@@ -126,11 +126,21 @@ impl Cluster {
         Client::connect(&self.endpoints()).expect("valid endpoints")
     }
 
-    /// A client that only talks to one node.
+    /// A client that only knows one node to start from (it still routes
+    /// each request to the range's leader).
     pub fn client_of(&self, id: u64) -> Client {
         let mut config = ClientConfig::new([self.node(id).address.clone()]);
         config.timeout = Duration::from_secs(2);
         Client::new(config).expect("valid endpoint")
+    }
+
+    /// The value of `key` in node `id`'s own copy of the data.
+    pub async fn local_value(&self, id: u64, key: &str) -> Option<Vec<u8>> {
+        self.client_of(id)
+            .get_at_node(&self.node(id).address, key.as_bytes(), Consistency::Stale)
+            .await
+            .ok()
+            .flatten()
     }
 
     fn command(&self, id: u64) -> Command {

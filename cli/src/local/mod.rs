@@ -14,6 +14,7 @@ use clap::Subcommand;
 
 use layout::Layout;
 use supervisor::Supervisor;
+use zdb_placement::planner::SplitSettings;
 
 #[derive(Subcommand)]
 pub enum LocalCommand {
@@ -34,6 +35,12 @@ pub enum LocalCommand {
         /// How long to wait for the cluster to elect a leader, in seconds.
         #[arg(long, default_value_t = 60)]
         wait: u64,
+        /// Split a range once its keys and values pass this many bytes.
+        #[arg(long, default_value_t = 64 << 20)]
+        split_size: u64,
+        /// How often the placement driver looks at the cluster, in milliseconds.
+        #[arg(long, default_value_t = 2000)]
+        placement_interval_ms: u64,
     },
 }
 
@@ -44,6 +51,8 @@ pub async fn run(command: LocalCommand) -> Result<ExitCode> {
         node_bin,
         node_args,
         wait,
+        split_size,
+        placement_interval_ms,
     } = command;
     anyhow::ensure!(nodes >= 1, "--nodes must be at least 1");
     std::fs::create_dir_all(&data).with_context(|| format!("cannot create {}", data.display()))?;
@@ -87,7 +96,27 @@ pub async fn run(command: LocalCommand) -> Result<ExitCode> {
         layout.metrics_urls().join(" ")
     );
     println!("press Ctrl-C to stop");
+    let (stop_driver, driver_stopped) = tokio::sync::watch::channel(false);
+    let driver = tokio::spawn(zdb_placement::driver::run(
+        zdb_client::Client::connect(&endpoints)?,
+        SplitSettings {
+            max_bytes: split_size,
+            ..SplitSettings::default()
+        },
+        Duration::from_millis(placement_interval_ms),
+        driver_stopped,
+        |round| {
+            for (range_id, reason) in &round.splits {
+                println!("placement: split range {range_id} ({reason})");
+            }
+            for failure in &round.failures {
+                eprintln!("placement: {failure}; will retry");
+            }
+        },
+    ));
     supervisor.supervise().await;
+    let _ = stop_driver.send(true);
+    let _ = driver.await;
     supervisor.stop().await;
     println!(
         "stopped; run the same command again to restart with the data in {}",

@@ -7,6 +7,9 @@ pub const CF_DATA: &str = "data";
 pub const CF_RAFT: &str = "raft";
 pub const CF_META: &str = "meta";
 pub const CF_TTL: &str = "ttl";
+/// The cluster's system keyspace (routing table, id counters), replicated by
+/// the meta range, range 1.
+pub const CF_SYSTEM: &str = "system";
 
 const RAFT_LOG_ENTRY: u8 = 0x01;
 const RAFT_HARD_STATE: u8 = 0x02;
@@ -60,6 +63,33 @@ pub fn decode_ttl_key(key: &[u8]) -> Option<(u64, &[u8])> {
     Some((u64::from_be_bytes(time.try_into().ok()?), user_key))
 }
 
+const META_ROUTE_PREFIX: u8 = b'r';
+const META_ID_PREFIX: u8 = b'i';
+pub const NEXT_RANGE_ID_KEY: &[u8] = b"next_range_id";
+
+/// Routing-table key of the range ending at `end_key`: finite ends sort in
+/// key order, the unbounded end (empty) after all of them.
+pub fn meta_route_key(end_key: &[u8]) -> Vec<u8> {
+    if end_key.is_empty() {
+        vec![META_ROUTE_PREFIX, 0x02]
+    } else {
+        [&[META_ROUTE_PREFIX, 0x01][..], end_key].concat()
+    }
+}
+
+/// The first routing key whose range may hold `key`: ends strictly above it.
+pub fn meta_route_seek_key(key: &[u8]) -> Vec<u8> {
+    [&[META_ROUTE_PREFIX, 0x01][..], key, &[0x00]].concat()
+}
+
+pub fn meta_route_end() -> Vec<u8> {
+    vec![META_ROUTE_PREFIX + 1]
+}
+
+pub fn meta_range_id_key(range_id: u64) -> Vec<u8> {
+    [&[META_ID_PREFIX][..], &range_id.to_be_bytes()].concat()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -69,6 +99,17 @@ mod tests {
         assert!(log_entry_key(1, 255) < log_entry_key(1, 256));
         assert!(log_entry_key(1, u64::MAX) < hard_state_key(1));
         assert!(apply_state_key(1) < log_entry_key(2, 0));
+    }
+
+    #[test]
+    fn route_keys_order_by_end_with_unbounded_last() {
+        assert!(meta_route_key(b"a") < meta_route_key(b"ab"));
+        assert!(meta_route_key(b"\xff\xff") < meta_route_key(b""));
+        // A range ending at "b" does not hold "b"; one ending at "b\0" does.
+        assert!(meta_route_seek_key(b"b") > meta_route_key(b"b"));
+        assert!(meta_route_seek_key(b"b") <= meta_route_key(b"b\0"));
+        assert!(meta_route_seek_key(b"\xff") < meta_route_key(b""));
+        assert!(meta_route_key(b"") < meta_route_end());
     }
 
     #[test]

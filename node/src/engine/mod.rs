@@ -15,7 +15,7 @@ use rocksdb::{
 use crate::error::{Error, Result};
 use crate::metrics;
 
-pub use keys::{CF_DATA, CF_META, CF_RAFT, CF_TTL};
+pub use keys::{CF_DATA, CF_META, CF_RAFT, CF_SYSTEM, CF_TTL};
 
 /// Shared handle to the node's RocksDB. Cheap to clone.
 #[derive(Clone)]
@@ -52,6 +52,7 @@ impl Engine {
             ColumnFamilyDescriptor::new(CF_RAFT, raft_opts),
             ColumnFamilyDescriptor::new(CF_META, Options::default()),
             ColumnFamilyDescriptor::new(CF_TTL, Options::default()),
+            ColumnFamilyDescriptor::new(CF_SYSTEM, Options::default()),
         ];
         let db = DB::open_cf_descriptors(&db_opts, path, cfs)?;
         Ok(Engine { db: Arc::new(db) })

@@ -7,16 +7,25 @@
 use std::collections::HashMap;
 
 use rocksdb::WriteBatch;
-use zdb_proto::v1::{command, stored_mutation, Command, StoredPut};
+use zdb_proto::v1::{command, stored_mutation, Command, RangeDescriptor, StoredPut};
 
+use super::meta;
 use crate::engine::{keys, value, Engine, CF_DATA, CF_TTL};
 use crate::error::Result;
 use crate::metrics;
 
 /// What a command did, for the client that proposed it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum ApplyResult {
     Written,
+    /// A fresh range id from the meta range.
+    RangeId(u64),
+    Split {
+        left: RangeDescriptor,
+        right: RangeDescriptor,
+    },
+    /// The command was refused, identically on every replica.
+    Refused(String),
     CompareAndSwap {
         succeeded: bool,
         /// The live value before the command, if any.
@@ -32,6 +41,8 @@ pub struct Applier<'a> {
     batch: &'a mut WriteBatch,
     /// Raw stored value per key written in this batch; None for deleted.
     overlay: HashMap<Vec<u8>, Option<Vec<u8>>>,
+    /// The same for the system keyspace.
+    system_overlay: HashMap<Vec<u8>, Option<Vec<u8>>>,
 }
 
 impl<'a> Applier<'a> {
@@ -40,6 +51,38 @@ impl<'a> Applier<'a> {
             engine,
             batch,
             overlay: HashMap::new(),
+            system_overlay: HashMap::new(),
+        }
+    }
+
+    pub fn batch(&mut self) -> &mut WriteBatch {
+        self.batch
+    }
+
+    /// Applies a command of the meta range to the system keyspace.
+    pub fn apply_meta(&mut self, command: &Command) -> Result<ApplyResult> {
+        match &command.kind {
+            Some(command::Kind::MetaUpdate(update)) => {
+                for range in &update.ranges {
+                    meta::upsert(
+                        self.engine,
+                        self.engine,
+                        self.batch,
+                        &mut self.system_overlay,
+                        range,
+                    )?;
+                }
+                Ok(ApplyResult::Written)
+            }
+            Some(command::Kind::AllocateRangeId(_)) => {
+                Ok(ApplyResult::RangeId(meta::allocate_range_id(
+                    self.engine,
+                    self.engine,
+                    self.batch,
+                    &mut self.system_overlay,
+                )?))
+            }
+            _ => self.apply(command),
         }
     }
 
@@ -90,6 +133,12 @@ impl<'a> Applier<'a> {
                 }
                 Ok(ApplyResult::Written)
             }
+            Some(command::Kind::MetaUpdate(_)) | Some(command::Kind::AllocateRangeId(_)) => Ok(
+                ApplyResult::Refused("system commands are only accepted by the meta range".into()),
+            ),
+            Some(command::Kind::Split(_)) => Ok(ApplyResult::Refused(
+                "a split is applied by its range".into(),
+            )),
             None => Ok(ApplyResult::Written),
         }
     }

@@ -51,7 +51,7 @@ pub fn check_request<'k>(
         if let Some(epoch) = &header.epoch {
             if Some(epoch) != range.epoch.as_ref() {
                 return Err(Error::EpochNotMatch {
-                    current: range.clone(),
+                    current: vec![range.clone()],
                 });
             }
         }
@@ -63,6 +63,23 @@ pub fn check_request<'k>(
         });
     }
     Ok(())
+}
+
+/// A scan ending at `end` (exclusive; empty: unbounded) stays inside the range.
+pub fn check_span_end(range: &RangeDescriptor, end: &[u8]) -> Result<()> {
+    if range.end_key.is_empty() || (!end.is_empty() && end <= range.end_key.as_slice()) {
+        return Ok(());
+    }
+    Err(Error::KeyNotInRange {
+        key: range.end_key.clone(),
+        range: range.clone(),
+    })
+}
+
+pub fn overlaps(a: &RangeDescriptor, b: &RangeDescriptor) -> bool {
+    let a_starts_before_b_ends = b.end_key.is_empty() || a.start_key < b.end_key;
+    let b_starts_before_a_ends = a.end_key.is_empty() || b.start_key < a.end_key;
+    a_starts_before_b_ends && b_starts_before_a_ends
 }
 
 pub fn save(engine: &Engine, batch: &mut WriteBatch, range: &RangeDescriptor) {
@@ -106,6 +123,20 @@ mod tests {
         assert!(contains(&range, b"czzz"));
         assert!(!contains(&range, b"d"));
         assert!(contains(&span(b"", b""), b"\xff\xff"));
+    }
+
+    #[test]
+    fn scan_ends_and_overlaps() {
+        let range = span(b"b", b"d");
+        assert!(check_span_end(&range, b"c").is_ok());
+        assert!(check_span_end(&range, b"d").is_ok());
+        assert!(check_span_end(&range, b"e").is_err());
+        assert!(check_span_end(&range, b"").is_err());
+        assert!(check_span_end(&span(b"b", b""), b"").is_ok());
+        assert!(overlaps(&range, &span(b"c", b"")));
+        assert!(!overlaps(&range, &span(b"d", b"")));
+        assert!(!overlaps(&range, &span(b"", b"b")));
+        assert!(overlaps(&span(b"", b""), &range));
     }
 
     #[test]

@@ -3,6 +3,8 @@
 
 pub mod apply;
 pub mod descriptor;
+pub mod load;
+pub mod meta;
 pub mod reads;
 pub mod replica;
 pub mod snapshot;

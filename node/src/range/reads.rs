@@ -108,7 +108,9 @@ impl ReadQueue {
             return;
         };
         if round.term != term {
-            fail_all(round.readers, term);
+            for reader in round.readers {
+                let _ = reader.send(Err(Error::ProposalDropped));
+            }
             return;
         }
         let until = round.sent_at + lease_length;
@@ -167,12 +169,6 @@ impl ReadQueue {
                 leader_address: leader_address.clone(),
             }));
         }
-    }
-}
-
-fn fail_all(readers: Vec<ReadResponder>, _term: u64) {
-    for reader in readers {
-        let _ = reader.send(Err(Error::ProposalDropped));
     }
 }
 

@@ -1,4 +1,4 @@
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::time::Instant;
 
 use prost::Message as _;
@@ -6,9 +6,12 @@ use raft::eraftpb::{ConfChange, ConfChangeV2, ConfState, Entry, EntryType, Snaps
 use raft::{RawNode, StateRole};
 use rocksdb::WriteBatch;
 use tokio::sync::oneshot;
-use zdb_proto::v1::{Command, RangeDescriptor};
+use zdb_proto::v1::{command, Command, RangeDescriptor, SplitCommand};
 
 use super::apply::{Applier, ApplyResult};
+use super::descriptor;
+use super::load::Load;
+use super::meta::META_RANGE_ID;
 use super::reads::{ReadQueue, ReadResponder};
 use super::snapshot;
 use crate::config::RaftConfig;
@@ -24,18 +27,12 @@ struct Proposal {
     responder: Option<ProposalResponder>,
 }
 
-/// A reply that may only be sent once the batch holding its effects is written.
-pub enum Reply {
-    Proposal(ProposalResponder, Result<ApplyResult>),
-}
+/// A proposal's outcome, sent only once the batch holding its effects is written.
+pub struct Reply(ProposalResponder, Result<ApplyResult>);
 
 impl Reply {
     pub fn send(self) {
-        match self {
-            Reply::Proposal(responder, result) => {
-                let _ = responder.send(result);
-            }
-        }
+        let _ = self.0.send(self.1);
     }
 }
 
@@ -46,6 +43,7 @@ pub struct Replica {
     /// Proposals waiting for their entry to apply, by log index.
     proposals: BTreeMap<u64, Proposal>,
     pub reads: ReadQueue,
+    pub load: Load,
     /// A lease read was served since the last round: keep the lease fresh.
     lease_in_use: bool,
 }
@@ -78,12 +76,19 @@ impl Replica {
             descriptor,
             proposals: BTreeMap::new(),
             reads: ReadQueue::default(),
+            load: Load::default(),
             lease_in_use: false,
         })
     }
 
     pub fn range_id(&self) -> u64 {
         self.descriptor.range_id
+    }
+
+    /// A replica created for a message before it knows its range: it owns
+    /// no keys until a snapshot brings its descriptor.
+    pub fn is_initialized(&self) -> bool {
+        !self.descriptor.replicas.is_empty()
     }
 
     pub fn is_leader(&self) -> bool {
@@ -156,12 +161,16 @@ impl Replica {
     }
 
     /// Applies committed entries into `batch`; replies wait until it is written.
+    /// Ranges created by splits are added to `created`; `existing` are the
+    /// ranges this node already holds initialized (a split must not reset them).
     pub fn apply_committed(
         &mut self,
         engine: &Engine,
         batch: &mut WriteBatch,
         entries: Vec<Entry>,
         replies: &mut Vec<Reply>,
+        existing: &HashSet<u64>,
+        created: &mut Vec<RangeDescriptor>,
     ) -> Result<()> {
         let Some(last) = entries.last().map(|entry| entry.index) else {
             return Ok(());
@@ -173,6 +182,13 @@ impl Replica {
             let outcome = match entry.get_entry_type() {
                 EntryType::EntryNormal if entry.data.is_empty() => None,
                 EntryType::EntryNormal => Some(match Command::decode(entry.data.as_ref()) {
+                    Ok(Command {
+                        kind: Some(command::Kind::Split(split)),
+                        ..
+                    }) => self.apply_split(engine, applier.batch(), &split, existing, created),
+                    Ok(command) if self.range_id() == META_RANGE_ID => {
+                        applier.apply_meta(&command)?
+                    }
                     Ok(command) => applier.apply(&command)?,
                     // Every replica fails the same way on the same bytes.
                     Err(err) => {
@@ -211,6 +227,63 @@ impl Replica {
         Ok(())
     }
 
+    /// Cuts this range in two. Every replica reaches the same decision from
+    /// the same descriptor, so a refusal is as deterministic as a split.
+    fn apply_split(
+        &mut self,
+        engine: &Engine,
+        batch: &mut WriteBatch,
+        split: &SplitCommand,
+        existing: &HashSet<u64>,
+        created: &mut Vec<RangeDescriptor>,
+    ) -> ApplyResult {
+        let current = &self.descriptor;
+        if split.expected_epoch != current.epoch {
+            return ApplyResult::Refused(format!(
+                "range {} changed since the split was requested (epoch {:?}, expected {:?})",
+                current.range_id, current.epoch, split.expected_epoch
+            ));
+        }
+        let key = split.split_key.as_slice();
+        if key <= current.start_key.as_slice() || !descriptor::contains(current, key) {
+            return ApplyResult::Refused(format!(
+                "split key {:?} is not strictly inside range {}",
+                String::from_utf8_lossy(key),
+                current.range_id
+            ));
+        }
+        let mut left = current.clone();
+        left.end_key = key.to_vec();
+        let epoch = left.epoch.get_or_insert_with(Default::default);
+        epoch.version += 1;
+        let right = RangeDescriptor {
+            range_id: split.new_range_id,
+            start_key: key.to_vec(),
+            end_key: current.end_key.clone(),
+            epoch: left.epoch.clone(),
+            replicas: current.replicas.clone(),
+        };
+        descriptor::save(engine, batch, &left);
+        if !existing.contains(&right.range_id) {
+            descriptor::save(engine, batch, &right);
+            let voters = right
+                .replicas
+                .iter()
+                .filter(|r| !r.learner)
+                .map(|r| r.replica_id)
+                .collect();
+            RangeStorage::write_bootstrap_state(engine, batch, right.range_id, voters);
+        }
+        self.descriptor = left.clone();
+        created.push(right.clone());
+        tracing::info!(
+            range_id = left.range_id,
+            new_range_id = right.range_id,
+            "split applied"
+        );
+        ApplyResult::Split { left, right }
+    }
+
     /// Resolves the proposal waiting at `index`, if any. A proposal whose slot
     /// was taken by another term's entry was overwritten: it never applied.
     fn answer(
@@ -229,10 +302,10 @@ impl Replica {
                 continue;
             };
             if slot == index && proposal.term == term {
-                replies.push(Reply::Proposal(responder, result));
+                replies.push(Reply(responder, result));
                 return;
             }
-            replies.push(Reply::Proposal(responder, Err(Error::ProposalDropped)));
+            replies.push(Reply(responder, Err(Error::ProposalDropped)));
         }
     }
 

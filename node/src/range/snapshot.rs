@@ -3,10 +3,11 @@
 
 use prost::Message as _;
 use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch};
-use zdb_proto::v1::{SnapshotData, StoredPut};
+use zdb_proto::v1::{KeyValue, SnapshotData, StoredPut};
 
 use super::descriptor;
-use crate::engine::{keys, value, Engine, CF_DATA, CF_TTL};
+use super::meta::{self, META_RANGE_ID};
+use crate::engine::{keys, value, Engine, CF_DATA, CF_SYSTEM, CF_TTL};
 use crate::error::{Error, Result};
 
 fn span_end(end_key: &[u8]) -> Vec<u8> {
@@ -43,9 +44,18 @@ pub fn build(engine: &Engine, range_id: u64) -> Result<Vec<u8>> {
             expire_at_ms: stored.expire_at_ms,
         });
     }
+    let system = if range_id == META_RANGE_ID {
+        meta::dump(engine)?
+            .into_iter()
+            .map(|(key, value)| KeyValue { key, value })
+            .collect()
+    } else {
+        Vec::new()
+    };
     Ok(SnapshotData {
         range: Some(range),
         pairs,
+        system,
     }
     .encode_to_vec())
 }
@@ -71,6 +81,13 @@ pub fn install(engine: &Engine, batch: &mut WriteBatch, data: &[u8]) -> Result<S
                 keys::ttl_key(pair.expire_at_ms, &pair.key),
                 [],
             );
+        }
+    }
+    if range.range_id == META_RANGE_ID {
+        let system_cf = engine.cf(CF_SYSTEM);
+        batch.delete_range_cf(system_cf, Vec::new(), span_end(&[]));
+        for pair in &snapshot.system {
+            batch.put_cf(system_cf, &pair.key, &pair.value);
         }
     }
     descriptor::save(engine, batch, range);

@@ -1,6 +1,7 @@
 //! The client KV API (kv.proto): validate, then propose through Raft or read
 //! once the store says the local engine is current enough.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tonic::{Request, Response, Status};
@@ -13,10 +14,13 @@ use crate::config::Limits;
 use crate::engine::{value, Engine, CF_DATA};
 use crate::error::{Error, Result};
 use crate::range::apply::ApplyResult;
+use crate::range::meta;
 use crate::store::msg::{ReadKind, Target};
 use crate::store::{now_ms, StoreHandle};
+use crate::transport::PeerDirectory;
 
 pub struct KvService {
+    peers: Arc<PeerDirectory>,
     store: StoreHandle,
     engine: Engine,
     limits: Limits,
@@ -24,8 +28,15 @@ pub struct KvService {
 }
 
 impl KvService {
-    pub fn new(store: StoreHandle, engine: Engine, limits: Limits, timeout: Duration) -> Self {
+    pub fn new(
+        store: StoreHandle,
+        engine: Engine,
+        peers: Arc<PeerDirectory>,
+        limits: Limits,
+        timeout: Duration,
+    ) -> Self {
         KvService {
+            peers,
             store,
             engine,
             limits,
@@ -44,7 +55,15 @@ impl KvService {
             kind: Some(kind),
         };
         self.store
-            .propose(Target { header, keys }, command, self.timeout)
+            .propose(
+                Target {
+                    header,
+                    keys,
+                    span_end: None,
+                },
+                command,
+                self.timeout,
+            )
             .await
     }
 
@@ -52,6 +71,7 @@ impl KvService {
         &self,
         header: Option<RequestHeader>,
         keys: Vec<Vec<u8>>,
+        span_end: Option<Vec<u8>>,
         consistency: i32,
     ) -> Result<()> {
         let kind = match ReadConsistency::try_from(consistency) {
@@ -64,7 +84,15 @@ impl KvService {
             }
         };
         self.store
-            .read_barrier(Target { header, keys }, kind, self.timeout)
+            .read_barrier(
+                Target {
+                    header,
+                    keys,
+                    span_end,
+                },
+                kind,
+                self.timeout,
+            )
             .await
     }
 
@@ -97,7 +125,7 @@ impl Kv for KvService {
         observe("Get", async {
             let req = request.into_inner();
             validate::key(&self.limits, &req.key)?;
-            self.read_barrier(req.header, vec![req.key.clone()], req.consistency)
+            self.read_barrier(req.header, vec![req.key.clone()], None, req.consistency)
                 .await?;
             let response = match self.live_value(&req.key, now_ms())? {
                 Some(value) => GetResponse { found: true, value },
@@ -147,8 +175,13 @@ impl Kv for KvService {
         observe("Scan", async {
             let req = request.into_inner();
             validate::scan(&self.limits, &req.start_key, &req.end_key, req.limit)?;
-            self.read_barrier(req.header, vec![req.start_key.clone()], req.consistency)
-                .await?;
+            self.read_barrier(
+                req.header,
+                vec![req.start_key.clone()],
+                Some(req.end_key.clone()),
+                req.consistency,
+            )
+            .await?;
             let limit = if req.limit == 0 {
                 self.limits.max_scan_limit
             } else {
@@ -192,7 +225,7 @@ impl Kv for KvService {
             for key in &req.keys {
                 validate::key(&self.limits, key)?;
             }
-            self.read_barrier(req.header, req.keys.clone(), req.consistency)
+            self.read_barrier(req.header, req.keys.clone(), None, req.consistency)
                 .await?;
             let now = now_ms();
             let mut pairs = Vec::new();
@@ -268,13 +301,46 @@ impl Kv for KvService {
                     found: current.is_some(),
                     current_value: current.unwrap_or_default(),
                 },
-                ApplyResult::Written => {
-                    return Err(Status::internal(
-                        "compare-and-swap applied as a plain write",
-                    ))
+                other => {
+                    return Err(Status::internal(format!(
+                        "compare-and-swap applied as {other:?}"
+                    )))
                 }
             };
             Ok(Response::new(response))
+        })
+        .await
+    }
+
+    async fn locate(
+        &self,
+        request: Request<LocateRequest>,
+    ) -> Result<Response<LocateResponse>, Status> {
+        observe("Locate", async {
+            let req = request.into_inner();
+            let limit = (req.limit as usize).clamp(1, 1000);
+            let ranges = meta::locate(&self.engine, &req.key, limit)?;
+            let leaders: std::collections::HashMap<u64, u64> = self
+                .store
+                .status()
+                .await?
+                .into_iter()
+                .filter_map(|replica| Some((replica.range?.range_id, replica.leader_id)))
+                .collect();
+            let ranges = ranges
+                .into_iter()
+                .map(|range| RangeLocation {
+                    leader_node_id: leaders.get(&range.range_id).copied().unwrap_or_default(),
+                    range: Some(range),
+                })
+                .collect();
+            let nodes = self
+                .peers
+                .all()
+                .into_iter()
+                .map(|(node_id, address)| NodeAddress { node_id, address })
+                .collect();
+            Ok(Response::new(LocateResponse { ranges, nodes }))
         })
         .await
     }

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod kv;
 mod observe;
+pub mod range_stats;
 pub mod status;
 pub mod status_http;
 pub mod validate;

@@ -46,9 +46,7 @@ impl From<Error> for Status {
             Error::EpochNotMatch { current } => with_detail(
                 Code::FailedPrecondition,
                 message,
-                Kind::EpochNotMatch(v1::EpochNotMatch {
-                    current: vec![current],
-                }),
+                Kind::EpochNotMatch(v1::EpochNotMatch { current }),
             ),
             // Definitely not applied: safe to retry.
             Error::ProposalDropped | Error::ShuttingDown => Status::unavailable(message),

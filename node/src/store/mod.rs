@@ -10,7 +10,7 @@ mod handle;
 pub mod msg;
 mod ttl;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
 use std::thread;
@@ -27,9 +27,9 @@ use crate::config::RaftConfig;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::metrics;
-use crate::range::descriptor;
 use crate::range::replica::{ProposalResponder, Reply};
 use crate::range::Replica;
+use crate::range::{descriptor, meta};
 use crate::transport::{Outbox, PeerDirectory};
 
 /// Most messages taken from the queue in one pass, so that a flood of
@@ -37,6 +37,8 @@ use crate::transport::{Outbox, PeerDirectory};
 const MAX_MESSAGES_PER_PASS: usize = 4096;
 
 pub struct Store {
+    node_id: u64,
+    logger: slog::Logger,
     engine: Engine,
     raft: RaftConfig,
     replicas: HashMap<u64, Replica>,
@@ -64,6 +66,8 @@ impl Store {
         }
         let (sender, inbox) = mpsc::channel();
         let store = Store {
+            node_id,
+            logger: logger.clone(),
             engine,
             raft,
             replicas,
@@ -102,6 +106,7 @@ impl Store {
             if now >= next_tick {
                 for replica in self.replicas.values_mut() {
                     replica.raw.tick();
+                    replica.load.sample(now);
                 }
                 next_tick = now + self.raft.tick;
                 self.sweep_expired_keys(now);
@@ -125,15 +130,17 @@ impl Store {
             StoreMsg::Shutdown => return false,
             StoreMsg::Raft(messages) => {
                 for (range_id, message) in messages {
-                    match self.replicas.get_mut(&range_id) {
-                        Some(replica) => {
-                            if let Err(err) = replica.raw.step(message) {
-                                tracing::debug!(range_id, error = %err, "raft message ignored");
-                            }
-                        }
-                        None => {
-                            tracing::debug!(range_id, "message for a range this node does not hold")
-                        }
+                    if !self.replicas.contains_key(&range_id)
+                        && !self.create_for_message(range_id, &message)
+                    {
+                        continue;
+                    }
+                    let replica = self
+                        .replicas
+                        .get_mut(&range_id)
+                        .expect("present or just created");
+                    if let Err(err) = replica.raw.step(message) {
+                        tracing::debug!(range_id, error = %err, "raft message ignored");
                     }
                 }
             }
@@ -159,6 +166,7 @@ impl Store {
                         .replicas
                         .get_mut(&range_id)
                         .expect("routed to a local replica");
+                    replica.load.read();
                     if kind == ReadKind::Stale {
                         let _ = responder.send(Ok(()));
                     } else if !replica.is_leader() {
@@ -190,26 +198,124 @@ impl Store {
         true
     }
 
+    /// A leader is talking to this node about a range it does not hold: the
+    /// node missed the split that created it (it caught up on the parent by
+    /// snapshot). An empty replica joins and receives a snapshot.
+    fn create_for_message(&mut self, range_id: u64, message: &raft::eraftpb::Message) -> bool {
+        use raft::eraftpb::MessageType::*;
+        if !matches!(
+            message.get_msg_type(),
+            MsgAppend | MsgHeartbeat | MsgSnapshot
+        ) {
+            return false;
+        }
+        let placeholder = RangeDescriptor {
+            range_id,
+            ..Default::default()
+        };
+        match Replica::open(
+            self.engine.clone(),
+            self.node_id,
+            placeholder,
+            &self.raft,
+            &self.logger,
+        ) {
+            Ok(replica) => {
+                tracing::info!(
+                    range_id,
+                    from = message.from,
+                    "created an empty replica to receive a snapshot"
+                );
+                self.replicas.insert(range_id, replica);
+                true
+            }
+            Err(err) => {
+                tracing::warn!(range_id, error = %err, "cannot create a replica for an incoming message");
+                false
+            }
+        }
+    }
+
+    /// Starts the Raft groups of ranges just created by splits. The node
+    /// that led the parent campaigns at once, so the new range has a leader
+    /// without waiting for an election timeout.
+    fn open_created(&mut self, created: &mut Vec<RangeDescriptor>, existing: &HashSet<u64>) {
+        for range in created.drain(..) {
+            if existing.contains(&range.range_id) {
+                continue;
+            }
+            let led_parent = self.replicas.values().any(|replica| {
+                replica.is_leader() && replica.descriptor.end_key == range.start_key
+            });
+            let range_id = range.range_id;
+            match Replica::open(
+                self.engine.clone(),
+                self.node_id,
+                range,
+                &self.raft,
+                &self.logger,
+            ) {
+                Ok(mut replica) => {
+                    if led_parent {
+                        let _ = replica.raw.campaign();
+                    }
+                    self.replicas.insert(range_id, replica);
+                }
+                Err(err) => {
+                    tracing::error!(range_id, error = %err, "cannot open a range created by a split")
+                }
+            }
+        }
+    }
+
     /// Finds the local replica a request is for and checks span and epoch.
     fn route(&self, target: &Target) -> Result<u64> {
         let named = target.header.as_ref().map_or(0, |header| header.range_id);
         let replica = if named != 0 {
             self.replicas
                 .get(&named)
+                .filter(|replica| replica.is_initialized())
                 .ok_or(Error::RangeNotFound(named))?
         } else {
             let key = target.keys.first().map(Vec::as_slice).unwrap_or_default();
             self.replicas
                 .values()
-                .find(|replica| descriptor::contains(&replica.descriptor, key))
+                .find(|replica| {
+                    replica.is_initialized() && descriptor::contains(&replica.descriptor, key)
+                })
                 .ok_or(Error::RangeNotFound(0))?
         };
-        descriptor::check_request(
+        let checked = descriptor::check_request(
             &replica.descriptor,
             target.header.as_ref(),
             target.keys.iter().map(Vec::as_slice),
-        )?;
-        Ok(replica.range_id())
+        )
+        .and_then(|()| match &target.span_end {
+            Some(end) => descriptor::check_span_end(&replica.descriptor, end),
+            None => Ok(()),
+        });
+        match checked {
+            Ok(()) => Ok(replica.range_id()),
+            // Tell the client about every local range it may want instead.
+            Err(Error::EpochNotMatch { .. }) => Err(Error::EpochNotMatch {
+                current: self.overlapping(&replica.descriptor),
+            }),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Local initialized ranges overlapping `range`'s span (itself included).
+    fn overlapping(&self, range: &RangeDescriptor) -> Vec<RangeDescriptor> {
+        let mut ranges: Vec<RangeDescriptor> = self
+            .replicas
+            .values()
+            .filter(|replica| {
+                replica.is_initialized() && descriptor::overlaps(&replica.descriptor, range)
+            })
+            .map(|replica| replica.descriptor.clone())
+            .collect();
+        ranges.sort_by(|a, b| a.start_key.cmp(&b.start_key));
+        ranges
     }
 
     fn propose(
@@ -234,6 +340,7 @@ impl Store {
             return Ok(());
         }
         command.now_ms = now_ms();
+        replica.load.write();
         replica.propose(&command, Some(responder))
     }
 
@@ -264,6 +371,13 @@ impl Store {
         let mut readies = Vec::new();
         let mut must_sync = false;
         let mut appended = 0usize;
+        let existing: HashSet<u64> = self
+            .replicas
+            .iter()
+            .filter(|(_, replica)| replica.is_initialized())
+            .map(|(&id, _)| id)
+            .collect();
+        let mut created = Vec::new();
 
         for (&range_id, replica) in self.replicas.iter_mut() {
             if !replica.raw.has_ready() {
@@ -283,6 +397,8 @@ impl Store {
                 &mut batch,
                 ready.take_committed_entries(),
                 &mut replies,
+                &existing,
+                &mut created,
             )?;
             appended += ready.entries().len();
             replica
@@ -314,6 +430,7 @@ impl Store {
         if must_sync && appended > 0 {
             metrics::ENTRIES_PER_SYNC.observe(appended as f64);
         }
+        self.open_created(&mut created, &existing);
         replies.drain(..).for_each(Reply::send);
 
         let mut batch = WriteBatch::default();
@@ -334,11 +451,14 @@ impl Store {
                 &mut batch,
                 light.take_committed_entries(),
                 &mut replies,
+                &existing,
+                &mut created,
             )?;
             replica.raw.advance_apply();
         }
         // Entries applied here are already durable in the log: no sync needed.
         self.engine.write(batch, false)?;
+        self.open_created(&mut created, &existing);
         replies.drain(..).for_each(Reply::send);
 
         let mut batch = WriteBatch::default();
@@ -358,6 +478,7 @@ impl Store {
     fn status(&self) -> Vec<ReplicaStatus> {
         self.replicas
             .values()
+            .filter(|replica| replica.is_initialized())
             .map(|replica| {
                 let raft = &replica.raw.raft;
                 let storage = replica.raw.store();
@@ -375,6 +496,9 @@ impl Store {
                     applied_index: storage.applied_index(),
                     first_log_index: storage.apply_state().truncated_index + 1,
                     last_log_index: raft.raft_log.last_index(),
+                    reads_per_second: replica.load.reads_per_second,
+                    writes_per_second: replica.load.writes_per_second,
+                    ..Default::default()
                 }
             })
             .collect()
@@ -419,6 +543,8 @@ pub fn bootstrap(engine: &Engine, node_ids: &[u64]) -> Result<RangeDescriptor> {
     let range = descriptor::initial(node_ids);
     let mut batch = WriteBatch::default();
     descriptor::save(engine, &mut batch, &range);
+    // The routing table starts with its own range: every node writes the same.
+    meta::upsert(engine, engine, &mut batch, &mut HashMap::new(), &range)?;
     crate::raftlog::RangeStorage::write_bootstrap_state(
         engine,
         &mut batch,

@@ -19,6 +19,9 @@ pub enum ReadKind {
 pub struct Target {
     pub header: Option<RequestHeader>,
     pub keys: Vec<Vec<u8>>,
+    /// For scans: the exclusive end, which must not pass the range's end
+    /// (empty: unbounded).
+    pub span_end: Option<Vec<u8>>,
 }
 
 /// Everything the store's event loop is asked to do.

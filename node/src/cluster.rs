@@ -1,0 +1,176 @@
+//! Work that needs another range's leader, wherever it is: the meta range's
+//! routing table and range id counter, and keeping that table current.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use tonic::transport::Endpoint;
+use zdb_proto::v1::admin_client::AdminClient;
+use zdb_proto::v1::{
+    command, AllocateRangeIdCommand, AllocateRangeIdRequest, Command, MetaUpdateCommand, RaftRole,
+    RangeDescriptor, RangeEpoch, RequestHeader, UpdateMetaRequest,
+};
+
+use crate::error::{Error, Result};
+use crate::range::apply::ApplyResult;
+use crate::range::meta::META_RANGE_ID;
+use crate::store::msg::Target;
+use crate::store::StoreHandle;
+
+const META_CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often range leaders confirm their descriptors in the routing table.
+const REPORT_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Reaches the meta range's leader: the local replica if it leads, or the
+/// node it names.
+#[derive(Clone)]
+pub struct MetaClient {
+    store: StoreHandle,
+}
+
+impl MetaClient {
+    pub fn new(store: StoreHandle) -> Self {
+        MetaClient { store }
+    }
+
+    fn meta_target() -> Target {
+        Target {
+            header: Some(RequestHeader {
+                range_id: META_RANGE_ID,
+                epoch: None,
+            }),
+            ..Target::default()
+        }
+    }
+
+    /// Proposes to the meta range here, or returns where its leader is.
+    async fn propose_local(&self, kind: command::Kind) -> Result<ApplyResult> {
+        let command = Command {
+            now_ms: 0,
+            kind: Some(kind),
+        };
+        self.store
+            .propose(Self::meta_target(), command, META_CALL_TIMEOUT)
+            .await
+    }
+
+    pub async fn allocate_range_id(&self) -> Result<u64> {
+        let deadline = Instant::now() + META_CALL_TIMEOUT;
+        loop {
+            match self
+                .propose_local(command::Kind::AllocateRangeId(AllocateRangeIdCommand {}))
+                .await
+            {
+                Ok(ApplyResult::RangeId(id)) => return Ok(id),
+                Ok(other) => {
+                    return Err(Error::Transport(format!("unexpected meta reply {other:?}")))
+                }
+                Err(Error::NotLeader { leader_address, .. }) if !leader_address.is_empty() => {
+                    match remote(&leader_address)
+                        .await?
+                        .allocate_range_id(AllocateRangeIdRequest {})
+                        .await
+                    {
+                        Ok(response) => return Ok(response.into_inner().range_id),
+                        Err(status) => tracing::debug!(%status, "meta leader refused; retrying"),
+                    }
+                }
+                Err(err) if Instant::now() < deadline && retryable(&err) => {}
+                Err(err) => return Err(err),
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Timeout("the meta range has no reachable leader"));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Records descriptors in the routing table (older epochs are ignored there).
+    pub async fn update(&self, ranges: Vec<RangeDescriptor>) -> Result<()> {
+        let deadline = Instant::now() + META_CALL_TIMEOUT;
+        loop {
+            let kind = command::Kind::MetaUpdate(MetaUpdateCommand {
+                ranges: ranges.clone(),
+            });
+            match self.propose_local(kind).await {
+                Ok(_) => return Ok(()),
+                Err(Error::NotLeader { leader_address, .. }) if !leader_address.is_empty() => {
+                    let request = UpdateMetaRequest {
+                        ranges: ranges.clone(),
+                    };
+                    match remote(&leader_address).await?.update_meta(request).await {
+                        Ok(_) => return Ok(()),
+                        Err(status) => tracing::debug!(%status, "meta leader refused; retrying"),
+                    }
+                }
+                Err(err) if retryable(&err) => {}
+                Err(err) => return Err(err),
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Timeout("the meta range has no reachable leader"));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+fn retryable(err: &Error) -> bool {
+    matches!(
+        err,
+        Error::NotLeader { .. }
+            | Error::ProposalDropped
+            | Error::Timeout(_)
+            | Error::OutcomeUnknown
+    )
+}
+
+async fn remote(address: &str) -> Result<AdminClient<tonic::transport::Channel>> {
+    let endpoint = Endpoint::from_shared(format!("http://{address}"))
+        .map_err(|err| Error::Transport(err.to_string()))?
+        .connect_timeout(Duration::from_secs(1))
+        .timeout(META_CALL_TIMEOUT);
+    let channel = endpoint
+        .connect()
+        .await
+        .map_err(|err| Error::Transport(format!("{address}: {err}")))?;
+    Ok(AdminClient::new(channel))
+}
+
+/// Keeps the routing table current: every range this node leads is reported
+/// whenever its epoch differs from what was last reported, so a split whose
+/// meta update was lost (a crash in between) is repaired within seconds.
+pub async fn report_ranges(
+    store: StoreHandle,
+    meta: MetaClient,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut reported: HashMap<u64, Option<RangeEpoch>> = HashMap::new();
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|stopped| *stopped) => return,
+            _ = tokio::time::sleep(REPORT_INTERVAL) => {}
+        }
+        let Ok(replicas) = store.status().await else {
+            return;
+        };
+        let changed: Vec<RangeDescriptor> = replicas
+            .into_iter()
+            .filter(|replica| replica.role == RaftRole::Leader as i32)
+            .filter_map(|replica| replica.range)
+            .filter(|range| reported.get(&range.range_id) != Some(&range.epoch))
+            .collect();
+        if changed.is_empty() {
+            continue;
+        }
+        match meta.update(changed.clone()).await {
+            Ok(()) => {
+                for range in changed {
+                    reported.insert(range.range_id, range.epoch);
+                }
+            }
+            Err(err) => {
+                tracing::debug!(error = %err, "could not report ranges to the meta range; will retry")
+            }
+        }
+    }
+}

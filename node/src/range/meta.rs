@@ -1,0 +1,227 @@
+//! The meta range's system keyspace: the routing table (each range's
+//! descriptor keyed by its end key, so locating a key is one seek) and the
+//! range id counter. Only range 1 writes here, through its Raft log.
+
+use std::collections::HashMap;
+
+use prost::Message as _;
+use rocksdb::WriteBatch;
+use zdb_proto::v1::{RangeDescriptor, RangeEpoch};
+
+use crate::engine::{keys, Engine, CF_SYSTEM};
+use crate::error::Result;
+
+/// The range that replicates the system keyspace.
+pub const META_RANGE_ID: u64 = 1;
+
+/// Reads that must see the writes applied earlier in the same batch.
+pub trait SystemView {
+    fn system_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
+}
+
+impl SystemView for Engine {
+    fn system_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.get(CF_SYSTEM, key)
+    }
+}
+
+fn epoch_key(epoch: Option<&RangeEpoch>) -> (u64, u64) {
+    epoch.map_or((0, 0), |epoch| (epoch.version, epoch.conf_ver))
+}
+
+/// True when `a` is strictly newer than `b` in either part of the epoch and
+/// older in neither.
+pub fn is_newer(a: &RangeDescriptor, b: &RangeDescriptor) -> bool {
+    let (av, ac) = epoch_key(a.epoch.as_ref());
+    let (bv, bc) = epoch_key(b.epoch.as_ref());
+    av >= bv && ac >= bc && (av, ac) != (bv, bc)
+}
+
+/// Writes into `batch` (and `written`, the batch's own view) the routing entry
+/// of `range` unless the table already holds that range at the same or a
+/// newer epoch. Entries of other ranges that the new span covers and that are
+/// older are removed, so the table never holds two ranges for one key.
+pub fn upsert(
+    view: &dyn SystemView,
+    engine: &Engine,
+    batch: &mut WriteBatch,
+    written: &mut HashMap<Vec<u8>, Option<Vec<u8>>>,
+    range: &RangeDescriptor,
+) -> Result<bool> {
+    let get =
+        |written: &HashMap<Vec<u8>, Option<Vec<u8>>>, key: &[u8]| -> Result<Option<Vec<u8>>> {
+            match written.get(key) {
+                Some(value) => Ok(value.clone()),
+                None => view.system_get(key),
+            }
+        };
+    let id_key = keys::meta_range_id_key(range.range_id);
+    if let Some(old_end) = get(written, &id_key)? {
+        let old_route = keys::meta_route_key(&old_end);
+        if let Some(raw) = get(written, &old_route)? {
+            let old = RangeDescriptor::decode(raw.as_slice())?;
+            if old.range_id == range.range_id {
+                if !is_newer(range, &old) {
+                    return Ok(false);
+                }
+                put(engine, batch, written, old_route, None);
+            }
+        }
+    }
+    // Whatever sits at the new end key belongs to an older view of the span
+    // (a range that has since split): the newer descriptor replaces it.
+    let route = keys::meta_route_key(&range.end_key);
+    if let Some(raw) = get(written, &route)? {
+        let existing = RangeDescriptor::decode(raw.as_slice())?;
+        if existing.range_id != range.range_id && is_newer(&existing, range) {
+            return Ok(false);
+        }
+    }
+    put(engine, batch, written, route, Some(range.encode_to_vec()));
+    put(engine, batch, written, id_key, Some(range.end_key.clone()));
+    Ok(true)
+}
+
+fn put(
+    engine: &Engine,
+    batch: &mut WriteBatch,
+    written: &mut HashMap<Vec<u8>, Option<Vec<u8>>>,
+    key: Vec<u8>,
+    value: Option<Vec<u8>>,
+) {
+    match &value {
+        Some(value) => batch.put_cf(engine.cf(CF_SYSTEM), &key, value),
+        None => batch.delete_cf(engine.cf(CF_SYSTEM), &key),
+    }
+    written.insert(key, value);
+}
+
+/// Takes the next range id (the counter starts at 2: range 1 is the meta range).
+pub fn allocate_range_id(
+    view: &dyn SystemView,
+    engine: &Engine,
+    batch: &mut WriteBatch,
+    written: &mut HashMap<Vec<u8>, Option<Vec<u8>>>,
+) -> Result<u64> {
+    let current = match written.get(keys::NEXT_RANGE_ID_KEY) {
+        Some(value) => value.clone(),
+        None => view.system_get(keys::NEXT_RANGE_ID_KEY)?,
+    };
+    let next = current
+        .and_then(|raw| raw.try_into().ok().map(u64::from_be_bytes))
+        .unwrap_or(META_RANGE_ID + 1);
+    put(
+        engine,
+        batch,
+        written,
+        keys::NEXT_RANGE_ID_KEY.to_vec(),
+        Some((next + 1).to_be_bytes().to_vec()),
+    );
+    Ok(next)
+}
+
+/// The routing entries of the ranges holding `key` and the keys after it.
+pub fn locate(engine: &Engine, key: &[u8], limit: usize) -> Result<Vec<RangeDescriptor>> {
+    let mut ranges = Vec::new();
+    engine.scan(
+        CF_SYSTEM,
+        &keys::meta_route_seek_key(key),
+        &keys::meta_route_end(),
+        false,
+        |_, raw| {
+            ranges.push(RangeDescriptor::decode(raw)?);
+            Ok(ranges.len() < limit.max(1))
+        },
+    )?;
+    Ok(ranges)
+}
+
+/// Every system key and value, for the meta range's snapshots.
+pub fn dump(engine: &Engine) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let mut pairs = Vec::new();
+    engine.scan(CF_SYSTEM, &[], &[], false, |key, value| {
+        pairs.push((key.to_vec(), value.to_vec()));
+        Ok(true)
+    })?;
+    Ok(pairs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn range(id: u64, start: &str, end: &str, version: u64) -> RangeDescriptor {
+        RangeDescriptor {
+            range_id: id,
+            start_key: start.into(),
+            end_key: end.into(),
+            epoch: Some(RangeEpoch {
+                conf_ver: 1,
+                version,
+            }),
+            replicas: vec![],
+        }
+    }
+
+    fn apply(engine: &Engine, ranges: &[RangeDescriptor]) -> Vec<bool> {
+        let mut batch = WriteBatch::default();
+        let mut written = HashMap::new();
+        let applied = ranges
+            .iter()
+            .map(|r| upsert(engine, engine, &mut batch, &mut written, r).unwrap())
+            .collect();
+        engine.write(batch, false).unwrap();
+        applied
+    }
+
+    #[test]
+    fn split_replaces_entries_and_older_epochs_never_win() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::open(dir.path()).unwrap();
+        apply(&engine, &[range(1, "", "", 1)]);
+        assert_eq!(
+            locate(&engine, b"zzz", 1).unwrap(),
+            vec![range(1, "", "", 1)]
+        );
+
+        // Split at "m": left keeps id 1 and ends at "m", right is range 2.
+        assert_eq!(
+            apply(&engine, &[range(1, "", "m", 2), range(2, "m", "", 2)]),
+            vec![true, true]
+        );
+        assert_eq!(
+            locate(&engine, b"a", 1).unwrap(),
+            vec![range(1, "", "m", 2)]
+        );
+        assert_eq!(
+            locate(&engine, b"m", 1).unwrap(),
+            vec![range(2, "m", "", 2)]
+        );
+        assert_eq!(locate(&engine, b"", 5).unwrap().len(), 2);
+
+        // A late report of the pre-split range changes nothing.
+        assert_eq!(apply(&engine, &[range(1, "", "", 1)]), vec![false]);
+        assert_eq!(
+            locate(&engine, b"x", 1).unwrap(),
+            vec![range(2, "m", "", 2)]
+        );
+        assert_eq!(
+            locate(&engine, b"a", 1).unwrap(),
+            vec![range(1, "", "m", 2)]
+        );
+    }
+
+    #[test]
+    fn range_ids_are_never_handed_out_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::open(dir.path()).unwrap();
+        let mut batch = WriteBatch::default();
+        let mut written = HashMap::new();
+        let a = allocate_range_id(&engine, &engine, &mut batch, &mut written).unwrap();
+        let b = allocate_range_id(&engine, &engine, &mut batch, &mut written).unwrap();
+        engine.write(batch, false).unwrap();
+        let mut batch = WriteBatch::default();
+        let c = allocate_range_id(&engine, &engine, &mut batch, &mut HashMap::new()).unwrap();
+        assert_eq!((a, b, c), (2, 3, 4));
+    }
+}

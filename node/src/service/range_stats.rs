@@ -1,0 +1,133 @@
+//! Size of a range's data and the key that halves it, measured by reading the
+//! span (exact, and off the Raft thread). Results are cached briefly so that
+//! frequent status calls do not rescan large ranges.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use zdb_proto::v1::RangeDescriptor;
+
+use crate::engine::{value, Engine, CF_DATA};
+use crate::error::Result;
+use crate::store::now_ms;
+
+const CACHE_FOR: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RangeSize {
+    pub keys: u64,
+    /// Keys plus values.
+    pub bytes: u64,
+}
+
+pub fn measure(engine: &Engine, range: &RangeDescriptor) -> Result<RangeSize> {
+    let now = now_ms();
+    let mut size = RangeSize::default();
+    engine.scan(
+        CF_DATA,
+        &range.start_key,
+        &range.end_key,
+        false,
+        |key, raw| {
+            let stored = value::decode(raw)?;
+            if stored.is_live_at(now) {
+                size.keys += 1;
+                size.bytes += (key.len() + stored.value.len()) as u64;
+            }
+            Ok(true)
+        },
+    )?;
+    Ok(size)
+}
+
+/// The first key at which the bytes before it reach half the range, if that
+/// key is strictly inside the range (a range of one key cannot split).
+pub fn middle_key(engine: &Engine, range: &RangeDescriptor) -> Result<Option<Vec<u8>>> {
+    let total = measure(engine, range)?.bytes;
+    let mut seen = 0u64;
+    let mut middle = None;
+    engine.scan(
+        CF_DATA,
+        &range.start_key,
+        &range.end_key,
+        false,
+        |key, raw| {
+            if seen * 2 >= total && key > range.start_key.as_slice() {
+                middle = Some(key.to_vec());
+                return Ok(false);
+            }
+            seen += (key.len() + value::decode(raw)?.value.len()) as u64;
+            Ok(true)
+        },
+    )?;
+    Ok(middle)
+}
+
+/// Sizes by range id and epoch version, reused for a few seconds.
+#[derive(Default)]
+pub struct SizeCache {
+    entries: Mutex<HashMap<(u64, u64), (Instant, RangeSize)>>,
+}
+
+impl SizeCache {
+    pub fn get_or_measure(&self, engine: &Engine, range: &RangeDescriptor) -> Result<RangeSize> {
+        let key = (
+            range.range_id,
+            range.epoch.as_ref().map_or(0, |e| e.version),
+        );
+        let now = Instant::now();
+        if let Some((at, size)) = self
+            .entries
+            .lock()
+            .expect("cache lock is never poisoned")
+            .get(&key)
+        {
+            if now.duration_since(*at) < CACHE_FOR {
+                return Ok(*size);
+            }
+        }
+        let size = measure(engine, range)?;
+        let mut entries = self.entries.lock().expect("cache lock is never poisoned");
+        entries.retain(|_, (at, _)| now.duration_since(*at) < CACHE_FOR * 4);
+        entries.insert(key, (now, size));
+        Ok(size)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::range::descriptor;
+
+    #[test]
+    fn middle_key_halves_by_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::open(dir.path()).unwrap();
+        for i in 0..10u8 {
+            engine
+                .put(CF_DATA, &[b'k', i], &value::encode(&[0; 98], 0), false)
+                .unwrap();
+        }
+        let range = descriptor::initial(&[1]);
+        assert_eq!(
+            measure(&engine, &range).unwrap(),
+            RangeSize {
+                keys: 10,
+                bytes: 1000
+            }
+        );
+        assert_eq!(middle_key(&engine, &range).unwrap(), Some(vec![b'k', 5]));
+
+        let single = tempfile::tempdir().unwrap();
+        let engine = Engine::open(single.path()).unwrap();
+        engine
+            .put(CF_DATA, b"only", &value::encode(b"v", 0), false)
+            .unwrap();
+        let range = RangeDescriptor {
+            start_key: b"only".to_vec(),
+            ..descriptor::initial(&[1])
+        };
+        assert_eq!(middle_key(&engine, &range).unwrap(), None);
+    }
+}
