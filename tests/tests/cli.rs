@@ -17,11 +17,16 @@ struct LocalUp {
 
 impl LocalUp {
     fn start(data: &Path) -> LocalUp {
+        LocalUp::start_with(data, &[])
+    }
+
+    fn start_with(data: &Path, extra: &[&str]) -> LocalUp {
         let _ = std::fs::remove_file(data.join("endpoints"));
         let child = Command::new(binary("zdbctl"))
             .args(["local", "up", "--nodes", "3", "--data"])
             .arg(data)
             .arg("--node-arg=--raft-tick-ms=50")
+            .args(extra)
             .env("ZDB_NODE_BIN", binary("zdb-node"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -156,5 +161,46 @@ fn local_cluster_and_data_commands() {
     );
     assert_eq!(stdout(&zdbctl(&endpoints, &["get", "a1"])), "z\n");
     assert_eq!(zdbctl(&endpoints, &["get", "a2"]).status.code(), Some(1));
+    assert!(up.stop().success());
+}
+
+#[test]
+fn local_mode_splits_ranges_past_the_size_threshold() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("cluster");
+    let up = LocalUp::start_with(&data, &["--split-size=4000", "--placement-interval-ms=200"]);
+    let endpoints = std::fs::read_to_string(data.join("endpoints"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let value = "x".repeat(100);
+    for i in 0..200 {
+        let put = zdbctl(&endpoints, &["put", &format!("key{i:03}"), &value]);
+        assert!(put.status.success(), "{put:?}");
+    }
+    // About 21 KB in a 4 KB-threshold cluster: the driver keeps splitting.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let ranges = zdbctl(&endpoints, &["ranges"]);
+        assert!(ranges.status.success(), "{ranges:?}");
+        let count = stdout(&ranges).lines().count() - 1;
+        if count >= 4 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {count} ranges after the deadline:\n{}",
+            stdout(&ranges)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let scan = zdbctl(&endpoints, &["scan", "key", "kez"]);
+    assert_eq!(
+        stdout(&scan).lines().count(),
+        200,
+        "splits lost or duplicated keys"
+    );
+    let split = zdbctl(&endpoints, &["split", "key150x"]);
+    assert!(split.status.success(), "{split:?}");
     assert!(up.stop().success());
 }
