@@ -32,7 +32,7 @@ struct Args {
     /// HOST:PORT of the nodes, comma-separated.
     #[arg(long, env = "ZDB_ENDPOINTS", value_delimiter = ',', required = true)]
     endpoints: Vec<String>,
-    /// a: 50% read 50% update; b: 95/5; c: read only; insert: new keys only.
+    /// a: 50% read 50% update; b: 95/5; c: read only; update: updates only; insert: new keys only.
     #[arg(long, default_value = "a")]
     workload: Workload,
     /// Keys in the data set.

@@ -9,6 +9,8 @@ pub enum Workload {
     A,
     B,
     C,
+    /// Updates only, spread over the existing records.
+    Update,
     Insert,
 }
 
@@ -19,9 +21,10 @@ impl FromStr for Workload {
             "a" => Ok(Workload::A),
             "b" => Ok(Workload::B),
             "c" => Ok(Workload::C),
+            "update" => Ok(Workload::Update),
             "insert" => Ok(Workload::Insert),
             other => Err(format!(
-                "unknown workload {other:?}; choose a, b, c or insert"
+                "unknown workload {other:?}; choose a, b, c, update or insert"
             )),
         }
     }
@@ -33,6 +36,7 @@ impl fmt::Display for Workload {
             Workload::A => "a (50% read, 50% update)",
             Workload::B => "b (95% read, 5% update)",
             Workload::C => "c (read only)",
+            Workload::Update => "update (update only)",
             Workload::Insert => "insert",
         })
     }
@@ -65,6 +69,7 @@ impl Workload {
             Workload::A => 0.5,
             Workload::B => 0.95,
             Workload::C => 1.0,
+            Workload::Update => 0.0,
             Workload::Insert => {
                 return Operation::Insert(key(next_insert.fetch_add(1, Ordering::Relaxed)))
             }
