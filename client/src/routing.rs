@@ -160,4 +160,49 @@ mod tests {
         cache.invalidate(2);
         assert!(cache.lookup(b"x").is_none());
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// After any sequence of splits reported in any order, lookups
+            /// agree with the newest descriptors.
+            #[test]
+            fn lookup_matches_the_newest_split_table(
+                mut cuts in proptest::collection::btree_set(proptest::collection::vec(b'a'..b'z', 1..4), 1..12),
+                probes in proptest::collection::vec(proptest::collection::vec(b'a'..=b'z', 0..5), 1..30),
+                order in proptest::collection::vec(any::<usize>(), 0..40),
+            ) {
+                let cuts: Vec<Vec<u8>> = std::mem::take(&mut cuts).into_iter().collect();
+                // The final table: ranges between consecutive cuts, ids by position.
+                let mut bounds = vec![Vec::new()];
+                bounds.extend(cuts.iter().cloned());
+                let table: Vec<RangeDescriptor> = (0..bounds.len())
+                    .map(|i| RangeDescriptor {
+                        range_id: i as u64 + 1,
+                        start_key: bounds[i].clone(),
+                        end_key: bounds.get(i + 1).cloned().unwrap_or_default(),
+                        epoch: Some(RangeEpoch { conf_ver: 1, version: 100 }),
+                        replicas: vec![],
+                    })
+                    .collect();
+                let mut cache = RangeCache::default();
+                // Stale whole-keyspace view first, then the final ranges in a shuffled order.
+                cache.insert(RangeDescriptor { range_id: 1, epoch: Some(RangeEpoch { conf_ver: 1, version: 1 }), ..RangeDescriptor::default() }, None);
+                let mut indexes: Vec<usize> = (0..table.len()).collect();
+                for (i, pick) in order.iter().enumerate() {
+                    let len = indexes.len();
+                    indexes.swap(i % len, pick % len);
+                }
+                for i in indexes {
+                    cache.insert(table[i].clone(), None);
+                }
+                for probe in probes {
+                    let expected = table.iter().find(|r| holds(r, &probe)).map(|r| r.range_id);
+                    prop_assert_eq!(cache.lookup(&probe).map(|c| c.range.range_id), expected);
+                }
+            }
+        }
+    }
 }

@@ -119,4 +119,32 @@ mod tests {
         assert!(ttl_key(1, b"zzz") < ttl_key(2, b"a"));
         assert_eq!(decode_ttl_key(b"short"), None);
     }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn route_keys_preserve_end_key_order(a in proptest::collection::vec(any::<u8>(), 1..16),
+                                                b in proptest::collection::vec(any::<u8>(), 1..16)) {
+                prop_assert_eq!(a.cmp(&b), meta_route_key(&a).cmp(&meta_route_key(&b)));
+                prop_assert!(meta_route_key(&a) < meta_route_key(b""));
+            }
+
+            #[test]
+            fn seeking_a_key_finds_exactly_the_ends_above_it(key in proptest::collection::vec(any::<u8>(), 0..16),
+                                                            end in proptest::collection::vec(any::<u8>(), 1..16)) {
+                // A range ending at `end` holds `key` iff key < end: its route key is at or after the seek key.
+                let holds = key < end;
+                prop_assert_eq!(meta_route_key(&end) >= meta_route_seek_key(&key), holds);
+                prop_assert!(meta_route_key(b"") >= meta_route_seek_key(&key));
+            }
+
+            #[test]
+            fn log_keys_sort_like_their_indexes(range in any::<u64>(), i in any::<u64>(), j in any::<u64>()) {
+                prop_assert_eq!(i.cmp(&j), log_entry_key(range, i).cmp(&log_entry_key(range, j)));
+            }
+        }
+    }
 }
