@@ -79,7 +79,6 @@ pub async fn run(
     let kv = KvService::new(
         store.clone(),
         engine.clone(),
-        peers.clone(),
         config.limits.clone(),
         REQUEST_TIMEOUT,
     );
@@ -191,14 +190,17 @@ async fn settle_identity(engine: &Engine, config: &NodeConfig) -> Result<NodeIde
         &config.peers,
     )
     .await?;
-    let node_ids: Vec<u64> = config.peers.keys().copied().collect();
-    store::bootstrap(engine, &node_ids)?;
+    store::bootstrap(engine, &config.cluster_id, &config.peers)?;
     engine.put(
         CF_META,
         keys::NODE_IDENTITY_KEY,
         &identity.encode_to_vec(),
         true,
     )?;
-    tracing::info!(members = ?node_ids, "new data directory: bootstrapped the cluster's first range");
+    let members: Vec<u64> = config.peers.keys().copied().collect();
+    tracing::info!(
+        ?members,
+        "new data directory: bootstrapped the cluster's first range"
+    );
     Ok(identity)
 }

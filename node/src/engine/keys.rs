@@ -66,6 +66,24 @@ pub fn decode_ttl_key(key: &[u8]) -> Option<(u64, &[u8])> {
 const META_ROUTE_PREFIX: u8 = b'r';
 const META_ID_PREFIX: u8 = b'i';
 pub const NEXT_RANGE_ID_KEY: &[u8] = b"next_range_id";
+pub const CLUSTER_ID_KEY: &[u8] = b"cluster_id";
+const NODE_PREFIX: u8 = b'n';
+
+/// Node registry entry: node id -> gRPC address.
+pub fn meta_node_key(node_id: u64) -> Vec<u8> {
+    [&[NODE_PREFIX][..], &node_id.to_be_bytes()].concat()
+}
+
+pub fn meta_node_prefix_end() -> Vec<u8> {
+    vec![NODE_PREFIX + 1]
+}
+
+pub fn decode_meta_node_key(key: &[u8]) -> Option<u64> {
+    match key {
+        [NODE_PREFIX, id @ ..] => Some(u64::from_be_bytes(id.try_into().ok()?)),
+        _ => None,
+    }
+}
 
 /// Routing-table key of the range ending at `end_key`: finite ends sort in
 /// key order, the unbounded end (empty) after all of them.

@@ -136,6 +136,38 @@ pub fn locate(engine: &Engine, key: &[u8], limit: usize) -> Result<Vec<RangeDesc
     Ok(ranges)
 }
 
+/// The cluster id and the founding members' addresses.
+pub fn write_cluster(
+    engine: &Engine,
+    batch: &mut WriteBatch,
+    cluster_id: &str,
+    members: &std::collections::BTreeMap<u64, String>,
+) {
+    let cf = engine.cf(CF_SYSTEM);
+    batch.put_cf(cf, keys::CLUSTER_ID_KEY, cluster_id.as_bytes());
+    for (&node_id, address) in members {
+        batch.put_cf(cf, keys::meta_node_key(node_id), address.as_bytes());
+    }
+}
+
+/// The node registry: node id and gRPC address of every member.
+pub fn nodes(engine: &Engine) -> Result<Vec<(u64, String)>> {
+    let mut nodes = Vec::new();
+    engine.scan(
+        CF_SYSTEM,
+        &keys::meta_node_key(0),
+        &keys::meta_node_prefix_end(),
+        false,
+        |key, value| {
+            if let Some(node_id) = keys::decode_meta_node_key(key) {
+                nodes.push((node_id, String::from_utf8_lossy(value).into_owned()));
+            }
+            Ok(true)
+        },
+    )?;
+    Ok(nodes)
+}
+
 /// Every system key and value, for the meta range's snapshots.
 pub fn dump(engine: &Engine) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
     let mut pairs = Vec::new();

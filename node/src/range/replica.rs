@@ -67,6 +67,8 @@ impl Replica {
             max_size_per_msg: 1 << 20,
             max_inflight_msgs: 256,
             max_uncommitted_size: 256 << 20,
+            // Proposals of one pass go to each follower as one append message.
+            batch_append: true,
             ..Default::default()
         };
         let logger = logger.new(slog::o!("range" => descriptor.range_id));

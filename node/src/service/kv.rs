@@ -1,7 +1,6 @@
 //! The client KV API (kv.proto): validate, then propose through Raft or read
 //! once the store says the local engine is current enough.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use tonic::{Request, Response, Status};
@@ -17,10 +16,8 @@ use crate::range::apply::ApplyResult;
 use crate::range::meta;
 use crate::store::msg::{ReadKind, Target};
 use crate::store::{now_ms, StoreHandle};
-use crate::transport::PeerDirectory;
 
 pub struct KvService {
-    peers: Arc<PeerDirectory>,
     store: StoreHandle,
     engine: Engine,
     limits: Limits,
@@ -28,15 +25,8 @@ pub struct KvService {
 }
 
 impl KvService {
-    pub fn new(
-        store: StoreHandle,
-        engine: Engine,
-        peers: Arc<PeerDirectory>,
-        limits: Limits,
-        timeout: Duration,
-    ) -> Self {
+    pub fn new(store: StoreHandle, engine: Engine, limits: Limits, timeout: Duration) -> Self {
         KvService {
-            peers,
             store,
             engine,
             limits,
@@ -334,9 +324,7 @@ impl Kv for KvService {
                     range: Some(range),
                 })
                 .collect();
-            let nodes = self
-                .peers
-                .all()
+            let nodes = meta::nodes(&self.engine)?
                 .into_iter()
                 .map(|(node_id, address)| NodeAddress { node_id, address })
                 .collect();

@@ -10,7 +10,7 @@ mod handle;
 pub mod msg;
 mod ttl;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
 use std::thread;
@@ -538,12 +538,20 @@ pub fn now_ms() -> u64 {
         .unwrap_or_default()
 }
 
-/// The descriptor of a freshly bootstrapped cluster's only range.
-pub fn bootstrap(engine: &Engine, node_ids: &[u64]) -> Result<RangeDescriptor> {
+/// Every founding member writes the same initial state: the first range and,
+/// in the meta range's keyspace, the cluster id, the node registry and the
+/// routing table's first entry.
+pub fn bootstrap(
+    engine: &Engine,
+    cluster_id: &str,
+    members: &BTreeMap<u64, String>,
+) -> Result<RangeDescriptor> {
+    let node_ids: Vec<u64> = members.keys().copied().collect();
+    let node_ids = node_ids.as_slice();
     let range = descriptor::initial(node_ids);
     let mut batch = WriteBatch::default();
     descriptor::save(engine, &mut batch, &range);
-    // The routing table starts with its own range: every node writes the same.
+    meta::write_cluster(engine, &mut batch, cluster_id, members);
     meta::upsert(engine, engine, &mut batch, &mut HashMap::new(), &range)?;
     crate::raftlog::RangeStorage::write_bootstrap_state(
         engine,

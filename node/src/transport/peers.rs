@@ -28,15 +28,6 @@ impl PeerDirectory {
             .cloned()
     }
 
-    pub fn all(&self) -> Vec<(u64, String)> {
-        self.addresses
-            .read()
-            .expect("peer directory lock is never poisoned")
-            .iter()
-            .map(|(&id, address)| (id, address.clone()))
-            .collect()
-    }
-
     /// Accepts the peer's store id if it is the first one seen for the node,
     /// or the same as before.
     pub fn verify_store(&self, node_id: u64, store_id: &str) -> Result<()> {
