@@ -277,3 +277,56 @@ async fn hundred_splits_then_full_restart_keep_every_range() {
     assert!(pairs.iter().all(|kv| kv.key == kv.value));
     assert_eq!(client.ranges(b"", b"").await.unwrap().len(), 101);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_that_missed_splits_gets_the_new_ranges_by_snapshot() {
+    // A short log: the leader compacts past the splits while the node is down,
+    // so the node never replays them and must learn the new ranges from snapshots.
+    let mut cluster = Cluster::start(3, &["--log-compact-threshold=20"]);
+    let leader = cluster.wait_for_leader(WAIT).await;
+    let victim = if leader == 3 { 2 } else { 3 };
+    let client = cluster.client();
+    client.put("a", "1").await.unwrap();
+    cluster.kill(victim);
+
+    for key in ["g", "n", "t"] {
+        client
+            .split_at(key.as_bytes())
+            .await
+            .expect("split with a majority up");
+    }
+    for i in 0..200 {
+        client
+            .put(format!("{}{i:03}", ["b", "h", "p", "w"][i % 4]), "v")
+            .await
+            .unwrap();
+    }
+
+    cluster.restart(victim);
+    let reference = ranges_on(&cluster, leader).await.unwrap();
+    assert_eq!(reference.len(), 4);
+    eventually(
+        "the restarted node to hold the same four ranges",
+        WAIT,
+        || async { (ranges_on(&cluster, victim).await? == reference).then_some(()) },
+    )
+    .await;
+    for key in ["a", "b000", "h001", "p002", "w199"] {
+        eventually(
+            "the restarted node to hold the data of every range",
+            WAIT,
+            || async { cluster.local_value(victim, key).await.map(|_| ()) },
+        )
+        .await;
+    }
+    assert!(
+        cluster
+            .metric(victim, "zdb_raft_snapshots_applied_total")
+            .await
+            >= 3.0
+    );
+    assert!(
+        cluster.log_of(victim).contains("created an empty replica"),
+        "the new ranges should have reached the node as empty replicas filled by snapshots"
+    );
+}

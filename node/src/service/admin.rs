@@ -158,15 +158,19 @@ impl Admin for AdminService {
         } else {
             request.split_key
         };
-        if split_key.as_slice() <= range.start_key.as_slice()
-            || !crate::range::descriptor::contains(&range, &split_key)
-        {
+        if !crate::range::descriptor::contains(&range, &split_key) {
+            // The caller's view of the ranges is stale: a typed error lets it refresh.
+            return Err(Error::KeyNotInRange {
+                key: split_key,
+                range,
+            }
+            .into());
+        }
+        if split_key == range.start_key {
             return Err(Status::invalid_argument(format!(
-                "split key {:?} is not strictly inside range {} [{:?}, {:?})",
+                "{:?} already starts range {}; nothing to split",
                 String::from_utf8_lossy(&split_key),
-                range.range_id,
-                String::from_utf8_lossy(&range.start_key),
-                String::from_utf8_lossy(&range.end_key),
+                range.range_id
             )));
         }
         let new_range_id = self.meta.allocate_range_id().await?;

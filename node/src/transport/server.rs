@@ -1,12 +1,13 @@
 use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
 
+use prost::Message as _;
 use protobuf::Message as _;
 use raft::eraftpb::Message;
 use tonic::{Request, Response, Status, Streaming};
 use zdb_proto::v1::raft_transport_server::RaftTransport;
 use zdb_proto::v1::{
-    HelloResponse, PeerHeader, RaftBatch, SnapshotAck, SnapshotChunk, StreamClosed,
+    HelloResponse, PeerHeader, RaftBatch, SnapshotAck, SnapshotChunk, SnapshotData, StreamClosed,
 };
 
 use super::{PeerDirectory, MAX_SNAPSHOT_BYTES};
@@ -125,6 +126,10 @@ impl RaftTransport for RaftTransportService {
         }
         let range_id = range_id.ok_or_else(|| Status::invalid_argument("empty snapshot stream"))?;
         let message = decode(&bytes)?;
+        // A payload that cannot be installed is refused here, not at install time.
+        SnapshotData::decode(message.get_snapshot().get_data()).map_err(|err| {
+            Status::invalid_argument(format!("undecodable snapshot payload: {err}"))
+        })?;
         tracing::info!(
             range_id,
             bytes = bytes.len(),
