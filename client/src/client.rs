@@ -9,8 +9,9 @@ use tonic::{Request, Status};
 use zdb_proto::v1::admin_client::AdminClient;
 use zdb_proto::v1::kv_client::KvClient;
 use zdb_proto::v1::{
-    self as pb, mutation, KeyValue, NodeStatusRequest, NodeStatusResponse, RangeDescriptor,
-    ReadConsistency, RequestHeader, SplitRangeRequest,
+    self as pb, mutation, AddReplicaRequest, KeyValue, NodeStatusRequest, NodeStatusResponse,
+    RangeDescriptor, ReadConsistency, RemoveReplicaRequest, RequestHeader, SplitRangeRequest,
+    TransferLeaderRequest,
 };
 
 use crate::error::{Error, Result};
@@ -798,6 +799,78 @@ impl Client {
             .split_range(request)
             .await
             .map_err(Error::from_final_status)?;
+        Ok(())
+    }
+
+    /// Runs an admin call about one range on that range's leader, following redirects.
+    async fn on_leader<T, F, Fut>(&self, mut call: F) -> Result<T>
+    where
+        F: FnMut(AdminClient<Channel>) -> Fut,
+        Fut: Future<Output = std::result::Result<tonic::Response<T>, Status>>,
+    {
+        let mut attempts = self.attempts();
+        let mut target: Option<String> = None;
+        loop {
+            attempts.remaining()?;
+            let endpoint = target.take().unwrap_or_else(|| self.any_endpoint());
+            attempts.count += 1;
+            let status = match call(AdminClient::new(self.channel(&endpoint)?)).await {
+                Ok(response) => return Ok(response.into_inner()),
+                Err(status) => status,
+            };
+            attempts.last = format!("{endpoint}: {}: {}", status.code(), status.message());
+            match classify(&status) {
+                Next::NotLeader { address, .. } if !address.is_empty() && address != endpoint => {
+                    target = Some(address);
+                    continue;
+                }
+                Next::Fail => return Err(Error::from_final_status(status)),
+                Next::Ambiguous if status.code() == tonic::Code::DeadlineExceeded => {
+                    return Err(Error::from_final_status(status))
+                }
+                _ => {}
+            }
+            attempts.back_off().await;
+        }
+    }
+
+    /// Adds a replica of `range_id` on `node_id` (learner, catch-up, then voter).
+    pub async fn add_replica(&self, range_id: u64, node_id: u64) -> Result<RangeDescriptor> {
+        let response = self
+            .on_leader(|mut admin| async move {
+                admin
+                    .add_replica(AddReplicaRequest { range_id, node_id })
+                    .await
+            })
+            .await?;
+        response
+            .range
+            .ok_or_else(|| Error::Rpc(Status::internal("no range in the reply")))
+    }
+
+    /// Removes the replica of `range_id` on `node_id`.
+    pub async fn remove_replica(&self, range_id: u64, node_id: u64) -> Result<RangeDescriptor> {
+        let response = self
+            .on_leader(|mut admin| async move {
+                admin
+                    .remove_replica(RemoveReplicaRequest { range_id, node_id })
+                    .await
+            })
+            .await?;
+        response
+            .range
+            .ok_or_else(|| Error::Rpc(Status::internal("no range in the reply")))
+    }
+
+    /// Moves the leadership of `range_id` to its replica on `node_id`.
+    pub async fn transfer_leader(&self, range_id: u64, node_id: u64) -> Result<()> {
+        self.on_leader(|mut admin| async move {
+            admin
+                .transfer_leader(TransferLeaderRequest { range_id, node_id })
+                .await
+        })
+        .await?;
+        self.cache().set_leader(range_id, Some(node_id));
         Ok(())
     }
 

@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 use tonic::transport::Endpoint;
 use zdb_proto::v1::admin_client::AdminClient;
 use zdb_proto::v1::{
-    command, AllocateRangeIdCommand, AllocateRangeIdRequest, Command, MetaUpdateCommand, RaftRole,
-    RangeDescriptor, RangeEpoch, RequestHeader, UpdateMetaRequest,
+    command, AllocateRangeIdCommand, AllocateRangeIdRequest, Command, JoinRequest,
+    MetaUpdateCommand, RaftRole, RangeDescriptor, RangeEpoch, RegisterNodeCommand, RequestHeader,
+    UpdateMetaRequest,
 };
 
 use crate::error::{Error, Result};
@@ -76,6 +77,37 @@ impl MetaClient {
                     }
                 }
                 Err(err) if Instant::now() < deadline && retryable(&err) => {}
+                Err(err) => return Err(err),
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Timeout("the meta range has no reachable leader"));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Registers a joining node's address; returns its new node id.
+    pub async fn register_node(&self, address: &str) -> Result<u64> {
+        let deadline = Instant::now() + META_CALL_TIMEOUT;
+        loop {
+            let kind = command::Kind::RegisterNode(RegisterNodeCommand {
+                address: address.to_owned(),
+            });
+            match self.propose_local(kind).await {
+                Ok(ApplyResult::NodeId(id)) => return Ok(id),
+                Ok(other) => {
+                    return Err(Error::Transport(format!("unexpected meta reply {other:?}")))
+                }
+                Err(Error::NotLeader { leader_address, .. }) if !leader_address.is_empty() => {
+                    let request = JoinRequest {
+                        address: address.to_owned(),
+                    };
+                    match remote(&leader_address).await?.join(request).await {
+                        Ok(response) => return Ok(response.into_inner().node_id),
+                        Err(status) => tracing::debug!(%status, "meta leader refused; retrying"),
+                    }
+                }
+                Err(err) if retryable(&err) => {}
                 Err(err) => return Err(err),
             }
             if Instant::now() >= deadline {

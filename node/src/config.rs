@@ -11,7 +11,10 @@ pub const MAX_KEY_BYTES_CEILING: usize = 64 << 10;
 
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
+    /// This node's id; 0 when joining (the cluster assigns one).
     pub node_id: u64,
+    /// Address of any member of a running cluster to join, for a new node.
+    pub join: Option<String>,
     /// gRPC address for clients and peers.
     pub listen: SocketAddr,
     /// HTTP address for `/metrics`; None to disable.

@@ -13,7 +13,7 @@ use tonic::transport::server::TcpIncoming;
 use zdb_proto::v1::admin_server::AdminServer;
 use zdb_proto::v1::kv_server::KvServer;
 use zdb_proto::v1::raft_transport_server::RaftTransportServer;
-use zdb_proto::v1::NodeIdentity;
+use zdb_proto::v1::{NodeIdentity, PeerHeader};
 
 use crate::cluster;
 use crate::config::NodeConfig;
@@ -55,9 +55,7 @@ pub async fn run(
 
     let peers = Arc::new(PeerDirectory::new(engine.clone(), config.peers.clone()));
     let outbox = Outbox::new(
-        identity.node_id,
-        identity.cluster_id.clone(),
-        identity.store_id.clone(),
+        header(&identity, &config.listen.to_string()),
         peers.clone(),
         tokio::runtime::Handle::current(),
     );
@@ -148,12 +146,23 @@ pub async fn run(
     Ok(())
 }
 
-/// Loads the identity written on first start, or creates it (and the
-/// cluster's first range) for a new data directory.
+fn header(identity: &NodeIdentity, address: &str) -> PeerHeader {
+    PeerHeader {
+        cluster_id: identity.cluster_id.clone(),
+        from_node_id: identity.node_id,
+        from_store_id: identity.store_id.clone(),
+        to_node_id: 0,
+        from_address: address.to_owned(),
+    }
+}
+
+/// Loads the identity written on first start, or creates it for a new data
+/// directory: by joining a running cluster (`--join`), or by bootstrapping
+/// a new one with the listed peers.
 async fn settle_identity(engine: &Engine, config: &NodeConfig) -> Result<NodeIdentity> {
     if let Some(raw) = engine.get(CF_META, keys::NODE_IDENTITY_KEY)? {
         let identity = NodeIdentity::decode(raw.as_slice())?;
-        if identity.node_id != config.node_id {
+        if config.node_id != 0 && identity.node_id != config.node_id {
             return Err(Error::Config(format!(
                 "data directory {} belongs to node {}, not node {}",
                 config.data_dir.display(),
@@ -161,7 +170,7 @@ async fn settle_identity(engine: &Engine, config: &NodeConfig) -> Result<NodeIde
                 config.node_id
             )));
         }
-        if identity.cluster_id != config.cluster_id {
+        if config.join.is_none() && identity.cluster_id != config.cluster_id {
             return Err(Error::Config(format!(
                 "data directory {} belongs to cluster {:?}, not {:?}",
                 config.data_dir.display(),
@@ -171,22 +180,40 @@ async fn settle_identity(engine: &Engine, config: &NodeConfig) -> Result<NodeIde
         }
         return Ok(identity);
     }
+    let store_id = format!("{:032x}", rand::rng().random::<u128>());
+    if let Some(seed) = &config.join {
+        let joined = transport::join(seed, &config.listen.to_string()).await?;
+        let identity = NodeIdentity {
+            cluster_id: joined.cluster_id,
+            node_id: joined.node_id,
+            store_id,
+        };
+        engine.put(
+            CF_META,
+            keys::NODE_IDENTITY_KEY,
+            &identity.encode_to_vec(),
+            true,
+        )?;
+        tracing::info!(
+            node_id = identity.node_id,
+            "joined the cluster as a new node"
+        );
+        return Ok(identity);
+    }
     if !config.peers.contains_key(&config.node_id) {
         return Err(Error::Config(format!(
-            "node {} is not in the peer list; list every member, this node included",
+            "node {} is not in the peer list; list every member, this node included (or use --join)",
             config.node_id
         )));
     }
     let identity = NodeIdentity {
         cluster_id: config.cluster_id.clone(),
         node_id: config.node_id,
-        store_id: format!("{:032x}", rand::rng().random::<u128>()),
+        store_id,
     };
     // Before anything is written: a refused node leaves its directory empty.
     transport::introduce(
-        &identity.cluster_id,
-        identity.node_id,
-        &identity.store_id,
+        &header(&identity, &config.listen.to_string()),
         &config.peers,
     )
     .await?;

@@ -107,11 +107,17 @@ impl Cluster {
     }
 
     pub fn node(&self, id: u64) -> &Node {
-        &self.nodes[(id - 1) as usize]
+        self.nodes
+            .iter()
+            .find(|node| node.id == id)
+            .expect("a node of this cluster")
     }
 
     fn node_mut(&mut self, id: u64) -> &mut Node {
-        &mut self.nodes[(id - 1) as usize]
+        self.nodes
+            .iter_mut()
+            .find(|node| node.id == id)
+            .expect("a node of this cluster")
     }
 
     pub fn endpoints(&self) -> String {
@@ -141,6 +147,49 @@ impl Cluster {
             .await
             .ok()
             .flatten()
+    }
+
+    /// Starts a new node that joins through node `seed`; returns its id.
+    pub async fn join_node(&mut self, seed: u64) -> u64 {
+        let address = format!("127.0.0.1:{}", free_port());
+        let index = self.nodes.len() as u64 + 1;
+        let data_dir = self.dir.path().join(format!("joined-{index}"));
+        let log = self.dir.path().join(format!("joined-{index}.log"));
+        let mut command = Command::new(binary("zdb-node"));
+        command
+            .arg(format!("--join={}", self.node(seed).address))
+            .arg(format!("--listen={address}"))
+            .arg(format!("--status-listen=127.0.0.1:{}", free_port()))
+            .arg(format!("--data={}", data_dir.display()))
+            .args(&self.extra_args)
+            .stdin(Stdio::null());
+        let file = std::fs::File::create(&log).expect("log file");
+        let child = command
+            .stdout(file.try_clone().expect("log file"))
+            .stderr(file)
+            .spawn()
+            .expect("zdb-node starts");
+        let client = self.client();
+        let node_id = eventually("the new node to join", Duration::from_secs(30), || {
+            let (client, address) = (client.clone(), address.clone());
+            async move {
+                client
+                    .node_status(&address)
+                    .await
+                    .ok()
+                    .map(|status| status.node_id)
+            }
+        })
+        .await;
+        self.nodes.push(Node {
+            id: node_id,
+            address,
+            status_address: String::new(),
+            data_dir,
+            log,
+            process: Some(child),
+        });
+        node_id
     }
 
     fn command(&self, id: u64) -> Command {

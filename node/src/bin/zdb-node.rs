@@ -11,8 +11,8 @@ use zdb_node::config::{Limits, NodeConfig, RaftConfig, MAX_KEY_BYTES_CEILING};
 #[derive(Parser, Debug)]
 #[command(name = "zdb-node", version, about = "zdb storage node")]
 struct Args {
-    /// This node's id; must appear in --peers.
-    #[arg(long)]
+    /// This node's id; must appear in --peers. Not needed with --join.
+    #[arg(long, default_value_t = 0)]
     id: u64,
     /// gRPC address for clients and peers.
     #[arg(long, default_value = "127.0.0.1:7700")]
@@ -23,9 +23,13 @@ struct Args {
     /// Data directory; created if missing.
     #[arg(long)]
     data: PathBuf,
-    /// Every member, this node included: ID=HOST:PORT, comma-separated.
-    #[arg(long, value_delimiter = ',', required = true)]
+    /// Every founding member, this node included: ID=HOST:PORT, comma-separated.
+    #[arg(long, value_delimiter = ',')]
     peers: Vec<String>,
+    /// For a new node: HOST:PORT of any member of a running cluster to join.
+    /// The cluster assigns the node id.
+    #[arg(long, conflicts_with = "peers")]
+    join: Option<String>,
     /// Names the cluster; nodes refuse peers from another cluster.
     #[arg(long, default_value = "zdb")]
     cluster_id: String,
@@ -79,8 +83,15 @@ fn config(args: Args) -> Result<NodeConfig, String> {
             "--max-key-bytes may be at most {MAX_KEY_BYTES_CEILING}"
         ));
     }
+    if args.join.is_none() && (args.id == 0 || args.peers.is_empty()) {
+        return Err(
+            "give --id and --peers (the founding members), or --join HOST:PORT for a new node"
+                .into(),
+        );
+    }
     Ok(NodeConfig {
         node_id: args.id,
+        join: args.join,
         listen: args.listen,
         status_listen: args.status_listen,
         data_dir: args.data,

@@ -67,6 +67,7 @@ const META_ROUTE_PREFIX: u8 = b'r';
 const META_ID_PREFIX: u8 = b'i';
 pub const NEXT_RANGE_ID_KEY: &[u8] = b"next_range_id";
 pub const CLUSTER_ID_KEY: &[u8] = b"cluster_id";
+pub const NEXT_NODE_ID_KEY: &[u8] = b"next_node_id";
 const NODE_PREFIX: u8 = b'n';
 
 /// Node registry entry: node id -> gRPC address.

@@ -20,6 +20,10 @@ pub enum ApplyResult {
     Written,
     /// A fresh range id from the meta range.
     RangeId(u64),
+    /// A fresh node id from the meta range.
+    NodeId(u64),
+    /// The range's membership changed; its new descriptor.
+    ConfChanged(RangeDescriptor),
     Split {
         left: RangeDescriptor,
         right: RangeDescriptor,
@@ -82,6 +86,15 @@ impl<'a> Applier<'a> {
                     &mut self.system_overlay,
                 )?))
             }
+            Some(command::Kind::RegisterNode(register)) => {
+                Ok(ApplyResult::NodeId(meta::register_node(
+                    self.engine,
+                    self.engine,
+                    self.batch,
+                    &mut self.system_overlay,
+                    &register.address,
+                )?))
+            }
             _ => self.apply(command),
         }
     }
@@ -133,9 +146,11 @@ impl<'a> Applier<'a> {
                 }
                 Ok(ApplyResult::Written)
             }
-            Some(command::Kind::MetaUpdate(_)) | Some(command::Kind::AllocateRangeId(_)) => Ok(
-                ApplyResult::Refused("system commands are only accepted by the meta range".into()),
-            ),
+            Some(command::Kind::MetaUpdate(_))
+            | Some(command::Kind::AllocateRangeId(_))
+            | Some(command::Kind::RegisterNode(_)) => Ok(ApplyResult::Refused(
+                "system commands are only accepted by the meta range".into(),
+            )),
             Some(command::Kind::Split(_)) => Ok(ApplyResult::Refused(
                 "a split is applied by its range".into(),
             )),

@@ -90,6 +90,29 @@ pub fn save(engine: &Engine, batch: &mut WriteBatch, range: &RangeDescriptor) {
     );
 }
 
+/// Removes every trace of a replica: Raft state, descriptor, data of its span.
+pub fn destroy(engine: &Engine, batch: &mut WriteBatch, range: &RangeDescriptor) {
+    batch.delete_range_cf(
+        engine.cf(crate::engine::CF_RAFT),
+        range.range_id.to_be_bytes().to_vec(),
+        (range.range_id + 1).to_be_bytes().to_vec(),
+    );
+    batch.delete_cf(
+        engine.cf(CF_META),
+        keys::range_descriptor_key(range.range_id),
+    );
+    let end = if range.end_key.is_empty() {
+        vec![0xff; crate::config::MAX_KEY_BYTES_CEILING + 1]
+    } else {
+        range.end_key.clone()
+    };
+    batch.delete_range_cf(
+        engine.cf(crate::engine::CF_DATA),
+        range.start_key.clone(),
+        end,
+    );
+}
+
 /// Every range this node holds a replica of.
 pub fn load_all(engine: &Engine) -> Result<Vec<RangeDescriptor>> {
     let prefix = keys::range_descriptor_prefix();

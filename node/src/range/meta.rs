@@ -148,6 +148,41 @@ pub fn write_cluster(
     for (&node_id, address) in members {
         batch.put_cf(cf, keys::meta_node_key(node_id), address.as_bytes());
     }
+    let next = members.keys().max().copied().unwrap_or(0) + 1;
+    batch.put_cf(cf, keys::NEXT_NODE_ID_KEY, next.to_be_bytes());
+}
+
+/// Gives a joining node the next node id (never reused: a wiped node comes
+/// back as a new one) and records its address.
+pub fn register_node(
+    view: &dyn SystemView,
+    engine: &Engine,
+    batch: &mut WriteBatch,
+    written: &mut HashMap<Vec<u8>, Option<Vec<u8>>>,
+    address: &str,
+) -> Result<u64> {
+    let current = match written.get(keys::NEXT_NODE_ID_KEY) {
+        Some(value) => value.clone(),
+        None => view.system_get(keys::NEXT_NODE_ID_KEY)?,
+    };
+    let node_id = current
+        .and_then(|raw| raw.try_into().ok().map(u64::from_be_bytes))
+        .unwrap_or(1);
+    put(
+        engine,
+        batch,
+        written,
+        keys::NEXT_NODE_ID_KEY.to_vec(),
+        Some((node_id + 1).to_be_bytes().to_vec()),
+    );
+    put(
+        engine,
+        batch,
+        written,
+        keys::meta_node_key(node_id),
+        Some(address.as_bytes().to_vec()),
+    );
+    Ok(node_id)
 }
 
 /// The node registry: node id and gRPC address of every member.

@@ -6,7 +6,7 @@ use raft::eraftpb::{ConfChange, ConfChangeV2, ConfState, Entry, EntryType, Snaps
 use raft::{RawNode, StateRole};
 use rocksdb::WriteBatch;
 use tokio::sync::oneshot;
-use zdb_proto::v1::{command, Command, RangeDescriptor, SplitCommand};
+use zdb_proto::v1::{command, Command, RangeDescriptor, ReplicaDescriptor, SplitCommand};
 
 use super::apply::{Applier, ApplyResult};
 use super::descriptor;
@@ -46,6 +46,8 @@ pub struct Replica {
     pub load: Load,
     /// A lease read was served since the last round: keep the lease fresh.
     lease_in_use: bool,
+    /// A membership change removed this node: the store destroys the replica.
+    pub removed: bool,
 }
 
 impl Replica {
@@ -80,6 +82,7 @@ impl Replica {
             reads: ReadQueue::default(),
             load: Load::default(),
             lease_in_use: false,
+            removed: false,
         })
     }
 
@@ -99,6 +102,25 @@ impl Replica {
 
     pub fn leader_id(&self) -> u64 {
         self.raw.raft.leader_id
+    }
+
+    /// Proposes a membership change; `responder` hears the new descriptor.
+    pub fn propose_conf_change(&mut self, change: ConfChangeV2, responder: ProposalResponder) {
+        let term = self.raw.raft.term;
+        if let Err(err) = self.raw.propose_conf_change(Vec::new(), change) {
+            let _ = responder.send(Err(Error::InvalidArgument(format!(
+                "membership change refused: {err}"
+            ))));
+            return;
+        }
+        let index = self.raw.raft.raft_log.last_index();
+        self.proposals.insert(
+            index,
+            Proposal {
+                term,
+                responder: Some(responder),
+            },
+        );
     }
 
     /// Appends a command to the log; `responder` hears the outcome once it
@@ -209,15 +231,19 @@ impl Replica {
                     let change: ConfChange =
                         protobuf::Message::parse_from_bytes(entry.data.as_ref())
                             .map_err(|err| Error::corruption("conf change entry", err))?;
-                    conf_state = Some(self.raw.apply_conf_change(&change)?);
-                    None
+                    let state = self.raw.apply_conf_change(&change)?;
+                    let result = self.membership_changed(engine, applier.batch(), &state);
+                    conf_state = Some(state);
+                    Some(result)
                 }
                 EntryType::EntryConfChangeV2 => {
                     let change: ConfChangeV2 =
                         protobuf::Message::parse_from_bytes(entry.data.as_ref())
                             .map_err(|err| Error::corruption("conf change entry", err))?;
-                    conf_state = Some(self.raw.apply_conf_change(&change)?);
-                    None
+                    let state = self.raw.apply_conf_change(&change)?;
+                    let result = self.membership_changed(engine, applier.batch(), &state);
+                    conf_state = Some(state);
+                    Some(result)
                 }
             };
             if let Some(result) = outcome {
@@ -227,6 +253,39 @@ impl Replica {
         drop(applier);
         self.raw.mut_store().set_applied(batch, last, conf_state);
         Ok(())
+    }
+
+    /// Records a new membership in the descriptor (a new `conf_ver`). A
+    /// replica that is no longer a member is marked for removal.
+    fn membership_changed(
+        &mut self,
+        engine: &Engine,
+        batch: &mut WriteBatch,
+        state: &ConfState,
+    ) -> ApplyResult {
+        let voters = state.voters.iter().chain(&state.voters_outgoing);
+        let learners = state.learners.iter().chain(&state.learners_next);
+        let mut replicas: Vec<ReplicaDescriptor> = voters
+            .map(|&id| (id, false))
+            .chain(learners.map(|&id| (id, true)))
+            .map(|(id, learner)| ReplicaDescriptor {
+                node_id: id,
+                replica_id: id,
+                learner,
+            })
+            .collect();
+        replicas.sort_by_key(|r| (r.node_id, r.learner));
+        replicas.dedup_by_key(|r| r.node_id);
+        self.descriptor.replicas = replicas;
+        self.descriptor
+            .epoch
+            .get_or_insert_with(Default::default)
+            .conf_ver += 1;
+        descriptor::save(engine, batch, &self.descriptor);
+        let me = self.raw.raft.id;
+        self.removed = !self.descriptor.replicas.iter().any(|r| r.node_id == me);
+        tracing::info!(range_id = self.range_id(), replicas = ?self.descriptor.replicas, "membership changed");
+        ApplyResult::ConfChanged(self.descriptor.clone())
     }
 
     /// Cuts this range in two. Every replica reaches the same decision from

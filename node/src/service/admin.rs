@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use raft::eraftpb::{ConfChangeSingle, ConfChangeTransition, ConfChangeType, ConfChangeV2};
 use tonic::{Request, Response, Status};
 use zdb_proto::v1::admin_server::Admin;
 use zdb_proto::v1::*;
@@ -224,6 +225,265 @@ impl Admin for AdminService {
             other => Err(Status::internal(format!(
                 "unexpected allocation result {other:?}"
             ))),
+        }
+    }
+
+    async fn transfer_leader(
+        &self,
+        request: Request<TransferLeaderRequest>,
+    ) -> Result<Response<TransferLeaderResponse>, Status> {
+        let TransferLeaderRequest { range_id, node_id } = request.into_inner();
+        let range = self.led_range(range_id).await?;
+        if !range
+            .replicas
+            .iter()
+            .any(|r| r.node_id == node_id && !r.learner)
+        {
+            return Err(Status::invalid_argument(format!(
+                "node {node_id} holds no voting replica of range {range_id}"
+            )));
+        }
+        self.store.transfer_leader(range_id, node_id).await?;
+        self.wait_until(MEMBERSHIP_TIMEOUT, "the leadership transfer", || async {
+            let status = self.store.status().await.ok()?;
+            let replica = status
+                .into_iter()
+                .find(|r| r.range.as_ref().is_some_and(|d| d.range_id == range_id))?;
+            (replica.leader_id == node_id).then_some(())
+        })
+        .await?;
+        Ok(Response::new(TransferLeaderResponse {}))
+    }
+
+    async fn add_replica(
+        &self,
+        request: Request<AddReplicaRequest>,
+    ) -> Result<Response<AddReplicaResponse>, Status> {
+        let AddReplicaRequest { range_id, node_id } = request.into_inner();
+        let range = self.led_range(range_id).await?;
+        if self.peers.address(node_id).is_none() {
+            return Err(Status::failed_precondition(format!(
+                "node {node_id} is not registered in the cluster; start it with --join first"
+            )));
+        }
+        let existing = range.replicas.iter().find(|r| r.node_id == node_id);
+        if existing.is_some_and(|r| !r.learner) {
+            return Ok(Response::new(AddReplicaResponse { range: Some(range) }));
+        }
+        if existing.is_none() {
+            tracing::info!(range_id, node_id, "adding a learner");
+            self.change(
+                range_id,
+                ConfChangeType::AddLearnerNode,
+                node_id,
+                ConfChangeTransition::Auto,
+            )
+            .await?;
+        }
+        // The learner catches up (by snapshot) before it may vote.
+        let target = self.store.progress(range_id).await?.commit_index;
+        self.wait_until(CATCH_UP_TIMEOUT, "the new replica to catch up", || async {
+            let progress = self.store.progress(range_id).await.ok()?;
+            let matched = progress.members.iter().find(|(id, _, _)| *id == node_id)?.1;
+            (matched >= target).then_some(())
+        })
+        .await?;
+        tracing::info!(
+            range_id,
+            node_id,
+            "promoting the learner through joint consensus"
+        );
+        let range = self
+            .change(
+                range_id,
+                ConfChangeType::AddNode,
+                node_id,
+                ConfChangeTransition::Implicit,
+            )
+            .await?;
+        self.wait_out_of_joint(range_id).await?;
+        let range = self.current(range_id).await.unwrap_or(range);
+        let _ = self.meta.update(vec![range.clone()]).await;
+        Ok(Response::new(AddReplicaResponse { range: Some(range) }))
+    }
+
+    async fn remove_replica(
+        &self,
+        request: Request<RemoveReplicaRequest>,
+    ) -> Result<Response<RemoveReplicaResponse>, Status> {
+        let RemoveReplicaRequest { range_id, node_id } = request.into_inner();
+        let range = self.led_range(range_id).await?;
+        let Some(replica) = range
+            .replicas
+            .iter()
+            .find(|r| r.node_id == node_id)
+            .cloned()
+        else {
+            return Ok(Response::new(RemoveReplicaResponse { range: Some(range) }));
+        };
+        if node_id == self.node_id {
+            return Err(Status::failed_precondition(format!(
+                "node {node_id} leads range {range_id}; transfer the leadership first"
+            )));
+        }
+        if !replica.learner {
+            let remaining: Vec<u64> = range
+                .replicas
+                .iter()
+                .filter(|r| !r.learner && r.node_id != node_id)
+                .map(|r| r.node_id)
+                .collect();
+            self.check_live_quorum(range_id, node_id, &remaining)
+                .await?;
+        }
+        let transition = if replica.learner {
+            ConfChangeTransition::Auto
+        } else {
+            ConfChangeTransition::Implicit
+        };
+        let range = self
+            .change(range_id, ConfChangeType::RemoveNode, node_id, transition)
+            .await?;
+        self.wait_out_of_joint(range_id).await?;
+        let range = self.current(range_id).await.unwrap_or(range);
+        let _ = self.meta.update(vec![range.clone()]).await;
+        Ok(Response::new(RemoveReplicaResponse { range: Some(range) }))
+    }
+
+    async fn join(&self, request: Request<JoinRequest>) -> Result<Response<JoinResponse>, Status> {
+        let address = request.into_inner().address;
+        if address.parse::<std::net::SocketAddr>().is_err() {
+            return Err(Status::invalid_argument(format!(
+                "join address {address:?} is not HOST:PORT"
+            )));
+        }
+        let node_id = self.meta.register_node(&address).await?;
+        self.peers.learn(node_id, &address);
+        let mut nodes: Vec<NodeAddress> = crate::range::meta::nodes(&self.engine)?
+            .into_iter()
+            .map(|(node_id, address)| NodeAddress { node_id, address })
+            .collect();
+        if !nodes.iter().any(|n| n.node_id == node_id) {
+            nodes.push(NodeAddress { node_id, address });
+        }
+        tracing::info!(node_id, "registered a joining node");
+        Ok(Response::new(JoinResponse {
+            node_id,
+            cluster_id: self.cluster_id.clone(),
+            nodes,
+        }))
+    }
+}
+
+const MEMBERSHIP_TIMEOUT: Duration = Duration::from_secs(5);
+const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long live voters have to show themselves (several heartbeats).
+const LIVENESS_WINDOW: Duration = Duration::from_secs(2);
+
+impl AdminService {
+    async fn change(
+        &self,
+        range_id: u64,
+        change_type: ConfChangeType,
+        node_id: u64,
+        transition: ConfChangeTransition,
+    ) -> Result<RangeDescriptor, Status> {
+        let mut single = ConfChangeSingle::default();
+        single.set_change_type(change_type);
+        single.node_id = node_id;
+        let mut change = ConfChangeV2::default();
+        change.set_transition(transition);
+        change.set_changes(vec![single].into());
+        match self
+            .store
+            .change_membership(range_id, change, MEMBERSHIP_TIMEOUT)
+            .await?
+        {
+            ApplyResult::ConfChanged(range) => Ok(range),
+            other => Err(Status::internal(format!(
+                "unexpected membership result {other:?}"
+            ))),
+        }
+    }
+
+    /// Refuses a change unless a majority of the voters that remain answer
+    /// now: each must be heard from after this check began (heartbeats
+    /// arrive every few ticks), so a node that died a moment ago counts as dead.
+    async fn check_live_quorum(
+        &self,
+        range_id: u64,
+        removing: u64,
+        remaining: &[u64],
+    ) -> Result<(), Status> {
+        let started = std::time::Instant::now();
+        let needed = remaining.len() / 2 + 1;
+        let deadline = started + LIVENESS_WINDOW;
+        loop {
+            let heard = self.store.last_heard().await?;
+            let live: Vec<u64> = remaining
+                .iter()
+                .copied()
+                .filter(|id| *id == self.node_id || heard.get(id).is_some_and(|at| *at > started))
+                .collect();
+            if !remaining.is_empty() && live.len() >= needed {
+                return Ok(());
+            }
+            if std::time::Instant::now() >= deadline {
+                let silent: Vec<u64> = remaining
+                    .iter()
+                    .copied()
+                    .filter(|id| !live.contains(id))
+                    .collect();
+                return Err(Status::failed_precondition(format!(
+                    "removing node {removing} would leave range {range_id} without a live quorum \
+                     (voters left: {remaining:?}; not answering: {silent:?}); bring them back or add a replica first"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Joint consensus is left by an entry the leader proposes by itself.
+    async fn wait_out_of_joint(&self, range_id: u64) -> Result<(), Status> {
+        self.wait_until(
+            MEMBERSHIP_TIMEOUT,
+            "the membership change to complete",
+            || async { (!self.store.progress(range_id).await.ok()?.joint).then_some(()) },
+        )
+        .await
+    }
+
+    async fn current(&self, range_id: u64) -> Option<RangeDescriptor> {
+        self.store
+            .status()
+            .await
+            .ok()?
+            .into_iter()
+            .filter_map(|r| r.range)
+            .find(|r| r.range_id == range_id)
+    }
+
+    async fn wait_until<F, Fut>(
+        &self,
+        timeout: Duration,
+        what: &str,
+        mut check: F,
+    ) -> Result<(), Status>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Option<()>>,
+    {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if check().await.is_some() {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Status::deadline_exceeded(format!(
+                    "timed out after {timeout:?} waiting for {what}; check that every node is up and retry"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 }

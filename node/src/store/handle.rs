@@ -4,7 +4,9 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use zdb_proto::v1::{Command, ReplicaStatus};
 
-use super::msg::{ReadKind, StoreMsg, Target};
+use raft::eraftpb::ConfChangeV2;
+
+use super::msg::{RangeProgress, ReadKind, StoreMsg, Target};
 use crate::error::{Error, Result};
 use crate::range::apply::ApplyResult;
 
@@ -69,6 +71,50 @@ impl StoreHandle {
     pub async fn status(&self) -> Result<Vec<ReplicaStatus>> {
         let (responder, reply) = oneshot::channel();
         self.send(StoreMsg::Status(responder))?;
+        reply.await.map_err(|_| Error::ShuttingDown)
+    }
+
+    pub async fn change_membership(
+        &self,
+        range_id: u64,
+        change: ConfChangeV2,
+        timeout: Duration,
+    ) -> Result<ApplyResult> {
+        let (responder, reply) = oneshot::channel();
+        self.send(StoreMsg::ChangeMembership {
+            range_id,
+            change,
+            responder,
+        })?;
+        match tokio::time::timeout(timeout, reply).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(Error::ShuttingDown),
+            Err(_) => Err(Error::OutcomeUnknown),
+        }
+    }
+
+    pub async fn transfer_leader(&self, range_id: u64, to: u64) -> Result<()> {
+        let (responder, reply) = oneshot::channel();
+        self.send(StoreMsg::TransferLeader {
+            range_id,
+            to,
+            responder,
+        })?;
+        reply.await.map_err(|_| Error::ShuttingDown)?
+    }
+
+    pub async fn progress(&self, range_id: u64) -> Result<RangeProgress> {
+        let (responder, reply) = oneshot::channel();
+        self.send(StoreMsg::Progress {
+            range_id,
+            responder,
+        })?;
+        reply.await.map_err(|_| Error::ShuttingDown)?
+    }
+
+    pub async fn last_heard(&self) -> Result<std::collections::HashMap<u64, std::time::Instant>> {
+        let (responder, reply) = oneshot::channel();
+        self.send(StoreMsg::LastHeard(responder))?;
         reply.await.map_err(|_| Error::ShuttingDown)
     }
 }

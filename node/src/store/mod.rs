@@ -21,7 +21,7 @@ use rocksdb::WriteBatch;
 use zdb_proto::v1::{RaftRole, RangeDescriptor, ReplicaStatus};
 
 pub use handle::StoreHandle;
-use msg::{ReadKind, StoreMsg, Target};
+use msg::{RangeProgress, ReadKind, StoreMsg, Target};
 
 use crate::config::RaftConfig;
 use crate::engine::Engine;
@@ -46,6 +46,8 @@ pub struct Store {
     peers: Arc<PeerDirectory>,
     inbox: mpsc::Receiver<StoreMsg>,
     ttl: ttl::Sweeper,
+    /// When a message from each peer node last arrived.
+    last_heard: HashMap<u64, Instant>,
 }
 
 impl Store {
@@ -75,6 +77,7 @@ impl Store {
             peers,
             inbox,
             ttl: ttl::Sweeper::new(ttl_sweep_interval),
+            last_heard: HashMap::new(),
         };
         let thread = thread::Builder::new()
             .name("zdb-store".into())
@@ -129,7 +132,9 @@ impl Store {
         match msg {
             StoreMsg::Shutdown => return false,
             StoreMsg::Raft(messages) => {
+                let now = Instant::now();
                 for (range_id, message) in messages {
+                    self.last_heard.insert(message.from, now);
                     if !self.replicas.contains_key(&range_id)
                         && !self.create_for_message(range_id, &message)
                     {
@@ -193,6 +198,54 @@ impl Store {
             }
             StoreMsg::Status(responder) => {
                 let _ = responder.send(self.status());
+            }
+            StoreMsg::LastHeard(responder) => {
+                let _ = responder.send(self.last_heard.clone());
+            }
+            StoreMsg::ChangeMembership {
+                range_id,
+                change,
+                responder,
+            } => match self.led(range_id) {
+                Ok(replica) => replica.propose_conf_change(change, responder),
+                Err(err) => {
+                    let _ = responder.send(Err(err));
+                }
+            },
+            StoreMsg::TransferLeader {
+                range_id,
+                to,
+                responder,
+            } => {
+                let result = self.led(range_id).map(|replica| {
+                    replica.reads.revoke_lease();
+                    replica.raw.transfer_leader(to);
+                });
+                let _ = responder.send(result);
+            }
+            StoreMsg::Progress {
+                range_id,
+                responder,
+            } => {
+                let progress = self.led(range_id).map(|replica| RangeProgress {
+                    commit_index: replica.raw.raft.raft_log.committed,
+                    joint: !replica
+                        .raw
+                        .raft
+                        .prs()
+                        .conf()
+                        .to_conf_state()
+                        .voters_outgoing
+                        .is_empty(),
+                    members: replica
+                        .raw
+                        .raft
+                        .prs()
+                        .iter()
+                        .map(|(&id, progress)| (id, progress.matched, progress.recent_active))
+                        .collect(),
+                });
+                let _ = responder.send(progress);
             }
         }
         true
@@ -266,6 +319,44 @@ impl Store {
                 }
             }
         }
+    }
+
+    /// The local replica of `range_id`, if it leads its range.
+    fn led(&mut self, range_id: u64) -> Result<&mut Replica> {
+        let peers = self.peers.clone();
+        let replica = self
+            .replicas
+            .get_mut(&range_id)
+            .filter(|replica| replica.is_initialized())
+            .ok_or(Error::RangeNotFound(range_id))?;
+        if !replica.is_leader() {
+            return Err(not_leader(replica, &peers));
+        }
+        Ok(replica)
+    }
+
+    /// Deletes replicas that membership changes removed from this node: their
+    /// Raft state, their descriptor and the data of their span.
+    fn destroy_removed(&mut self) -> Result<()> {
+        let removed: Vec<u64> = self
+            .replicas
+            .iter()
+            .filter(|(_, replica)| replica.removed)
+            .map(|(&id, _)| id)
+            .collect();
+        if removed.is_empty() {
+            return Ok(());
+        }
+        let mut batch = WriteBatch::default();
+        for range_id in removed {
+            let replica = self.replicas.remove(&range_id).expect("listed above");
+            descriptor::destroy(&self.engine, &mut batch, &replica.descriptor);
+            tracing::info!(
+                range_id,
+                "replica removed from this node; its data is deleted"
+            );
+        }
+        self.engine.write(batch, true)
     }
 
     /// Finds the local replica a request is for and checks span and epoch.
@@ -472,7 +563,7 @@ impl Store {
         if !batch.is_empty() {
             self.engine.write(batch, false)?;
         }
-        Ok(())
+        self.destroy_removed()
     }
 
     fn status(&self) -> Vec<ReplicaStatus> {

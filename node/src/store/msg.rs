@@ -1,9 +1,22 @@
-use raft::eraftpb::Message;
+use std::collections::HashMap;
+use std::time::Instant;
+
+use raft::eraftpb::{ConfChangeV2, Message};
 use tokio::sync::oneshot;
 use zdb_proto::v1::{Command, ReplicaStatus, RequestHeader};
 
+use crate::error::Result;
 use crate::range::reads::ReadResponder;
 use crate::range::replica::ProposalResponder;
+
+#[derive(Debug, Clone, Default)]
+pub struct RangeProgress {
+    pub commit_index: u64,
+    /// In a joint configuration (a membership change half done).
+    pub joint: bool,
+    /// node id -> (matched index, recently active)
+    pub members: Vec<(u64, u64, bool)>,
+}
 
 /// How much a read needs to be confirmed before it may run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +63,25 @@ pub enum StoreMsg {
         ok: bool,
     },
     Status(oneshot::Sender<Vec<ReplicaStatus>>),
+    /// Proposes a membership change to a range this node leads.
+    ChangeMembership {
+        range_id: u64,
+        change: ConfChangeV2,
+        responder: ProposalResponder,
+    },
+    TransferLeader {
+        range_id: u64,
+        to: u64,
+        responder: oneshot::Sender<Result<()>>,
+    },
+    /// When a message from each peer node last arrived.
+    LastHeard(oneshot::Sender<HashMap<u64, Instant>>),
+    /// The leader's view of each member: how far its log matches and
+    /// whether it was heard from recently.
+    Progress {
+        range_id: u64,
+        responder: oneshot::Sender<Result<RangeProgress>>,
+    },
     /// Stop the event loop.
     Shutdown,
 }

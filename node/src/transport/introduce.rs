@@ -3,8 +3,9 @@ use std::time::Duration;
 
 use tonic::transport::Endpoint;
 use tonic::Code;
+use zdb_proto::v1::admin_client::AdminClient;
 use zdb_proto::v1::raft_transport_client::RaftTransportClient;
-use zdb_proto::v1::PeerHeader;
+use zdb_proto::v1::{JoinRequest, JoinResponse, PeerHeader};
 
 use crate::error::{Error, Result};
 
@@ -12,12 +13,8 @@ use crate::error::{Error, Result};
 /// A peer that knew this node id under another store id refuses: the node
 /// lost its data and must not take part (it could vote twice in a term).
 /// Peers that are down are skipped; they refuse the node's traffic later.
-pub async fn introduce(
-    cluster_id: &str,
-    node_id: u64,
-    store_id: &str,
-    peers: &BTreeMap<u64, String>,
-) -> Result<()> {
+pub async fn introduce(me: &PeerHeader, peers: &BTreeMap<u64, String>) -> Result<()> {
+    let node_id = me.from_node_id;
     for (&peer_id, address) in peers.iter().filter(|(&id, _)| id != node_id) {
         let Ok(endpoint) = Endpoint::from_shared(format!("http://{address}")) else {
             return Err(Error::Config(format!(
@@ -31,10 +28,8 @@ pub async fn introduce(
             continue;
         };
         let header = PeerHeader {
-            cluster_id: cluster_id.to_owned(),
-            from_node_id: node_id,
-            from_store_id: store_id.to_owned(),
             to_node_id: peer_id,
+            ..me.clone()
         };
         match RaftTransportClient::new(channel).hello(header).await {
             Err(status) if status.code() == Code::FailedPrecondition => {
@@ -47,4 +42,42 @@ pub async fn introduce(
         }
     }
     Ok(())
+}
+
+/// Asks a member of a running cluster for a node id. Retries until the
+/// cluster answers (its meta range may be electing a leader).
+pub async fn join(seed: &str, my_address: &str) -> Result<JoinResponse> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let attempt = async {
+            let endpoint = Endpoint::from_shared(format!("http://{seed}"))
+                .map_err(|err| Error::Config(format!("--join {seed:?}: {err}")))?
+                .connect_timeout(Duration::from_secs(1))
+                .timeout(Duration::from_secs(5));
+            let channel = endpoint
+                .connect()
+                .await
+                .map_err(|err| Error::Transport(err.to_string()))?;
+            AdminClient::new(channel)
+                .join(JoinRequest {
+                    address: my_address.to_owned(),
+                })
+                .await
+                .map(tonic::Response::into_inner)
+                .map_err(|status| Error::Transport(status.message().to_owned()))
+        };
+        match attempt.await {
+            Ok(joined) => return Ok(joined),
+            Err(Error::Config(message)) => return Err(Error::Config(message)),
+            Err(err) if std::time::Instant::now() >= deadline => {
+                return Err(Error::Config(format!(
+                    "could not join through {seed}: {err}"
+                )))
+            }
+            Err(err) => {
+                tracing::info!(error = %err, seed, "waiting for the cluster to accept this node");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
 }

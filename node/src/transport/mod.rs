@@ -7,7 +7,7 @@ mod outbox;
 mod peers;
 mod server;
 
-pub use introduce::introduce;
+pub use introduce::{introduce, join};
 pub use outbox::Outbox;
 pub use peers::PeerDirectory;
 pub use server::RaftTransportService;

@@ -30,9 +30,7 @@ pub struct Outbox {
 }
 
 struct Inner {
-    node_id: u64,
-    cluster_id: String,
-    store_id: String,
+    me: PeerHeader,
     peers: Arc<PeerDirectory>,
     runtime: Handle,
     queues: Mutex<HashMap<u64, mpsc::UnboundedSender<(u64, Message)>>>,
@@ -41,18 +39,11 @@ struct Inner {
 }
 
 impl Outbox {
-    pub fn new(
-        node_id: u64,
-        cluster_id: String,
-        store_id: String,
-        peers: Arc<PeerDirectory>,
-        runtime: Handle,
-    ) -> Self {
+    /// `me` is this node's header, sent (with the receiver's id) on every stream.
+    pub fn new(me: PeerHeader, peers: Arc<PeerDirectory>, runtime: Handle) -> Self {
         Outbox {
             inner: Arc::new(Inner {
-                node_id,
-                cluster_id,
-                store_id,
+                me,
                 peers,
                 runtime,
                 queues: Mutex::new(HashMap::new()),
@@ -68,7 +59,7 @@ impl Outbox {
     pub fn send(&self, range_id: u64, messages: Vec<Message>) {
         for message in messages {
             let to = message.to;
-            if to == self.inner.node_id {
+            if to == self.inner.me.from_node_id {
                 continue;
             }
             if message.get_msg_type() == MessageType::MsgSnapshot {
@@ -98,10 +89,8 @@ impl Outbox {
 impl Inner {
     fn header(&self, to: u64) -> PeerHeader {
         PeerHeader {
-            cluster_id: self.cluster_id.clone(),
-            from_node_id: self.node_id,
-            from_store_id: self.store_id.clone(),
             to_node_id: to,
+            ..self.me.clone()
         }
     }
 

@@ -20,12 +20,40 @@ impl PeerDirectory {
         }
     }
 
+    /// A node's address: as configured or announced, else from the node
+    /// registry in this node's copy of the meta range.
     pub fn address(&self, node_id: u64) -> Option<String> {
-        self.addresses
+        if node_id == 0 {
+            return None;
+        }
+        let known = self
+            .addresses
             .read()
             .expect("peer directory lock is never poisoned")
             .get(&node_id)
-            .cloned()
+            .cloned();
+        known.or_else(|| {
+            let (_, address) = crate::range::meta::nodes(&self.engine)
+                .ok()?
+                .into_iter()
+                .find(|(id, _)| *id == node_id)?;
+            self.learn(node_id, &address);
+            Some(address)
+        })
+    }
+
+    /// Remembers where a node serves (announced in its stream headers).
+    pub fn learn(&self, node_id: u64, address: &str) {
+        if node_id == 0 || address.is_empty() {
+            return;
+        }
+        let mut addresses = self
+            .addresses
+            .write()
+            .expect("peer directory lock is never poisoned");
+        if addresses.get(&node_id).map(String::as_str) != Some(address) {
+            addresses.insert(node_id, address.to_owned());
+        }
     }
 
     /// Accepts the peer's store id if it is the first one seen for the node,

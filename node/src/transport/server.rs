@@ -57,7 +57,10 @@ impl RaftTransportService {
             .peers
             .verify_store(header.from_node_id, &header.from_store_id)
         {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                self.peers.learn(header.from_node_id, &header.from_address);
+                Ok(())
+            }
             Err(err @ Error::IdentityChanged { .. }) => {
                 Err(Status::failed_precondition(err.to_string()))
             }

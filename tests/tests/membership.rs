@@ -1,0 +1,106 @@
+//! Membership changes under traffic: a node joins, receives a replica,
+//! takes the leadership, and an old member is removed; changes that would
+//! cost a range its quorum are refused.
+
+use std::time::{Duration, Instant};
+
+use zdb_client::Error;
+use zdb_tests::{eventually, Cluster};
+
+const WAIT: Duration = Duration::from_secs(30);
+const RANGE: u64 = 1;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn join_add_transfer_remove_under_traffic() {
+    let mut cluster = Cluster::start(3, &[]);
+    let first_leader = cluster.wait_for_leader(WAIT).await;
+    let client = cluster.client();
+    for i in 0..100 {
+        client.put(format!("k{i:03}"), "v0").await.unwrap();
+    }
+
+    let new_node = cluster.join_node(1).await;
+    assert_eq!(new_node, 4, "node ids continue after the founding members");
+
+    let range = client
+        .add_replica(RANGE, new_node)
+        .await
+        .expect("add replica");
+    let voters: Vec<u64> = range
+        .replicas
+        .iter()
+        .filter(|r| !r.learner)
+        .map(|r| r.node_id)
+        .collect();
+    assert_eq!(voters, vec![1, 2, 3, 4]);
+    eventually("the new replica to hold the data", WAIT, || async {
+        cluster.local_value(new_node, "k099").await.map(|_| ())
+    })
+    .await;
+    client.put("after-add", "1").await.unwrap();
+
+    let started = Instant::now();
+    client
+        .transfer_leader(RANGE, new_node)
+        .await
+        .expect("transfer leader");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "transfer took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(cluster.wait_for_leader(WAIT).await, new_node);
+    client.put("after-transfer", "1").await.unwrap();
+    assert_eq!(client.get("k000").await.unwrap(), Some(b"v0".to_vec()));
+
+    // The leader itself cannot be removed.
+    let refused = client.remove_replica(RANGE, new_node).await;
+    assert!(
+        matches!(refused, Err(Error::Rpc(ref status)) if status.message().contains("transfer the leadership first")),
+        "{refused:?}"
+    );
+
+    let range = client
+        .remove_replica(RANGE, first_leader)
+        .await
+        .expect("remove replica");
+    assert!(range.replicas.iter().all(|r| r.node_id != first_leader));
+    assert_eq!(range.replicas.len(), 3);
+    eventually("the removed node to drop its copy", WAIT, || async {
+        cluster
+            .local_value(first_leader, "k000")
+            .await
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    for i in 0..100 {
+        assert_eq!(
+            client.get(format!("k{i:03}")).await.unwrap(),
+            Some(b"v0".to_vec())
+        );
+    }
+    client.put("after-remove", "1").await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removal_that_would_lose_quorum_is_refused() {
+    let mut cluster = Cluster::start(3, &[]);
+    let leader = cluster.wait_for_leader(WAIT).await;
+    let client = cluster.client();
+    client.put("k", "v").await.unwrap();
+    let others: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
+    cluster.kill(others[0]);
+    // Refused at once: a voter that died a moment ago must not count as live.
+    let refused = match client.remove_replica(RANGE, others[1]).await {
+        Err(Error::Rpc(status)) => status,
+        other => panic!("removal should be refused, got {other:?}"),
+    };
+    assert!(
+        refused.message().contains("without a live quorum"),
+        "{refused:?}"
+    );
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+    assert_eq!(client.get("k").await.unwrap(), Some(b"v".to_vec()));
+    client.put("k", "still writable").await.unwrap();
+}
