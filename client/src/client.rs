@@ -9,9 +9,9 @@ use tonic::{Request, Status};
 use zdb_proto::v1::admin_client::AdminClient;
 use zdb_proto::v1::kv_client::KvClient;
 use zdb_proto::v1::{
-    self as pb, mutation, AddReplicaRequest, KeyValue, NodeStatusRequest, NodeStatusResponse,
-    RangeDescriptor, ReadConsistency, RemoveReplicaRequest, RequestHeader, SplitRangeRequest,
-    TransferLeaderRequest,
+    self as pb, mutation, AddReplicaRequest, KeyValue, ListNodesRequest, NodeAddress, NodeState,
+    NodeStatusRequest, NodeStatusResponse, RangeDescriptor, ReadConsistency, RemoveReplicaRequest,
+    RequestHeader, SetNodeStateRequest, SplitRangeRequest, TransferLeaderRequest,
 };
 
 use crate::error::{Error, Result};
@@ -803,13 +803,13 @@ impl Client {
     }
 
     /// Runs an admin call about one range on that range's leader, following redirects.
-    async fn on_leader<T, F, Fut>(&self, mut call: F) -> Result<T>
+    async fn on_leader<T, F, Fut>(&self, first: Option<&str>, mut call: F) -> Result<T>
     where
         F: FnMut(AdminClient<Channel>) -> Fut,
         Fut: Future<Output = std::result::Result<tonic::Response<T>, Status>>,
     {
         let mut attempts = self.attempts();
-        let mut target: Option<String> = None;
+        let mut target: Option<String> = first.map(str::to_owned);
         loop {
             attempts.remaining()?;
             let endpoint = target.take().unwrap_or_else(|| self.any_endpoint());
@@ -834,10 +834,16 @@ impl Client {
         }
     }
 
-    /// Adds a replica of `range_id` on `node_id` (learner, catch-up, then voter).
-    pub async fn add_replica(&self, range_id: u64, node_id: u64) -> Result<RangeDescriptor> {
+    /// Adds a replica of `range_id` on `node_id` (learner, catch-up, then
+    /// voter). `leader`, if known, is where to ask first.
+    pub async fn add_replica(
+        &self,
+        leader: Option<&str>,
+        range_id: u64,
+        node_id: u64,
+    ) -> Result<RangeDescriptor> {
         let response = self
-            .on_leader(|mut admin| async move {
+            .on_leader(leader, |mut admin| async move {
                 admin
                     .add_replica(AddReplicaRequest { range_id, node_id })
                     .await
@@ -849,9 +855,14 @@ impl Client {
     }
 
     /// Removes the replica of `range_id` on `node_id`.
-    pub async fn remove_replica(&self, range_id: u64, node_id: u64) -> Result<RangeDescriptor> {
+    pub async fn remove_replica(
+        &self,
+        leader: Option<&str>,
+        range_id: u64,
+        node_id: u64,
+    ) -> Result<RangeDescriptor> {
         let response = self
-            .on_leader(|mut admin| async move {
+            .on_leader(leader, |mut admin| async move {
                 admin
                     .remove_replica(RemoveReplicaRequest { range_id, node_id })
                     .await
@@ -863,8 +874,13 @@ impl Client {
     }
 
     /// Moves the leadership of `range_id` to its replica on `node_id`.
-    pub async fn transfer_leader(&self, range_id: u64, node_id: u64) -> Result<()> {
-        self.on_leader(|mut admin| async move {
+    pub async fn transfer_leader(
+        &self,
+        leader: Option<&str>,
+        range_id: u64,
+        node_id: u64,
+    ) -> Result<()> {
+        self.on_leader(leader, |mut admin| async move {
             admin
                 .transfer_leader(TransferLeaderRequest { range_id, node_id })
                 .await
@@ -872,6 +888,44 @@ impl Client {
         .await?;
         self.cache().set_leader(range_id, Some(node_id));
         Ok(())
+    }
+
+    /// The node registry: every node's id, address and state, as the meta
+    /// range's leader knows it.
+    pub async fn list_nodes(&self) -> Result<Vec<NodeAddress>> {
+        let response = self
+            .on_leader(None, |mut admin| async move {
+                admin.list_nodes(ListNodesRequest {}).await
+            })
+            .await?;
+        Ok(response.nodes)
+    }
+
+    /// Marks a node active, draining or decommissioned.
+    pub async fn set_node_state(&self, node_id: u64, state: NodeState) -> Result<()> {
+        let mut attempts = self.attempts();
+        loop {
+            attempts.remaining()?;
+            let endpoint = self.any_endpoint();
+            attempts.count += 1;
+            let request = SetNodeStateRequest {
+                node_id,
+                state: state as i32,
+            };
+            match AdminClient::new(self.channel(&endpoint)?)
+                .set_node_state(request)
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(status) => {
+                    attempts.last = format!("{endpoint}: {}: {}", status.code(), status.message());
+                    if matches!(classify(&status), Next::Fail) {
+                        return Err(Error::from_final_status(status));
+                    }
+                    attempts.back_off().await;
+                }
+            }
+        }
     }
 
     /// Status of the node at `endpoint` (one of the configured ones or any other).

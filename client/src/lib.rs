@@ -17,4 +17,4 @@ mod routing;
 
 pub use client::{CasOutcome, Client, ClientConfig, Consistency, Mutation};
 pub use error::{Error, Result};
-pub use zdb_proto::v1::{KeyValue, NodeStatusResponse, RangeDescriptor};
+pub use zdb_proto::v1::{KeyValue, NodeAddress, NodeState, NodeStatusResponse, RangeDescriptor};

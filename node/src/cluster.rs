@@ -9,7 +9,7 @@ use zdb_proto::v1::admin_client::AdminClient;
 use zdb_proto::v1::{
     command, AllocateRangeIdCommand, AllocateRangeIdRequest, Command, JoinRequest,
     MetaUpdateCommand, RaftRole, RangeDescriptor, RangeEpoch, RegisterNodeCommand, RequestHeader,
-    UpdateMetaRequest,
+    SetNodeStateCommand, SetNodeStateRequest, UpdateMetaRequest,
 };
 
 use crate::error::{Error, Result};
@@ -104,6 +104,30 @@ impl MetaClient {
                     };
                     match remote(&leader_address).await?.join(request).await {
                         Ok(response) => return Ok(response.into_inner().node_id),
+                        Err(status) => tracing::debug!(%status, "meta leader refused; retrying"),
+                    }
+                }
+                Err(err) if retryable(&err) => {}
+                Err(err) => return Err(err),
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Timeout("the meta range has no reachable leader"));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Records a node's state in the registry (through the meta range's leader).
+    pub async fn set_node_state(&self, node_id: u64, state: i32) -> Result<()> {
+        let deadline = Instant::now() + META_CALL_TIMEOUT;
+        loop {
+            let kind = command::Kind::SetNodeState(SetNodeStateCommand { node_id, state });
+            match self.propose_local(kind).await {
+                Ok(_) => return Ok(()),
+                Err(Error::NotLeader { leader_address, .. }) if !leader_address.is_empty() => {
+                    let request = SetNodeStateRequest { node_id, state };
+                    match remote(&leader_address).await?.set_node_state(request).await {
+                        Ok(_) => return Ok(()),
                         Err(status) => tracing::debug!(%status, "meta leader refused; retrying"),
                     }
                 }

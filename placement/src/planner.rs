@@ -1,5 +1,44 @@
 //! The planner: a cluster snapshot in, actions out. Pure, so that every
 //! decision can be tested on made-up clusters.
+//!
+//! Rules, in order: split ranges that are too big or too hot; move
+//! leaderships off nodes that are leaving; bring every range to the
+//! replication factor on healthy nodes (replacing replicas on draining,
+//! decommissioned or dead nodes); then balance replica and leader counts.
+//! A removal never leaves a range without a live majority, never takes the
+//! leader, and happens only once the range has enough healthy voters.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeState {
+    Active,
+    /// Leaving: gets no new replicas, gives its leaderships and replicas away.
+    Draining,
+    /// Gone for good: holds nothing.
+    Decommissioned,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeInfo {
+    pub id: u64,
+    pub address: String,
+    pub state: NodeState,
+    /// Answered the last status request.
+    pub live: bool,
+    /// Unreachable for longer than the dead timeout: its replicas are replaced.
+    pub dead: bool,
+}
+
+impl NodeInfo {
+    fn healthy(&self) -> bool {
+        self.state == NodeState::Active && !self.dead
+    }
+
+    fn can_take_replicas(&self) -> bool {
+        self.state == NodeState::Active && self.live && !self.dead
+    }
+}
 
 /// One range as its leader reports it.
 #[derive(Debug, Clone, PartialEq)]
@@ -10,6 +49,9 @@ pub struct RangeLoad {
     pub writes_per_second: f64,
     /// gRPC address of the node leading the range.
     pub leader_address: String,
+    pub leader: u64,
+    pub voters: Vec<u64>,
+    pub learners: Vec<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -30,11 +72,44 @@ impl Default for SplitSettings {
 }
 
 #[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub replication_factor: usize,
+    pub split: SplitSettings,
+    /// Replica additions and removals per round, cluster-wide.
+    pub max_moves: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            replication_factor: 3,
+            split: SplitSettings::default(),
+            max_moves: 4,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     /// Split at the key that halves the range by size (chosen by its leader).
     Split {
         range_id: u64,
         leader_address: String,
+        reason: String,
+    },
+    AddReplica {
+        range_id: u64,
+        node_id: u64,
+        reason: String,
+    },
+    RemoveReplica {
+        range_id: u64,
+        node_id: u64,
+        reason: String,
+    },
+    TransferLeader {
+        range_id: u64,
+        to: u64,
         reason: String,
     },
 }
@@ -72,71 +147,214 @@ pub fn plan_splits(ranges: &[RangeLoad], settings: &SplitSettings) -> Vec<Action
         .collect()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
+/// Everything the planner wants done now, splits first.
+pub fn plan(nodes: &[NodeInfo], ranges: &[RangeLoad], settings: &Settings) -> Vec<Action> {
+    let mut actions = plan_splits(ranges, &settings.split);
+    let node = |id: u64| nodes.iter().find(|n| n.id == id);
+    let healthy = |id: u64| node(id).is_some_and(NodeInfo::healthy);
+    let live = |id: u64| node(id).is_some_and(|n| n.live && !n.dead);
+    let mut replicas_per_node: BTreeMap<u64, usize> = nodes.iter().map(|n| (n.id, 0)).collect();
+    let mut leaders_per_node: BTreeMap<u64, usize> = nodes.iter().map(|n| (n.id, 0)).collect();
+    for range in ranges {
+        for id in range.voters.iter().chain(&range.learners) {
+            *replicas_per_node.entry(*id).or_default() += 1;
+        }
+        *leaders_per_node.entry(range.leader).or_default() += 1;
+    }
+    let mut moves = 0;
+    let rf = settings.replication_factor;
 
-    fn range(range_id: u64, bytes: u64, keys: u64, writes: f64) -> RangeLoad {
-        RangeLoad {
-            range_id,
-            bytes,
-            keys,
-            writes_per_second: writes,
-            leader_address: format!("node-of-{range_id}"),
+    for range in ranges {
+        let held: BTreeSet<u64> = range
+            .voters
+            .iter()
+            .chain(&range.learners)
+            .copied()
+            .collect();
+        let good: Vec<u64> = range
+            .voters
+            .iter()
+            .copied()
+            .filter(|id| healthy(*id))
+            .collect();
+
+        // Leadership leaves nodes that are leaving.
+        if !healthy(range.leader) {
+            if let Some(to) = good
+                .iter()
+                .copied()
+                .filter(|id| live(*id))
+                .min_by_key(|id| (leaders_per_node.get(id).copied().unwrap_or(0), *id))
+            {
+                actions.push(Action::TransferLeader {
+                    range_id: range.range_id,
+                    to,
+                    reason: format!("node {} is leaving", range.leader),
+                });
+                continue;
+            }
+        }
+        if moves >= settings.max_moves {
+            continue;
+        }
+        if good.len() < rf {
+            // Add on the least loaded node that can take it.
+            if let Some(target) = nodes
+                .iter()
+                .filter(|n| n.can_take_replicas() && !held.contains(&n.id))
+                .min_by_key(|n| (replicas_per_node.get(&n.id).copied().unwrap_or(0), n.id))
+            {
+                actions.push(Action::AddReplica {
+                    range_id: range.range_id,
+                    node_id: target.id,
+                    reason: format!("{} healthy voters < replication factor {rf}", good.len()),
+                });
+                *replicas_per_node.entry(target.id).or_default() += 1;
+                moves += 1;
+            }
+            continue;
+        }
+        // Enough healthy voters: drop a learner left over, a replica on a
+        // leaving or dead node, or one over the replication factor.
+        let victim = range
+            .learners
+            .first()
+            .copied()
+            .or_else(|| range.voters.iter().copied().find(|id| !healthy(*id)))
+            .or_else(|| {
+                (range.voters.len() > rf).then(|| {
+                    range
+                        .voters
+                        .iter()
+                        .copied()
+                        .filter(|id| *id != range.leader)
+                        .max_by_key(|id| (replicas_per_node.get(id).copied().unwrap_or(0), *id))
+                })?
+            });
+        if let Some(victim) = victim.filter(|id| *id != range.leader) {
+            let remaining: Vec<u64> = range
+                .voters
+                .iter()
+                .copied()
+                .filter(|id| *id != victim)
+                .collect();
+            let live_remaining = remaining.iter().filter(|id| live(**id)).count();
+            if !remaining.is_empty() && live_remaining * 2 > remaining.len() {
+                actions.push(Action::RemoveReplica {
+                    range_id: range.range_id,
+                    node_id: victim,
+                    reason: format!(
+                        "range {} has {} voters, {rf} wanted",
+                        range.range_id,
+                        range.voters.len()
+                    ),
+                });
+                *replicas_per_node.entry(victim).or_default() -= 1;
+                moves += 1;
+            }
         }
     }
+    if moves == 0 && actions.iter().all(|a| matches!(a, Action::Split { .. })) {
+        actions.extend(balance(
+            nodes,
+            ranges,
+            &replicas_per_node,
+            &leaders_per_node,
+        ));
+    }
+    actions
+}
 
-    #[test]
-    fn splits_big_and_hot_ranges_biggest_first() {
-        let settings = SplitSettings {
-            max_bytes: 100,
-            max_writes_per_second: Some(50.0),
-        };
-        let plan = plan_splits(
-            &[
-                range(1, 10, 5, 0.0),
-                range(2, 150, 5, 0.0),
-                range(3, 500, 9, 0.0),
-                range(4, 10, 5, 80.0),
-            ],
-            &settings,
-        );
-        let ids: Vec<u64> = plan
+/// One step towards even replica counts (at most one apart across active
+/// nodes), else towards even leader counts.
+fn balance(
+    nodes: &[NodeInfo],
+    ranges: &[RangeLoad],
+    replicas: &BTreeMap<u64, usize>,
+    leaders: &BTreeMap<u64, usize>,
+) -> Option<Action> {
+    let active: Vec<&NodeInfo> = nodes.iter().filter(|n| n.can_take_replicas()).collect();
+    let count = |map: &BTreeMap<u64, usize>, id: u64| map.get(&id).copied().unwrap_or(0);
+    let fullest = active
+        .iter()
+        .max_by_key(|n| (count(replicas, n.id), n.id))?;
+    let emptiest = active
+        .iter()
+        .min_by_key(|n| (count(replicas, n.id), n.id))?;
+    if count(replicas, fullest.id) > count(replicas, emptiest.id) + 1 {
+        // Copy a range from the fullest node to the emptiest; the next round
+        // sees it over-replicated and removes the copy on the fullest node.
+        // Not a range the fullest node leads: the removal that follows must
+        // be able to take the fullest node's copy.
+        if let Some(range) = ranges.iter().find(|r| {
+            r.voters.contains(&fullest.id)
+                && r.leader != fullest.id
+                && !r.voters.contains(&emptiest.id)
+                && !r.learners.contains(&emptiest.id)
+        }) {
+            return Some(Action::AddReplica {
+                range_id: range.range_id,
+                node_id: emptiest.id,
+                reason: format!(
+                    "balance replicas: node {} has {}, node {} has {}",
+                    fullest.id,
+                    count(replicas, fullest.id),
+                    emptiest.id,
+                    count(replicas, emptiest.id)
+                ),
+            });
+        }
+    }
+    let most = active.iter().max_by_key(|n| (count(leaders, n.id), n.id))?;
+    let least = active.iter().min_by_key(|n| (count(leaders, n.id), n.id))?;
+    if count(leaders, most.id) > count(leaders, least.id) + 1 {
+        if let Some(range) = ranges
             .iter()
-            .map(|Action::Split { range_id, .. }| *range_id)
-            .collect();
-        assert_eq!(ids, vec![3, 2, 4]);
+            .find(|r| r.leader == most.id && r.voters.contains(&least.id))
+        {
+            return Some(Action::TransferLeader {
+                range_id: range.range_id,
+                to: least.id,
+                reason: format!(
+                    "balance leaders: node {} leads {}",
+                    most.id,
+                    count(leaders, most.id)
+                ),
+            });
+        }
     }
+    None
+}
 
-    #[test]
-    fn single_key_ranges_are_never_split() {
-        let settings = SplitSettings {
-            max_bytes: 1,
-            max_writes_per_second: Some(0.0),
-        };
-        assert!(plan_splits(&[range(1, 1 << 30, 1, 1e6)], &settings).is_empty());
-    }
-
-    proptest! {
-        #[test]
-        fn plans_only_ranges_over_a_threshold(
-            sizes in proptest::collection::vec((0u64..1000, 0u64..10, 0.0f64..100.0), 0..20),
-            max_bytes in 1u64..1000,
-        ) {
-            let ranges: Vec<RangeLoad> = sizes
-                .iter()
-                .enumerate()
-                .map(|(i, (bytes, keys, writes))| range(i as u64 + 1, *bytes, *keys, *writes))
-                .collect();
-            let settings = SplitSettings { max_bytes, max_writes_per_second: None };
-            let plan = plan_splits(&ranges, &settings);
-            for Action::Split { range_id, .. } in &plan {
-                let r = &ranges[*range_id as usize - 1];
-                prop_assert!(r.bytes > max_bytes && r.keys >= 2);
+/// What the cluster looks like once `action` is done (for tests and dry runs).
+pub fn simulate(ranges: &mut [RangeLoad], action: &Action) {
+    match action {
+        Action::Split { .. } => {}
+        Action::AddReplica {
+            range_id, node_id, ..
+        } => {
+            if let Some(range) = ranges.iter_mut().find(|r| r.range_id == *range_id) {
+                if !range.voters.contains(node_id) {
+                    range.voters.push(*node_id);
+                }
+                range.learners.retain(|id| id != node_id);
             }
-            let expected = ranges.iter().filter(|r| r.bytes > max_bytes && r.keys >= 2).count();
-            prop_assert_eq!(plan.len(), expected);
+        }
+        Action::RemoveReplica {
+            range_id, node_id, ..
+        } => {
+            if let Some(range) = ranges.iter_mut().find(|r| r.range_id == *range_id) {
+                range.voters.retain(|id| id != node_id);
+                range.learners.retain(|id| id != node_id);
+            }
+        }
+        Action::TransferLeader { range_id, to, .. } => {
+            if let Some(range) = ranges.iter_mut().find(|r| r.range_id == *range_id) {
+                range.leader = *to;
+            }
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -23,7 +23,7 @@ async fn join_add_transfer_remove_under_traffic() {
     assert_eq!(new_node, 4, "node ids continue after the founding members");
 
     let range = client
-        .add_replica(RANGE, new_node)
+        .add_replica(None, RANGE, new_node)
         .await
         .expect("add replica");
     let voters: Vec<u64> = range
@@ -41,7 +41,7 @@ async fn join_add_transfer_remove_under_traffic() {
 
     let started = Instant::now();
     client
-        .transfer_leader(RANGE, new_node)
+        .transfer_leader(None, RANGE, new_node)
         .await
         .expect("transfer leader");
     assert!(
@@ -54,14 +54,14 @@ async fn join_add_transfer_remove_under_traffic() {
     assert_eq!(client.get("k000").await.unwrap(), Some(b"v0".to_vec()));
 
     // The leader itself cannot be removed.
-    let refused = client.remove_replica(RANGE, new_node).await;
+    let refused = client.remove_replica(None, RANGE, new_node).await;
     assert!(
         matches!(refused, Err(Error::Rpc(ref status)) if status.message().contains("transfer the leadership first")),
         "{refused:?}"
     );
 
     let range = client
-        .remove_replica(RANGE, first_leader)
+        .remove_replica(None, RANGE, first_leader)
         .await
         .expect("remove replica");
     assert!(range.replicas.iter().all(|r| r.node_id != first_leader));
@@ -92,7 +92,7 @@ async fn removal_that_would_lose_quorum_is_refused() {
     let others: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
     cluster.kill(others[0]);
     // Refused at once: a voter that died a moment ago must not count as live.
-    let refused = match client.remove_replica(RANGE, others[1]).await {
+    let refused = match client.remove_replica(None, RANGE, others[1]).await {
         Err(Error::Rpc(status)) => status,
         other => panic!("removal should be refused, got {other:?}"),
     };

@@ -14,7 +14,7 @@ use clap::Subcommand;
 
 use layout::Layout;
 use supervisor::Supervisor;
-use zdb_placement::planner::SplitSettings;
+use zdb_placement::planner::{Settings, SplitSettings};
 
 #[derive(Subcommand)]
 pub enum LocalCommand {
@@ -41,6 +41,12 @@ pub enum LocalCommand {
         /// How often the placement driver looks at the cluster, in milliseconds.
         #[arg(long, default_value_t = 2000)]
         placement_interval_ms: u64,
+        /// Replicas per range.
+        #[arg(long, default_value_t = 3)]
+        replication_factor: usize,
+        /// A node unreachable for this long has its replicas re-created elsewhere.
+        #[arg(long, default_value_t = 60)]
+        dead_after_secs: u64,
     },
 }
 
@@ -53,6 +59,8 @@ pub async fn run(command: LocalCommand) -> Result<ExitCode> {
         wait,
         split_size,
         placement_interval_ms,
+        replication_factor,
+        dead_after_secs,
     } = command;
     anyhow::ensure!(nodes >= 1, "--nodes must be at least 1");
     std::fs::create_dir_all(&data).with_context(|| format!("cannot create {}", data.display()))?;
@@ -97,17 +105,23 @@ pub async fn run(command: LocalCommand) -> Result<ExitCode> {
     );
     println!("press Ctrl-C to stop");
     let (stop_driver, driver_stopped) = tokio::sync::watch::channel(false);
-    let driver = tokio::spawn(zdb_placement::driver::run(
-        zdb_client::Client::connect(&endpoints)?,
-        SplitSettings {
+    let settings = Settings {
+        replication_factor: replication_factor.min(layout.nodes.len()),
+        split: SplitSettings {
             max_bytes: split_size,
             ..SplitSettings::default()
         },
+        ..Settings::default()
+    };
+    let driver = tokio::spawn(zdb_placement::driver::run(
+        zdb_client::Client::connect(&endpoints)?,
+        settings,
         Duration::from_millis(placement_interval_ms),
+        Duration::from_secs(dead_after_secs),
         driver_stopped,
         |round| {
-            for (range_id, reason) in &round.splits {
-                println!("placement: split range {range_id} ({reason})");
+            for done in &round.done {
+                println!("placement: {done}");
             }
             for failure in &round.failures {
                 eprintln!("placement: {failure}; will retry");

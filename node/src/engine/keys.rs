@@ -69,6 +69,12 @@ pub const NEXT_RANGE_ID_KEY: &[u8] = b"next_range_id";
 pub const CLUSTER_ID_KEY: &[u8] = b"cluster_id";
 pub const NEXT_NODE_ID_KEY: &[u8] = b"next_node_id";
 const NODE_PREFIX: u8 = b'n';
+const NODE_STATE_PREFIX: u8 = b's';
+
+/// Node registry: node id -> state (absent: active).
+pub fn meta_node_state_key(node_id: u64) -> Vec<u8> {
+    [&[NODE_STATE_PREFIX][..], &node_id.to_be_bytes()].concat()
+}
 
 /// Node registry entry: node id -> gRPC address.
 pub fn meta_node_key(node_id: u64) -> Vec<u8> {

@@ -95,6 +95,16 @@ impl<'a> Applier<'a> {
                     &register.address,
                 )?))
             }
+            Some(command::Kind::SetNodeState(change)) => {
+                meta::set_node_state(
+                    self.engine,
+                    self.batch,
+                    &mut self.system_overlay,
+                    change.node_id,
+                    change.state,
+                );
+                Ok(ApplyResult::Written)
+            }
             _ => self.apply(command),
         }
     }
@@ -148,7 +158,8 @@ impl<'a> Applier<'a> {
             }
             Some(command::Kind::MetaUpdate(_))
             | Some(command::Kind::AllocateRangeId(_))
-            | Some(command::Kind::RegisterNode(_)) => Ok(ApplyResult::Refused(
+            | Some(command::Kind::RegisterNode(_))
+            | Some(command::Kind::SetNodeState(_)) => Ok(ApplyResult::Refused(
                 "system commands are only accepted by the meta range".into(),
             )),
             Some(command::Kind::Split(_)) => Ok(ApplyResult::Refused(

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use prost::Message as _;
 use rocksdb::WriteBatch;
-use zdb_proto::v1::{RangeDescriptor, RangeEpoch};
+use zdb_proto::v1::{NodeAddress, NodeState, RangeDescriptor, RangeEpoch};
 
 use crate::engine::{keys, Engine, CF_SYSTEM};
 use crate::error::Result;
@@ -183,6 +183,40 @@ pub fn register_node(
         Some(address.as_bytes().to_vec()),
     );
     Ok(node_id)
+}
+
+/// Records a node's state.
+pub fn set_node_state(
+    engine: &Engine,
+    batch: &mut WriteBatch,
+    written: &mut HashMap<Vec<u8>, Option<Vec<u8>>>,
+    node_id: u64,
+    state: i32,
+) {
+    put(
+        engine,
+        batch,
+        written,
+        keys::meta_node_state_key(node_id),
+        Some(state.to_be_bytes().to_vec()),
+    );
+}
+
+/// The node registry with each node's state.
+pub fn registry(engine: &Engine) -> Result<Vec<NodeAddress>> {
+    let mut nodes = Vec::new();
+    for (node_id, address) in self::nodes(engine)? {
+        let state = engine
+            .get(CF_SYSTEM, &keys::meta_node_state_key(node_id))?
+            .and_then(|raw| raw.try_into().ok().map(i32::from_be_bytes))
+            .unwrap_or(NodeState::Active as i32);
+        nodes.push(NodeAddress {
+            node_id,
+            address,
+            state,
+        });
+    }
+    Ok(nodes)
 }
 
 /// The node registry: node id and gRPC address of every member.

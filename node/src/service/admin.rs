@@ -261,10 +261,26 @@ impl Admin for AdminService {
     ) -> Result<Response<AddReplicaResponse>, Status> {
         let AddReplicaRequest { range_id, node_id } = request.into_inner();
         let range = self.led_range(range_id).await?;
-        if self.peers.address(node_id).is_none() {
-            return Err(Status::failed_precondition(format!(
-                "node {node_id} is not registered in the cluster; start it with --join first"
-            )));
+        let registry = crate::range::meta::registry(&self.engine)?;
+        match registry.iter().find(|n| n.node_id == node_id) {
+            None => {
+                return Err(Status::failed_precondition(format!(
+                    "node {node_id} is not registered in the cluster; start it with --join first"
+                )))
+            }
+            Some(node) if node.state != NodeState::Active as i32 => {
+                return Err(Status::failed_precondition(format!(
+                    "node {node_id} is {}; it takes no new replicas",
+                    NodeState::try_from(node.state).map_or("not active", |s| {
+                        if s == NodeState::Draining {
+                            "draining"
+                        } else {
+                            "decommissioned"
+                        }
+                    })
+                )))
+            }
+            Some(_) => {}
         }
         let existing = range.replicas.iter().find(|r| r.node_id == node_id);
         if existing.is_some_and(|r| !r.learner) {
@@ -350,6 +366,49 @@ impl Admin for AdminService {
         Ok(Response::new(RemoveReplicaResponse { range: Some(range) }))
     }
 
+    async fn set_node_state(
+        &self,
+        request: Request<SetNodeStateRequest>,
+    ) -> Result<Response<SetNodeStateResponse>, Status> {
+        let SetNodeStateRequest { node_id, state } = request.into_inner();
+        NodeState::try_from(state)
+            .map_err(|_| Status::invalid_argument(format!("unknown node state {state}")))?;
+        if !crate::range::meta::registry(&self.engine)?
+            .iter()
+            .any(|n| n.node_id == node_id)
+        {
+            return Err(Status::not_found(format!(
+                "node {node_id} is not in the registry"
+            )));
+        }
+        self.meta.set_node_state(node_id, state).await?;
+        Ok(Response::new(SetNodeStateResponse {}))
+    }
+
+    async fn list_nodes(
+        &self,
+        _request: Request<ListNodesRequest>,
+    ) -> Result<Response<ListNodesResponse>, Status> {
+        // Linearizable: a state just set is seen (on the meta range's leader).
+        let meta = Target {
+            header: Some(RequestHeader {
+                range_id: META_RANGE_ID,
+                epoch: None,
+            }),
+            ..Target::default()
+        };
+        self.store
+            .read_barrier(
+                meta,
+                crate::store::msg::ReadKind::Linearizable,
+                MEMBERSHIP_TIMEOUT,
+            )
+            .await?;
+        Ok(Response::new(ListNodesResponse {
+            nodes: crate::range::meta::registry(&self.engine)?,
+        }))
+    }
+
     async fn join(&self, request: Request<JoinRequest>) -> Result<Response<JoinResponse>, Status> {
         let address = request.into_inner().address;
         if address.parse::<std::net::SocketAddr>().is_err() {
@@ -359,12 +418,13 @@ impl Admin for AdminService {
         }
         let node_id = self.meta.register_node(&address).await?;
         self.peers.learn(node_id, &address);
-        let mut nodes: Vec<NodeAddress> = crate::range::meta::nodes(&self.engine)?
-            .into_iter()
-            .map(|(node_id, address)| NodeAddress { node_id, address })
-            .collect();
+        let mut nodes = crate::range::meta::registry(&self.engine)?;
         if !nodes.iter().any(|n| n.node_id == node_id) {
-            nodes.push(NodeAddress { node_id, address });
+            nodes.push(NodeAddress {
+                node_id,
+                address,
+                state: NodeState::Active as i32,
+            });
         }
         tracing::info!(node_id, "registered a joining node");
         Ok(Response::new(JoinResponse {

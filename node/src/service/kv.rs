@@ -324,10 +324,7 @@ impl Kv for KvService {
                     range: Some(range),
                 })
                 .collect();
-            let nodes = meta::nodes(&self.engine)?
-                .into_iter()
-                .map(|(node_id, address)| NodeAddress { node_id, address })
-                .collect();
+            let nodes = meta::registry(&self.engine)?;
             Ok(Response::new(LocateResponse { ranges, nodes }))
         })
         .await

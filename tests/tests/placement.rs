@@ -1,0 +1,139 @@
+//! The placement driver on a real cluster: new nodes get replicas until the
+//! counts are even, draining nodes are emptied, a dead node's replicas are
+//! re-created elsewhere, and no acknowledged write is lost on the way.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use zdb_client::{Client, NodeState};
+use zdb_placement::driver::{self, Liveness};
+use zdb_placement::planner::{RangeLoad, Settings};
+use zdb_tests::Cluster;
+
+const WAIT: Duration = Duration::from_secs(60);
+const DEAD_AFTER: Duration = Duration::from_secs(2);
+
+/// Runs driver rounds until the planner has nothing left to do.
+async fn settle(client: &Client, liveness: &mut Liveness) -> Vec<RangeLoad> {
+    let settings = Settings::default();
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let round = driver::run_once(client, &settings, liveness, DEAD_AFTER).await;
+        if round.done.is_empty() && round.failures.is_empty() && round.ranges > 0 {
+            return driver::observe(client, liveness, DEAD_AFTER).await.1;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "placement did not settle: last round {round:?}"
+        );
+    }
+}
+
+fn replica_counts(ranges: &[RangeLoad]) -> BTreeMap<u64, usize> {
+    let mut counts = BTreeMap::new();
+    for range in ranges {
+        for id in &range.voters {
+            *counts.entry(*id).or_default() += 1;
+        }
+    }
+    counts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grow_drain_and_lose_a_node_under_traffic() {
+    let mut cluster = Cluster::start(3, &[]);
+    cluster.wait_for_leader(WAIT).await;
+    let client = cluster.client();
+    for key in ["d", "h", "p", "t"] {
+        client.split_at(key.as_bytes()).await.unwrap();
+    }
+
+    // Continuous writes and read-your-writes checks through everything below.
+    let stop = Arc::new(AtomicBool::new(false));
+    let acknowledged = Arc::new(Mutex::new(BTreeSet::new()));
+    let writer = {
+        let (client, stop, acknowledged) = (client.clone(), stop.clone(), acknowledged.clone());
+        tokio::spawn(async move {
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let key = format!("{}{i:06}", (b'a' + (i % 26) as u8) as char);
+                if client.put(key.clone(), "v").await.is_ok() {
+                    assert_eq!(client.get(key.clone()).await.unwrap(), Some(b"v".to_vec()));
+                    acknowledged.lock().unwrap().insert(key);
+                }
+                i += 1;
+            }
+        })
+    };
+
+    // Grow from 3 to 5 nodes: replicas spread until counts differ by at most one.
+    let n4 = cluster.join_node(1).await;
+    let n5 = cluster.join_node(2).await;
+    let mut liveness = Liveness::default();
+    let ranges = settle(&client, &mut liveness).await;
+    let counts = replica_counts(&ranges);
+    assert_eq!(
+        counts.keys().copied().collect::<Vec<_>>(),
+        vec![1, 2, 3, n4, n5],
+        "{counts:?}"
+    );
+    let (min, max) = (
+        counts.values().min().unwrap(),
+        counts.values().max().unwrap(),
+    );
+    assert!(max - min <= 1, "replica counts {counts:?}");
+    assert!(ranges.iter().all(|r| r.voters.len() == 3));
+
+    // Drain node 1 and decommission node 2: they end up holding nothing.
+    client.set_node_state(1, NodeState::Draining).await.unwrap();
+    client
+        .set_node_state(2, NodeState::Decommissioned)
+        .await
+        .unwrap();
+    let ranges = settle(&client, &mut liveness).await;
+    for range in &ranges {
+        assert!(
+            !range.voters.contains(&1) && !range.voters.contains(&2),
+            "{range:?}"
+        );
+        assert_eq!(range.voters.len(), 3);
+    }
+
+    // Kill node 3 for longer than the dead timeout: its replicas are re-created
+    // on healthy nodes (node 1 comes back to active first, so there is room).
+    client.set_node_state(1, NodeState::Active).await.unwrap();
+    settle(&client, &mut liveness).await;
+    cluster.kill(3);
+    // Until the dead timeout passes the node only counts as unreachable.
+    let deadline = std::time::Instant::now() + WAIT;
+    let ranges = loop {
+        let ranges = settle(&client, &mut liveness).await;
+        if ranges.iter().all(|r| !r.voters.contains(&3)) || std::time::Instant::now() > deadline {
+            break ranges;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    for range in &ranges {
+        assert!(
+            !range.voters.contains(&3),
+            "the dead node still holds {range:?}"
+        );
+        assert_eq!(range.voters.len(), 3);
+    }
+
+    stop.store(true, Ordering::Relaxed);
+    writer.await.expect("no read missed an acknowledged write");
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    assert!(acknowledged.len() > 50, "the writer made progress");
+    let stored: BTreeSet<String> = client
+        .scan("", "", 0, false)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|kv| String::from_utf8(kv.key).unwrap())
+        .collect();
+    let lost: Vec<&String> = acknowledged.difference(&stored).collect();
+    assert!(lost.is_empty(), "lost acknowledged writes: {lost:?}");
+}
