@@ -42,6 +42,12 @@ enum Command {
     Ranges,
     /// Split the range holding KEY at KEY.
     Split { key: String },
+    /// One line per node: id, address, state, replicas, leaders.
+    Nodes,
+    /// Move every replica and leadership off NODE; it takes no new ones.
+    Drain { node: u64 },
+    /// Retire NODE for good: everything moves off and it hosts nothing again.
+    Decommission { node: u64 },
     /// Run a cluster of local processes.
     #[command(subcommand)]
     Local(local::LocalCommand),
@@ -67,6 +73,14 @@ async fn main() -> ExitCode {
                     Command::Status => status::run(&client).await,
                     Command::Ranges => status::ranges(&client).await,
                     Command::Split { key } => status::split(&client, &key).await,
+                    Command::Nodes => status::nodes(&client).await,
+                    Command::Drain { node } => {
+                        status::set_state(&client, node, zdb_client::NodeState::Draining).await
+                    }
+                    Command::Decommission { node } => {
+                        status::set_state(&client, node, zdb_client::NodeState::Decommissioned)
+                            .await
+                    }
                     Command::Local(_) => unreachable!("handled above"),
                 },
             }

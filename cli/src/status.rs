@@ -109,3 +109,42 @@ pub async fn split(client: &Client, key: &str) -> Result<ExitCode> {
     );
     Ok(ExitCode::SUCCESS)
 }
+
+pub async fn nodes(client: &Client) -> Result<ExitCode> {
+    println!("NODE\tADDRESS\tSTATE\tREPLICAS\tLEADERS");
+    for node in client.list_nodes().await? {
+        let state = zdb_client::NodeState::try_from(node.state).map_or("?".into(), |s| {
+            s.as_str_name()
+                .trim_start_matches("NODE_STATE_")
+                .to_lowercase()
+        });
+        let (replicas, leaders) = match client.node_status(&node.address).await {
+            Ok(status) => (
+                status.replica_count.to_string(),
+                status.leader_count.to_string(),
+            ),
+            Err(_) => ("down".into(), "down".into()),
+        };
+        println!(
+            "{}\t{}\t{state}\t{replicas}\t{leaders}",
+            node.node_id, node.address
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn set_state(
+    client: &Client,
+    node: u64,
+    state: zdb_client::NodeState,
+) -> Result<ExitCode> {
+    client.set_node_state(node, state).await?;
+    println!(
+        "node {node} is now {}; the placement driver moves its replicas and leaderships away",
+        state
+            .as_str_name()
+            .trim_start_matches("NODE_STATE_")
+            .to_lowercase()
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -204,3 +204,83 @@ fn local_mode_splits_ranges_past_the_size_threshold() {
     assert!(split.status.success(), "{split:?}");
     assert!(up.stop().success());
 }
+
+#[test]
+fn local_mode_adds_and_removes_nodes() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("cluster");
+    let up = LocalUp::start_with(&data, &["--placement-interval-ms=200"]);
+    let endpoints = std::fs::read_to_string(data.join("endpoints"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    for i in 0..20 {
+        assert!(zdbctl(&endpoints, &["put", &format!("k{i:02}"), "v"])
+            .status
+            .success());
+    }
+    // Four ranges: twelve replicas to spread over four nodes.
+    for key in ["k05", "k10", "k15"] {
+        assert!(zdbctl(&endpoints, &["split", key]).status.success());
+    }
+    let data_arg = data.to_str().unwrap();
+    let added = Command::new(binary("zdbctl"))
+        .args([
+            "local",
+            "add-node",
+            "--data",
+            data_arg,
+            "--node-arg=--raft-tick-ms=50",
+        ])
+        .env("ZDB_NODE_BIN", binary("zdb-node"))
+        .output()
+        .unwrap();
+    assert!(added.status.success(), "{added:?}");
+    assert!(
+        stdout(&added).contains("node 4 joined"),
+        "{}",
+        stdout(&added)
+    );
+
+    // The driver gives the new node replicas.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let nodes = stdout(&zdbctl(&endpoints, &["nodes"]));
+        let line = nodes
+            .lines()
+            .find(|l| l.starts_with("4\t"))
+            .unwrap_or_default()
+            .to_owned();
+        if line
+            .split('\t')
+            .nth(3)
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0)
+            > 0
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "node 4 got no replica:\n{nodes}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let removed = Command::new(binary("zdbctl"))
+        .args(["local", "remove-node", "--data", data_arg, "1"])
+        .output()
+        .unwrap();
+    assert!(removed.status.success(), "{removed:?}");
+    let nodes = stdout(&zdbctl(&endpoints, &["nodes"]));
+    assert!(
+        nodes
+            .lines()
+            .any(|l| l.starts_with("1\t") && l.contains("decommissioned")),
+        "{nodes}"
+    );
+    for i in 0..20 {
+        assert_eq!(
+            stdout(&zdbctl(&endpoints, &["get", &format!("k{i:02}")])),
+            "v\n"
+        );
+    }
+    assert!(up.stop().success());
+}

@@ -3,7 +3,12 @@
 //! ```text
 //! cluster_id=local-1f2e3d4c
 //! node=1 127.0.0.1:40001 127.0.0.1:40002
+//! joined=4 127.0.0.1:40007 127.0.0.1:40008 joining-40007
 //! ```
+//!
+//! `node` lines are the founding members; `joined` lines are nodes added
+//! later with `local add-node` (the cluster gave them their id), with the
+//! folder holding their data.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -22,6 +27,8 @@ pub struct NodeLayout {
     pub id: u64,
     pub grpc: String,
     pub status: String,
+    /// For joined nodes: the data folder (inside the cluster folder).
+    pub joined_dir: Option<String>,
 }
 
 impl Layout {
@@ -47,6 +54,19 @@ impl Layout {
                         id: id.parse().with_context(bad)?,
                         grpc: grpc.to_owned(),
                         status: status.to_owned(),
+                        joined_dir: None,
+                    });
+                }
+                Some(("joined", value)) => {
+                    let fields: Vec<&str> = value.split_whitespace().collect();
+                    let [id, grpc, status, dir] = fields[..] else {
+                        bail!(bad())
+                    };
+                    nodes.push(NodeLayout {
+                        id: id.parse().with_context(bad)?,
+                        grpc: grpc.to_owned(),
+                        status: status.to_owned(),
+                        joined_dir: Some(dir.to_owned()),
                     });
                 }
                 _ if line.trim().is_empty() => {}
@@ -82,6 +102,7 @@ impl Layout {
                 id: i as u64 + 1,
                 grpc: format!("127.0.0.1:{}", ports[2 * i]),
                 status: format!("127.0.0.1:{}", ports[2 * i + 1]),
+                joined_dir: None,
             })
             .collect();
         let layout = Layout {
@@ -93,10 +114,16 @@ impl Layout {
         Ok(layout)
     }
 
-    fn save(&self) -> Result<()> {
+    pub fn save(&self) -> Result<()> {
         let mut text = format!("cluster_id={}\n", self.cluster_id);
         for node in &self.nodes {
-            text.push_str(&format!("node={} {} {}\n", node.id, node.grpc, node.status));
+            match &node.joined_dir {
+                None => text.push_str(&format!("node={} {} {}\n", node.id, node.grpc, node.status)),
+                Some(dir) => text.push_str(&format!(
+                    "joined={} {} {} {dir}\n",
+                    node.id, node.grpc, node.status
+                )),
+            }
         }
         let path = self.dir.join(FILE);
         std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
@@ -110,9 +137,11 @@ impl Layout {
             .join(",")
     }
 
+    /// The founding members, as `--peers` wants them.
     pub fn peers(&self) -> String {
         self.nodes
             .iter()
+            .filter(|node| node.joined_dir.is_none())
             .map(|node| format!("{}={}", node.id, node.grpc))
             .collect::<Vec<_>>()
             .join(",")
@@ -126,11 +155,46 @@ impl Layout {
     }
 
     pub fn node_dir(&self, id: u64) -> PathBuf {
-        self.dir.join(format!("node-{id}"))
+        match self
+            .nodes
+            .iter()
+            .find(|n| n.id == id)
+            .and_then(|n| n.joined_dir.as_ref())
+        {
+            Some(dir) => self.dir.join(dir),
+            None => self.dir.join(format!("node-{id}")),
+        }
+    }
+
+    pub fn pid_file(&self, id: u64) -> PathBuf {
+        self.dir.join(format!("node-{id}.pid"))
+    }
+
+    /// Two free ports on 127.0.0.1 (gRPC, status).
+    pub fn free_ports() -> Result<(u16, u16)> {
+        let a = TcpListener::bind("127.0.0.1:0")?;
+        let b = TcpListener::bind("127.0.0.1:0")?;
+        Ok((a.local_addr()?.port(), b.local_addr()?.port()))
     }
 
     pub fn log_file(&self, id: u64) -> PathBuf {
-        self.dir.join(format!("node-{id}.log"))
+        match self
+            .nodes
+            .iter()
+            .find(|n| n.id == id)
+            .and_then(|n| n.joined_dir.as_ref())
+        {
+            Some(dir) => self.dir.join(format!("{dir}.log")),
+            None => self.dir.join(format!("node-{id}.log")),
+        }
+    }
+
+    /// Where a node that joins the cluster should ask: the first founding member.
+    pub fn seed(&self) -> &str {
+        self.nodes
+            .iter()
+            .find(|node| node.joined_dir.is_none())
+            .map_or("", |node| node.grpc.as_str())
     }
 }
 

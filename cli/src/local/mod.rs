@@ -18,6 +18,22 @@ use zdb_placement::planner::{Settings, SplitSettings};
 
 #[derive(Subcommand)]
 pub enum LocalCommand {
+    /// Start one more node that joins the running cluster in DATA; the
+    /// placement driver of `local up` moves replicas onto it.
+    AddNode {
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long, env = "ZDB_NODE_BIN")]
+        node_bin: Option<PathBuf>,
+        #[arg(long = "node-arg", allow_hyphen_values = true)]
+        node_args: Vec<String>,
+    },
+    /// Drain and decommission NODE, wait until it holds no replica, stop it.
+    RemoveNode {
+        #[arg(long)]
+        data: PathBuf,
+        node: u64,
+    },
     /// Start (or restart) a local cluster and run it until Ctrl-C or SIGTERM.
     Up {
         /// Number of nodes of a new cluster (an existing one keeps its own).
@@ -51,6 +67,18 @@ pub enum LocalCommand {
 }
 
 pub async fn run(command: LocalCommand) -> Result<ExitCode> {
+    match command {
+        LocalCommand::Up { .. } => up(command).await,
+        LocalCommand::AddNode {
+            data,
+            node_bin,
+            node_args,
+        } => add_node(&data, node_bin, &node_args).await,
+        LocalCommand::RemoveNode { data, node } => remove_node(&data, node).await,
+    }
+}
+
+async fn up(command: LocalCommand) -> Result<ExitCode> {
     let LocalCommand::Up {
         nodes,
         data,
@@ -61,7 +89,10 @@ pub async fn run(command: LocalCommand) -> Result<ExitCode> {
         placement_interval_ms,
         replication_factor,
         dead_after_secs,
-    } = command;
+    } = command
+    else {
+        unreachable!("called for up only");
+    };
     anyhow::ensure!(nodes >= 1, "--nodes must be at least 1");
     std::fs::create_dir_all(&data).with_context(|| format!("cannot create {}", data.display()))?;
     let layout = match Layout::load(&data)? {
@@ -136,5 +167,117 @@ pub async fn run(command: LocalCommand) -> Result<ExitCode> {
         "stopped; run the same command again to restart with the data in {}",
         data.display()
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn add_node(
+    data: &std::path::Path,
+    node_bin: Option<PathBuf>,
+    node_args: &[String],
+) -> Result<ExitCode> {
+    let mut layout = Layout::load(data)?.with_context(|| {
+        format!(
+            "{} holds no local cluster; run local up first",
+            data.display()
+        )
+    })?;
+    let node_bin = supervisor::find_node_binary(node_bin)?;
+    let (grpc_port, status_port) = Layout::free_ports()?;
+    let dir = format!("joining-{grpc_port}");
+    let grpc = format!("127.0.0.1:{grpc_port}");
+    let log = std::fs::File::create(data.join(format!("{dir}.log")))?;
+    let mut command = std::process::Command::new(&node_bin);
+    command
+        .arg(format!("--join={}", layout.seed()))
+        .arg(format!("--listen={grpc}"))
+        .arg(format!("--status-listen=127.0.0.1:{status_port}"))
+        .arg(format!("--data={}", data.join(&dir).display()))
+        .args(node_args)
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    // Its own process group: it outlives this command, and `local up` stops it.
+    std::os::unix::process::CommandExt::process_group(&mut command, 0);
+    let child = command
+        .spawn()
+        .with_context(|| format!("cannot start {}", node_bin.display()))?;
+    let client = zdb_client::Client::connect(&grpc)?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let node_id = loop {
+        if let Ok(status) = client.node_status(&grpc).await {
+            break status.node_id;
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "the new node did not join within 60s; see {}/{dir}.log",
+            data.display()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    layout.nodes.push(layout::NodeLayout {
+        id: node_id,
+        grpc: grpc.clone(),
+        status: format!("127.0.0.1:{status_port}"),
+        joined_dir: Some(dir),
+    });
+    layout.save()?;
+    std::fs::write(layout.pid_file(node_id), child.id().to_string())?;
+    std::fs::write(data.join("endpoints"), format!("{}\n", layout.endpoints()))?;
+    println!("node {node_id} joined at {grpc}; the placement driver moves replicas onto it");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn remove_node(data: &std::path::Path, node: u64) -> Result<ExitCode> {
+    let mut layout = Layout::load(data)?
+        .with_context(|| format!("{} holds no local cluster", data.display()))?;
+    let address = layout
+        .nodes
+        .iter()
+        .find(|n| n.id == node)
+        .map(|n| n.grpc.clone())
+        .with_context(|| {
+            format!(
+                "node {node} is not part of the cluster in {}",
+                data.display()
+            )
+        })?;
+    let client = zdb_client::Client::connect(&layout.endpoints())?;
+    client
+        .set_node_state(node, zdb_client::NodeState::Decommissioned)
+        .await?;
+    println!("node {node} is decommissioned; waiting for its replicas to move away");
+    let mut last_report = std::time::Instant::now();
+    loop {
+        let held = client
+            .node_status(&address)
+            .await
+            .map(|s| s.replica_count)?;
+        if held == 0 {
+            break;
+        }
+        if last_report.elapsed() >= Duration::from_secs(2) {
+            println!("node {node} still holds {held} replicas");
+            last_report = std::time::Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    if let Some(pid) = std::fs::read_to_string(layout.pid_file(node))
+        .ok()
+        .and_then(|p| p.trim().parse::<i32>().ok())
+    {
+        // SAFETY: kill(2) on the recorded pid of this cluster's node.
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while unsafe { libc::kill(pid, 0) } == 0 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    layout.nodes.retain(|n| n.id != node);
+    layout.save()?;
+    let _ = std::fs::remove_file(layout.pid_file(node));
+    std::fs::write(data.join("endpoints"), format!("{}\n", layout.endpoints()))?;
+    println!("node {node} holds nothing and is stopped");
     Ok(ExitCode::SUCCESS)
 }

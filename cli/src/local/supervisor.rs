@@ -14,8 +14,11 @@ use super::layout::Layout;
 
 pub struct Supervisor {
     children: Vec<(u64, Child)>,
+    /// Nodes started by `local add-node` while this supervisor runs.
+    adopted: Vec<(u64, i32)>,
     client: Client,
     logs: Vec<(u64, PathBuf)>,
+    dir: PathBuf,
 }
 
 pub fn find_node_binary(given: Option<PathBuf>) -> Result<PathBuf> {
@@ -42,12 +45,42 @@ pub fn find_node_binary(given: Option<PathBuf>) -> Result<PathBuf> {
     )
 }
 
+/// The command line of one node of the layout.
+pub fn node_command(node_bin: &Path, layout: &Layout, id: u64, extra_args: &[String]) -> Command {
+    let node = layout
+        .nodes
+        .iter()
+        .find(|n| n.id == id)
+        .expect("a node of the layout");
+    let mut command = Command::new(node_bin);
+    command
+        .arg(format!("--listen={}", node.grpc))
+        .arg(format!("--status-listen={}", node.status))
+        .arg(format!("--data={}", layout.node_dir(node.id).display()));
+    match node.joined_dir {
+        None => command
+            .arg(format!("--id={}", node.id))
+            .arg(format!("--peers={}", layout.peers()))
+            .arg(format!("--cluster-id={}", layout.cluster_id)),
+        Some(_) => command.arg(format!("--join={}", layout.seed())),
+    };
+    command.args(extra_args);
+    command
+}
+
+fn alive(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists.
+    unsafe { libc::kill(pid, 0) == 0 }
+}
+
 impl Supervisor {
     pub fn start(layout: &Layout, node_bin: &Path, extra_args: &[String]) -> Result<Supervisor> {
         let mut supervisor = Supervisor {
             children: Vec::new(),
+            adopted: Vec::new(),
             client: Client::connect(&layout.endpoints())?,
             logs: Vec::new(),
+            dir: layout.dir.clone(),
         };
         for node in &layout.nodes {
             let log_path = layout.log_file(node.id);
@@ -56,21 +89,18 @@ impl Supervisor {
                 .append(true)
                 .open(&log_path)
                 .with_context(|| format!("cannot open {}", log_path.display()))?;
-            let child = Command::new(node_bin)
-                .arg(format!("--id={}", node.id))
-                .arg(format!("--listen={}", node.grpc))
-                .arg(format!("--status-listen={}", node.status))
-                .arg(format!("--data={}", layout.node_dir(node.id).display()))
-                .arg(format!("--peers={}", layout.peers()))
-                .arg(format!("--cluster-id={}", layout.cluster_id))
-                .args(extra_args)
+            let mut command = node_command(node_bin, layout, node.id, extra_args);
+            let child = command
                 .stdin(Stdio::null())
                 .stdout(log.try_clone()?)
                 .stderr(log)
                 .spawn()
                 .with_context(|| format!("cannot start {}", node_bin.display()));
             match child {
-                Ok(child) => supervisor.children.push((node.id, child)),
+                Ok(child) => {
+                    let _ = std::fs::write(layout.pid_file(node.id), child.id().to_string());
+                    supervisor.children.push((node.id, child));
+                }
                 Err(err) => {
                     supervisor.kill_all();
                     return Err(err);
@@ -161,6 +191,7 @@ impl Supervisor {
                 _ = interrupt.recv() => return,
                 _ = tokio::time::sleep(Duration::from_millis(500)) => {}
             }
+            self.adopt_added_nodes();
             for (id, child) in &mut self.children {
                 if reported.contains(id) {
                     continue;
@@ -179,6 +210,28 @@ impl Supervisor {
         }
     }
 
+    /// Takes charge of nodes that `local add-node` started, so that stopping
+    /// the cluster stops them too.
+    fn adopt_added_nodes(&mut self) {
+        let Ok(Some(layout)) = Layout::load(&self.dir) else {
+            return;
+        };
+        for node in layout.nodes.iter().filter(|n| n.joined_dir.is_some()) {
+            let known = self.children.iter().any(|(id, _)| *id == node.id)
+                || self.adopted.iter().any(|(id, _)| *id == node.id);
+            if known {
+                continue;
+            }
+            let pid = std::fs::read_to_string(layout.pid_file(node.id))
+                .ok()
+                .and_then(|pid| pid.trim().parse().ok());
+            if let Some(pid) = pid.filter(|pid| alive(*pid)) {
+                println!("node {} joined at {}", node.id, node.grpc);
+                self.adopted.push((node.id, pid));
+            }
+        }
+    }
+
     /// SIGTERM every node, wait for them, SIGKILL the ones that linger.
     pub async fn stop(&mut self) {
         for (_, child) in &self.children {
@@ -187,7 +240,24 @@ impl Supervisor {
                 libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
             }
         }
+        for (_, pid) in &self.adopted {
+            // SAFETY: kill(2) on the pid of a node of this cluster.
+            unsafe {
+                libc::kill(*pid, libc::SIGTERM);
+            }
+        }
         let deadline = Instant::now() + Duration::from_secs(10);
+        for (id, pid) in &self.adopted {
+            while alive(*pid) && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            if alive(*pid) {
+                eprintln!("node {id} did not stop in time; killing it");
+                unsafe {
+                    libc::kill(*pid, libc::SIGKILL);
+                }
+            }
+        }
         for (id, child) in &mut self.children {
             loop {
                 match child.try_wait() {
