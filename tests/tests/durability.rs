@@ -99,4 +99,8 @@ async fn wiped_node_is_refused_under_its_old_identity() {
     // The cluster goes on with its two healthy members.
     client.put("k2", "v2").await.unwrap();
     assert_eq!(client.get("k").await.unwrap(), Some(b"v".to_vec()));
+
+    // The machine comes back as a new node: a fresh id, never the old one.
+    let fresh = cluster.join_node(leader).await;
+    assert_eq!(fresh, 4);
 }
