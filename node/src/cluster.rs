@@ -55,28 +55,41 @@ impl MetaClient {
             .await
     }
 
-    pub async fn allocate_range_id(&self) -> Result<u64> {
+    /// Proposes `kind` to the meta range here if this node leads it, or
+    /// else makes the equivalent admin call on the leader it names; retries
+    /// within the deadline while the meta range elects or moves its leader.
+    async fn call<T, R, Fut>(
+        &self,
+        kind: command::Kind,
+        local: fn(ApplyResult) -> Option<T>,
+        mut on_leader: R,
+    ) -> Result<T>
+    where
+        R: FnMut(AdminClient<tonic::transport::Channel>) -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<T, tonic::Status>>,
+    {
         let deadline = Instant::now() + META_CALL_TIMEOUT;
         loop {
-            match self
-                .propose_local(command::Kind::AllocateRangeId(AllocateRangeIdCommand {}))
-                .await
-            {
-                Ok(ApplyResult::RangeId(id)) => return Ok(id),
-                Ok(other) => {
-                    return Err(Error::Transport(format!("unexpected meta reply {other:?}")))
+            match self.propose_local(kind.clone()).await {
+                Ok(result) => {
+                    return local(result.clone()).ok_or_else(|| {
+                        Error::Transport(format!("unexpected meta reply {result:?}"))
+                    })
                 }
                 Err(Error::NotLeader { leader_address, .. }) if !leader_address.is_empty() => {
-                    match remote(&leader_address)
-                        .await?
-                        .allocate_range_id(AllocateRangeIdRequest {})
-                        .await
-                    {
-                        Ok(response) => return Ok(response.into_inner().range_id),
-                        Err(status) => tracing::debug!(%status, "meta leader refused; retrying"),
+                    match remote(&leader_address).await {
+                        Ok(admin) => match on_leader(admin).await {
+                            Ok(value) => return Ok(value),
+                            Err(status) => {
+                                tracing::debug!(%status, "meta leader refused; retrying")
+                            }
+                        },
+                        Err(err) => {
+                            tracing::debug!(error = %err, "meta leader unreachable; retrying")
+                        }
                     }
                 }
-                Err(err) if Instant::now() < deadline && retryable(&err) => {}
+                Err(err) if retryable(&err) => {}
                 Err(err) => return Err(err),
             }
             if Instant::now() >= deadline {
@@ -84,89 +97,75 @@ impl MetaClient {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    pub async fn allocate_range_id(&self) -> Result<u64> {
+        let kind = command::Kind::AllocateRangeId(AllocateRangeIdCommand {});
+        let local = |result| match result {
+            ApplyResult::RangeId(id) => Some(id),
+            _ => None,
+        };
+        self.call(kind, local, |mut admin| async move {
+            Ok(admin
+                .allocate_range_id(AllocateRangeIdRequest {})
+                .await?
+                .into_inner()
+                .range_id)
+        })
+        .await
     }
 
     /// Registers a joining node's address; returns its new node id.
     pub async fn register_node(&self, address: &str) -> Result<u64> {
-        let deadline = Instant::now() + META_CALL_TIMEOUT;
-        loop {
-            let kind = command::Kind::RegisterNode(RegisterNodeCommand {
+        let kind = command::Kind::RegisterNode(RegisterNodeCommand {
+            address: address.to_owned(),
+        });
+        let local = |result| match result {
+            ApplyResult::NodeId(id) => Some(id),
+            _ => None,
+        };
+        self.call(kind, local, |mut admin| async move {
+            let request = JoinRequest {
                 address: address.to_owned(),
-            });
-            match self.propose_local(kind).await {
-                Ok(ApplyResult::NodeId(id)) => return Ok(id),
-                Ok(other) => {
-                    return Err(Error::Transport(format!("unexpected meta reply {other:?}")))
-                }
-                Err(Error::NotLeader { leader_address, .. }) if !leader_address.is_empty() => {
-                    let request = JoinRequest {
-                        address: address.to_owned(),
-                    };
-                    match remote(&leader_address).await?.join(request).await {
-                        Ok(response) => return Ok(response.into_inner().node_id),
-                        Err(status) => tracing::debug!(%status, "meta leader refused; retrying"),
-                    }
-                }
-                Err(err) if retryable(&err) => {}
-                Err(err) => return Err(err),
-            }
-            if Instant::now() >= deadline {
-                return Err(Error::Timeout("the meta range has no reachable leader"));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+            };
+            Ok(admin.join(request).await?.into_inner().node_id)
+        })
+        .await
     }
 
-    /// Records a node's state in the registry (through the meta range's leader).
+    /// Records a node's state in the registry.
     pub async fn set_node_state(&self, node_id: u64, state: i32) -> Result<()> {
-        let deadline = Instant::now() + META_CALL_TIMEOUT;
-        loop {
-            let kind = command::Kind::SetNodeState(SetNodeStateCommand { node_id, state });
-            match self.propose_local(kind).await {
-                Ok(_) => return Ok(()),
-                Err(Error::NotLeader { leader_address, .. }) if !leader_address.is_empty() => {
-                    let request = SetNodeStateRequest { node_id, state };
-                    match remote(&leader_address).await?.set_node_state(request).await {
-                        Ok(_) => return Ok(()),
-                        Err(status) => tracing::debug!(%status, "meta leader refused; retrying"),
-                    }
-                }
-                Err(err) if retryable(&err) => {}
-                Err(err) => return Err(err),
-            }
-            if Instant::now() >= deadline {
-                return Err(Error::Timeout("the meta range has no reachable leader"));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let kind = command::Kind::SetNodeState(SetNodeStateCommand { node_id, state });
+        self.call(
+            kind,
+            |_| Some(()),
+            |mut admin| async move {
+                admin
+                    .set_node_state(SetNodeStateRequest { node_id, state })
+                    .await?;
+                Ok(())
+            },
+        )
+        .await
     }
 
     /// Records descriptors in the routing table (older epochs are ignored there).
     pub async fn update(&self, ranges: Vec<RangeDescriptor>) -> Result<()> {
-        let deadline = Instant::now() + META_CALL_TIMEOUT;
-        loop {
-            let kind = command::Kind::MetaUpdate(MetaUpdateCommand {
-                ranges: ranges.clone(),
-            });
-            match self.propose_local(kind).await {
-                Ok(_) => return Ok(()),
-                Err(Error::NotLeader { leader_address, .. }) if !leader_address.is_empty() => {
-                    let request = UpdateMetaRequest {
-                        ranges: ranges.clone(),
-                    };
-                    match remote(&leader_address).await?.update_meta(request).await {
-                        Ok(_) => return Ok(()),
-                        Err(status) => tracing::debug!(%status, "meta leader refused; retrying"),
-                    }
+        let kind = command::Kind::MetaUpdate(MetaUpdateCommand {
+            ranges: ranges.clone(),
+        });
+        self.call(
+            kind,
+            |_| Some(()),
+            |mut admin| {
+                let ranges = ranges.clone();
+                async move {
+                    admin.update_meta(UpdateMetaRequest { ranges }).await?;
+                    Ok(())
                 }
-                Err(err) if retryable(&err) => {}
-                Err(err) => return Err(err),
-            }
-            if Instant::now() >= deadline {
-                return Err(Error::Timeout("the meta range has no reachable leader"));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+            },
+        )
+        .await
     }
 }
 
