@@ -6,20 +6,15 @@ use std::time::{Duration, Instant};
 
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Status};
-use zdb_proto::v1::admin_client::AdminClient;
 use zdb_proto::v1::kv_client::KvClient;
-use zdb_proto::v1::{
-    self as pb, mutation, AddReplicaRequest, KeyValue, ListNodesRequest, NodeAddress, NodeState,
-    NodeStatusRequest, NodeStatusResponse, RangeDescriptor, ReadConsistency, RemoveReplicaRequest,
-    RequestHeader, SetNodeStateRequest, SplitRangeRequest, TransferLeaderRequest,
-};
+use zdb_proto::v1::{self as pb, mutation, KeyValue, ReadConsistency, RequestHeader};
 
 use crate::error::{Error, Result};
 use crate::retry::{backoff, classify, Next};
 use crate::routing::{CachedRange, RangeCache};
 
 /// Longest a single attempt may take before the client tries elsewhere.
-const MAX_ATTEMPT: Duration = Duration::from_secs(3);
+pub(crate) const MAX_ATTEMPT: Duration = Duration::from_secs(3);
 
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
@@ -51,7 +46,7 @@ pub enum Consistency {
 }
 
 impl Consistency {
-    fn to_proto(self) -> i32 {
+    pub(crate) fn to_proto(self) -> i32 {
         match self {
             Consistency::Linearizable => ReadConsistency::Linearizable as i32,
             Consistency::Stale => ReadConsistency::Stale as i32,
@@ -94,14 +89,14 @@ struct Inner {
 }
 
 /// Deadline and attempt count of one call, across its retries.
-struct Attempts {
+pub(crate) struct Attempts {
     deadline: Instant,
-    count: u32,
-    last: String,
+    pub(crate) count: u32,
+    pub(crate) last: String,
 }
 
 impl Attempts {
-    fn remaining(&self) -> Result<Duration> {
+    pub(crate) fn remaining(&self) -> Result<Duration> {
         let remaining = self.deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
             return Err(Error::Timeout {
@@ -112,7 +107,7 @@ impl Attempts {
         Ok(remaining)
     }
 
-    async fn back_off(&self) {
+    pub(crate) async fn back_off(&self) {
         let wait = backoff(self.count).min(self.deadline.saturating_duration_since(Instant::now()));
         tokio::time::sleep(wait).await;
     }
@@ -153,11 +148,15 @@ impl Client {
         Client::new(ClientConfig::new(endpoints))
     }
 
+    pub(crate) fn timeout(&self) -> Duration {
+        self.inner.config.timeout
+    }
+
     pub fn endpoints(&self) -> &[String] {
         &self.inner.config.endpoints
     }
 
-    fn channel(&self, endpoint: &str) -> Result<Channel> {
+    pub(crate) fn channel(&self, endpoint: &str) -> Result<Channel> {
         let mut channels = self
             .inner
             .channels
@@ -181,26 +180,26 @@ impl Client {
         Ok(channel)
     }
 
-    fn kv(&self, endpoint: &str) -> Result<KvClient<Channel>> {
+    pub(crate) fn kv(&self, endpoint: &str) -> Result<KvClient<Channel>> {
         Ok(KvClient::new(self.channel(endpoint)?)
             .max_decoding_message_size(usize::MAX)
             .max_encoding_message_size(usize::MAX))
     }
 
-    fn any_endpoint(&self) -> String {
+    pub(crate) fn any_endpoint(&self) -> String {
         let endpoints = &self.inner.config.endpoints;
         let i = self.inner.next_endpoint.fetch_add(1, Ordering::Relaxed);
         endpoints[i % endpoints.len()].clone()
     }
 
-    fn cache(&self) -> std::sync::MutexGuard<'_, RangeCache> {
+    pub(crate) fn cache(&self) -> std::sync::MutexGuard<'_, RangeCache> {
         self.inner
             .cache
             .lock()
             .expect("range cache lock is never poisoned")
     }
 
-    fn attempts(&self) -> Attempts {
+    pub(crate) fn attempts(&self) -> Attempts {
         Attempts {
             deadline: Instant::now() + self.inner.config.timeout,
             count: 0,
@@ -209,7 +208,7 @@ impl Client {
     }
 
     /// The cached range holding `key`, asking the meta range when unknown.
-    async fn route(&self, key: &[u8], attempts: &mut Attempts) -> Result<CachedRange> {
+    pub(crate) async fn route(&self, key: &[u8], attempts: &mut Attempts) -> Result<CachedRange> {
         loop {
             let hit = self.cache().lookup(key);
             if let Some(cached) = hit {
@@ -244,7 +243,7 @@ impl Client {
 
     /// Where to send a request for `cached`: its leader if known, otherwise
     /// its replicas in turn, otherwise any endpoint.
-    fn target_node(&self, cached: &CachedRange, attempt: u32) -> String {
+    pub(crate) fn target_node(&self, cached: &CachedRange, attempt: u32) -> String {
         let cache = self.cache();
         if let Some(address) = cached.leader.and_then(|leader| cache.address(leader)) {
             return address;
@@ -344,7 +343,7 @@ impl Client {
     }
 
     /// The cached ranges covering `[start, end)`, in key order.
-    async fn ranges_covering(
+    pub(crate) async fn ranges_covering(
         &self,
         start: &[u8],
         end: &[u8],
@@ -702,248 +701,9 @@ impl Client {
             previous: response.found.then_some(response.current_value),
         })
     }
-
-    /// The ranges holding `[start, end)` as the meta range reports them.
-    pub async fn ranges(&self, start: &[u8], end: &[u8]) -> Result<Vec<RangeDescriptor>> {
-        self.cache().clear();
-        let mut attempts = self.attempts();
-        let ranges = self.ranges_covering(start, end, &mut attempts).await?;
-        Ok(ranges.into_iter().map(|cached| cached.range).collect())
-    }
-
-    /// Splits the range holding `key` at `key`.
-    pub async fn split_at(&self, key: &[u8]) -> Result<(RangeDescriptor, RangeDescriptor)> {
-        let mut attempts = self.attempts();
-        loop {
-            let cached = self.route(key, &mut attempts).await?;
-            attempts.remaining()?;
-            let endpoint = self.target_node(&cached, attempts.count);
-            attempts.count += 1;
-            let request = SplitRangeRequest {
-                range_id: cached.range.range_id,
-                split_key: key.to_vec(),
-            };
-            match AdminClient::new(self.channel(&endpoint)?)
-                .split_range(request)
-                .await
-            {
-                Ok(response) => {
-                    let response = response.into_inner();
-                    let (Some(left), Some(right)) = (response.left, response.right) else {
-                        return Err(Error::Rpc(Status::internal(
-                            "split response without ranges",
-                        )));
-                    };
-                    self.cache().insert(left.clone(), None);
-                    self.cache().insert(right.clone(), None);
-                    return Ok((left, right));
-                }
-                Err(status) => {
-                    attempts.last = format!("{endpoint}: {}: {}", status.code(), status.message());
-                    match classify(&status) {
-                        Next::NotLeader { leader_id, address } => {
-                            let mut cache = self.cache();
-                            cache.learn_node(leader_id, address);
-                            cache.set_leader(
-                                cached.range.range_id,
-                                (leader_id != 0).then_some(leader_id),
-                            );
-                            drop(cache);
-                        }
-                        Next::Fail => return Err(Error::from_final_status(status)),
-                        _ => self.cache().invalidate(cached.range.range_id),
-                    }
-                    attempts.back_off().await;
-                }
-            }
-        }
-    }
-
-    /// Reads `key` from the node at `endpoint` itself, whatever range it
-    /// holds the key in: with [`Consistency::Stale`], that node's own copy.
-    /// For inspecting replicas; applications use [`Client::get_with`].
-    pub async fn get_at_node(
-        &self,
-        endpoint: &str,
-        key: &[u8],
-        consistency: Consistency,
-    ) -> Result<Option<Vec<u8>>> {
-        let request = timed(
-            pb::GetRequest {
-                key: key.to_vec(),
-                consistency: consistency.to_proto(),
-                ..Default::default()
-            },
-            self.inner.config.timeout.min(MAX_ATTEMPT),
-        );
-        let response = self
-            .kv(endpoint)?
-            .get(request)
-            .await
-            .map_err(Error::from_final_status)?
-            .into_inner();
-        Ok(response.found.then_some(response.value))
-    }
-
-    /// Asks the node at `endpoint` (the range's leader) to split `range_id`
-    /// at the key that halves it by size.
-    pub async fn split_range_at_node(&self, endpoint: &str, range_id: u64) -> Result<()> {
-        let request = timed(
-            SplitRangeRequest {
-                range_id,
-                split_key: Vec::new(),
-            },
-            self.inner.config.timeout,
-        );
-        AdminClient::new(self.channel(endpoint)?)
-            .split_range(request)
-            .await
-            .map_err(Error::from_final_status)?;
-        Ok(())
-    }
-
-    /// Runs an admin call about one range on that range's leader, following redirects.
-    async fn on_leader<T, F, Fut>(&self, first: Option<&str>, mut call: F) -> Result<T>
-    where
-        F: FnMut(AdminClient<Channel>) -> Fut,
-        Fut: Future<Output = std::result::Result<tonic::Response<T>, Status>>,
-    {
-        let mut attempts = self.attempts();
-        let mut target: Option<String> = first.map(str::to_owned);
-        loop {
-            attempts.remaining()?;
-            let endpoint = target.take().unwrap_or_else(|| self.any_endpoint());
-            attempts.count += 1;
-            let status = match call(AdminClient::new(self.channel(&endpoint)?)).await {
-                Ok(response) => return Ok(response.into_inner()),
-                Err(status) => status,
-            };
-            attempts.last = format!("{endpoint}: {}: {}", status.code(), status.message());
-            match classify(&status) {
-                Next::NotLeader { address, .. } if !address.is_empty() && address != endpoint => {
-                    target = Some(address);
-                    continue;
-                }
-                Next::Fail => return Err(Error::from_final_status(status)),
-                Next::Ambiguous if status.code() == tonic::Code::DeadlineExceeded => {
-                    return Err(Error::from_final_status(status))
-                }
-                _ => {}
-            }
-            attempts.back_off().await;
-        }
-    }
-
-    /// Adds a replica of `range_id` on `node_id` (learner, catch-up, then
-    /// voter). `leader`, if known, is where to ask first.
-    pub async fn add_replica(
-        &self,
-        leader: Option<&str>,
-        range_id: u64,
-        node_id: u64,
-    ) -> Result<RangeDescriptor> {
-        let response = self
-            .on_leader(leader, |mut admin| async move {
-                admin
-                    .add_replica(AddReplicaRequest { range_id, node_id })
-                    .await
-            })
-            .await?;
-        response
-            .range
-            .ok_or_else(|| Error::Rpc(Status::internal("no range in the reply")))
-    }
-
-    /// Removes the replica of `range_id` on `node_id`.
-    pub async fn remove_replica(
-        &self,
-        leader: Option<&str>,
-        range_id: u64,
-        node_id: u64,
-    ) -> Result<RangeDescriptor> {
-        let response = self
-            .on_leader(leader, |mut admin| async move {
-                admin
-                    .remove_replica(RemoveReplicaRequest { range_id, node_id })
-                    .await
-            })
-            .await?;
-        response
-            .range
-            .ok_or_else(|| Error::Rpc(Status::internal("no range in the reply")))
-    }
-
-    /// Moves the leadership of `range_id` to its replica on `node_id`.
-    pub async fn transfer_leader(
-        &self,
-        leader: Option<&str>,
-        range_id: u64,
-        node_id: u64,
-    ) -> Result<()> {
-        self.on_leader(leader, |mut admin| async move {
-            admin
-                .transfer_leader(TransferLeaderRequest { range_id, node_id })
-                .await
-        })
-        .await?;
-        self.cache().set_leader(range_id, Some(node_id));
-        Ok(())
-    }
-
-    /// The node registry: every node's id, address and state, as the meta
-    /// range's leader knows it.
-    pub async fn list_nodes(&self) -> Result<Vec<NodeAddress>> {
-        let response = self
-            .on_leader(None, |mut admin| async move {
-                admin.list_nodes(ListNodesRequest {}).await
-            })
-            .await?;
-        Ok(response.nodes)
-    }
-
-    /// Marks a node active, draining or decommissioned.
-    pub async fn set_node_state(&self, node_id: u64, state: NodeState) -> Result<()> {
-        let mut attempts = self.attempts();
-        loop {
-            attempts.remaining()?;
-            let endpoint = self.any_endpoint();
-            attempts.count += 1;
-            let request = SetNodeStateRequest {
-                node_id,
-                state: state as i32,
-            };
-            match AdminClient::new(self.channel(&endpoint)?)
-                .set_node_state(request)
-                .await
-            {
-                Ok(_) => return Ok(()),
-                Err(status) => {
-                    attempts.last = format!("{endpoint}: {}: {}", status.code(), status.message());
-                    if matches!(classify(&status), Next::Fail) {
-                        return Err(Error::from_final_status(status));
-                    }
-                    attempts.back_off().await;
-                }
-            }
-        }
-    }
-
-    /// Status of the node at `endpoint` (one of the configured ones or any other).
-    pub async fn node_status(&self, endpoint: &str) -> Result<NodeStatusResponse> {
-        let mut admin = AdminClient::new(self.channel(endpoint)?);
-        let request = timed(
-            NodeStatusRequest {},
-            self.inner.config.timeout.min(MAX_ATTEMPT),
-        );
-        admin
-            .node_status(request)
-            .await
-            .map(tonic::Response::into_inner)
-            .map_err(Error::from_final_status)
-    }
 }
 
-fn timed<T>(message: T, timeout: Duration) -> Request<T> {
+pub(crate) fn timed<T>(message: T, timeout: Duration) -> Request<T> {
     let mut request = Request::new(message);
     request.set_timeout(timeout);
     request

@@ -6,10 +6,12 @@
 //!   `NotLeader` redirects, refreshes its range cache on `EpochNotMatch` /
 //!   `KeyNotInRange`, and retries with backoff within a deadline; writes
 //!   that may have applied are never retried unless they are idempotent.
+//! - `admin`: splits, membership changes, node states, node inspection.
 //! - `routing`: the range cache (filled from the meta range by `Locate`).
 //! - `retry`: how a failed attempt is classified.
 //! - [`Error`]: what an application sees when a call fails.
 
+mod admin;
 mod client;
 mod error;
 mod retry;

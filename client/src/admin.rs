@@ -1,0 +1,255 @@
+//! Cluster administration and inspection: the range table, splits,
+//! membership changes, node states, and reads of one node's own copy.
+
+use std::future::Future;
+
+use tonic::transport::Channel;
+use tonic::Status;
+use zdb_proto::v1::admin_client::AdminClient;
+use zdb_proto::v1::{
+    self as pb, AddReplicaRequest, ListNodesRequest, NodeAddress, NodeState, NodeStatusRequest,
+    NodeStatusResponse, RangeDescriptor, RemoveReplicaRequest, SetNodeStateRequest,
+    SplitRangeRequest, TransferLeaderRequest,
+};
+
+use crate::client::{timed, Client, Consistency, MAX_ATTEMPT};
+use crate::error::{Error, Result};
+use crate::retry::{classify, Next};
+
+impl Client {
+    /// The ranges holding `[start, end)` as the meta range reports them.
+    pub async fn ranges(&self, start: &[u8], end: &[u8]) -> Result<Vec<RangeDescriptor>> {
+        self.cache().clear();
+        let mut attempts = self.attempts();
+        let ranges = self.ranges_covering(start, end, &mut attempts).await?;
+        Ok(ranges.into_iter().map(|cached| cached.range).collect())
+    }
+
+    /// Splits the range holding `key` at `key`.
+    pub async fn split_at(&self, key: &[u8]) -> Result<(RangeDescriptor, RangeDescriptor)> {
+        let mut attempts = self.attempts();
+        loop {
+            let cached = self.route(key, &mut attempts).await?;
+            attempts.remaining()?;
+            let endpoint = self.target_node(&cached, attempts.count);
+            attempts.count += 1;
+            let request = SplitRangeRequest {
+                range_id: cached.range.range_id,
+                split_key: key.to_vec(),
+            };
+            match AdminClient::new(self.channel(&endpoint)?)
+                .split_range(request)
+                .await
+            {
+                Ok(response) => {
+                    let response = response.into_inner();
+                    let (Some(left), Some(right)) = (response.left, response.right) else {
+                        return Err(Error::Rpc(Status::internal(
+                            "split response without ranges",
+                        )));
+                    };
+                    self.cache().insert(left.clone(), None);
+                    self.cache().insert(right.clone(), None);
+                    return Ok((left, right));
+                }
+                Err(status) => {
+                    attempts.last = format!("{endpoint}: {}: {}", status.code(), status.message());
+                    match classify(&status) {
+                        Next::NotLeader { leader_id, address } => {
+                            let mut cache = self.cache();
+                            cache.learn_node(leader_id, address);
+                            cache.set_leader(
+                                cached.range.range_id,
+                                (leader_id != 0).then_some(leader_id),
+                            );
+                            drop(cache);
+                        }
+                        Next::Fail => return Err(Error::from_final_status(status)),
+                        _ => self.cache().invalidate(cached.range.range_id),
+                    }
+                    attempts.back_off().await;
+                }
+            }
+        }
+    }
+
+    /// Reads `key` from the node at `endpoint` itself, whatever range it
+    /// holds the key in: with [`Consistency::Stale`], that node's own copy.
+    /// For inspecting replicas; applications use [`Client::get_with`].
+    pub async fn get_at_node(
+        &self,
+        endpoint: &str,
+        key: &[u8],
+        consistency: Consistency,
+    ) -> Result<Option<Vec<u8>>> {
+        let request = timed(
+            pb::GetRequest {
+                key: key.to_vec(),
+                consistency: consistency.to_proto(),
+                ..Default::default()
+            },
+            self.timeout().min(MAX_ATTEMPT),
+        );
+        let response = self
+            .kv(endpoint)?
+            .get(request)
+            .await
+            .map_err(Error::from_final_status)?
+            .into_inner();
+        Ok(response.found.then_some(response.value))
+    }
+
+    /// Asks the node at `endpoint` (the range's leader) to split `range_id`
+    /// at the key that halves it by size.
+    pub async fn split_range_at_node(&self, endpoint: &str, range_id: u64) -> Result<()> {
+        let request = timed(
+            SplitRangeRequest {
+                range_id,
+                split_key: Vec::new(),
+            },
+            self.timeout(),
+        );
+        AdminClient::new(self.channel(endpoint)?)
+            .split_range(request)
+            .await
+            .map_err(Error::from_final_status)?;
+        Ok(())
+    }
+
+    /// Runs an admin call about one range on that range's leader, following redirects.
+    async fn on_leader<T, F, Fut>(&self, first: Option<&str>, mut call: F) -> Result<T>
+    where
+        F: FnMut(AdminClient<Channel>) -> Fut,
+        Fut: Future<Output = std::result::Result<tonic::Response<T>, Status>>,
+    {
+        let mut attempts = self.attempts();
+        let mut target: Option<String> = first.map(str::to_owned);
+        loop {
+            attempts.remaining()?;
+            let endpoint = target.take().unwrap_or_else(|| self.any_endpoint());
+            attempts.count += 1;
+            let status = match call(AdminClient::new(self.channel(&endpoint)?)).await {
+                Ok(response) => return Ok(response.into_inner()),
+                Err(status) => status,
+            };
+            attempts.last = format!("{endpoint}: {}: {}", status.code(), status.message());
+            match classify(&status) {
+                Next::NotLeader { address, .. } if !address.is_empty() && address != endpoint => {
+                    target = Some(address);
+                    continue;
+                }
+                Next::Fail => return Err(Error::from_final_status(status)),
+                Next::Ambiguous if status.code() == tonic::Code::DeadlineExceeded => {
+                    return Err(Error::from_final_status(status))
+                }
+                _ => {}
+            }
+            attempts.back_off().await;
+        }
+    }
+
+    /// Adds a replica of `range_id` on `node_id` (learner, catch-up, then
+    /// voter). `leader`, if known, is where to ask first.
+    pub async fn add_replica(
+        &self,
+        leader: Option<&str>,
+        range_id: u64,
+        node_id: u64,
+    ) -> Result<RangeDescriptor> {
+        let response = self
+            .on_leader(leader, |mut admin| async move {
+                admin
+                    .add_replica(AddReplicaRequest { range_id, node_id })
+                    .await
+            })
+            .await?;
+        response
+            .range
+            .ok_or_else(|| Error::Rpc(Status::internal("no range in the reply")))
+    }
+
+    /// Removes the replica of `range_id` on `node_id`.
+    pub async fn remove_replica(
+        &self,
+        leader: Option<&str>,
+        range_id: u64,
+        node_id: u64,
+    ) -> Result<RangeDescriptor> {
+        let response = self
+            .on_leader(leader, |mut admin| async move {
+                admin
+                    .remove_replica(RemoveReplicaRequest { range_id, node_id })
+                    .await
+            })
+            .await?;
+        response
+            .range
+            .ok_or_else(|| Error::Rpc(Status::internal("no range in the reply")))
+    }
+
+    /// Moves the leadership of `range_id` to its replica on `node_id`.
+    pub async fn transfer_leader(
+        &self,
+        leader: Option<&str>,
+        range_id: u64,
+        node_id: u64,
+    ) -> Result<()> {
+        self.on_leader(leader, |mut admin| async move {
+            admin
+                .transfer_leader(TransferLeaderRequest { range_id, node_id })
+                .await
+        })
+        .await?;
+        self.cache().set_leader(range_id, Some(node_id));
+        Ok(())
+    }
+
+    /// The node registry: every node's id, address and state, as the meta
+    /// range's leader knows it.
+    pub async fn list_nodes(&self) -> Result<Vec<NodeAddress>> {
+        let response = self
+            .on_leader(None, |mut admin| async move {
+                admin.list_nodes(ListNodesRequest {}).await
+            })
+            .await?;
+        Ok(response.nodes)
+    }
+
+    /// Marks a node active, draining or decommissioned.
+    pub async fn set_node_state(&self, node_id: u64, state: NodeState) -> Result<()> {
+        let mut attempts = self.attempts();
+        loop {
+            attempts.remaining()?;
+            let endpoint = self.any_endpoint();
+            attempts.count += 1;
+            let request = SetNodeStateRequest {
+                node_id,
+                state: state as i32,
+            };
+            match AdminClient::new(self.channel(&endpoint)?)
+                .set_node_state(request)
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(status) => {
+                    attempts.last = format!("{endpoint}: {}: {}", status.code(), status.message());
+                    if matches!(classify(&status), Next::Fail) {
+                        return Err(Error::from_final_status(status));
+                    }
+                    attempts.back_off().await;
+                }
+            }
+        }
+    }
+
+    /// Status of the node at `endpoint` (one of the configured ones or any other).
+    pub async fn node_status(&self, endpoint: &str) -> Result<NodeStatusResponse> {
+        let mut admin = AdminClient::new(self.channel(endpoint)?);
+        let request = timed(NodeStatusRequest {}, self.timeout().min(MAX_ATTEMPT));
+        admin
+            .node_status(request)
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(Error::from_final_status)
+    }
+}
