@@ -1,0 +1,115 @@
+//! Replicas come and go: created by splits, created empty for a range a
+//! leader talks about, destroyed when a membership change removes them.
+
+use std::collections::HashSet;
+
+use rocksdb::WriteBatch;
+use zdb_proto::v1::RangeDescriptor;
+
+use super::Store;
+use crate::error::Result;
+use crate::range::{descriptor, Replica};
+
+impl Store {
+    /// A leader is talking to this node about a range it does not hold: the
+    /// node missed the split that created it (it caught up on the parent by
+    /// snapshot). An empty replica joins and receives a snapshot.
+    pub(super) fn create_for_message(
+        &mut self,
+        range_id: u64,
+        message: &raft::eraftpb::Message,
+    ) -> bool {
+        use raft::eraftpb::MessageType::*;
+        if !matches!(
+            message.get_msg_type(),
+            MsgAppend | MsgHeartbeat | MsgSnapshot
+        ) {
+            return false;
+        }
+        let placeholder = RangeDescriptor {
+            range_id,
+            ..Default::default()
+        };
+        match Replica::open(
+            self.engine.clone(),
+            self.node_id,
+            placeholder,
+            &self.raft,
+            &self.logger,
+        ) {
+            Ok(replica) => {
+                tracing::info!(
+                    range_id,
+                    from = message.from,
+                    "created an empty replica to receive a snapshot"
+                );
+                self.replicas.insert(range_id, replica);
+                true
+            }
+            Err(err) => {
+                tracing::warn!(range_id, error = %err, "cannot create a replica for an incoming message");
+                false
+            }
+        }
+    }
+
+    /// Starts the Raft groups of ranges just created by splits. The node
+    /// that led the parent campaigns at once, so the new range has a leader
+    /// without waiting for an election timeout.
+    pub(super) fn open_created(
+        &mut self,
+        created: &mut Vec<RangeDescriptor>,
+        existing: &HashSet<u64>,
+    ) {
+        for range in created.drain(..) {
+            if existing.contains(&range.range_id) {
+                continue;
+            }
+            let led_parent = self.replicas.values().any(|replica| {
+                replica.is_leader() && replica.descriptor.end_key == range.start_key
+            });
+            let range_id = range.range_id;
+            match Replica::open(
+                self.engine.clone(),
+                self.node_id,
+                range,
+                &self.raft,
+                &self.logger,
+            ) {
+                Ok(mut replica) => {
+                    if led_parent {
+                        let _ = replica.raw.campaign();
+                    }
+                    self.replicas.insert(range_id, replica);
+                }
+                Err(err) => {
+                    tracing::error!(range_id, error = %err, "cannot open a range created by a split")
+                }
+            }
+        }
+    }
+
+    /// Deletes replicas that membership changes removed from this node: their
+    /// Raft state, their descriptor and the data of their span.
+    pub(super) fn destroy_removed(&mut self) -> Result<()> {
+        let removed: Vec<u64> = self
+            .replicas
+            .iter()
+            .filter(|(_, replica)| replica.removed)
+            .map(|(&id, _)| id)
+            .collect();
+        if removed.is_empty() {
+            return Ok(());
+        }
+        let mut batch = WriteBatch::default();
+        for range_id in removed {
+            let replica = self.replicas.remove(&range_id).expect("listed above");
+            descriptor::destroy(&self.engine, &mut batch, &replica.descriptor);
+            tracing::info!(
+                range_id,
+                "replica removed from this node; its data is deleted"
+            );
+        }
+        self.engine.write(batch, true)
+    }
+}
