@@ -62,7 +62,7 @@ pub async fn ranges(client: &Client) -> Result<ExitCode> {
     }
     println!("RANGE\tSTART\tEND\tEPOCH\tREPLICAS\tLEADER\tKEYS\tBYTES\tREADS/S\tWRITES/S");
     for range in table {
-        let epoch = range.epoch.clone().unwrap_or_default();
+        let epoch = range.epoch.unwrap_or_default();
         let replicas: Vec<String> = range
             .replicas
             .iter()

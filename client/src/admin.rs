@@ -44,9 +44,9 @@ impl Client {
                 Ok(response) => {
                     let response = response.into_inner();
                     let (Some(left), Some(right)) = (response.left, response.right) else {
-                        return Err(Error::Rpc(Status::internal(
+                        return Err(Error::Rpc(Box::new(Status::internal(
                             "split response without ranges",
-                        )));
+                        ))));
                     };
                     self.cache().insert(left.clone(), None);
                     self.cache().insert(right.clone(), None);
@@ -165,7 +165,7 @@ impl Client {
             .await?;
         response
             .range
-            .ok_or_else(|| Error::Rpc(Status::internal("no range in the reply")))
+            .ok_or_else(|| Error::Rpc(Box::new(Status::internal("no range in the reply"))))
     }
 
     /// Removes the replica of `range_id` on `node_id`.
@@ -184,7 +184,7 @@ impl Client {
             .await?;
         response
             .range
-            .ok_or_else(|| Error::Rpc(Status::internal("no range in the reply")))
+            .ok_or_else(|| Error::Rpc(Box::new(Status::internal("no range in the reply"))))
     }
 
     /// Moves the leadership of `range_id` to its replica on `node_id`.

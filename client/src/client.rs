@@ -276,7 +276,7 @@ impl Client {
         attempts.count += 1;
         let header = RequestHeader {
             range_id: cached.range.range_id,
-            epoch: cached.range.epoch.clone(),
+            epoch: cached.range.epoch,
         };
         let status = match attempt(self.kv(&endpoint)?, header, remaining.min(MAX_ATTEMPT)).await {
             Ok(response) => return Ok(Step::Done(response.into_inner())),

@@ -29,7 +29,7 @@ pub enum Error {
 
     /// Any other error status from the node.
     #[error("{}: {}", .0.code(), .0.message())]
-    Rpc(Status),
+    Rpc(Box<Status>),
 }
 
 impl Error {
@@ -38,7 +38,7 @@ impl Error {
             Code::InvalidArgument | Code::OutOfRange => {
                 Error::InvalidArgument(status.message().to_owned())
             }
-            _ => Error::Rpc(status),
+            _ => Error::Rpc(Box::new(status)),
         }
     }
 }

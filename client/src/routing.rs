@@ -170,7 +170,7 @@ mod tests {
             /// agree with the newest descriptors.
             #[test]
             fn lookup_matches_the_newest_split_table(
-                mut cuts in proptest::collection::btree_set(proptest::collection::vec(b'a'..b'z', 1..4), 1..12),
+                mut cuts in proptest::collection::btree_set(proptest::collection::vec(b'a'..=b'z', 1..4), 1..12),
                 probes in proptest::collection::vec(proptest::collection::vec(b'a'..=b'z', 0..5), 1..30),
                 order in proptest::collection::vec(any::<usize>(), 0..40),
             ) {

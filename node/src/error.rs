@@ -28,7 +28,7 @@ pub enum Error {
     #[error("key is outside range {}", range.range_id)]
     KeyNotInRange {
         key: Vec<u8>,
-        range: RangeDescriptor,
+        range: Box<RangeDescriptor>,
     },
 
     #[error("the request names an epoch that is no longer current; the range is now {current:?}")]

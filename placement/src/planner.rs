@@ -136,7 +136,7 @@ pub fn plan_splits(ranges: &[RangeLoad], settings: &SplitSettings) -> Vec<Action
             }
         })
         .collect();
-    candidates.sort_by(|a, b| b.0.bytes.cmp(&a.0.bytes));
+    candidates.sort_by_key(|(range, _)| std::cmp::Reverse(range.bytes));
     candidates
         .into_iter()
         .map(|(range, reason)| Action::Split {

@@ -90,9 +90,11 @@ impl RangeStorage {
             truncated_term: RAFT_INIT_TERM,
             conf_state: ConfState::from((voters, vec![])),
         };
-        let mut hard_state = HardState::default();
-        hard_state.term = RAFT_INIT_TERM;
-        hard_state.commit = RAFT_INIT_INDEX;
+        let hard_state = HardState {
+            term: RAFT_INIT_TERM,
+            commit: RAFT_INIT_INDEX,
+            ..HardState::default()
+        };
         batch.put_cf(
             engine.cf(CF_RAFT),
             keys::apply_state_key(range_id),
@@ -343,8 +345,10 @@ impl Storage for RangeStorage {
             ));
         }
         let data = snapshot::build(&self.engine, self.range_id).map_err(storage_error)?;
-        let mut snap = Snapshot::default();
-        snap.data = data.into();
+        let mut snap = Snapshot {
+            data: data.into(),
+            ..Snapshot::default()
+        };
         let meta = snap.mut_metadata();
         meta.index = self.apply.applied_index;
         meta.term = self.term(self.apply.applied_index)?;
@@ -358,11 +362,12 @@ mod tests {
     use super::*;
 
     fn entry(index: u64, term: u64) -> Entry {
-        let mut e = Entry::default();
-        e.index = index;
-        e.term = term;
-        e.data = format!("entry {index}").into_bytes().into();
-        e
+        Entry {
+            index,
+            term,
+            data: format!("entry {index}").into_bytes().into(),
+            ..Entry::default()
+        }
     }
 
     fn fresh() -> (tempfile::TempDir, Engine) {
@@ -382,10 +387,12 @@ mod tests {
         storage
             .append(&mut batch, &[entry(6, 6), entry(7, 6), entry(8, 7)])
             .unwrap();
-        let mut hs = HardState::default();
-        hs.term = 7;
-        hs.vote = 2;
-        hs.commit = 7;
+        let hs = HardState {
+            term: 7,
+            vote: 2,
+            commit: 7,
+            ..HardState::default()
+        };
         storage.set_hard_state(&mut batch, &hs);
         storage.set_applied(&mut batch, 7, None);
         engine.write(batch, true).unwrap();

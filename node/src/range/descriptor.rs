@@ -59,7 +59,7 @@ pub fn check_request<'k>(
     if let Some(key) = keys.find(|key| !contains(range, key)) {
         return Err(Error::KeyNotInRange {
             key: key.to_vec(),
-            range: range.clone(),
+            range: Box::new(range.clone()),
         });
     }
     Ok(())
@@ -72,7 +72,7 @@ pub fn check_span_end(range: &RangeDescriptor, end: &[u8]) -> Result<()> {
     }
     Err(Error::KeyNotInRange {
         key: range.end_key.clone(),
-        range: range.clone(),
+        range: Box::new(range.clone()),
     })
 }
 

@@ -321,7 +321,7 @@ impl Replica {
             range_id: split.new_range_id,
             start_key: key.to_vec(),
             end_key: current.end_key.clone(),
-            epoch: left.epoch.clone(),
+            epoch: left.epoch,
             replicas: current.replicas.clone(),
         };
         descriptor::save(engine, batch, &left);

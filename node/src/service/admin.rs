@@ -163,7 +163,7 @@ impl Admin for AdminService {
             // The caller's view of the ranges is stale: a typed error lets it refresh.
             return Err(Error::KeyNotInRange {
                 key: split_key,
-                range,
+                range: Box::new(range),
             }
             .into());
         }
@@ -178,7 +178,7 @@ impl Admin for AdminService {
         let split = command::Kind::Split(SplitCommand {
             split_key,
             new_range_id,
-            expected_epoch: range.epoch.clone(),
+            expected_epoch: range.epoch,
         });
         match self
             .propose_to(range.range_id, split, SPLIT_TIMEOUT)

@@ -40,7 +40,7 @@ impl From<Error> for Status {
                 message,
                 Kind::KeyNotInRange(v1::KeyNotInRange {
                     key,
-                    range: Some(range),
+                    range: Some(*range),
                 }),
             ),
             Error::EpochNotMatch { current } => with_detail(

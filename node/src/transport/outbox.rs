@@ -168,12 +168,9 @@ async fn run_peer(inner: Arc<Inner>, to: u64, mut queue: mpsc::UnboundedReceiver
                 break;
             }
         }
-        match call.await {
-            Ok(Err(status)) => {
-                inner.refused_identity(&status);
-                tracing::debug!(to, %status, "raft stream closed");
-            }
-            Ok(Ok(_)) | Err(_) => {}
+        if let Ok(Err(status)) = call.await {
+            inner.refused_identity(&status);
+            tracing::debug!(to, %status, "raft stream closed");
         }
         tokio::time::sleep(RECONNECT_BACKOFF).await;
     }

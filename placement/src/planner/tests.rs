@@ -33,7 +33,7 @@ fn settings() -> Settings {
 }
 
 /// Plans and applies rounds until nothing is left to do; returns the rounds taken.
-fn converge(nodes: &[NodeInfo], ranges: &mut Vec<RangeLoad>, settings: &Settings) -> Option<usize> {
+fn converge(nodes: &[NodeInfo], ranges: &mut [RangeLoad], settings: &Settings) -> Option<usize> {
     for round in 0..200 {
         let actions = plan(nodes, ranges, settings);
         if actions.is_empty() {
