@@ -163,9 +163,7 @@ impl Client {
                     .await
             })
             .await?;
-        response
-            .range
-            .ok_or_else(|| Error::Rpc(Box::new(Status::internal("no range in the reply"))))
+        range_in(response.range)
     }
 
     /// Removes the replica of `range_id` on `node_id`.
@@ -182,9 +180,7 @@ impl Client {
                     .await
             })
             .await?;
-        response
-            .range
-            .ok_or_else(|| Error::Rpc(Box::new(Status::internal("no range in the reply"))))
+        range_in(response.range)
     }
 
     /// Moves the leadership of `range_id` to its replica on `node_id`.
@@ -252,4 +248,8 @@ impl Client {
             .map(tonic::Response::into_inner)
             .map_err(Error::from_final_status)
     }
+}
+
+fn range_in(range: Option<RangeDescriptor>) -> Result<RangeDescriptor> {
+    range.ok_or_else(|| Error::Rpc(Box::new(Status::internal("no range in the reply"))))
 }

@@ -317,9 +317,6 @@ impl Admin for AdminService {
                 ConfChangeTransition::Implicit,
             )
             .await?;
-        self.wait_out_of_joint(range_id).await?;
-        let range = self.current(range_id).await.unwrap_or(range);
-        let _ = self.meta.update(vec![range.clone()]).await;
         Ok(Response::new(AddReplicaResponse { range: Some(range) }))
     }
 
@@ -360,9 +357,6 @@ impl Admin for AdminService {
         let range = self
             .change(range_id, ConfChangeType::RemoveNode, node_id, transition)
             .await?;
-        self.wait_out_of_joint(range_id).await?;
-        let range = self.current(range_id).await.unwrap_or(range);
-        let _ = self.meta.update(vec![range.clone()]).await;
         Ok(Response::new(RemoveReplicaResponse { range: Some(range) }))
     }
 
@@ -441,6 +435,7 @@ const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(60);
 const LIVENESS_WINDOW: Duration = Duration::from_secs(2);
 
 impl AdminService {
+    /// Proposes one membership change and waits until it is complete.
     async fn change(
         &self,
         range_id: u64,
@@ -454,16 +449,25 @@ impl AdminService {
         let mut change = ConfChangeV2::default();
         change.set_transition(transition);
         change.set_changes(vec![single].into());
-        match self
+        let range = match self
             .store
             .change_membership(range_id, change, MEMBERSHIP_TIMEOUT)
             .await?
         {
-            ApplyResult::ConfChanged(range) => Ok(range),
-            other => Err(Status::internal(format!(
-                "unexpected membership result {other:?}"
-            ))),
-        }
+            ApplyResult::ConfChanged(range) => range,
+            other => {
+                return Err(Status::internal(format!(
+                    "unexpected membership result {other:?}"
+                )))
+            }
+        };
+        // Joint consensus is left by an entry the leader proposes itself;
+        // the change is complete once that applied. Then the routing table
+        // learns the new epoch (the range reporter retries if this fails).
+        self.wait_out_of_joint(range_id).await?;
+        let range = self.current(range_id).await.unwrap_or(range);
+        let _ = self.meta.update(vec![range.clone()]).await;
+        Ok(range)
     }
 
     /// Refuses a change unless a majority of the voters that remain answer

@@ -1,10 +1,10 @@
+use std::collections::HashMap;
 use std::sync::mpsc;
-use std::time::Duration;
-
-use tokio::sync::oneshot;
-use zdb_proto::v1::{Command, ReplicaStatus};
+use std::time::{Duration, Instant};
 
 use raft::eraftpb::ConfChangeV2;
+use tokio::sync::oneshot;
+use zdb_proto::v1::{Command, ReplicaStatus};
 
 use super::msg::{RangeProgress, ReadKind, StoreMsg, Target};
 use crate::error::{Error, Result};
@@ -25,6 +25,23 @@ impl StoreHandle {
         self.sender.send(msg).map_err(|_| Error::ShuttingDown)
     }
 
+    /// Sends the message `make` builds around a reply channel and waits for
+    /// the reply, at most `timeout` (then `on_timeout`).
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> StoreMsg,
+        timeout: Duration,
+        on_timeout: Error,
+    ) -> Result<T> {
+        let (responder, reply) = oneshot::channel();
+        self.send(make(responder))?;
+        match tokio::time::timeout(timeout, reply).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(_)) => Err(Error::ShuttingDown),
+            Err(_) => Err(on_timeout),
+        }
+    }
+
     /// Proposes a command and waits until it applied. After `timeout` the
     /// outcome is unknown: the command may still commit.
     pub async fn propose(
@@ -33,17 +50,12 @@ impl StoreHandle {
         command: Command,
         timeout: Duration,
     ) -> Result<ApplyResult> {
-        let (responder, reply) = oneshot::channel();
-        self.send(StoreMsg::Propose {
+        let make = |responder| StoreMsg::Propose {
             target,
             command,
             responder,
-        })?;
-        match tokio::time::timeout(timeout, reply).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(Error::ShuttingDown),
-            Err(_) => Err(Error::OutcomeUnknown),
-        }
+        };
+        self.ask(make, timeout, Error::OutcomeUnknown).await?
     }
 
     /// Waits until reading the local engine is as good as `kind` asks for.
@@ -53,25 +65,13 @@ impl StoreHandle {
         kind: ReadKind,
         timeout: Duration,
     ) -> Result<()> {
-        let (responder, reply) = oneshot::channel();
-        self.send(StoreMsg::Read {
+        let make = |responder| StoreMsg::Read {
             target,
             kind,
             responder,
-        })?;
-        match tokio::time::timeout(timeout, reply).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(Error::ShuttingDown),
-            Err(_) => Err(Error::Timeout(
-                "the read could not be confirmed by a quorum in time",
-            )),
-        }
-    }
-
-    pub async fn status(&self) -> Result<Vec<ReplicaStatus>> {
-        let (responder, reply) = oneshot::channel();
-        self.send(StoreMsg::Status(responder))?;
-        reply.await.map_err(|_| Error::ShuttingDown)
+        };
+        let late = Error::Timeout("the read could not be confirmed by a quorum in time");
+        self.ask(make, timeout, late).await?
     }
 
     pub async fn change_membership(
@@ -80,41 +80,42 @@ impl StoreHandle {
         change: ConfChangeV2,
         timeout: Duration,
     ) -> Result<ApplyResult> {
-        let (responder, reply) = oneshot::channel();
-        self.send(StoreMsg::ChangeMembership {
+        let make = |responder| StoreMsg::ChangeMembership {
             range_id,
             change,
             responder,
-        })?;
-        match tokio::time::timeout(timeout, reply).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(Error::ShuttingDown),
-            Err(_) => Err(Error::OutcomeUnknown),
-        }
+        };
+        self.ask(make, timeout, Error::OutcomeUnknown).await?
+    }
+
+    pub async fn status(&self) -> Result<Vec<ReplicaStatus>> {
+        self.ask(StoreMsg::Status, LOCAL_TIMEOUT, LOCAL_LATE).await
     }
 
     pub async fn transfer_leader(&self, range_id: u64, to: u64) -> Result<()> {
-        let (responder, reply) = oneshot::channel();
-        self.send(StoreMsg::TransferLeader {
+        let make = |responder| StoreMsg::TransferLeader {
             range_id,
             to,
             responder,
-        })?;
-        reply.await.map_err(|_| Error::ShuttingDown)?
+        };
+        self.ask(make, LOCAL_TIMEOUT, LOCAL_LATE).await?
     }
 
     pub async fn progress(&self, range_id: u64) -> Result<RangeProgress> {
-        let (responder, reply) = oneshot::channel();
-        self.send(StoreMsg::Progress {
+        let make = |responder| StoreMsg::Progress {
             range_id,
             responder,
-        })?;
-        reply.await.map_err(|_| Error::ShuttingDown)?
+        };
+        self.ask(make, LOCAL_TIMEOUT, LOCAL_LATE).await?
     }
 
-    pub async fn last_heard(&self) -> Result<std::collections::HashMap<u64, std::time::Instant>> {
-        let (responder, reply) = oneshot::channel();
-        self.send(StoreMsg::LastHeard(responder))?;
-        reply.await.map_err(|_| Error::ShuttingDown)
+    pub async fn last_heard(&self) -> Result<HashMap<u64, Instant>> {
+        self.ask(StoreMsg::LastHeard, LOCAL_TIMEOUT, LOCAL_LATE)
+            .await
     }
 }
+
+/// Questions only the event loop answers, without Raft: it answers at once
+/// unless it is stuck.
+const LOCAL_TIMEOUT: Duration = Duration::from_secs(10);
+const LOCAL_LATE: Error = Error::Timeout("the store's event loop did not answer");
