@@ -1,8 +1,6 @@
 //! Replicas come and go: created by splits, created empty for a range a
 //! leader talks about, destroyed when a membership change removes them.
 
-use std::collections::HashSet;
-
 use rocksdb::WriteBatch;
 use zdb_proto::v1::RangeDescriptor;
 
@@ -56,13 +54,14 @@ impl Store {
     /// Starts the Raft groups of ranges just created by splits. The node
     /// that led the parent campaigns at once, so the new range has a leader
     /// without waiting for an election timeout.
-    pub(super) fn open_created(
-        &mut self,
-        created: &mut Vec<RangeDescriptor>,
-        existing: &HashSet<u64>,
-    ) {
+    pub(super) fn open_created(&mut self, created: &mut Vec<RangeDescriptor>) {
         for range in created.drain(..) {
-            if existing.contains(&range.range_id) {
+            // Already here with its data (it came by snapshot): keep it.
+            if self
+                .replicas
+                .get(&range.range_id)
+                .is_some_and(Replica::is_initialized)
+            {
                 continue;
             }
             let led_parent = self.replicas.values().any(|replica| {

@@ -326,7 +326,9 @@ impl Store {
         let mut readies = Vec::new();
         let mut must_sync = false;
         let mut appended = 0usize;
-        let existing: HashSet<u64> = self
+        // Ranges this node already holds initialized: a split must not reset
+        // them. A snapshot installed earlier in this same pass counts too.
+        let mut existing: HashSet<u64> = self
             .replicas
             .iter()
             .filter(|(_, replica)| replica.is_initialized())
@@ -346,6 +348,7 @@ impl Store {
             self.outbox.send(range_id, ready.take_messages());
             if !ready.snapshot().is_empty() {
                 replica.install_snapshot(&self.engine, &mut batch, ready.snapshot())?;
+                existing.insert(range_id);
             }
             replica.apply_committed(
                 &self.engine,
@@ -385,7 +388,7 @@ impl Store {
         if must_sync && appended > 0 {
             metrics::ENTRIES_PER_SYNC.observe(appended as f64);
         }
-        self.open_created(&mut created, &existing);
+        self.open_created(&mut created);
         replies.drain(..).for_each(Reply::send);
 
         let mut batch = WriteBatch::default();
@@ -413,7 +416,7 @@ impl Store {
         }
         // Entries applied here are already durable in the log: no sync needed.
         self.engine.write(batch, false)?;
-        self.open_created(&mut created, &existing);
+        self.open_created(&mut created);
         replies.drain(..).for_each(Reply::send);
 
         let mut batch = WriteBatch::default();
