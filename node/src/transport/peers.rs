@@ -7,16 +7,22 @@ use crate::error::{Error, Result};
 /// Addresses of the cluster's nodes, and the store id each peer showed
 /// first. A peer that comes back with another store id lost its data and
 /// must not take part under its old node id.
+///
+/// Addresses given in the configuration (`--peers`) win over announced
+/// ones: an operator may route node-to-node traffic through a different
+/// address (a proxy, a Service) than the one a node announces.
 pub struct PeerDirectory {
     engine: Engine,
+    configured: BTreeMap<u64, String>,
     addresses: RwLock<BTreeMap<u64, String>>,
 }
 
 impl PeerDirectory {
-    pub fn new(engine: Engine, addresses: BTreeMap<u64, String>) -> Self {
+    pub fn new(engine: Engine, configured: BTreeMap<u64, String>) -> Self {
         PeerDirectory {
             engine,
-            addresses: RwLock::new(addresses),
+            addresses: RwLock::new(configured.clone()),
+            configured,
         }
     }
 
@@ -44,7 +50,7 @@ impl PeerDirectory {
 
     /// Remembers where a node serves (announced in its stream headers).
     pub fn learn(&self, node_id: u64, address: &str) {
-        if node_id == 0 || address.is_empty() {
+        if node_id == 0 || address.is_empty() || self.configured.contains_key(&node_id) {
             return;
         }
         let mut addresses = self
