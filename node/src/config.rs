@@ -17,6 +17,10 @@ pub struct NodeConfig {
     pub join: Option<String>,
     /// gRPC address for clients and peers.
     pub listen: SocketAddr,
+    /// Address other nodes and clients reach this node at, when it differs
+    /// from `listen` (a stable DNS name in Kubernetes, where the node listens
+    /// on 0.0.0.0 and its pod IP changes on every restart).
+    pub advertise: Option<String>,
     /// HTTP address for `/metrics`; None to disable.
     pub status_listen: Option<SocketAddr>,
     pub data_dir: PathBuf,
@@ -75,6 +79,15 @@ impl Default for RaftConfig {
             log_compact_threshold: 10_000,
             lease_reads: true,
         }
+    }
+}
+
+impl NodeConfig {
+    /// The address this node announces when joining and in peer traffic.
+    pub fn advertised_address(&self) -> String {
+        self.advertise
+            .clone()
+            .unwrap_or_else(|| self.listen.to_string())
     }
 }
 

@@ -55,7 +55,7 @@ pub async fn run(
 
     let peers = Arc::new(PeerDirectory::new(engine.clone(), config.peers.clone()));
     let outbox = Outbox::new(
-        header(&identity, &config.listen.to_string()),
+        header(&identity, &config.advertised_address()),
         peers.clone(),
         tokio::runtime::Handle::current(),
     );
@@ -82,7 +82,7 @@ pub async fn run(
     );
     let admin = AdminService::new(
         identity.node_id,
-        config.listen.to_string(),
+        config.advertised_address(),
         identity.cluster_id.clone(),
         store.clone(),
         engine.clone(),
@@ -182,7 +182,7 @@ async fn settle_identity(engine: &Engine, config: &NodeConfig) -> Result<NodeIde
     }
     let store_id = format!("{:032x}", rand::rng().random::<u128>());
     if let Some(seed) = &config.join {
-        let joined = transport::join(seed, &config.listen.to_string()).await?;
+        let joined = transport::join(seed, &config.advertised_address()).await?;
         let identity = NodeIdentity {
             cluster_id: joined.cluster_id,
             node_id: joined.node_id,
@@ -213,7 +213,7 @@ async fn settle_identity(engine: &Engine, config: &NodeConfig) -> Result<NodeIde
     };
     // Before anything is written: a refused node leaves its directory empty.
     transport::introduce(
-        &header(&identity, &config.listen.to_string()),
+        &header(&identity, &config.advertised_address()),
         &config.peers,
     )
     .await?;

@@ -17,6 +17,10 @@ struct Args {
     /// gRPC address for clients and peers.
     #[arg(long, default_value = "127.0.0.1:7700")]
     listen: SocketAddr,
+    /// HOST:PORT other nodes and clients reach this node at, if not --listen
+    /// (e.g. a stable DNS name when listening on 0.0.0.0).
+    #[arg(long)]
+    advertise: Option<String>,
     /// HTTP address serving /metrics and /healthz.
     #[arg(long)]
     status_listen: Option<SocketAddr>,
@@ -93,6 +97,7 @@ fn config(args: Args) -> Result<NodeConfig, String> {
         node_id: args.id,
         join: args.join,
         listen: args.listen,
+        advertise: args.advertise,
         status_listen: args.status_listen,
         data_dir: args.data,
         peers: parse_peers(&args.peers)?,

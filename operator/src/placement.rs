@@ -1,0 +1,175 @@
+//! One placement driver per cluster: the same `zdb_placement::driver::run`
+//! that `zdbctl local up` runs (splits, repair to the replication factor,
+//! moving replicas off draining nodes, balancing), as a background task
+//! started and stopped with the `ZdbCluster`, reaching the nodes through
+//! their headless-Service DNS names.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use zdb_placement::planner::{Settings, SplitSettings};
+
+use crate::crd::ZdbCluster;
+
+/// What one cluster's driver runs with; a change restarts the driver.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlacementConfig {
+    pub endpoints: Vec<String>,
+    pub settings: Settings,
+}
+
+impl PlacementConfig {
+    pub fn for_cluster(cluster: &ZdbCluster, endpoints: Vec<String>) -> Self {
+        let split = cluster.spec.split.clone().unwrap_or_default();
+        let defaults = SplitSettings::default();
+        PlacementConfig {
+            endpoints,
+            settings: Settings {
+                replication_factor: usize::try_from(cluster.spec.replication_factor)
+                    .unwrap_or(Settings::default().replication_factor),
+                split: SplitSettings {
+                    max_bytes: split.max_bytes.unwrap_or(defaults.max_bytes),
+                    max_writes_per_second: split
+                        .max_writes_per_second
+                        .map(|writes| writes as f64)
+                        .or(defaults.max_writes_per_second),
+                },
+                ..Settings::default()
+            },
+        }
+    }
+}
+
+/// `namespace/name` of a cluster.
+pub type ClusterKey = String;
+
+/// A placement action to report as an Event on the cluster.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlacementReport {
+    pub cluster: ClusterKey,
+    pub done: Option<String>,
+    pub failure: Option<String>,
+}
+
+/// Starts and stops the per-cluster drivers.
+pub trait Placement: Send + Sync {
+    /// Runs the driver of `cluster` with `config` (restarting it if the
+    /// config changed; nothing if it already runs with it).
+    fn ensure(&self, cluster: &ClusterKey, config: PlacementConfig);
+    /// Stops the driver of `cluster`, if one runs.
+    fn stop(&self, cluster: &ClusterKey);
+    /// The clusters whose driver runs.
+    fn running(&self) -> Vec<ClusterKey>;
+}
+
+struct Driver {
+    config: PlacementConfig,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+/// The real drivers: tokio tasks running `zdb_placement::driver::run`.
+pub struct PlacementDrivers {
+    interval: Duration,
+    dead_after: Duration,
+    client_timeout: Duration,
+    drivers: Mutex<HashMap<ClusterKey, Driver>>,
+    reports: mpsc::UnboundedSender<PlacementReport>,
+}
+
+impl PlacementDrivers {
+    /// `reports` receives every action and failure of every driver.
+    pub fn new(
+        interval: Duration,
+        dead_after: Duration,
+        client_timeout: Duration,
+        reports: mpsc::UnboundedSender<PlacementReport>,
+    ) -> Self {
+        PlacementDrivers {
+            interval,
+            dead_after,
+            client_timeout,
+            drivers: Mutex::new(HashMap::new()),
+            reports,
+        }
+    }
+
+    fn start(&self, cluster: &ClusterKey, config: PlacementConfig) -> Option<Driver> {
+        let mut client_config = zdb_client::ClientConfig::new(config.endpoints.iter().cloned());
+        client_config.timeout = self.client_timeout;
+        let client = match zdb_client::Client::new(client_config) {
+            Ok(client) => client,
+            Err(err) => {
+                tracing::warn!(%cluster, error = %err, "cannot start the placement driver");
+                return None;
+            }
+        };
+        let (stop, stopped) = watch::channel(false);
+        let reports = self.reports.clone();
+        let key = cluster.clone();
+        let task = tokio::spawn(zdb_placement::driver::run(
+            client,
+            config.settings.clone(),
+            self.interval,
+            self.dead_after,
+            stopped,
+            move |round| {
+                for done in &round.done {
+                    let _ = reports.send(PlacementReport {
+                        cluster: key.clone(),
+                        done: Some(done.clone()),
+                        failure: None,
+                    });
+                }
+                for failure in &round.failures {
+                    let _ = reports.send(PlacementReport {
+                        cluster: key.clone(),
+                        done: None,
+                        failure: Some(failure.clone()),
+                    });
+                }
+            },
+        ));
+        tracing::info!(%cluster, nodes = config.endpoints.len(), "placement driver started");
+        Some(Driver { config, stop, task })
+    }
+}
+
+impl Placement for PlacementDrivers {
+    fn ensure(&self, cluster: &ClusterKey, config: PlacementConfig) {
+        let Ok(mut drivers) = self.drivers.lock() else {
+            return;
+        };
+        if let Some(driver) = drivers.get(cluster) {
+            if driver.config == config && !driver.task.is_finished() {
+                return;
+            }
+        }
+        if let Some(old) = drivers.remove(cluster) {
+            let _ = old.stop.send(true);
+        }
+        if let Some(driver) = self.start(cluster, config) {
+            drivers.insert(cluster.clone(), driver);
+        }
+    }
+
+    fn stop(&self, cluster: &ClusterKey) {
+        let Ok(mut drivers) = self.drivers.lock() else {
+            return;
+        };
+        if let Some(driver) = drivers.remove(cluster) {
+            let _ = driver.stop.send(true);
+            tracing::info!(%cluster, "placement driver stopped");
+        }
+    }
+
+    fn running(&self) -> Vec<ClusterKey> {
+        self.drivers
+            .lock()
+            .map(|drivers| drivers.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+}

@@ -1,0 +1,74 @@
+//! The ConfigMap every node pod mounts: the entry script that decides how
+//! the node starts, the cluster id, and whether the cluster exists yet.
+//!
+//! Bootstrap happens exactly once, through pod 0: while `bootstrapped` is
+//! `false`, pod 0 founds a one-node cluster (`--id 1 --peers ...`). Once the
+//! operator has seen that cluster answer with its id, it records the id in
+//! the status and flips `bootstrapped` to `true`; from then on every pod
+//! with an empty volume joins (`--join` through the client Service), pod 0
+//! included, so a lost volume can never found a second cluster. A pod whose
+//! volume holds a node identity restarts as that node whatever the flags say
+//! (the node keeps its identity in its data directory).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ConfigMap;
+
+use super::owned_metadata;
+use crate::crd::ZdbCluster;
+use crate::error::Result;
+use crate::names::{ClusterNames, DATA_MOUNT};
+
+pub const ENTRYPOINT_KEY: &str = "entrypoint.sh";
+pub const BOOTSTRAPPED_KEY: &str = "bootstrapped";
+pub const CLUSTER_ID_KEY: &str = "cluster-id";
+
+/// The entry script. The environment comes from the pod template
+/// (`POD_NAME`, `POD_NAMESPACE`, `HEADLESS_SERVICE`, `JOIN_ADDRESS`,
+/// `GRPC_PORT`, `STATUS_PORT`); the container's args are passed through.
+pub fn entrypoint_script() -> String {
+    format!(
+        r#"#!/bin/sh
+# zdb node entry point, written by zdb-operator. See operator/src/resources/configmap.rs.
+set -eu
+config_dir="$(dirname "$0")"
+ordinal="${{POD_NAME##*-}}"
+self="$POD_NAME.$HEADLESS_SERVICE.$POD_NAMESPACE.svc:$GRPC_PORT"
+bootstrapped="$(cat "$config_dir/{BOOTSTRAPPED_KEY}")"
+cluster_id="$(cat "$config_dir/{CLUSTER_ID_KEY}")"
+set -- --listen="0.0.0.0:$GRPC_PORT" --advertise="$self" \
+  --status-listen="0.0.0.0:$STATUS_PORT" --data="{DATA_MOUNT}/data" "$@"
+if [ "$ordinal" = "0" ] && [ "$bootstrapped" = "false" ]; then
+  echo "pod 0 of a new cluster: founding cluster $cluster_id"
+  exec zdb-node --id=1 --peers="1=$self" --cluster-id="$cluster_id" "$@"
+fi
+echo "joining through $JOIN_ADDRESS (a node with data restarts as itself)"
+exec zdb-node --join="$JOIN_ADDRESS" "$@"
+"#
+    )
+}
+
+/// The cluster id pod 0 bootstraps with: unique per `ZdbCluster` object, so
+/// volumes left over from a deleted cluster of the same name are refused.
+pub fn cluster_id(cluster: &ZdbCluster, names: &ClusterNames) -> String {
+    match cluster.metadata.uid.as_deref() {
+        Some(uid) => format!("{}-{}-{uid}", names.namespace, names.name),
+        None => format!("{}-{}", names.namespace, names.name),
+    }
+}
+
+pub fn config_map(
+    cluster: &ZdbCluster,
+    names: &ClusterNames,
+    bootstrapped: bool,
+) -> Result<ConfigMap> {
+    Ok(ConfigMap {
+        metadata: owned_metadata(cluster, names, names.config_map())?,
+        data: Some(BTreeMap::from([
+            (ENTRYPOINT_KEY.to_owned(), entrypoint_script()),
+            (BOOTSTRAPPED_KEY.to_owned(), bootstrapped.to_string()),
+            (CLUSTER_ID_KEY.to_owned(), cluster_id(cluster, names)),
+        ])),
+        ..ConfigMap::default()
+    })
+}
