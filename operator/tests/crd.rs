@@ -1,0 +1,255 @@
+//! The CRD as the API server gets it: the committed YAML is what the Rust
+//! types generate, its schema is structural, and every CEL rule in it
+//! refuses what it should and accepts what it should (evaluated with a CEL
+//! interpreter on the committed schema, since no API server runs here).
+
+use std::path::PathBuf;
+
+use kube::core::cel::Validator;
+use serde_json::{json, Value};
+use zdb_operator::crd::{self, ZdbCluster};
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn committed_crd() -> Value {
+    let text = std::fs::read_to_string(repo_root().join(zdb_operator::CRD_PATH))
+        .expect("the committed CRD exists (cargo run -p zdb-operator --bin crdgen -- --write)");
+    serde_yaml::from_str(&text).expect("the committed CRD is YAML")
+}
+
+fn schema() -> Value {
+    committed_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"].clone()
+}
+
+#[test]
+fn committed_crd_matches_the_rust_types() {
+    let committed = std::fs::read_to_string(repo_root().join(zdb_operator::CRD_PATH))
+        .expect("the committed CRD exists");
+    let generated = zdb_operator::crd_yaml().expect("the CRD renders");
+    assert!(
+        committed == generated,
+        "{} is stale: run `cargo run -p zdb-operator --bin crdgen -- --write`",
+        zdb_operator::CRD_PATH
+    );
+}
+
+#[test]
+fn crd_has_status_subresource_and_printer_columns() {
+    let crd = committed_crd();
+    let version = &crd["spec"]["versions"][0];
+    assert_eq!(crd["spec"]["group"], "zdb.io");
+    assert_eq!(version["name"], "v1alpha1");
+    assert_eq!(crd["spec"]["scope"], "Namespaced");
+    assert!(version["subresources"]["status"].is_object());
+    let columns: Vec<&str> = version["additionalPrinterColumns"]
+        .as_array()
+        .expect("printer columns")
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert_eq!(columns, ["Ready", "Desired", "Ranges", "Phase", "Age"]);
+}
+
+/// The rules of a structural schema (what the API server demands of a CRD).
+fn structural_violations(node: &Value, path: &str, in_junctor: bool, out: &mut Vec<String>) {
+    let Some(map) = node.as_object() else {
+        out.push(format!("{path}: not an object"));
+        return;
+    };
+    for forbidden in ["$ref", "definitions", "$schema", "$defs"] {
+        if map.contains_key(forbidden) {
+            out.push(format!("{path}: has {forbidden}"));
+        }
+    }
+    if in_junctor {
+        for key in ["type", "description", "default", "additionalProperties", "nullable"] {
+            if map.contains_key(key) {
+                out.push(format!("{path}: {key} inside allOf/anyOf/oneOf/not"));
+            }
+        }
+    } else {
+        let escape = map.get("x-kubernetes-int-or-string") == Some(&json!(true))
+            || map.get("x-kubernetes-preserve-unknown-fields") == Some(&json!(true));
+        if !escape && !map.get("type").is_some_and(|t| t.as_str().is_some_and(|t| !t.is_empty())) {
+            out.push(format!("{path}: no type"));
+        }
+    }
+    if map.contains_key("properties") && map.contains_key("additionalProperties") {
+        out.push(format!("{path}: properties and additionalProperties together"));
+    }
+    if let Some(properties) = map.get("properties").and_then(Value::as_object) {
+        for (name, child) in properties {
+            structural_violations(child, &format!("{path}.{name}"), in_junctor, out);
+        }
+    }
+    if let Some(items) = map.get("items") {
+        structural_violations(items, &format!("{path}[]"), in_junctor, out);
+    }
+    if let Some(additional) = map.get("additionalProperties").filter(|a| a.is_object()) {
+        structural_violations(additional, &format!("{path}{{}}"), in_junctor, out);
+    }
+    for junctor in ["allOf", "anyOf", "oneOf"] {
+        for (i, child) in map.get(junctor).and_then(Value::as_array).into_iter().flatten().enumerate() {
+            structural_violations(child, &format!("{path}.{junctor}[{i}]"), true, out);
+        }
+    }
+    if let Some(not) = map.get("not") {
+        structural_violations(not, &format!("{path}.not"), true, out);
+    }
+}
+
+#[test]
+fn schema_is_structural() {
+    let mut violations = Vec::new();
+    structural_violations(&schema(), "", false, &mut violations);
+    assert!(violations.is_empty(), "not structural: {violations:#?}");
+}
+
+#[test]
+fn structural_check_catches_violations() {
+    // The check itself must be able to fail.
+    let bad = json!({"type": "object", "properties": {
+        "a": {"description": "no type"},
+        "b": {"type": "string", "anyOf": [{"type": "integer"}]},
+        "c": {"$ref": "#/definitions/x"},
+    }});
+    let mut violations = Vec::new();
+    structural_violations(&bad, "", false, &mut violations);
+    assert_eq!(violations.len(), 4, "{violations:#?}");
+}
+
+fn rules_in(node: &Value, out: &mut Vec<String>) {
+    match node {
+        Value::Object(map) => {
+            if let Some(rules) = map.get("x-kubernetes-validations").and_then(Value::as_array) {
+                out.extend(rules.iter().filter_map(|r| r["rule"].as_str().map(str::to_owned)));
+            }
+            map.values().for_each(|child| rules_in(child, out));
+        }
+        Value::Array(items) => items.iter().for_each(|child| rules_in(child, out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn crd_carries_exactly_the_tested_rules() {
+    let mut rules = Vec::new();
+    rules_in(&schema(), &mut rules);
+    rules.sort();
+    let mut tested = vec![
+        crd::RULE_REPLICAS_COVER_FACTOR,
+        crd::RULE_FACTOR_ODD,
+        crd::RULE_FACTOR_IMMUTABLE,
+        crd::RULE_SIZE_IS_QUANTITY,
+        crd::RULE_SIZE_NOT_SHRINKING,
+        crd::RULE_STORAGE_CLASS_IMMUTABLE,
+    ];
+    tested.sort();
+    assert_eq!(rules, tested);
+}
+
+fn object(spec: Value) -> Value {
+    json!({"apiVersion": "zdb.io/v1alpha1", "kind": "ZdbCluster",
+           "metadata": {"name": "db", "namespace": "prod"}, "spec": spec})
+}
+
+fn valid_spec() -> Value {
+    json!({"replicas": 3, "replicationFactor": 3, "image": "zdb:1", "storage": {"size": "10Gi"}})
+}
+
+fn with(change: impl FnOnce(&mut Value)) -> Value {
+    let mut spec = valid_spec();
+    change(&mut spec);
+    object(spec)
+}
+
+/// The rules that refuse `new` (as an update of `old` when given).
+fn refused_by(new: &Value, old: Option<&Value>) -> Vec<String> {
+    match Validator::new().validate(&schema(), new, old) {
+        Ok(()) => Vec::new(),
+        Err(errors) => {
+            let mut rules: Vec<String> = errors.into_vec().into_iter().map(|e| e.rule).collect();
+            rules.sort();
+            rules.dedup();
+            rules
+        }
+    }
+}
+
+#[test]
+fn replicas_must_cover_the_replication_factor() {
+    assert!(refused_by(&with(|s| s["replicas"] = json!(5)), None).is_empty());
+    assert_eq!(
+        refused_by(&with(|s| s["replicas"] = json!(2)), None),
+        [crd::RULE_REPLICAS_COVER_FACTOR]
+    );
+    // The default factor (3) counts too.
+    let defaulted = object(json!({"replicas": 1, "image": "zdb:1", "storage": {"size": "1Gi"}}));
+    assert_eq!(refused_by(&defaulted, None), [crd::RULE_REPLICAS_COVER_FACTOR]);
+}
+
+#[test]
+fn replication_factor_must_be_odd() {
+    assert!(refused_by(&with(|s| s["replicationFactor"] = json!(1)), None).is_empty());
+    assert_eq!(
+        refused_by(
+            &with(|s| {
+                s["replicationFactor"] = json!(4);
+                s["replicas"] = json!(4);
+            }),
+            None
+        ),
+        [crd::RULE_FACTOR_ODD]
+    );
+}
+
+#[test]
+fn replication_factor_is_immutable() {
+    let old = with(|s| s["replicas"] = json!(5));
+    let same = with(|s| s["replicas"] = json!(4));
+    assert!(refused_by(&same, Some(&old)).is_empty());
+    let changed = with(|s| {
+        s["replicas"] = json!(5);
+        s["replicationFactor"] = json!(5);
+    });
+    assert_eq!(refused_by(&changed, Some(&old)), [crd::RULE_FACTOR_IMMUTABLE]);
+}
+
+#[test]
+fn storage_size_is_a_quantity_that_never_shrinks() {
+    assert_eq!(
+        refused_by(&with(|s| s["storage"]["size"] = json!("lots")), None),
+        [crd::RULE_SIZE_IS_QUANTITY]
+    );
+    let old = with(|s| s["storage"]["size"] = json!("10Gi"));
+    let grown = with(|s| s["storage"]["size"] = json!("20Gi"));
+    let same_in_other_units = with(|s| s["storage"]["size"] = json!("10240Mi"));
+    let shrunk = with(|s| s["storage"]["size"] = json!("9Gi"));
+    assert!(refused_by(&grown, Some(&old)).is_empty());
+    assert!(refused_by(&same_in_other_units, Some(&old)).is_empty());
+    assert_eq!(refused_by(&shrunk, Some(&old)), [crd::RULE_SIZE_NOT_SHRINKING]);
+}
+
+#[test]
+fn storage_class_is_immutable() {
+    let old = with(|s| s["storage"]["storageClassName"] = json!("ssd"));
+    assert!(refused_by(&old.clone(), Some(&old)).is_empty());
+    let changed = with(|s| s["storage"]["storageClassName"] = json!("hdd"));
+    assert_eq!(refused_by(&changed, Some(&old)), [crd::RULE_STORAGE_CLASS_IMMUTABLE]);
+}
+
+#[test]
+fn examples_parse_and_pass_every_rule() {
+    for example in ["zdbcluster-minimal.yaml", "zdbcluster-production.yaml"] {
+        let path = repo_root().join("examples").join(example);
+        let text = std::fs::read_to_string(&path).expect("the example exists");
+        let value: Value = serde_yaml::from_str(&text).expect("YAML");
+        let cluster: ZdbCluster = serde_json::from_value(value.clone())
+            .unwrap_or_else(|e| panic!("{example} is not a ZdbCluster: {e}"));
+        assert!(cluster.spec.replicas >= cluster.spec.replication_factor);
+        assert!(refused_by(&value, None).is_empty(), "{example}: {:?}", refused_by(&value, None));
+        assert!(refused_by(&value, Some(&value)).is_empty());
+    }
+}
