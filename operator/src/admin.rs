@@ -74,8 +74,10 @@ pub struct AdminError(pub String);
 /// `HOST:PORT` addresses of the cluster's nodes.
 pub trait ClusterAdmin: Send + Sync {
     /// The node registry, each node's replica and leader counts, the ranges.
-    fn observe<'a>(&'a self, endpoints: &'a [String])
-        -> BoxFuture<'a, Result<ClusterView, AdminError>>;
+    fn observe<'a>(
+        &'a self,
+        endpoints: &'a [String],
+    ) -> BoxFuture<'a, Result<ClusterView, AdminError>>;
 
     fn set_node_state<'a>(
         &'a self,
@@ -144,7 +146,9 @@ impl ZdbAdmin {
                 if replica.role != RaftRole::Leader as i32 {
                     continue;
                 }
-                let Some(range) = &replica.range else { continue };
+                let Some(range) = &replica.range else {
+                    continue;
+                };
                 ranges.insert(
                     range.range_id,
                     RangeView {
@@ -184,7 +188,8 @@ impl ZdbAdmin {
                         _ => NodeState::Active,
                     },
                     reachable: own.is_some(),
-                    replicas: own.map_or(in_descriptors, |(replicas, _)| replicas.max(in_descriptors)),
+                    replicas: own
+                        .map_or(in_descriptors, |(replicas, _)| replicas.max(in_descriptors)),
                     leaders: own.map_or(led, |(_, leaders)| leaders),
                 }
             })
@@ -231,7 +236,9 @@ impl ClusterAdmin for ZdbAdmin {
                 .transfer_leader(None, range_id, to)
                 .await
                 .map_err(|err| {
-                    AdminError(format!("moving the leadership of range {range_id} to node {to}: {err}"))
+                    AdminError(format!(
+                        "moving the leadership of range {range_id} to node {to}: {err}"
+                    ))
                 })
         })
     }

@@ -39,18 +39,19 @@ fn known_clusters(stores: &[Store<ZdbCluster>]) -> HashSet<String> {
     stores
         .iter()
         .flat_map(|store| store.state())
-        .filter_map(|cluster| {
-            Some(cluster_key(&cluster.namespace()?, &cluster.name_any()))
-        })
+        .filter_map(|cluster| Some(cluster_key(&cluster.namespace()?, &cluster.name_any())))
         .collect()
 }
 
 fn find_cluster(stores: &[Store<ZdbCluster>], key: &str) -> Option<Arc<ZdbCluster>> {
-    stores.iter().flat_map(|store| store.state()).find(|cluster| {
-        cluster
-            .namespace()
-            .is_some_and(|ns| cluster_key(&ns, &cluster.name_any()) == key)
-    })
+    stores
+        .iter()
+        .flat_map(|store| store.state())
+        .find(|cluster| {
+            cluster
+                .namespace()
+                .is_some_and(|ns| cluster_key(&ns, &cluster.name_any()) == key)
+        })
 }
 
 /// Runs until the controllers stop (SIGTERM / Ctrl-C).
@@ -64,7 +65,8 @@ pub async fn run(
     } else {
         namespaces.into_iter().map(Some).collect()
     };
-    let owned = watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={FIELD_MANAGER}"));
+    let owned =
+        watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={FIELD_MANAGER}"));
     let mut stores = Vec::new();
     let mut controllers = Vec::new();
     for scope in &scopes {
@@ -114,7 +116,9 @@ pub async fn run(
                 tracing::info!(cluster = %report.cluster, %failure, "placement action failed; the driver retries");
                 continue;
             }
-            let (Some(done), Some(cluster)) = (report.done, find_cluster(&report_stores, &report.cluster)) else {
+            let (Some(done), Some(cluster)) =
+                (report.done, find_cluster(&report_stores, &report.cluster))
+            else {
                 continue;
             };
             report_ctx.metrics.action("Placement");

@@ -40,34 +40,11 @@ pub const RULE_STORAGE_CLASS_IMMUTABLE: &str = "self == oldSelf";
     status = "ZdbClusterStatus",
     derive = "PartialEq",
     doc = "A zdb cluster: storage nodes in a StatefulSet, kept healthy, scaled and upgraded by the operator",
-    printcolumn(
-        name = "Ready",
-        type_ = "integer",
-        json_path = ".status.readyReplicas",
-        description = "Nodes whose pod is ready"
-    ),
-    printcolumn(
-        name = "Desired",
-        type_ = "integer",
-        json_path = ".spec.replicas",
-        description = "Nodes asked for"
-    ),
-    printcolumn(
-        name = "Ranges",
-        type_ = "integer",
-        json_path = ".status.ranges",
-        description = "Ranges (Raft groups) in the cluster"
-    ),
-    printcolumn(
-        name = "Phase",
-        type_ = "string",
-        json_path = ".status.phase"
-    ),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
+    printcolumn = r#"{"name":"Ready","type":"integer","description":"Nodes whose pod is ready","jsonPath":".status.readyReplicas"}"#,
+    printcolumn = r#"{"name":"Desired","type":"integer","description":"Nodes asked for","jsonPath":".spec.replicas"}"#,
+    printcolumn = r#"{"name":"Ranges","type":"integer","description":"Ranges (Raft groups) in the cluster","jsonPath":".status.ranges"}"#,
+    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[x_kube(
     validation = kube::core::Rule::new(RULE_REPLICAS_COVER_FACTOR)

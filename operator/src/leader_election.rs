@@ -113,7 +113,9 @@ impl LeaderElector {
             Some(mut lease) => {
                 lease.spec = Some(self.spec(lease.spec.as_ref(), now, taking));
                 // Carries the resourceVersion we read: a concurrent writer makes this fail.
-                self.api.replace(&self.name, &PostParams::default(), &lease).await
+                self.api
+                    .replace(&self.name, &PostParams::default(), &lease)
+                    .await
             }
         };
         match result {
@@ -146,12 +148,17 @@ impl LeaderElector {
             tokio::time::sleep(self.retry_every).await;
             match self.try_hold().await {
                 Ok(true) => last_renewed = tokio::time::Instant::now(),
-                Ok(false) => return Error::LostLease(format!("{} is held by another replica", self.name)),
+                Ok(false) => {
+                    return Error::LostLease(format!("{} is held by another replica", self.name))
+                }
                 Err(error) => {
                     tracing::warn!(%error, "cannot renew the leader lease");
                     // Stop before the lease can expire for the others.
                     if last_renewed.elapsed() + self.retry_every >= self.lease_duration {
-                        return Error::LostLease(format!("{}: renewals failed: {error}", self.name));
+                        return Error::LostLease(format!(
+                            "{}: renewals failed: {error}",
+                            self.name
+                        ));
                     }
                 }
             }
@@ -184,14 +191,23 @@ mod tests {
     #[test]
     fn an_expired_or_missing_lease_is_taken() {
         let now = Timestamp::now();
-        assert_eq!(decide(Some(&lease("b", 16, now)), "a", now), LeaseDecision::Take);
+        assert_eq!(
+            decide(Some(&lease("b", 16, now)), "a", now),
+            LeaseDecision::Take
+        );
         assert_eq!(decide(None, "a", now), LeaseDecision::Take);
-        assert_eq!(decide(Some(&lease("", 1, now)), "a", now), LeaseDecision::Take);
+        assert_eq!(
+            decide(Some(&lease("", 1, now)), "a", now),
+            LeaseDecision::Take
+        );
     }
 
     #[test]
     fn the_holder_renews() {
         let now = Timestamp::now();
-        assert_eq!(decide(Some(&lease("a", 14, now)), "a", now), LeaseDecision::Renew);
+        assert_eq!(
+            decide(Some(&lease("a", 14, now)), "a", now),
+            LeaseDecision::Renew
+        );
     }
 }

@@ -30,11 +30,17 @@ impl Metrics {
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
         let reconciles = IntCounterVec::new(
-            Opts::new("zdb_operator_reconciles_total", "reconcile passes by result"),
+            Opts::new(
+                "zdb_operator_reconciles_total",
+                "reconcile passes by result",
+            ),
             &["result"],
         )?;
         let reconcile_seconds = HistogramVec::new(
-            HistogramOpts::new("zdb_operator_reconcile_seconds", "duration of a reconcile pass"),
+            HistogramOpts::new(
+                "zdb_operator_reconcile_seconds",
+                "duration of a reconcile pass",
+            ),
             &["result"],
         )?;
         let actions = IntCounterVec::new(

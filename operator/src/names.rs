@@ -111,10 +111,7 @@ impl ClusterNames {
     /// Labels on every object; the selector labels are a subset.
     pub fn labels(&self) -> BTreeMap<String, String> {
         let mut labels = self.selector_labels();
-        labels.insert(
-            "app.kubernetes.io/managed-by".into(),
-            FIELD_MANAGER.into(),
-        );
+        labels.insert("app.kubernetes.io/managed-by".into(), FIELD_MANAGER.into());
         labels
     }
 
@@ -152,7 +149,10 @@ mod tests {
         }
         let other = ClusterNames::new("db-2", "prod");
         assert_eq!(names.ordinal_of_address(&other.node_address(0)), None);
-        assert_eq!(names.ordinal_of_address("db-1.db-nodes.test.svc:7700"), None);
+        assert_eq!(
+            names.ordinal_of_address("db-1.db-nodes.test.svc:7700"),
+            None
+        );
         assert_eq!(names.ordinal_of_pod("db-01"), None);
         assert_eq!(names.ordinal_of_pod("db-x"), None);
         assert_eq!(names.ordinal_of_pod("db-0"), Some(0));

@@ -46,25 +46,33 @@ fn not_found(name: &str) -> (StatusCode, Value) {
     )
 }
 
+struct ApiPath {
+    group: String,
+    resource: String,
+    namespace: String,
+    name: Option<String>,
+    subresource: Option<String>,
+}
+
 /// `/api/v1/namespaces/NS/RES[/NAME[/SUB]]` or
 /// `/apis/GROUP/VERSION/namespaces/NS/RES[/NAME[/SUB]]`.
-fn parse_path(path: &str) -> Option<(String, String, String, Option<String>, Option<String>)> {
+fn parse_path(path: &str) -> Option<ApiPath> {
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    let (group, rest) = match parts.first()? {
-        &"api" => (String::new(), &parts[2..]),
-        &"apis" => ((*parts.get(1)?).to_owned(), &parts[3..]),
+    let (group, rest) = match *parts.first()? {
+        "api" => (String::new(), parts.get(2..)?),
+        "apis" => ((*parts.get(1)?).to_owned(), parts.get(3..)?),
         _ => return None,
     };
-    if rest.first()? != &"namespaces" {
+    if *rest.first()? != "namespaces" {
         return None;
     }
-    Some((
+    Some(ApiPath {
         group,
-        (*rest.get(2)?).to_owned(),
-        (*rest.get(1)?).to_owned(),
-        rest.get(3).map(|s| (*s).to_owned()),
-        rest.get(4).map(|s| (*s).to_owned()),
-    ))
+        resource: (*rest.get(2)?).to_owned(),
+        namespace: (*rest.get(1)?).to_owned(),
+        name: rest.get(3).map(|s| (*s).to_owned()),
+        subresource: rest.get(4).map(|s| (*s).to_owned()),
+    })
 }
 
 impl FakeApi {
@@ -91,8 +99,18 @@ impl FakeApi {
 
     fn handle(&self, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
         let mut state = self.state.lock().expect("fake api lock");
-        let Some((group, resource, namespace, name, sub)) = parse_path(path) else {
-            return (StatusCode::BAD_REQUEST, json!({"message": format!("unknown path {path}")}));
+        let Some(ApiPath {
+            group,
+            resource,
+            namespace,
+            name,
+            subresource: sub,
+        }) = parse_path(path)
+        else {
+            return (
+                StatusCode::BAD_REQUEST,
+                json!({"message": format!("unknown path {path}")}),
+            );
         };
         let verb = match (method, &name) {
             ("GET", Some(_)) => "get",
@@ -113,7 +131,14 @@ impl FakeApi {
             name: name.clone(),
             body: body.clone(),
         });
-        let key = |name: &str| (group.clone(), resource.clone(), namespace.clone(), name.to_owned());
+        let key = |name: &str| {
+            (
+                group.clone(),
+                resource.clone(),
+                namespace.clone(),
+                name.to_owned(),
+            )
+        };
         match (verb, name.as_deref()) {
             ("get", Some(name)) => match state.objects.get(&key(name)) {
                 Some(object) => (StatusCode::OK, object.clone()),
@@ -126,7 +151,10 @@ impl FakeApi {
                     .filter(|((g, r, ns, _), _)| *g == group && *r == resource && *ns == namespace)
                     .map(|(_, object)| object.clone())
                     .collect();
-                (StatusCode::OK, json!({"apiVersion": "v1", "kind": "List", "metadata": {}, "items": items}))
+                (
+                    StatusCode::OK,
+                    json!({"apiVersion": "v1", "kind": "List", "metadata": {}, "items": items}),
+                )
             }
             ("patch", Some(name)) => {
                 let body = body.unwrap_or(Value::Null);
@@ -143,7 +171,11 @@ impl FakeApi {
                         let mut object = body.clone();
                         let generation = previous.as_ref().map_or(1, |p| {
                             let before = p["metadata"]["generation"].as_i64().unwrap_or(1);
-                            if p["spec"] == body["spec"] { before } else { before + 1 }
+                            if p["spec"] == body["spec"] {
+                                before
+                            } else {
+                                before + 1
+                            }
                         });
                         object["metadata"]["generation"] = json!(generation);
                         if let Some(status) = previous.as_ref().map(|p| p["status"].clone()) {
@@ -162,7 +194,10 @@ impl FakeApi {
             }
             ("create", None) => {
                 let body = body.unwrap_or(Value::Null);
-                let name = body["metadata"]["name"].as_str().unwrap_or("unnamed").to_owned();
+                let name = body["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or("unnamed")
+                    .to_owned();
                 state.objects.insert(key(&name), body.clone());
                 (StatusCode::CREATED, body)
             }
@@ -170,12 +205,18 @@ impl FakeApi {
                 Some(object) => (StatusCode::OK, object),
                 None => not_found(name),
             },
-            _ => (StatusCode::METHOD_NOT_ALLOWED, json!({"message": "not supported by the fake"})),
+            _ => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                json!({"message": "not supported by the fake"}),
+            ),
         }
     }
 
     pub fn put(&self, group: &str, resource: &str, namespace: &str, object: Value) {
-        let name = object["metadata"]["name"].as_str().unwrap_or("unnamed").to_owned();
+        let name = object["metadata"]["name"]
+            .as_str()
+            .unwrap_or("unnamed")
+            .to_owned();
         self.state.lock().expect("fake api lock").objects.insert(
             (group.into(), resource.into(), namespace.into(), name),
             object,
@@ -192,11 +233,19 @@ impl FakeApi {
     }
 
     /// Changes a stored object in place (the StatefulSet controller, the kubelet).
-    pub fn edit(&self, group: &str, resource: &str, namespace: &str, name: &str, change: impl FnOnce(&mut Value)) {
+    pub fn edit(
+        &self,
+        group: &str,
+        resource: &str,
+        namespace: &str,
+        name: &str,
+        change: impl FnOnce(&mut Value),
+    ) {
         let mut state = self.state.lock().expect("fake api lock");
-        if let Some(object) = state
-            .objects
-            .get_mut(&(group.into(), resource.into(), namespace.into(), name.into()))
+        if let Some(object) =
+            state
+                .objects
+                .get_mut(&(group.into(), resource.into(), namespace.into(), name.into()))
         {
             change(object);
         }
@@ -237,7 +286,10 @@ impl FakeZdb {
 }
 
 impl ClusterAdmin for FakeZdb {
-    fn observe<'a>(&'a self, _endpoints: &'a [String]) -> BoxFuture<'a, Result<ClusterView, AdminError>> {
+    fn observe<'a>(
+        &'a self,
+        _endpoints: &'a [String],
+    ) -> BoxFuture<'a, Result<ClusterView, AdminError>> {
         let view = self.view.lock().expect("fake zdb lock").clone();
         Box::pin(async move { view.ok_or_else(|| AdminError("no node answers".into())) })
     }
@@ -291,7 +343,10 @@ pub struct FakePlacement {
 
 impl Placement for FakePlacement {
     fn ensure(&self, cluster: &ClusterKey, config: PlacementConfig) {
-        self.running.lock().expect("lock").insert(cluster.clone(), config);
+        self.running
+            .lock()
+            .expect("lock")
+            .insert(cluster.clone(), config);
     }
 
     fn stop(&self, cluster: &ClusterKey) {

@@ -58,7 +58,9 @@ fn from_template_value(value: &Tv) -> Value {
         Tv::String(s) => json!(s),
         Tv::Array(items) => Value::Array(items.iter().map(from_template_value).collect()),
         Tv::Object(map) | Tv::Map(map) => Value::Object(
-            map.iter().map(|(k, v)| (k.clone(), from_template_value(v))).collect(),
+            map.iter()
+                .map(|(k, v)| (k.clone(), from_template_value(v)))
+                .collect(),
         ),
         Tv::Function(_) => Value::Null,
     }
@@ -77,11 +79,16 @@ fn to_yaml(args: &[Tv]) -> Result<Tv, FuncError> {
 /// Helm's `indent N TEXT`.
 fn indent(args: &[Tv]) -> Result<Tv, FuncError> {
     let [Tv::Number(n), Tv::String(text)] = args else {
-        return Err(FuncError::Generic("indent takes a number and a string".into()));
+        return Err(FuncError::Generic(
+            "indent takes a number and a string".into(),
+        ));
     };
     let pad = " ".repeat(n.as_u64().unwrap_or(0) as usize);
     Ok(Tv::String(
-        text.lines().map(|line| format!("{pad}{line}")).collect::<Vec<_>>().join("\n"),
+        text.lines()
+            .map(|line| format!("{pad}{line}"))
+            .collect::<Vec<_>>()
+            .join("\n"),
     ))
 }
 
@@ -111,7 +118,11 @@ fn render(values: &Value) -> Vec<(String, String)> {
         .collect();
     entries.sort();
     for path in entries {
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_owned();
         let text = std::fs::read_to_string(&path).expect("a template");
         let mut template = Template::default();
         template.add_func("toYaml", to_yaml);
@@ -133,7 +144,10 @@ fn default_values() -> Value {
 
 fn example_values() -> Value {
     let mut values = default_values();
-    merge(&mut values, &read_yaml(&chart_dir().join("values-example.yaml")));
+    merge(
+        &mut values,
+        &read_yaml(&chart_dir().join("values-example.yaml")),
+    );
     values
 }
 
@@ -175,9 +189,9 @@ fn objects(values: &Value) -> Objects {
                 Some("ServiceAccount") => objects.accounts.push(typed(&object)),
                 Some("ClusterRole") => objects.roles.push(typed(&object)),
                 Some("ClusterRoleBinding") => objects.bindings.push(typed(&object)),
-                Some("ZdbCluster") => {
-                    objects.clusters.push(serde_json::from_value(object.clone()).expect("a ZdbCluster"))
-                }
+                Some("ZdbCluster") => objects
+                    .clusters
+                    .push(serde_json::from_value(object.clone()).expect("a ZdbCluster")),
                 other => panic!("{name} renders an unexpected kind {other:?}"),
             }
         }
@@ -192,15 +206,29 @@ fn check_wiring(objects: &Objects) {
     assert_eq!(objects.bindings.len(), 1);
     let account = objects.accounts[0].metadata.name.clone().expect("named");
     let pod = objects.deployments[0]
-        .spec.as_ref().and_then(|s| s.template.spec.as_ref()).expect("pod spec");
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .expect("pod spec");
     assert_eq!(pod.service_account_name.as_deref(), Some(account.as_str()));
     let binding = &objects.bindings[0];
     assert_eq!(binding.role_ref.kind, "ClusterRole");
-    assert_eq!(Some(&binding.role_ref.name), objects.roles[0].metadata.name.as_ref());
+    assert_eq!(
+        Some(&binding.role_ref.name),
+        objects.roles[0].metadata.name.as_ref()
+    );
     let subject = &binding.subjects.as_ref().expect("subjects")[0];
-    assert_eq!((subject.name.as_str(), subject.namespace.as_deref()), (account.as_str(), Some(NAMESPACE)));
+    assert_eq!(
+        (subject.name.as_str(), subject.namespace.as_deref()),
+        (account.as_str(), Some(NAMESPACE))
+    );
     let container = &pod.containers[0];
-    let env: Vec<&str> = container.env.iter().flatten().map(|e| e.name.as_str()).collect();
+    let env: Vec<&str> = container
+        .env
+        .iter()
+        .flatten()
+        .map(|e| e.name.as_str())
+        .collect();
     for needed in ["POD_NAME", "POD_NAMESPACE", "WATCH_NAMESPACES"] {
         assert!(env.contains(&needed), "operator env lacks {needed}");
     }
@@ -224,13 +252,28 @@ fn chart_renders_with_example_values() {
         panic!("one ZdbCluster from the values");
     };
     assert_eq!(cluster.spec.replicas, 5);
-    assert_eq!(cluster.spec.storage.storage_class_name.as_deref(), Some("fast-ssd"));
+    assert_eq!(
+        cluster.spec.storage.storage_class_name.as_deref(),
+        Some("fast-ssd")
+    );
     assert!(cluster.spec.resources.is_some());
-    let container = &objects.deployments[0].spec.as_ref().and_then(|s| s.template.spec.clone()).expect("pod").containers[0];
-    let watch = container.env.iter().flatten().find(|e| e.name == "WATCH_NAMESPACES").and_then(|e| e.value.clone());
+    let container = &objects.deployments[0]
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.clone())
+        .expect("pod")
+        .containers[0];
+    let watch = container
+        .env
+        .iter()
+        .flatten()
+        .find(|e| e.name == "WATCH_NAMESPACES")
+        .and_then(|e| e.value.clone());
     assert_eq!(watch.as_deref(), Some("databases,staging"));
     assert!(!container.args.iter().flatten().any(|a| a == "--log-json"));
-    assert!(objects.notes.contains("kubectl -n zdb-system get zdbclusters orders"));
+    assert!(objects
+        .notes
+        .contains("kubectl -n zdb-system get zdbclusters orders"));
 }
 
 #[test]
@@ -255,7 +298,10 @@ fn cluster_role_grants_exactly_what_the_operator_calls() {
     let missing: Vec<_> = used.difference(&granted).collect();
     let extra: Vec<_> = granted.difference(&used).collect();
     assert!(missing.is_empty(), "the ClusterRole lacks {missing:?}");
-    assert!(extra.is_empty(), "the ClusterRole grants more than used: {extra:?}");
+    assert!(
+        extra.is_empty(),
+        "the ClusterRole grants more than used: {extra:?}"
+    );
 }
 
 #[test]

@@ -64,7 +64,13 @@ fn structural_violations(node: &Value, path: &str, in_junctor: bool, out: &mut V
         }
     }
     if in_junctor {
-        for key in ["type", "description", "default", "additionalProperties", "nullable"] {
+        for key in [
+            "type",
+            "description",
+            "default",
+            "additionalProperties",
+            "nullable",
+        ] {
             if map.contains_key(key) {
                 out.push(format!("{path}: {key} inside allOf/anyOf/oneOf/not"));
             }
@@ -72,12 +78,18 @@ fn structural_violations(node: &Value, path: &str, in_junctor: bool, out: &mut V
     } else {
         let escape = map.get("x-kubernetes-int-or-string") == Some(&json!(true))
             || map.get("x-kubernetes-preserve-unknown-fields") == Some(&json!(true));
-        if !escape && !map.get("type").is_some_and(|t| t.as_str().is_some_and(|t| !t.is_empty())) {
+        let typed = map
+            .get("type")
+            .and_then(Value::as_str)
+            .is_some_and(|t| !t.is_empty());
+        if !escape && !typed {
             out.push(format!("{path}: no type"));
         }
     }
     if map.contains_key("properties") && map.contains_key("additionalProperties") {
-        out.push(format!("{path}: properties and additionalProperties together"));
+        out.push(format!(
+            "{path}: properties and additionalProperties together"
+        ));
     }
     if let Some(properties) = map.get("properties").and_then(Value::as_object) {
         for (name, child) in properties {
@@ -91,7 +103,13 @@ fn structural_violations(node: &Value, path: &str, in_junctor: bool, out: &mut V
         structural_violations(additional, &format!("{path}{{}}"), in_junctor, out);
     }
     for junctor in ["allOf", "anyOf", "oneOf"] {
-        for (i, child) in map.get(junctor).and_then(Value::as_array).into_iter().flatten().enumerate() {
+        for (i, child) in map
+            .get(junctor)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
             structural_violations(child, &format!("{path}.{junctor}[{i}]"), true, out);
         }
     }
@@ -123,8 +141,15 @@ fn structural_check_catches_violations() {
 fn rules_in(node: &Value, out: &mut Vec<String>) {
     match node {
         Value::Object(map) => {
-            if let Some(rules) = map.get("x-kubernetes-validations").and_then(Value::as_array) {
-                out.extend(rules.iter().filter_map(|r| r["rule"].as_str().map(str::to_owned)));
+            if let Some(rules) = map
+                .get("x-kubernetes-validations")
+                .and_then(Value::as_array)
+            {
+                out.extend(
+                    rules
+                        .iter()
+                        .filter_map(|r| r["rule"].as_str().map(str::to_owned)),
+                );
             }
             map.values().for_each(|child| rules_in(child, out));
         }
@@ -187,7 +212,10 @@ fn replicas_must_cover_the_replication_factor() {
     );
     // The default factor (3) counts too.
     let defaulted = object(json!({"replicas": 1, "image": "zdb:1", "storage": {"size": "1Gi"}}));
-    assert_eq!(refused_by(&defaulted, None), [crd::RULE_REPLICAS_COVER_FACTOR]);
+    assert_eq!(
+        refused_by(&defaulted, None),
+        [crd::RULE_REPLICAS_COVER_FACTOR]
+    );
 }
 
 #[test]
@@ -214,7 +242,10 @@ fn replication_factor_is_immutable() {
         s["replicas"] = json!(5);
         s["replicationFactor"] = json!(5);
     });
-    assert_eq!(refused_by(&changed, Some(&old)), [crd::RULE_FACTOR_IMMUTABLE]);
+    assert_eq!(
+        refused_by(&changed, Some(&old)),
+        [crd::RULE_FACTOR_IMMUTABLE]
+    );
 }
 
 #[test]
@@ -229,7 +260,10 @@ fn storage_size_is_a_quantity_that_never_shrinks() {
     let shrunk = with(|s| s["storage"]["size"] = json!("9Gi"));
     assert!(refused_by(&grown, Some(&old)).is_empty());
     assert!(refused_by(&same_in_other_units, Some(&old)).is_empty());
-    assert_eq!(refused_by(&shrunk, Some(&old)), [crd::RULE_SIZE_NOT_SHRINKING]);
+    assert_eq!(
+        refused_by(&shrunk, Some(&old)),
+        [crd::RULE_SIZE_NOT_SHRINKING]
+    );
 }
 
 #[test]
@@ -237,7 +271,10 @@ fn storage_class_is_immutable() {
     let old = with(|s| s["storage"]["storageClassName"] = json!("ssd"));
     assert!(refused_by(&old.clone(), Some(&old)).is_empty());
     let changed = with(|s| s["storage"]["storageClassName"] = json!("hdd"));
-    assert_eq!(refused_by(&changed, Some(&old)), [crd::RULE_STORAGE_CLASS_IMMUTABLE]);
+    assert_eq!(
+        refused_by(&changed, Some(&old)),
+        [crd::RULE_STORAGE_CLASS_IMMUTABLE]
+    );
 }
 
 #[test]
@@ -249,7 +286,11 @@ fn examples_parse_and_pass_every_rule() {
         let cluster: ZdbCluster = serde_json::from_value(value.clone())
             .unwrap_or_else(|e| panic!("{example} is not a ZdbCluster: {e}"));
         assert!(cluster.spec.replicas >= cluster.spec.replication_factor);
-        assert!(refused_by(&value, None).is_empty(), "{example}: {:?}", refused_by(&value, None));
+        assert!(
+            refused_by(&value, None).is_empty(),
+            "{example}: {:?}",
+            refused_by(&value, None)
+        );
         assert!(refused_by(&value, Some(&value)).is_empty());
     }
 }

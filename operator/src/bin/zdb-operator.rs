@@ -16,7 +16,11 @@ use zdb_operator::placement::PlacementDrivers;
 use zdb_operator::reconcile::Context;
 
 #[derive(Parser, Debug)]
-#[command(name = "zdb-operator", version, about = "Kubernetes operator for zdb clusters")]
+#[command(
+    name = "zdb-operator",
+    version,
+    about = "Kubernetes operator for zdb clusters"
+)]
 struct Args {
     /// Namespaces to watch (comma-separated); all when empty.
     #[arg(long, env = "WATCH_NAMESPACES", value_delimiter = ',')]

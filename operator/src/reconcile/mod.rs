@@ -125,7 +125,8 @@ async fn apply_status(api: &Api<ZdbCluster>, name: &str, status: &ZdbClusterStat
         "status": status,
     });
     let params = PatchParams::apply(FIELD_MANAGER).force();
-    api.patch_status(name, &params, &Patch::Apply(&body)).await?;
+    api.patch_status(name, &params, &Patch::Apply(&body))
+        .await?;
     Ok(())
 }
 
@@ -406,7 +407,10 @@ async fn reconcile_cluster(cluster: &ZdbCluster, ctx: &Context) -> Result<Action
                         EventType::Normal,
                         "Scaled",
                         "ScaleStatefulSet",
-                        format!("StatefulSet from {} to {} pods", before.replicas, scale.replicas),
+                        format!(
+                            "StatefulSet from {} to {} pods",
+                            before.replicas, scale.replicas
+                        ),
                     )
                     .await;
             }
@@ -455,7 +459,12 @@ async fn reconcile_cluster(cluster: &ZdbCluster, ctx: &Context) -> Result<Action
             rollout
                 .waiting
                 .clone()
-                .or_else(|| rollout.restarting.as_ref().map(|pod| format!("restarting {pod}")))
+                .or_else(|| {
+                    rollout
+                        .restarting
+                        .as_ref()
+                        .map(|pod| format!("restarting {pod}"))
+                })
                 .unwrap_or_else(|| format!("partition at {}", rollout.partition)),
         ))
     } else if scale.in_progress(current) {

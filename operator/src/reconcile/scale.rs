@@ -86,7 +86,10 @@ pub fn plan(
                         node_id: node.node_id,
                         pod: names.pod(ordinal),
                         state: NodeState::Active,
-                        reason: format!("replicas raised to {desired}: pod {} stays", names.pod(ordinal)),
+                        reason: format!(
+                            "replicas raised to {desired}: pod {} stays",
+                            names.pod(ordinal)
+                        ),
                     });
                 }
             }
@@ -123,7 +126,10 @@ pub fn plan(
                 node_id: node.node_id,
                 pod: pod.clone(),
                 state: NodeState::Decommissioned,
-                reason: format!("{pod} holds no replica: decommissioning node {}", node.node_id),
+                reason: format!(
+                    "{pod} holds no replica: decommissioning node {}",
+                    node.node_id
+                ),
             });
             plan.waiting = Some(format!("decommissioning node {} ({pod})", node.node_id));
         }
@@ -195,7 +201,11 @@ mod tests {
 
         let draining = plan(3, 3, Some(4), Some(&nodes(Draining, 1)), &names);
         assert_eq!((draining.replicas, draining.changes.len()), (4, 0));
-        assert!(draining.waiting.as_deref().unwrap_or("").contains("1 replicas left"));
+        assert!(draining
+            .waiting
+            .as_deref()
+            .unwrap_or("")
+            .contains("1 replicas left"));
 
         let empty = plan(3, 3, Some(4), Some(&nodes(Draining, 0)), &names);
         assert_eq!(empty.replicas, 4);
@@ -224,7 +234,10 @@ mod tests {
         let plan = plan(4, 3, Some(4), Some(&view), &names());
         assert_eq!(plan.replicas, 4);
         assert_eq!(plan.changes.len(), 1);
-        assert_eq!((plan.changes[0].node_id, plan.changes[0].state), (4, Active));
+        assert_eq!(
+            (plan.changes[0].node_id, plan.changes[0].state),
+            (4, Active)
+        );
     }
 
     #[test]

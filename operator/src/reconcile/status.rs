@@ -104,23 +104,49 @@ pub fn status(
         .unwrap_or_default();
 
     let (available, available_reason, available_message) = match observed.view {
-        None => (false, "ClusterUnreachable", "no node answers the admin API".to_owned()),
+        None => (
+            false,
+            "ClusterUnreachable",
+            "no node answers the admin API".to_owned(),
+        ),
         Some(view) => match ranges_without_quorum(view).as_slice() {
             [] => (
                 true,
                 "QuorumAvailable",
-                format!("{} ranges on {} nodes, each with a live quorum", view.ranges.len(), view.nodes.len()),
+                format!(
+                    "{} ranges on {} nodes, each with a live quorum",
+                    view.ranges.len(),
+                    view.nodes.len()
+                ),
             ),
-            lost => (false, "QuorumLost", format!("ranges without a live quorum: {lost:?}")),
+            lost => (
+                false,
+                "QuorumLost",
+                format!("ranges without a live quorum: {lost:?}"),
+            ),
         },
     };
     let generation = observed.generation;
     let conditions = vec![
-        condition(previous_conditions, AVAILABLE, available, available_reason, available_message, generation, now),
+        condition(
+            previous_conditions,
+            AVAILABLE,
+            available,
+            available_reason,
+            available_message,
+            generation,
+            now,
+        ),
         match &observed.progressing {
-            Some((reason, message)) => {
-                condition(previous_conditions, PROGRESSING, true, reason, message.clone(), generation, now)
-            }
+            Some((reason, message)) => condition(
+                previous_conditions,
+                PROGRESSING,
+                true,
+                reason,
+                message.clone(),
+                generation,
+                now,
+            ),
             None => condition(
                 previous_conditions,
                 PROGRESSING,
@@ -132,10 +158,24 @@ pub fn status(
             ),
         },
         match &observed.degraded {
-            Some((reason, message)) => {
-                condition(previous_conditions, DEGRADED, true, reason, message.clone(), generation, now)
-            }
-            None => condition(previous_conditions, DEGRADED, false, "Healthy", "nothing is wrong".into(), generation, now),
+            Some((reason, message)) => condition(
+                previous_conditions,
+                DEGRADED,
+                true,
+                reason,
+                message.clone(),
+                generation,
+                now,
+            ),
+            None => condition(
+                previous_conditions,
+                DEGRADED,
+                false,
+                "Healthy",
+                "nothing is wrong".into(),
+                generation,
+                now,
+            ),
         },
     ];
     let phase = if observed.degraded.is_some() {
@@ -156,7 +196,11 @@ pub fn status(
         cluster_id: observed.cluster_id.clone(),
         replicas: observed.replicas,
         ready_replicas: observed.ready_replicas,
-        ranges: observed.view.map_or(previous.map_or(0, |s| s.ranges), |view| view.ranges.len() as u64),
+        ranges: observed
+            .view
+            .map_or(previous.map_or(0, |s| s.ranges), |view| {
+                view.ranges.len() as u64
+            }),
         partition: observed.partition,
         nodes,
         conditions,

@@ -81,7 +81,10 @@ impl Harness {
     }
 
     fn stored_cluster(&self) -> ZdbCluster {
-        let object = self.api.get("zdb.io", "zdbclusters", NS, NAME).expect("cluster stored");
+        let object = self
+            .api
+            .get("zdb.io", "zdbclusters", NS, NAME)
+            .expect("cluster stored");
         serde_json::from_value(object).expect("a valid ZdbCluster")
     }
 
@@ -110,7 +113,9 @@ impl Harness {
     }
 
     fn statefulset(&self) -> Value {
-        self.api.get("apps", "statefulsets", NS, NAME).expect("StatefulSet applied")
+        self.api
+            .get("apps", "statefulsets", NS, NAME)
+            .expect("StatefulSet applied")
     }
 
     fn partition(&self) -> i64 {
@@ -120,7 +125,9 @@ impl Harness {
     }
 
     fn sts_replicas(&self) -> i64 {
-        self.statefulset()["spec"]["replicas"].as_i64().expect("replicas")
+        self.statefulset()["spec"]["replicas"]
+            .as_i64()
+            .expect("replicas")
     }
 
     /// The StatefulSet controller caught up: every pod ready on `revision`
@@ -242,13 +249,22 @@ async fn first_reconcile_creates_every_object_with_an_owner() {
         assert_eq!(owner["controller"], true);
     }
     // Every write is a server-side apply under the one field manager.
-    for request in requests.iter().filter(|r| r.verb == "patch" && r.resource != "events") {
-        assert_eq!(request.body.as_ref().map(|b| b["kind"].is_string()), Some(true));
+    for request in requests
+        .iter()
+        .filter(|r| r.verb == "patch" && r.resource != "events")
+    {
+        assert_eq!(
+            request.body.as_ref().map(|b| b["kind"].is_string()),
+            Some(true)
+        );
     }
     let sts = harness.statefulset();
     assert_eq!(sts["spec"]["replicas"], 3);
     assert_eq!(sts["spec"]["serviceName"], "db-nodes");
-    assert_eq!(sts["spec"]["updateStrategy"]["rollingUpdate"]["partition"], 0);
+    assert_eq!(
+        sts["spec"]["updateStrategy"]["rollingUpdate"]["partition"],
+        0
+    );
     let container = &sts["spec"]["template"]["spec"]["containers"][0];
     assert_eq!(container["image"], "zdb:v1");
     assert_eq!(container["readinessProbe"]["grpc"]["port"], 7700);
@@ -256,12 +272,21 @@ async fn first_reconcile_creates_every_object_with_an_owner() {
         sts["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"],
         "10Gi"
     );
-    let headless = harness.api.get("", "services", NS, "db-nodes").expect("headless");
+    let headless = harness
+        .api
+        .get("", "services", NS, "db-nodes")
+        .expect("headless");
     assert_eq!(headless["spec"]["clusterIP"], "None");
     assert_eq!(headless["spec"]["publishNotReadyAddresses"], true);
-    let pdb = harness.api.get("policy", "poddisruptionbudgets", NS, "db").expect("pdb");
+    let pdb = harness
+        .api
+        .get("policy", "poddisruptionbudgets", NS, "db")
+        .expect("pdb");
     assert_eq!(pdb["spec"]["maxUnavailable"], 1);
-    let config = harness.api.get("", "configmaps", NS, "db-config").expect("config");
+    let config = harness
+        .api
+        .get("", "configmaps", NS, "db-config")
+        .expect("config");
     assert_eq!(config["data"]["bootstrapped"], "false");
     assert_eq!(config["data"]["cluster-id"], "prod-db-uid-1");
 
@@ -270,9 +295,15 @@ async fn first_reconcile_creates_every_object_with_an_owner() {
     let status = cluster.status.as_ref().expect("status applied");
     assert_eq!(status.phase, Some(Phase::Bootstrapping));
     assert_eq!(status.cluster_id, None);
-    assert_eq!(condition(&cluster, status::PROGRESSING), ("True".into(), "Bootstrapping".into()));
+    assert_eq!(
+        condition(&cluster, status::PROGRESSING),
+        ("True".into(), "Bootstrapping".into())
+    );
     assert_eq!(condition(&cluster, status::AVAILABLE).0, "False");
-    assert!(harness.placement.running().is_empty(), "no placement before bootstrap");
+    assert!(
+        harness.placement.running().is_empty(),
+        "no placement before bootstrap"
+    );
 }
 
 #[tokio::test]
@@ -280,14 +311,33 @@ async fn a_second_reconcile_changes_nothing() {
     let harness = Harness::new(cluster(3, "zdb:v1"));
     let (_, first, _) = harness.reconcile().await;
     let (_, second, calls) = harness.reconcile().await;
-    for resource in ["services", "configmaps", "poddisruptionbudgets", "statefulsets"] {
+    for resource in [
+        "services",
+        "configmaps",
+        "poddisruptionbudgets",
+        "statefulsets",
+    ] {
         let bodies = |requests: &[Recorded]| -> Vec<Option<Value>> {
-            applied(requests, resource).iter().map(|r| r.body.clone()).collect()
+            applied(requests, resource)
+                .iter()
+                .map(|r| r.body.clone())
+                .collect()
         };
-        assert_eq!(bodies(&first), bodies(&second), "{resource} applied differently");
+        assert_eq!(
+            bodies(&first),
+            bodies(&second),
+            "{resource} applied differently"
+        );
     }
-    assert!(events(&second).is_empty(), "no new action: {:?}", events(&second));
-    assert!(applied(&second, "zdbclusters/status").is_empty(), "status unchanged");
+    assert!(
+        events(&second).is_empty(),
+        "no new action: {:?}",
+        events(&second)
+    );
+    assert!(
+        applied(&second, "zdbclusters/status").is_empty(),
+        "status unchanged"
+    );
     assert!(calls.is_empty());
 
     // The same once the cluster runs.
@@ -297,7 +347,10 @@ async fn a_second_reconcile_changes_nothing() {
     assert_eq!(first, second);
     assert!(events(&second).is_empty());
     assert!(applied(&second, "zdbclusters/status").is_empty());
-    assert!(calls.is_empty(), "no admin action on a settled cluster: {calls:?}");
+    assert!(
+        calls.is_empty(),
+        "no admin action on a settled cluster: {calls:?}"
+    );
 }
 
 #[tokio::test]
@@ -311,10 +364,19 @@ async fn bootstrap_is_recorded_once_and_placement_starts() {
     assert_eq!(status.ranges, 3);
     assert_eq!(status.nodes.len(), 3);
     assert_eq!(status.nodes[2].pod, "db-2");
-    assert_eq!(condition(&cluster, status::AVAILABLE), ("True".into(), "QuorumAvailable".into()));
-    assert_eq!(condition(&cluster, status::PROGRESSING), ("False".into(), "Stable".into()));
+    assert_eq!(
+        condition(&cluster, status::AVAILABLE),
+        ("True".into(), "QuorumAvailable".into())
+    );
+    assert_eq!(
+        condition(&cluster, status::PROGRESSING),
+        ("False".into(), "Stable".into())
+    );
     assert_eq!(condition(&cluster, status::DEGRADED).0, "False");
-    let config = harness.api.get("", "configmaps", NS, "db-config").expect("config");
+    let config = harness
+        .api
+        .get("", "configmaps", NS, "db-config")
+        .expect("config");
     assert_eq!(config["data"]["bootstrapped"], "true");
     let running = harness.placement.running.lock().expect("lock").clone();
     let placement = running.get("prod/db").expect("placement driver runs");
@@ -325,9 +387,21 @@ async fn bootstrap_is_recorded_once_and_placement_starts() {
     harness.zdb.set_view(None);
     harness.reconcile().await;
     let cluster = harness.stored_cluster();
-    assert_eq!(cluster.status.as_ref().and_then(|s| s.cluster_id.as_deref()), Some("prod-db-uid-1"));
-    assert_eq!(condition(&cluster, status::AVAILABLE), ("False".into(), "ClusterUnreachable".into()));
-    let config = harness.api.get("", "configmaps", NS, "db-config").expect("config");
+    assert_eq!(
+        cluster
+            .status
+            .as_ref()
+            .and_then(|s| s.cluster_id.as_deref()),
+        Some("prod-db-uid-1")
+    );
+    assert_eq!(
+        condition(&cluster, status::AVAILABLE),
+        ("False".into(), "ClusterUnreachable".into())
+    );
+    let config = harness
+        .api
+        .get("", "configmaps", NS, "db-config")
+        .expect("config");
     assert_eq!(config["data"]["bootstrapped"], "true");
 }
 
@@ -341,8 +415,14 @@ async fn scale_down_waits_for_the_drain_before_shrinking() {
     assert_eq!(events(&requests), vec!["NodeDraining"]);
     assert_eq!(harness.sts_replicas(), 4);
     let cluster = harness.stored_cluster();
-    assert_eq!(condition(&cluster, status::PROGRESSING), ("True".into(), "Scaling".into()));
-    assert_eq!(cluster.status.as_ref().and_then(|s| s.phase.clone()), Some(Phase::Scaling));
+    assert_eq!(
+        condition(&cluster, status::PROGRESSING),
+        ("True".into(), "Scaling".into())
+    );
+    assert_eq!(
+        cluster.status.as_ref().and_then(|s| s.phase.clone()),
+        Some(Phase::Scaling)
+    );
 
     // Still holding replicas: nothing more happens, the StatefulSet stays.
     harness.zdb.edit(|view| view.nodes[3].replicas = 1);
@@ -384,7 +464,10 @@ async fn scale_below_the_replication_factor_is_refused() {
     assert!(calls.is_empty());
     assert_eq!(harness.sts_replicas(), 3);
     let cluster = harness.stored_cluster();
-    assert_eq!(condition(&cluster, status::DEGRADED), ("True".into(), "InvalidSpec".into()));
+    assert_eq!(
+        condition(&cluster, status::DEGRADED),
+        ("True".into(), "InvalidSpec".into())
+    );
 }
 
 #[tokio::test]
@@ -396,7 +479,10 @@ async fn an_upgrade_moves_the_partition_one_pod_at_a_time() {
     let (_, requests, _) = harness.reconcile().await;
     assert_eq!(events(&requests), vec!["RollingUpdateStarted"]);
     assert_eq!(harness.partition(), 3);
-    assert_eq!(harness.statefulset()["spec"]["template"]["spec"]["containers"][0]["image"], "zdb:v2");
+    assert_eq!(
+        harness.statefulset()["spec"]["template"]["spec"]["containers"][0]["image"],
+        "zdb:v2"
+    );
     harness.settle_statefulset("r1", "r2");
 
     // Pod 2's node (3) leads range 3: its leadership moves first.
@@ -410,7 +496,10 @@ async fn an_upgrade_moves_the_partition_one_pod_at_a_time() {
     assert_eq!(events(&requests), vec!["PodRestarting"]);
     assert_eq!(harness.partition(), 2);
     let cluster = harness.stored_cluster();
-    assert_eq!(cluster.status.as_ref().and_then(|s| s.phase.clone()), Some(Phase::Upgrading));
+    assert_eq!(
+        cluster.status.as_ref().and_then(|s| s.phase.clone()),
+        Some(Phase::Upgrading)
+    );
 
     // Pod 2 is not back yet: the partition waits.
     harness.settle_statefulset("r1", "r2");
@@ -426,9 +515,20 @@ async fn an_upgrade_moves_the_partition_one_pod_at_a_time() {
     assert!(calls.is_empty());
     assert_eq!(harness.partition(), 2);
     let cluster = harness.stored_cluster();
-    let progressing = cluster.status.as_ref().expect("status").conditions.iter()
-        .find(|c| c.type_ == status::PROGRESSING).expect("condition").message.clone();
-    assert!(progressing.contains("would lose its quorum without db-1"), "{progressing}");
+    let progressing = cluster
+        .status
+        .as_ref()
+        .expect("status")
+        .conditions
+        .iter()
+        .find(|c| c.type_ == status::PROGRESSING)
+        .expect("condition")
+        .message
+        .clone();
+    assert!(
+        progressing.contains("would lose its quorum without db-1"),
+        "{progressing}"
+    );
 
     // Pod 0 is back; pod 1's node leads range 2: it moves, then pod 1 restarts.
     harness.put_pod(0, "r1", true, None);
@@ -441,7 +541,10 @@ async fn an_upgrade_moves_the_partition_one_pod_at_a_time() {
     // Node 1 leads range 1, and range 3 since pod 2 restarted.
     harness.put_pod(1, "r2", true, None);
     let (_, _, calls) = harness.reconcile().await;
-    assert_eq!(calls, vec!["transfer_leader(1, 2)", "transfer_leader(3, 3)"]);
+    assert_eq!(
+        calls,
+        vec!["transfer_leader(1, 2)", "transfer_leader(3, 3)"]
+    );
     harness.reconcile().await;
     assert_eq!(harness.partition(), 0);
 
@@ -449,8 +552,14 @@ async fn an_upgrade_moves_the_partition_one_pod_at_a_time() {
     harness.settle_statefulset("r2", "r2");
     harness.reconcile().await;
     let cluster = harness.stored_cluster();
-    assert_eq!(condition(&cluster, status::PROGRESSING), ("False".into(), "Stable".into()));
-    assert_eq!(cluster.status.as_ref().and_then(|s| s.phase.clone()), Some(Phase::Running));
+    assert_eq!(
+        condition(&cluster, status::PROGRESSING),
+        ("False".into(), "Stable".into())
+    );
+    assert_eq!(
+        cluster.status.as_ref().and_then(|s| s.phase.clone()),
+        Some(Phase::Running)
+    );
 }
 
 #[tokio::test]
@@ -469,8 +578,14 @@ async fn a_pod_that_never_becomes_ready_stops_the_rollout_until_the_spec_is_fixe
     assert!(calls.is_empty());
     assert_eq!(harness.partition(), 2, "the rollout stops");
     let cluster = harness.stored_cluster();
-    assert_eq!(condition(&cluster, status::DEGRADED), ("True".into(), "RolloutBlocked".into()));
-    assert_eq!(cluster.status.as_ref().and_then(|s| s.phase.clone()), Some(Phase::Degraded));
+    assert_eq!(
+        condition(&cluster, status::DEGRADED),
+        ("True".into(), "RolloutBlocked".into())
+    );
+    assert_eq!(
+        cluster.status.as_ref().and_then(|s| s.phase.clone()),
+        Some(Phase::Degraded)
+    );
 
     // The fix: a new template restarts the rollout from the top, and the
     // stuck pod is deleted so it comes back from a working template.
@@ -479,7 +594,9 @@ async fn a_pod_that_never_becomes_ready_stops_the_rollout_until_the_spec_is_fixe
     assert_eq!(harness.partition(), 3);
     harness.settle_statefulset("r1", "r3");
     let (_, requests, _) = harness.reconcile().await;
-    assert!(requests.iter().any(|r| r.verb == "delete" && r.resource == "pods" && r.name.as_deref() == Some("db-2")));
+    assert!(requests
+        .iter()
+        .any(|r| r.verb == "delete" && r.resource == "pods" && r.name.as_deref() == Some("db-2")));
     assert!(events(&requests).contains(&"StuckPodDeleted".to_owned()));
     let cluster = harness.stored_cluster();
     assert_eq!(condition(&cluster, status::DEGRADED).0, "False");

@@ -128,7 +128,10 @@ pub fn plan(
     for ordinal in (partition..replicas).rev() {
         let Some(pod) = by_ordinal.get(&ordinal) else {
             plan.in_progress = true;
-            plan.waiting = Some(format!("waiting for pod {} to be created", names.pod(ordinal)));
+            plan.waiting = Some(format!(
+                "waiting for pod {} to be created",
+                names.pod(ordinal)
+            ));
             return plan;
         };
         if pod.revision.as_deref() == Some(update) && pod.ready {
@@ -142,7 +145,12 @@ pub fn plan(
                     pod.name
                 ));
             }
-            _ => plan.waiting = Some(format!("waiting for pod {} to be ready on the new template", pod.name)),
+            _ => {
+                plan.waiting = Some(format!(
+                    "waiting for pod {} to be ready on the new template",
+                    pod.name
+                ))
+            }
         }
         return plan;
     }
@@ -181,7 +189,11 @@ pub fn plan(
                     .is_some_and(|pod| pod.ready && !pod.terminating)
         })
     };
-    for range in view.ranges.iter().filter(|r| r.voters.contains(&node.node_id)) {
+    for range in view
+        .ranges
+        .iter()
+        .filter(|r| r.voters.contains(&node.node_id))
+    {
         let others_live = range
             .voters
             .iter()

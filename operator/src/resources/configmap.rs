@@ -72,3 +72,72 @@ pub fn config_map(
         ..ConfigMap::default()
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+    use std::process::Command;
+
+    use super::*;
+    use crate::names::GRPC_PORT;
+
+    /// Runs the entry script as pod `pod` would, with a stand-in zdb-node
+    /// that prints the flags it was started with.
+    fn start_flags(pod: &str, bootstrapped: bool) -> String {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let config = dir.path().join("config");
+        let bin = dir.path().join("bin");
+        std::fs::create_dir_all(&config).expect("config dir");
+        std::fs::create_dir_all(&bin).expect("bin dir");
+        std::fs::write(config.join(ENTRYPOINT_KEY), entrypoint_script()).expect("script");
+        std::fs::write(config.join(BOOTSTRAPPED_KEY), bootstrapped.to_string()).expect("flag");
+        std::fs::write(config.join(CLUSTER_ID_KEY), "prod-db-uid").expect("id");
+        let node = bin.join("zdb-node");
+        std::fs::write(&node, "#!/bin/sh\necho \"$@\"\n").expect("stand-in node");
+        std::fs::set_permissions(&node, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let names = ClusterNames::new("db", "prod");
+        let output = Command::new("/bin/sh")
+            .arg(config.join(ENTRYPOINT_KEY))
+            .arg("--log-json")
+            .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+            .env("POD_NAME", pod)
+            .env("POD_NAMESPACE", "prod")
+            .env("HEADLESS_SERVICE", names.headless_service())
+            .env("JOIN_ADDRESS", names.client_address())
+            .env("GRPC_PORT", GRPC_PORT.to_string())
+            .env("STATUS_PORT", "7701")
+            .output()
+            .expect("the script runs");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        stdout.lines().last().unwrap_or_default().to_owned()
+    }
+
+    #[test]
+    fn pod_zero_founds_a_new_cluster() {
+        assert_eq!(
+            start_flags("db-0", false),
+            "--id=1 --peers=1=db-0.db-nodes.prod.svc:7700 --cluster-id=prod-db-uid \
+             --listen=0.0.0.0:7700 --advertise=db-0.db-nodes.prod.svc:7700 \
+             --status-listen=0.0.0.0:7701 --data=/var/lib/zdb/data --log-json"
+        );
+    }
+
+    #[test]
+    fn every_other_start_joins() {
+        let join = |pod: &str| {
+            format!(
+                "--join=db.prod.svc:7700 --listen=0.0.0.0:7700 --advertise={pod}.db-nodes.prod.svc:7700 \
+                 --status-listen=0.0.0.0:7701 --data=/var/lib/zdb/data --log-json"
+            )
+        };
+        // Once bootstrapped, even pod 0 with an empty volume joins.
+        assert_eq!(start_flags("db-0", true), join("db-0"));
+        assert_eq!(start_flags("db-2", false), join("db-2"));
+        assert_eq!(start_flags("db-10", true), join("db-10"));
+    }
+}

@@ -15,7 +15,8 @@ use k8s_openapi::api::apps::v1::{
 use k8s_openapi::api::core::v1::{
     ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource, GRPCAction,
     HTTPGetAction, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec,
-    PodSpec, PodTemplateSpec, Probe, Volume, VolumeMount, VolumeResourceRequirements,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, Volume, VolumeMount,
+    VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -29,6 +30,9 @@ use crate::names::{
     ClusterNames, CONFIG_MOUNT, DATA_MOUNT, DATA_VOLUME, GRPC_PORT, STATUS_PORT,
     TEMPLATE_HASH_ANNOTATION,
 };
+
+/// The user the zdb-node image runs as (docker/node.Dockerfile).
+const NODE_USER: i64 = 10001;
 
 /// What the reconciler decided for this apply.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -167,6 +171,14 @@ pub fn pod_template(cluster: &ZdbCluster, names: &ClusterNames) -> PodTemplateSp
             tolerations: spec.tolerations.clone(),
             topology_spread_constraints: spec.topology_spread_constraints.clone(),
             termination_grace_period_seconds: Some(60),
+            // The node image runs as user 10001; the volume must be its.
+            security_context: Some(PodSecurityContext {
+                run_as_non_root: Some(true),
+                run_as_user: Some(NODE_USER),
+                run_as_group: Some(NODE_USER),
+                fs_group: Some(NODE_USER),
+                ..PodSecurityContext::default()
+            }),
             ..PodSpec::default()
         }),
     }
