@@ -19,6 +19,9 @@ pub const API_CALLS: &[(&str, &str, &str)] = &[
     // Pod readiness and revisions for rollouts; stuck pods are deleted.
     ("", "pods", "list"),
     ("", "pods", "delete"),
+    // Volumes grow in place (claim templates are immutable).
+    ("", "persistentvolumeclaims", "list"),
+    ("", "persistentvolumeclaims", "patch"),
     // Events: a new one is created, a repeated one patched (a series).
     ("events.k8s.io", "events", "create"),
     ("events.k8s.io", "events", "patch"),

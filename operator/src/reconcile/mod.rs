@@ -8,6 +8,7 @@
 pub mod scale;
 pub mod status;
 pub mod upgrade;
+pub mod volumes;
 
 #[cfg(test)]
 mod tests;
@@ -435,6 +436,24 @@ async fn reconcile_cluster(cluster: &ZdbCluster, ctx: &Context) -> Result<Action
                             "every range keeps its quorum without {pod}: partition {} -> {}",
                             before.partition, rollout.partition
                         ),
+                    )
+                    .await;
+            }
+        }
+    }
+
+    if let Some(old_size) = existing.as_ref().and_then(volumes::template_size) {
+        let size = &cluster.spec.storage.size;
+        if old_size != size {
+            let claims: Api<PersistentVolumeClaim> =
+                Api::namespaced(ctx.client.clone(), &namespace);
+            for claim in volumes::expand(&claims, &names, size).await? {
+                events
+                    .publish(
+                        EventType::Normal,
+                        "VolumeExpanded",
+                        "ExpandVolume",
+                        format!("asked for {size} on {claim} (was {old_size})"),
                     )
                     .await;
             }

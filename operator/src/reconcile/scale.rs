@@ -96,6 +96,24 @@ pub fn plan(
         }
     }
     if desired >= current {
+        // A pod whose node was decommissioned by a scale-down that was
+        // called off before the StatefulSet shrank: its node will never
+        // host a replica again. Shrink past it; the StatefulSet deletes its
+        // claim (retention policy), and the next pass brings the pod back
+        // with an empty volume, as a new node.
+        if let Some(view) = view {
+            let highest = current - 1;
+            if let Some(node) = node_of_ordinal(view, names, highest) {
+                if node.state == NodeState::Decommissioned && node.replicas == 0 {
+                    plan.replicas = highest;
+                    plan.waiting = Some(format!(
+                        "{} holds decommissioned node {}: recreating it as a new node",
+                        names.pod(highest),
+                        node.node_id
+                    ));
+                }
+            }
+        }
         return plan;
     }
     let leaving = current - 1;
@@ -238,6 +256,21 @@ mod tests {
             (plan.changes[0].node_id, plan.changes[0].state),
             (4, Active)
         );
+    }
+
+    #[test]
+    fn a_decommissioned_pod_that_stays_is_recreated_as_a_new_node() {
+        let cluster = view(&[
+            (1, 0, Active, 3),
+            (2, 1, Active, 3),
+            (3, 2, Active, 3),
+            (4, 3, Decommissioned, 0),
+        ]);
+        let shrink = plan(4, 3, Some(4), Some(&cluster), &names());
+        assert_eq!(shrink.replicas, 3);
+        assert!(shrink.waiting.is_some());
+        // Once the pod is gone, the StatefulSet grows back.
+        assert_eq!(plan(4, 3, Some(3), Some(&cluster), &names()).replicas, 4);
     }
 
     #[test]

@@ -627,3 +627,41 @@ async fn paused_does_nothing() {
     assert!(calls.is_empty());
     assert_eq!(harness.statefulset(), sts_before);
 }
+
+#[tokio::test]
+async fn a_larger_storage_size_grows_the_claims_not_the_template() {
+    let harness = bootstrapped(3).await;
+    for ordinal in 0..3 {
+        harness.api.put(
+            "",
+            "persistentvolumeclaims",
+            NS,
+            json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                   "metadata": {"name": format!("data-db-{ordinal}"), "namespace": NS},
+                   "spec": {"resources": {"requests": {"storage": "10Gi"}}}}),
+        );
+    }
+    let template_before = harness.statefulset()["spec"]["volumeClaimTemplates"].clone();
+    harness.edit_spec(|spec| spec["storage"]["size"] = json!("20Gi"));
+    let (_, requests, _) = harness.reconcile().await;
+    assert_eq!(
+        harness.statefulset()["spec"]["volumeClaimTemplates"],
+        template_before
+    );
+    assert_eq!(events(&requests), vec!["VolumeExpanded"; 3]);
+    for ordinal in 0..3 {
+        let claim = harness
+            .api
+            .get(
+                "",
+                "persistentvolumeclaims",
+                NS,
+                &format!("data-db-{ordinal}"),
+            )
+            .expect("claim");
+        assert_eq!(claim["spec"]["resources"]["requests"]["storage"], "20Gi");
+    }
+    // Done once: the next pass finds every claim at the new size.
+    let (_, requests, _) = harness.reconcile().await;
+    assert!(events(&requests).is_empty());
+}

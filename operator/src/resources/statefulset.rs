@@ -10,7 +10,8 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{
-    RollingUpdateStatefulSetStrategy, StatefulSet, StatefulSetSpec, StatefulSetUpdateStrategy,
+    RollingUpdateStatefulSetStrategy, StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy,
+    StatefulSetSpec, StatefulSetUpdateStrategy,
 };
 use k8s_openapi::api::core::v1::{
     ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource, GRPCAction,
@@ -246,6 +247,15 @@ pub fn statefulset(
                 match_labels: Some(names.selector_labels()),
                 ..LabelSelector::default()
             },
+            // A pod removed by a scale-down held a decommissioned node:
+            // its volume goes too, so a later scale-up starts a new node.
+            // Deleting the cluster keeps the volumes (the data).
+            persistent_volume_claim_retention_policy: Some(
+                StatefulSetPersistentVolumeClaimRetentionPolicy {
+                    when_scaled: Some("Delete".into()),
+                    when_deleted: Some("Retain".into()),
+                },
+            ),
             // Pod 0 founds the cluster before the others join it.
             pod_management_policy: Some("OrderedReady".into()),
             update_strategy: Some(StatefulSetUpdateStrategy {
