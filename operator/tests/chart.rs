@@ -310,3 +310,19 @@ fn chart_crd_is_the_generated_one() {
     let text = std::fs::read_to_string(in_chart).expect("the chart holds the CRD");
     assert_eq!(text, zdb_operator::crd_yaml().expect("renders"));
 }
+
+#[test]
+fn deployment_renders_as_helm_would() {
+    // Whitespace control and the helpers behave as in Helm: exact lines.
+    let rendered = render(&default_values());
+    let (_, deployment) = rendered
+        .iter()
+        .find(|(name, _)| name == "deployment.yaml")
+        .expect("deployment.yaml");
+    assert!(deployment.contains(
+        "          args:\n            - --lease-name=zdb-zdb-operator\n            - --log-json\n          env:\n"
+    ), "{deployment}");
+    assert!(deployment.contains(
+        "          resources:\n            limits:\n              memory: 256Mi\n            requests:\n"
+    ), "{deployment}");
+}
