@@ -231,3 +231,132 @@ pub fn plan(
     plan.restarting = Some(pod_name);
     plan
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::admin::{NodeState, NodeView, RangeView};
+
+    fn names() -> ClusterNames {
+        ClusterNames::new("db", "ns")
+    }
+
+    fn sts(partition: i32, hash: &str, current: &str, update: &str) -> StatefulSetInfo {
+        StatefulSetInfo {
+            replicas: 3,
+            partition,
+            template_hash: Some(hash.into()),
+            update_revision: Some(update.into()),
+            current_revision: Some(current.into()),
+            status_current: true,
+        }
+    }
+
+    fn pod(ordinal: i32, revision: &str, ready: bool, stuck: Option<&str>) -> PodInfo {
+        PodInfo {
+            ordinal,
+            name: names().pod(ordinal),
+            revision: Some(revision.into()),
+            ready,
+            stuck: stuck.map(str::to_owned),
+            terminating: false,
+        }
+    }
+
+    fn view() -> ClusterView {
+        ClusterView {
+            cluster_id: Some("c".into()),
+            nodes: (0..3)
+                .map(|ordinal| NodeView {
+                    node_id: ordinal as u64 + 1,
+                    address: names().node_address(ordinal),
+                    state: NodeState::Active,
+                    reachable: true,
+                    replicas: 1,
+                    leaders: u64::from(ordinal == 0),
+                })
+                .collect(),
+            ranges: vec![RangeView {
+                range_id: 1,
+                voters: vec![1, 2, 3],
+                leader: 1,
+            }],
+        }
+    }
+
+    #[test]
+    fn a_new_statefulset_has_no_rollout() {
+        let plan = plan(None, "h", 3, &[], None, &names());
+        assert_eq!((plan.partition, plan.in_progress), (0, false));
+    }
+
+    #[test]
+    fn a_new_template_starts_with_the_partition_at_the_top() {
+        let old = sts(0, "old", "r1", "r1");
+        let plan = plan(Some(&old), "new", 3, &[], Some(&view()), &names());
+        assert_eq!((plan.partition, plan.in_progress), (3, true));
+        assert!(plan.transfers.is_empty() && plan.restarting.is_none());
+    }
+
+    #[test]
+    fn nothing_moves_until_the_statefulset_controller_caught_up() {
+        let mut stale = sts(3, "h", "r1", "r2");
+        stale.status_current = false;
+        let pods: Vec<PodInfo> = (0..3).map(|i| pod(i, "r1", true, None)).collect();
+        let plan = plan(Some(&stale), "h", 3, &pods, Some(&view()), &names());
+        assert_eq!(plan.partition, 3);
+        assert!(plan.waiting.is_some());
+    }
+
+    #[test]
+    fn the_highest_pod_restarts_first_and_leaders_move_before_the_lowest() {
+        let pods: Vec<PodInfo> = (0..3).map(|i| pod(i, "r1", true, None)).collect();
+        let rolling = sts(3, "h", "r1", "r2");
+        let step = plan(Some(&rolling), "h", 3, &pods, Some(&view()), &names());
+        assert_eq!(step.partition, 2);
+        assert_eq!(step.restarting.as_deref(), Some("db-2"));
+
+        // Pod 0's node leads range 1: the leadership moves first.
+        let pods = [
+            pod(0, "r1", true, None),
+            pod(1, "r2", true, None),
+            pod(2, "r2", true, None),
+        ];
+        let at_one = sts(1, "h", "r1", "r2");
+        let step = plan(Some(&at_one), "h", 3, &pods, Some(&view()), &names());
+        assert_eq!(step.partition, 1);
+        assert_eq!(step.transfers.len(), 1);
+        assert_eq!((step.transfers[0].from, step.transfers[0].to), (1, 2));
+    }
+
+    #[test]
+    fn a_stuck_pod_on_the_new_template_blocks_the_rollout() {
+        let pods = [
+            pod(0, "r1", true, None),
+            pod(1, "r1", true, None),
+            pod(2, "r2", false, Some("ImagePullBackOff")),
+        ];
+        let rolling = sts(2, "h", "r1", "r2");
+        let plan = plan(Some(&rolling), "h", 3, &pods, Some(&view()), &names());
+        assert_eq!(plan.partition, 2);
+        assert!(plan
+            .blocked
+            .as_deref()
+            .unwrap_or("")
+            .contains("ImagePullBackOff"));
+        assert!(
+            plan.delete_pods.is_empty(),
+            "it runs the template it should"
+        );
+    }
+
+    #[test]
+    fn a_pod_that_never_joined_restarts_without_checks() {
+        let pods: Vec<PodInfo> = (0..3).map(|i| pod(i, "r1", true, None)).collect();
+        let mut cluster = view();
+        cluster.nodes.retain(|node| node.node_id != 3);
+        let rolling = sts(3, "h", "r1", "r2");
+        let plan = plan(Some(&rolling), "h", 3, &pods, Some(&cluster), &names());
+        assert_eq!(plan.partition, 2);
+    }
+}
