@@ -168,6 +168,8 @@ impl LeaderElector {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     fn lease(holder: &str, renewed_secs_ago: i64, now: Timestamp) -> LeaseSpec {
@@ -199,6 +201,60 @@ mod tests {
         assert_eq!(
             decide(Some(&lease("", 1, now)), "a", now),
             LeaseDecision::Take
+        );
+    }
+
+    #[tokio::test]
+    async fn only_one_replica_holds_the_lease() {
+        let (client, api) = crate::testing::FakeApi::start();
+        let elector = |identity: &str| {
+            LeaderElector::new(
+                Api::namespaced(client.clone(), "ops"),
+                "zdb-operator".into(),
+                identity.into(),
+                Duration::from_secs(15),
+            )
+        };
+        let (a, b) = (elector("a"), elector("b"));
+        assert!(
+            a.try_hold().await.expect("api answers"),
+            "a takes the free lease"
+        );
+        assert!(
+            !b.try_hold().await.expect("api answers"),
+            "b waits while a holds it"
+        );
+        assert!(a.try_hold().await.expect("api answers"), "a renews");
+        assert!(!b.try_hold().await.expect("api answers"));
+        let lease = api
+            .get("coordination.k8s.io", "leases", "ops", "zdb-operator")
+            .expect("the lease exists");
+        assert_eq!(lease["spec"]["holderIdentity"], "a");
+        for request in api.take_requests() {
+            assert!(
+                crate::rbac::allows(&request.group, &request.resource, &request.verb),
+                "{request:?} is not in rbac::API_CALLS"
+            );
+        }
+        // The lease expires (a stopped renewing): b takes it over.
+        api.edit(
+            "coordination.k8s.io",
+            "leases",
+            "ops",
+            "zdb-operator",
+            |lease| {
+                lease["spec"]["renewTime"] = json!("2020-01-01T00:00:00.000000Z");
+            },
+        );
+        assert!(b.try_hold().await.expect("api answers"));
+        let lease = api
+            .get("coordination.k8s.io", "leases", "ops", "zdb-operator")
+            .expect("the lease exists");
+        assert_eq!(lease["spec"]["holderIdentity"], "b");
+        assert_eq!(lease["spec"]["leaseTransitions"], 1);
+        assert!(
+            !a.try_hold().await.expect("api answers"),
+            "a sees it lost the lease"
         );
     }
 

@@ -26,6 +26,8 @@ pub struct Recorded {
 
 #[derive(Default)]
 struct ApiState {
+    /// Last resourceVersion handed out by a create or an update.
+    version: u64,
     /// (group, resource, namespace, name) -> object.
     objects: BTreeMap<(String, String, String, String), Value>,
     requests: Vec<Recorded>,
@@ -52,6 +54,14 @@ struct ApiPath {
     namespace: String,
     name: Option<String>,
     subresource: Option<String>,
+}
+
+fn conflict(name: &str) -> (StatusCode, Value) {
+    (
+        StatusCode::CONFLICT,
+        json!({"apiVersion": "v1", "kind": "Status", "status": "Failure",
+               "reason": "Conflict", "code": 409, "message": format!("{name} changed")}),
+    )
 }
 
 /// `/api/v1/namespaces/NS/RES[/NAME[/SUB]]` or
@@ -193,13 +203,33 @@ impl FakeApi {
                 (StatusCode::OK, object)
             }
             ("create", None) => {
-                let body = body.unwrap_or(Value::Null);
+                let mut body = body.unwrap_or(Value::Null);
                 let name = body["metadata"]["name"]
                     .as_str()
                     .unwrap_or("unnamed")
                     .to_owned();
+                if state.objects.contains_key(&key(&name)) {
+                    return conflict(&name);
+                }
+                state.version += 1;
+                body["metadata"]["resourceVersion"] = json!(state.version.to_string());
                 state.objects.insert(key(&name), body.clone());
                 (StatusCode::CREATED, body)
+            }
+            ("update", Some(name)) => {
+                let mut body = body.unwrap_or(Value::Null);
+                let stored = state
+                    .objects
+                    .get(&key(name))
+                    .map(|o| o["metadata"]["resourceVersion"].clone());
+                // Optimistic concurrency: the update must carry the stored version.
+                if stored != Some(body["metadata"]["resourceVersion"].clone()) {
+                    return conflict(name);
+                }
+                state.version += 1;
+                body["metadata"]["resourceVersion"] = json!(state.version.to_string());
+                state.objects.insert(key(name), body.clone());
+                (StatusCode::OK, body)
             }
             ("delete", Some(name)) => match state.objects.remove(&key(name)) {
                 Some(object) => (StatusCode::OK, object),
@@ -207,7 +237,7 @@ impl FakeApi {
             },
             _ => (
                 StatusCode::METHOD_NOT_ALLOWED,
-                json!({"message": "not supported by the fake"}),
+                json!({"message": format!("{method} {path} not supported by the fake")}),
             ),
         }
     }
