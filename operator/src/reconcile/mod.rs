@@ -467,6 +467,11 @@ async fn reconcile_cluster(cluster: &ZdbCluster, ctx: &Context) -> Result<Action
         );
     }
 
+    let ready_replicas = applied
+        .status
+        .as_ref()
+        .and_then(|s| s.ready_replicas)
+        .unwrap_or(0);
     let progressing = if cluster_id.is_none() {
         Some((
             status::BOOTSTRAPPING,
@@ -486,12 +491,12 @@ async fn reconcile_cluster(cluster: &ZdbCluster, ctx: &Context) -> Result<Action
                 })
                 .unwrap_or_else(|| format!("partition at {}", rollout.partition)),
         ))
-    } else if scale.in_progress(current) {
+    } else if scale.in_progress(current) || ready_replicas < scale.replicas {
         Some((
             status::SCALING,
             scale.waiting.clone().unwrap_or_else(|| {
                 format!(
-                    "StatefulSet at {} of {} pods",
+                    "{ready_replicas} of {} pods ready ({} asked for)",
                     scale.replicas, cluster.spec.replicas
                 )
             }),
@@ -515,11 +520,7 @@ async fn reconcile_cluster(cluster: &ZdbCluster, ctx: &Context) -> Result<Action
             generation: cluster.metadata.generation,
             cluster_id,
             replicas: scale.replicas,
-            ready_replicas: applied
-                .status
-                .as_ref()
-                .and_then(|s| s.ready_replicas)
-                .unwrap_or(0),
+            ready_replicas,
             partition: Some(rollout.partition),
             view: view.as_ref(),
             progressing: progressing.clone(),

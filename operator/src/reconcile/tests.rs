@@ -665,3 +665,39 @@ async fn a_larger_storage_size_grows_the_claims_not_the_template() {
     let (_, requests, _) = harness.reconcile().await;
     assert!(events(&requests).is_empty());
 }
+
+#[tokio::test]
+async fn scale_up_grows_the_statefulset_and_hands_the_new_nodes_to_placement() {
+    let harness = bootstrapped(3).await;
+    harness.edit_spec(|spec| spec["replicas"] = json!(5));
+    let (_, requests, calls) = harness.reconcile().await;
+    assert!(calls.is_empty(), "new pods join by themselves: {calls:?}");
+    assert_eq!(events(&requests), vec!["Scaled"]);
+    assert_eq!(harness.sts_replicas(), 5);
+    let running = harness.placement.running.lock().expect("lock").clone();
+    assert_eq!(
+        running
+            .get("prod/db")
+            .map(|config| config.endpoints.clone()),
+        Some(harness.names.node_addresses(5)),
+        "the placement driver reaches the new nodes"
+    );
+    let cluster = harness.stored_cluster();
+    assert_eq!(
+        condition(&cluster, status::PROGRESSING),
+        ("True".into(), "Scaling".into())
+    );
+    assert_eq!(cluster.status.as_ref().map(|s| s.replicas), Some(5));
+
+    // The new pods are ready and their nodes joined: the scale-up is done.
+    harness.settle_statefulset("r1", "r1");
+    for ordinal in 3..5 {
+        harness.put_pod(ordinal, "r1", true, None);
+    }
+    harness.running_cluster(5);
+    let (_, requests, _) = harness.reconcile().await;
+    assert!(events(&requests).is_empty());
+    let cluster = harness.stored_cluster();
+    assert_eq!(condition(&cluster, status::PROGRESSING).0, "False");
+    assert_eq!(cluster.status.as_ref().map(|s| s.ready_replicas), Some(5));
+}

@@ -123,6 +123,13 @@ pub fn plan(
         }
     }
 
+    // No rollout: every pod runs the one revision (new pods of a scale-up
+    // are the scaling's business, not the rollout's).
+    if partition == 0 && sts.current_revision.as_deref() == Some(update) {
+        plan.partition = 0;
+        return plan;
+    }
+
     // Every pod past the partition must be on the new template and ready
     // before the next one restarts.
     for ordinal in (partition..replicas).rev() {
