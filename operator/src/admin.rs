@@ -138,6 +138,11 @@ impl ZdbAdmin {
             let Ok(status) = client.node_status(&entry.address).await else {
                 continue;
             };
+            // A pod recreated with an empty volume answers at the address of
+            // the node it replaced: that node is gone, not reachable.
+            if status.node_id != entry.node_id {
+                continue;
+            }
             if view.cluster_id.is_none() && !status.cluster_id.is_empty() {
                 view.cluster_id = Some(status.cluster_id.clone());
             }

@@ -104,7 +104,9 @@ pub fn plan(
         if let Some(view) = view {
             let highest = current - 1;
             if let Some(node) = node_of_ordinal(view, names, highest) {
-                if node.state == NodeState::Decommissioned && node.replicas == 0 {
+                // Reachable: the decommissioned node itself runs in the pod
+                // (not a stale registry entry of a pod already recreated).
+                if node.state == NodeState::Decommissioned && node.replicas == 0 && node.reachable {
                     plan.replicas = highest;
                     plan.waiting = Some(format!(
                         "{} holds decommissioned node {}: recreating it as a new node",
@@ -157,7 +159,15 @@ pub fn plan(
                 node.node_id
             ));
         }
-        (NodeState::Decommissioned, 0) => plan.replicas = leaving,
+        // Only the node's own count proves it holds nothing: the ranges a
+        // view sees may be incomplete while some leader does not answer.
+        (NodeState::Decommissioned, 0) if node.reachable => plan.replicas = leaving,
+        (NodeState::Decommissioned, 0) => {
+            plan.waiting = Some(format!(
+                "node {} ({pod}) does not answer; cannot confirm it holds no replica",
+                node.node_id
+            ));
+        }
         (NodeState::Decommissioned, replicas) => {
             plan.waiting = Some(format!(
                 "node {} ({pod}) is decommissioned and still holds {replicas} replicas",
@@ -236,9 +246,19 @@ mod tests {
 
     #[test]
     fn scale_down_never_shrinks_blind() {
-        let plan = plan(3, 3, Some(4), None, &names());
-        assert_eq!(plan.replicas, 4);
-        assert!(plan.waiting.is_some());
+        let blind = plan(3, 3, Some(4), None, &names());
+        assert_eq!(blind.replicas, 4);
+        assert!(blind.waiting.is_some());
+        let mut silent = view(&[
+            (1, 0, Active, 3),
+            (2, 1, Active, 3),
+            (3, 2, Active, 3),
+            (4, 3, Decommissioned, 0),
+        ]);
+        silent.nodes[3].reachable = false;
+        let unconfirmed = plan(3, 3, Some(4), Some(&silent), &names());
+        assert_eq!(unconfirmed.replicas, 4);
+        assert!(unconfirmed.waiting.is_some());
     }
 
     #[test]
@@ -271,6 +291,12 @@ mod tests {
         assert!(shrink.waiting.is_some());
         // Once the pod is gone, the StatefulSet grows back.
         assert_eq!(plan(4, 3, Some(3), Some(&cluster), &names()).replicas, 4);
+        // The recreated pod has not joined yet: the old entry no longer
+        // answers, and the pod is left alone to join.
+        let mut stale = cluster.clone();
+        stale.nodes[3].reachable = false;
+        let settled = plan(4, 3, Some(4), Some(&stale), &names());
+        assert_eq!((settled.replicas, settled.waiting), (4, None));
     }
 
     #[test]
