@@ -53,6 +53,17 @@ struct Args {
     log_json: bool,
 }
 
+/// The namespaces to watch; `WATCH_NAMESPACES=""` (the chart's default)
+/// means all of them.
+fn watched_namespaces(given: &[String]) -> Vec<String> {
+    given
+        .iter()
+        .map(|namespace| namespace.trim())
+        .filter(|namespace| !namespace.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
 fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -121,7 +132,7 @@ async fn main() -> ExitCode {
         clock: k8s_openapi::jiff::Timestamp::now,
     });
     tokio::select! {
-        () = zdb_operator::controller::run(ctx, args.namespace, placement_reports) => {
+        () = zdb_operator::controller::run(ctx, watched_namespaces(&args.namespace), placement_reports) => {
             tracing::info!("controllers stopped; exiting");
             ExitCode::SUCCESS
         }
@@ -141,5 +152,16 @@ mod tests {
     #[test]
     fn command_line_definition_is_consistent() {
         super::Args::command().debug_assert();
+    }
+
+    #[test]
+    fn an_empty_namespace_list_watches_all() {
+        use clap::Parser;
+        let args =
+            super::Args::try_parse_from(["zdb-operator", "--namespace", ""]).expect("parses");
+        assert!(super::watched_namespaces(&args.namespace).is_empty());
+        let args =
+            super::Args::try_parse_from(["zdb-operator", "--namespace", "a, b"]).expect("parses");
+        assert_eq!(super::watched_namespaces(&args.namespace), ["a", "b"]);
     }
 }
