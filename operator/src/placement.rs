@@ -173,3 +173,67 @@ impl Placement for PlacementDrivers {
             .unwrap_or_default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{SplitSpec, ZdbCluster, ZdbClusterSpec};
+
+    fn cluster() -> ZdbCluster {
+        let spec: ZdbClusterSpec = serde_json::from_value(serde_json::json!({
+            "replicas": 5, "replicationFactor": 5, "image": "zdb:1",
+            "storage": {"size": "1Gi"}, "split": {"maxBytes": 1000},
+        }))
+        .expect("a valid spec");
+        ZdbCluster::new("db", spec)
+    }
+
+    #[test]
+    fn settings_follow_the_spec() {
+        let config = PlacementConfig::for_cluster(&cluster(), vec!["a:1".into()]);
+        assert_eq!(config.settings.replication_factor, 5);
+        assert_eq!(config.settings.split.max_bytes, 1000);
+        let mut other = cluster();
+        other.spec.split = Some(SplitSpec {
+            max_bytes: None,
+            max_writes_per_second: Some(50),
+        });
+        let config = PlacementConfig::for_cluster(&other, Vec::new());
+        assert_eq!(
+            config.settings.split.max_bytes,
+            SplitSettings::default().max_bytes
+        );
+        assert_eq!(config.settings.split.max_writes_per_second, Some(50.0));
+    }
+
+    #[tokio::test]
+    async fn one_driver_per_cluster_restarted_only_on_a_new_config() {
+        let (reports, _receiver) = mpsc::unbounded_channel();
+        // A long interval: the drivers never reach out during the test.
+        let drivers = PlacementDrivers::new(
+            Duration::from_secs(3600),
+            Duration::from_secs(60),
+            Duration::from_secs(1),
+            reports,
+        );
+        let key: ClusterKey = "prod/db".into();
+        let config = PlacementConfig::for_cluster(&cluster(), vec!["127.0.0.1:1".into()]);
+        drivers.ensure(&key, config.clone());
+        let first_task_id = drivers.drivers.lock().expect("lock")[&key].task.id();
+        drivers.ensure(&key, config.clone());
+        assert_eq!(
+            drivers.drivers.lock().expect("lock")[&key].task.id(),
+            first_task_id
+        );
+        let mut grown = config;
+        grown.endpoints.push("127.0.0.1:2".into());
+        drivers.ensure(&key, grown);
+        assert_ne!(
+            drivers.drivers.lock().expect("lock")[&key].task.id(),
+            first_task_id
+        );
+        assert_eq!(drivers.running(), vec![key.clone()]);
+        drivers.stop(&key);
+        assert!(drivers.running().is_empty());
+    }
+}
