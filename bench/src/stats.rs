@@ -43,6 +43,11 @@ impl Stats {
         per_op.values().map(|s| s.latency_us.len() + s.errors).sum()
     }
 
+    pub fn total_errors(&self) -> u64 {
+        let per_op = self.per_op.lock().expect("stats lock is never poisoned");
+        per_op.values().map(|s| s.errors).sum()
+    }
+
     pub fn report(&self, elapsed: Duration) -> Report {
         let per_op = self.per_op.lock().expect("stats lock is never poisoned");
         let ops = per_op
