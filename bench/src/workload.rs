@@ -70,9 +70,12 @@ pub enum Operation {
     Read(Vec<u8>),
     Update(Vec<u8>),
     Insert(Vec<u8>),
-    /// Up to `count` records from `start` on.
+    /// Up to `count` records from `start` on. `end` bounds the span to the
+    /// records that can hold them (record keys are dense), so a store that
+    /// walks its whole span before applying a limit is not penalized.
     Scan {
         start: Vec<u8>,
+        end: Vec<u8>,
         count: usize,
     },
     /// Read the record, then write it back changed only if nobody wrote it
@@ -117,17 +120,22 @@ impl Workload {
         };
         let existing = |rng: &mut _| {
             let newest = next_record.load(Ordering::Relaxed).saturating_sub(1);
-            key(keys.next(rng, newest))
+            keys.next(rng, newest)
         };
         match kind {
-            Kind::Read => Operation::Read(existing(rng)),
-            Kind::Update => Operation::Update(existing(rng)),
+            Kind::Read => Operation::Read(key(existing(rng))),
+            Kind::Update => Operation::Update(key(existing(rng))),
             Kind::Insert => Operation::Insert(key(next_record.fetch_add(1, Ordering::Relaxed))),
-            Kind::Scan => Operation::Scan {
-                start: existing(rng),
-                count: rng.random_range(1..=MAX_SCAN_LENGTH),
-            },
-            Kind::ReadModifyWrite => Operation::ReadModifyWrite(existing(rng)),
+            Kind::Scan => {
+                let first = existing(rng);
+                let count = rng.random_range(1..=MAX_SCAN_LENGTH);
+                Operation::Scan {
+                    start: key(first),
+                    end: key(first + count as u64),
+                    count,
+                }
+            }
+            Kind::ReadModifyWrite => Operation::ReadModifyWrite(key(existing(rng))),
         }
     }
 

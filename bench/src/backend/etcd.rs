@@ -34,8 +34,8 @@ impl EtcdBackend {
         Ok(())
     }
 
-    pub async fn scan(&self, start: Vec<u8>, count: usize) -> Result<usize> {
-        let options = GetOptions::new().with_from_key().with_limit(count as i64);
+    pub async fn scan(&self, start: Vec<u8>, end: Vec<u8>, count: usize) -> Result<usize> {
+        let options = GetOptions::new().with_range(end).with_limit(count as i64);
         let response = self.kv.clone().get(start, Some(options)).await?;
         Ok(response.kvs().len())
     }

@@ -47,11 +47,11 @@ impl Backend {
         }
     }
 
-    /// Reads up to `count` records from `start` on; returns how many came back.
-    pub async fn scan(&self, start: Vec<u8>, count: usize) -> Result<usize> {
+    /// Reads up to `count` records in `[start, end)`; returns how many came back.
+    pub async fn scan(&self, start: Vec<u8>, end: Vec<u8>, count: usize) -> Result<usize> {
         match self {
-            Backend::Zdb(zdb) => zdb.scan(start, count).await,
-            Backend::Etcd(etcd) => etcd.scan(start, count).await,
+            Backend::Zdb(zdb) => zdb.scan(start, end, count).await,
+            Backend::Etcd(etcd) => etcd.scan(start, end, count).await,
         }
     }
 

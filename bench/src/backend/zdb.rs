@@ -25,12 +25,8 @@ impl ZdbBackend {
         Ok(self.client.put(key, value).await?)
     }
 
-    pub async fn scan(&self, start: Vec<u8>, count: usize) -> Result<usize> {
-        Ok(self
-            .client
-            .scan(start, Vec::new(), count, false)
-            .await?
-            .len())
+    pub async fn scan(&self, start: Vec<u8>, end: Vec<u8>, count: usize) -> Result<usize> {
+        Ok(self.client.scan(start, end, count, false).await?.len())
     }
 
     pub async fn compare_and_swap(
