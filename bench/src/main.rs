@@ -64,7 +64,8 @@ struct Args {
     /// Write every record first (needed before reads find anything).
     #[arg(long)]
     load: bool,
-    /// Per-request deadline in seconds.
+    /// Deadline of one operation in seconds (a read-modify-write retries its
+    /// compare-and-swap until then).
     #[arg(long, default_value_t = 10)]
     timeout: u64,
     /// Also write the results as JSON to this file.
@@ -113,6 +114,7 @@ async fn main() -> Result<()> {
             warmup: Duration::from_secs(args.warmup),
             duration: Duration::from_secs(args.duration),
             operations: args.operations,
+            timeout: Duration::from_secs(args.timeout),
         },
     )
     .await?;

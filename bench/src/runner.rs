@@ -13,11 +13,6 @@ use crate::distribution::KeyChooser;
 use crate::stats::{Report, Stats};
 use crate::workload::{key, Operation, Workload};
 
-/// A read-modify-write that keeps losing its compare-and-swap this many
-/// times in a row is reported as an error rather than retried forever (under
-/// a zipfian load at high concurrency the hottest key gathers dozens of
-/// contenders, and only one of them wins each round).
-const MAX_CAS_ATTEMPTS: usize = 100;
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
 pub struct RunSettings {
@@ -30,6 +25,11 @@ pub struct RunSettings {
     pub duration: Duration,
     /// Stop after this many measured operations instead of after `duration`.
     pub operations: Option<u64>,
+    /// How long one operation may take, retries included. A read-modify-write
+    /// on a hot key can lose many compare-and-swaps in a row (under a zipfian
+    /// load at high concurrency the hottest key gathers dozens of contenders,
+    /// and one of them wins each round), so it retries until this deadline.
+    pub timeout: Duration,
 }
 
 /// Writes records `0..records` with `clients` concurrent writers.
@@ -87,7 +87,7 @@ pub async fn run(backend: &Backend, settings: RunSettings) -> Result<Report> {
                     .workload
                     .next(&mut rng, &settings.keys, &next_record);
                 let started = Instant::now();
-                let result = execute(&backend, &operation, &settings.value).await;
+                let result = execute(&backend, &operation, &settings.value, settings.timeout).await;
                 if measuring.load(Ordering::Relaxed) {
                     stats.record(operation.kind(), started.elapsed(), &result);
                 }
@@ -129,7 +129,12 @@ pub async fn run(backend: &Backend, settings: RunSettings) -> Result<Report> {
     Ok(stats.report(elapsed))
 }
 
-async fn execute(backend: &Backend, operation: &Operation, value: &[u8]) -> Result<()> {
+async fn execute(
+    backend: &Backend,
+    operation: &Operation,
+    value: &[u8],
+    timeout: Duration,
+) -> Result<()> {
     match operation {
         Operation::Read(key) => backend.get(key.clone()).await.map(drop),
         Operation::Update(key) | Operation::Insert(key) => {
@@ -140,17 +145,22 @@ async fn execute(backend: &Backend, operation: &Operation, value: &[u8]) -> Resu
             .await
             .map(drop),
         Operation::ReadModifyWrite(key) => {
-            for _ in 0..MAX_CAS_ATTEMPTS {
-                let current = backend.get(key.clone()).await?;
+            let deadline = Instant::now() + timeout;
+            let mut current = backend.get(key.clone()).await?;
+            let mut attempts = 0;
+            while Instant::now() < deadline {
+                attempts += 1;
                 let changed = modified(current.as_deref().unwrap_or(value));
-                if backend
+                let cas = backend
                     .compare_and_swap(key.clone(), current, changed)
-                    .await?
-                {
+                    .await?;
+                if cas.succeeded {
                     return Ok(());
                 }
+                // Someone wrote in between: retry against what is there now.
+                current = cas.current;
             }
-            bail!("read-modify-write lost {MAX_CAS_ATTEMPTS} compare-and-swaps in a row")
+            bail!("read-modify-write lost {attempts} compare-and-swaps in {timeout:?}")
         }
     }
 }

@@ -1,7 +1,11 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, KvClient, Txn, TxnOp};
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, GetOptions, KvClient, Txn, TxnOp, TxnOpResponse,
+};
+
+use super::CasResult;
 
 /// etcd v3 through `etcd-client`: one channel balanced over the endpoints;
 /// followers forward writes to the leader. Reads are etcd's default,
@@ -45,7 +49,7 @@ impl EtcdBackend {
         key: Vec<u8>,
         expected: Option<Vec<u8>>,
         new: Vec<u8>,
-    ) -> Result<bool> {
+    ) -> Result<CasResult> {
         let condition = match expected {
             Some(value) => Compare::value(key.clone(), CompareOp::Equal, value),
             // A key that does not exist has version 0.
@@ -53,7 +57,22 @@ impl EtcdBackend {
         };
         let txn = Txn::new()
             .when([condition])
-            .and_then([TxnOp::put(key, new, None)]);
-        Ok(self.kv.clone().txn(txn).await?.succeeded())
+            .and_then([TxnOp::put(key.clone(), new, None)])
+            .or_else([TxnOp::get(key, None)]);
+        let response = self.kv.clone().txn(txn).await?;
+        if response.succeeded() {
+            return Ok(CasResult {
+                succeeded: true,
+                current: None,
+            });
+        }
+        let current = response.op_responses().into_iter().find_map(|op| match op {
+            TxnOpResponse::Get(get) => Some(get.kvs().first().map(|kv| kv.value().to_vec())),
+            _ => None,
+        });
+        Ok(CasResult {
+            succeeded: false,
+            current: current.flatten(),
+        })
     }
 }

@@ -55,16 +55,23 @@ impl Backend {
         }
     }
 
-    /// Writes `new` if the key holds `expected` (None: is absent); whether it did.
+    /// Writes `new` if the key holds `expected` (None: is absent).
     pub async fn compare_and_swap(
         &self,
         key: Vec<u8>,
         expected: Option<Vec<u8>>,
         new: Vec<u8>,
-    ) -> Result<bool> {
+    ) -> Result<CasResult> {
         match self {
             Backend::Zdb(zdb) => zdb.compare_and_swap(key, expected, new).await,
             Backend::Etcd(etcd) => etcd.compare_and_swap(key, expected, new).await,
         }
     }
+}
+
+/// Whether a compare-and-swap wrote; if not, what the key held instead, so
+/// that a retry needs no extra read.
+pub struct CasResult {
+    pub succeeded: bool,
+    pub current: Option<Vec<u8>>,
 }

@@ -3,6 +3,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use zdb_client::{Client, ClientConfig};
 
+use super::CasResult;
+
 /// zdb through its own client: range routing, leader cache, retries.
 #[derive(Clone)]
 pub struct ZdbBackend {
@@ -34,11 +36,14 @@ impl ZdbBackend {
         key: Vec<u8>,
         expected: Option<Vec<u8>>,
         new: Vec<u8>,
-    ) -> Result<bool> {
+    ) -> Result<CasResult> {
         let outcome = self
             .client
             .compare_and_swap(key, expected.as_deref(), new)
             .await?;
-        Ok(outcome.succeeded)
+        Ok(CasResult {
+            succeeded: outcome.succeeded,
+            current: outcome.previous,
+        })
     }
 }
