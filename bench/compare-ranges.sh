@@ -22,6 +22,6 @@ for ranges in 1 16; do
     "$bin/zdbctl" split "$(printf 'user%012d' $((i * 100000 / ranges)))" > /dev/null
   done
   echo "== $(( $("$bin/zdbctl" ranges | wc -l) - 1 )) range(s)"
-  "$bin/zdb-bench" --workload update --records 100000 --clients 64 --duration "$duration" --warmup 2 | grep -A2 throughput
+  "$bin/zdb-bench" --workload update --distribution uniform --records 100000 --clients 64 --duration "$duration" --warmup 2 | grep -A2 throughput
   kill -TERM $up; wait $up || true
 done

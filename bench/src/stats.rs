@@ -13,6 +13,8 @@ pub struct Stats {
 struct OpStats {
     latency_us: Histogram<u64>,
     errors: u64,
+    /// The first error seen, so a run with errors says what went wrong.
+    first_error: Option<String>,
 }
 
 impl Stats {
@@ -22,25 +24,33 @@ impl Stats {
         }
     }
 
-    pub fn record(&self, op: &'static str, latency: Duration, ok: bool) {
+    pub fn record(&self, op: &'static str, latency: Duration, result: &anyhow::Result<()>) {
         let mut per_op = self.per_op.lock().expect("stats lock is never poisoned");
         let stats = per_op.entry(op).or_insert_with(|| OpStats {
             latency_us: Histogram::new_with_bounds(1, 60_000_000, 3)
                 .expect("valid histogram bounds"),
             errors: 0,
+            first_error: None,
         });
-        if ok {
-            stats
+        match result {
+            Ok(()) => stats
                 .latency_us
-                .saturating_record(latency.as_micros() as u64);
-        } else {
-            stats.errors += 1;
+                .saturating_record(latency.as_micros() as u64),
+            Err(err) => {
+                stats.errors += 1;
+                stats.first_error.get_or_insert_with(|| format!("{err:#}"));
+            }
         }
     }
 
     pub fn total_ops(&self) -> u64 {
         let per_op = self.per_op.lock().expect("stats lock is never poisoned");
         per_op.values().map(|s| s.latency_us.len() + s.errors).sum()
+    }
+
+    pub fn total_errors(&self) -> u64 {
+        let per_op = self.per_op.lock().expect("stats lock is never poisoned");
+        per_op.values().map(|s| s.errors).sum()
     }
 
     pub fn report(&self, elapsed: Duration) -> Report {
@@ -53,6 +63,7 @@ impl Stats {
                     name,
                     count: h.len(),
                     errors: s.errors,
+                    first_error: s.first_error.clone(),
                     p50_us: h.value_at_quantile(0.50),
                     p95_us: h.value_at_quantile(0.95),
                     p99_us: h.value_at_quantile(0.99),
@@ -80,6 +91,7 @@ struct OpReport {
     name: &'static str,
     count: u64,
     errors: u64,
+    first_error: Option<String>,
     p50_us: u64,
     p95_us: u64,
     p99_us: u64,
@@ -116,6 +128,11 @@ impl Report {
                 ms(op.p999_us),
                 ms(op.max_us)
             );
+        }
+        for op in &self.ops {
+            if let Some(error) = &op.first_error {
+                let _ = writeln!(out, "first {} error: {error}", op.name);
+            }
         }
         out
     }

@@ -1,16 +1,33 @@
+//! The YCSB operation mixes, and which key each operation touches.
+
 use std::fmt;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use rand::Rng;
 
+use crate::distribution::{Distribution, KeyChooser};
+
+/// YCSB's longest short scan.
+const MAX_SCAN_LENGTH: usize = 100;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Workload {
+    /// 50% read, 50% update.
     A,
+    /// 95% read, 5% update.
     B,
+    /// Read only.
     C,
-    /// Updates only, spread over the existing records.
+    /// 95% read of the latest records, 5% insert.
+    D,
+    /// 95% short scans, 5% insert.
+    E,
+    /// 50% read, 50% read-modify-write.
+    F,
+    /// Updates only.
     Update,
+    /// New keys only.
     Insert,
 }
 
@@ -21,10 +38,13 @@ impl FromStr for Workload {
             "a" => Ok(Workload::A),
             "b" => Ok(Workload::B),
             "c" => Ok(Workload::C),
+            "d" => Ok(Workload::D),
+            "e" => Ok(Workload::E),
+            "f" => Ok(Workload::F),
             "update" => Ok(Workload::Update),
             "insert" => Ok(Workload::Insert),
             other => Err(format!(
-                "unknown workload {other:?}; choose a, b, c, update or insert"
+                "unknown workload {other:?}; choose a, b, c, d, e, f, update or insert"
             )),
         }
     }
@@ -36,16 +56,31 @@ impl fmt::Display for Workload {
             Workload::A => "a (50% read, 50% update)",
             Workload::B => "b (95% read, 5% update)",
             Workload::C => "c (read only)",
+            Workload::D => "d (95% read latest, 5% insert)",
+            Workload::E => "e (95% scan, 5% insert)",
+            Workload::F => "f (50% read, 50% read-modify-write)",
             Workload::Update => "update (update only)",
-            Workload::Insert => "insert",
+            Workload::Insert => "insert (new keys only)",
         })
     }
 }
 
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Operation {
     Read(Vec<u8>),
     Update(Vec<u8>),
     Insert(Vec<u8>),
+    /// Up to `count` records from `start` on. `end` bounds the span to the
+    /// records that can hold them (record keys are dense), so a store that
+    /// walks its whole span before applying a limit is not penalized.
+    Scan {
+        start: Vec<u8>,
+        end: Vec<u8>,
+        count: usize,
+    },
+    /// Read the record, then write it back changed only if nobody wrote it
+    /// in between (compare-and-swap).
+    ReadModifyWrite(Vec<u8>),
 }
 
 impl Operation {
@@ -54,30 +89,127 @@ impl Operation {
             Operation::Read(_) => "read",
             Operation::Update(_) => "update",
             Operation::Insert(_) => "insert",
+            Operation::Scan { .. } => "scan",
+            Operation::ReadModifyWrite(_) => "rmw",
         }
     }
 }
 
+/// The key of record `i`: fixed width, so record order is key order.
 pub fn key(i: u64) -> Vec<u8> {
     format!("user{i:012}").into_bytes()
 }
 
 impl Workload {
-    pub fn next(self, rng: &mut impl Rng, records: u64, next_insert: &AtomicU64) -> Operation {
-        let existing = key(rng.random_range(0..records.max(1)));
-        let read_share = match self {
-            Workload::A => 0.5,
-            Workload::B => 0.95,
-            Workload::C => 1.0,
-            Workload::Update => 0.0,
-            Workload::Insert => {
-                return Operation::Insert(key(next_insert.fetch_add(1, Ordering::Relaxed)))
-            }
-        };
-        if rng.random_bool(read_share) {
-            Operation::Read(existing)
-        } else {
-            Operation::Update(existing)
+    /// YCSB's default key distribution for the workload.
+    pub fn default_distribution(self) -> Distribution {
+        match self {
+            Workload::D => Distribution::Latest,
+            _ => Distribution::Zipfian,
         }
+    }
+
+    /// The next operation. `next_record` counts records written so far and
+    /// hands out numbers for inserts.
+    pub fn next(self, rng: &mut impl Rng, keys: &KeyChooser, next_record: &AtomicU64) -> Operation {
+        let (first_share, first, second) = self.mix();
+        let kind = if rng.random_bool(first_share) {
+            first
+        } else {
+            second
+        };
+        let existing = |rng: &mut _| {
+            let newest = next_record.load(Ordering::Relaxed).saturating_sub(1);
+            keys.next(rng, newest)
+        };
+        match kind {
+            Kind::Read => Operation::Read(key(existing(rng))),
+            Kind::Update => Operation::Update(key(existing(rng))),
+            Kind::Insert => Operation::Insert(key(next_record.fetch_add(1, Ordering::Relaxed))),
+            Kind::Scan => {
+                let first = existing(rng);
+                let count = rng.random_range(1..=MAX_SCAN_LENGTH);
+                Operation::Scan {
+                    start: key(first),
+                    end: key(first + count as u64),
+                    count,
+                }
+            }
+            Kind::ReadModifyWrite => Operation::ReadModifyWrite(key(existing(rng))),
+        }
+    }
+
+    /// The share of the first kind of operation, and the two kinds.
+    fn mix(self) -> (f64, Kind, Kind) {
+        match self {
+            Workload::A => (0.5, Kind::Read, Kind::Update),
+            Workload::B => (0.95, Kind::Read, Kind::Update),
+            Workload::C => (1.0, Kind::Read, Kind::Read),
+            Workload::D => (0.95, Kind::Read, Kind::Insert),
+            Workload::E => (0.95, Kind::Scan, Kind::Insert),
+            Workload::F => (0.5, Kind::Read, Kind::ReadModifyWrite),
+            Workload::Update => (1.0, Kind::Update, Kind::Update),
+            Workload::Insert => (1.0, Kind::Insert, Kind::Insert),
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Read,
+    Update,
+    Insert,
+    Scan,
+    ReadModifyWrite,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use std::collections::BTreeMap;
+
+    fn mix(workload: Workload) -> BTreeMap<&'static str, usize> {
+        let keys = KeyChooser::new(workload.default_distribution(), 1000);
+        let next_record = AtomicU64::new(1000);
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(3);
+        let mut mix = BTreeMap::new();
+        for _ in 0..10_000 {
+            *mix.entry(workload.next(&mut rng, &keys, &next_record).kind())
+                .or_default() += 1;
+        }
+        mix
+    }
+
+    #[test]
+    fn mixes_follow_ycsb() {
+        let share = |m: &BTreeMap<&str, usize>, k: &str| *m.get(k).unwrap_or(&0) as f64 / 10_000.0;
+        let a = mix(Workload::A);
+        assert!((share(&a, "read") - 0.5).abs() < 0.03 && (share(&a, "update") - 0.5).abs() < 0.03);
+        assert_eq!(
+            mix(Workload::C).keys().copied().collect::<Vec<_>>(),
+            ["read"]
+        );
+        let d = mix(Workload::D);
+        assert!((share(&d, "insert") - 0.05).abs() < 0.01 && share(&d, "update") == 0.0);
+        let e = mix(Workload::E);
+        assert!((share(&e, "scan") - 0.95).abs() < 0.01);
+        let f = mix(Workload::F);
+        assert!((share(&f, "rmw") - 0.5).abs() < 0.03);
+    }
+
+    #[test]
+    fn inserts_take_fresh_record_numbers() {
+        let keys = KeyChooser::new(Distribution::Uniform, 10);
+        let next_record = AtomicU64::new(10);
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(1);
+        assert_eq!(
+            Workload::Insert.next(&mut rng, &keys, &next_record),
+            Operation::Insert(key(10))
+        );
+        assert_eq!(
+            Workload::Insert.next(&mut rng, &keys, &next_record),
+            Operation::Insert(key(11))
+        );
     }
 }

@@ -55,6 +55,10 @@ struct Args {
     /// Compact a range's Raft log once it holds more entries than this.
     #[arg(long, default_value_t = RaftConfig::default().log_compact_threshold)]
     log_compact_threshold: u64,
+    /// Under load, how long the event loop gathers work before each
+    /// synced write, in microseconds (more throughput, more latency).
+    #[arg(long, default_value_t = RaftConfig::default().batch_linger.as_micros() as u64)]
+    batch_linger_us: u64,
     /// Confirm every linearizable read with a ReadIndex round instead of the leader lease.
     #[arg(long)]
     no_lease_reads: bool,
@@ -115,6 +119,7 @@ fn config(args: Args) -> Result<NodeConfig, String> {
             heartbeat_ticks: args.heartbeat_ticks,
             log_compact_threshold: args.log_compact_threshold,
             lease_reads: !args.no_lease_reads,
+            batch_linger: Duration::from_micros(args.batch_linger_us),
         },
         ttl_sweep_interval: Duration::from_millis(args.ttl_sweep_interval_ms),
     })

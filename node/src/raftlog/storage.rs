@@ -42,6 +42,12 @@ impl RangeStorage {
             Some(raw) => ApplyState::decode(&raw)?,
             None => ApplyState::default(),
         };
+        // The stored commit index may lag (see `set_hard_state`); what was
+        // applied was committed.
+        let hard_state = HardState {
+            commit: hard_state.commit.max(apply.applied_index),
+            ..hard_state
+        };
         let mut storage = RangeStorage {
             engine,
             range_id,
@@ -176,13 +182,22 @@ impl RangeStorage {
         Ok(())
     }
 
+    /// Term and vote must be durable before any message that depends on them
+    /// leaves; the commit index need not be (a restarted replica learns it
+    /// again from the leader, and everything applied is committed). A change
+    /// of the commit index alone stays in memory: under load it changes every
+    /// pass for every active range, and each write costs a memtable insert.
     pub fn set_hard_state(&mut self, batch: &mut WriteBatch, hard_state: &HardState) {
+        let vote_changed =
+            hard_state.term != self.hard_state.term || hard_state.vote != self.hard_state.vote;
         self.hard_state = hard_state.clone();
-        batch.put_cf(
-            self.engine.cf(CF_RAFT),
-            keys::hard_state_key(self.range_id),
-            encode_pb(hard_state),
-        );
+        if vote_changed {
+            batch.put_cf(
+                self.engine.cf(CF_RAFT),
+                keys::hard_state_key(self.range_id),
+                encode_pb(hard_state),
+            );
+        }
     }
 
     pub fn set_commit(&mut self, batch: &mut WriteBatch, commit: u64) {
@@ -413,6 +428,41 @@ mod tests {
             .entries(6, 9, None, GetEntriesContext::empty(false))
             .unwrap();
         assert_eq!(entries, vec![entry(6, 6), entry(7, 6), entry(8, 7)]);
+    }
+
+    #[test]
+    fn commit_alone_is_not_written_but_restart_starts_from_applied() {
+        let (dir, engine) = fresh();
+        let mut storage = RangeStorage::load(engine.clone(), 1).unwrap();
+        let mut batch = WriteBatch::default();
+        storage
+            .append(&mut batch, &[entry(6, 6), entry(7, 6), entry(8, 6)])
+            .unwrap();
+        let voted = HardState {
+            term: 6,
+            vote: 3,
+            commit: 6,
+            ..HardState::default()
+        };
+        storage.set_hard_state(&mut batch, &voted);
+        engine.write(batch, true).unwrap();
+
+        let mut batch = WriteBatch::default();
+        storage.set_commit(&mut batch, 8);
+        assert!(batch.is_empty(), "a commit-only change is not written");
+        assert_eq!(storage.hard_state().commit, 8);
+        storage.set_applied(&mut batch, 7, None);
+        engine.write(batch, true).unwrap();
+        drop(storage);
+        drop(engine);
+
+        let engine = Engine::open(dir.path()).unwrap();
+        let state = RangeStorage::load(engine, 1)
+            .unwrap()
+            .initial_state()
+            .unwrap();
+        assert_eq!((state.hard_state.term, state.hard_state.vote), (6, 3));
+        assert_eq!(state.hard_state.commit, 7, "at least the applied index");
     }
 
     #[test]

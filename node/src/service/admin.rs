@@ -114,7 +114,12 @@ impl Admin for AdminService {
         let engine = self.engine.clone();
         let sizes = self.sizes.clone();
         let replicas = tokio::task::spawn_blocking(move || {
+            // Sizes cost a scan of the range: only leaders measure, and only
+            // leaders' figures are read (placement, `zdbctl ranges`).
             for replica in &mut replicas {
+                if replica.role != RaftRole::Leader as i32 {
+                    continue;
+                }
                 if let Some(range) = &replica.range {
                     let size = sizes.get_or_measure(&engine, range)?;
                     replica.approximate_keys = size.keys;

@@ -12,7 +12,11 @@ use crate::engine::{value, Engine, CF_DATA};
 use crate::error::Result;
 use crate::store::now_ms;
 
+/// A measurement is reused for this long, or for CACHE_COST_FACTOR times as
+/// long as it took if that is longer: measuring then never takes more than
+/// a few percent of a core, however large the range.
 const CACHE_FOR: Duration = Duration::from_secs(5);
+const CACHE_COST_FACTOR: u32 = 50;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RangeSize {
@@ -67,7 +71,12 @@ pub fn middle_key(engine: &Engine, range: &RangeDescriptor) -> Result<Option<Vec
 /// Sizes by range id and epoch version, reused for a few seconds.
 #[derive(Default)]
 pub struct SizeCache {
-    entries: Mutex<HashMap<(u64, u64), (Instant, RangeSize)>>,
+    entries: Mutex<HashMap<(u64, u64), Cached>>,
+}
+
+struct Cached {
+    fresh_until: Instant,
+    size: RangeSize,
 }
 
 impl SizeCache {
@@ -77,20 +86,27 @@ impl SizeCache {
             range.epoch.as_ref().map_or(0, |e| e.version),
         );
         let now = Instant::now();
-        if let Some((at, size)) = self
+        if let Some(cached) = self
             .entries
             .lock()
             .expect("cache lock is never poisoned")
             .get(&key)
         {
-            if now.duration_since(*at) < CACHE_FOR {
-                return Ok(*size);
+            if now < cached.fresh_until {
+                return Ok(cached.size);
             }
         }
         let size = measure(engine, range)?;
+        let took = now.elapsed();
         let mut entries = self.entries.lock().expect("cache lock is never poisoned");
-        entries.retain(|_, (at, _)| now.duration_since(*at) < CACHE_FOR * 4);
-        entries.insert(key, (now, size));
+        entries.retain(|_, cached| now < cached.fresh_until + CACHE_FOR * 4);
+        entries.insert(
+            key,
+            Cached {
+                fresh_until: now + CACHE_FOR.max(took * CACHE_COST_FACTOR),
+                size,
+            },
+        );
         Ok(size)
     }
 }

@@ -32,14 +32,13 @@ use crate::metrics;
 use crate::range::replica::{ProposalResponder, Reply};
 use crate::range::Replica;
 use crate::range::{descriptor, meta};
-use crate::transport::{Outbox, PeerDirectory};
+use crate::transport::{Outbox, Outgoing, PeerDirectory};
 
 /// Most messages taken from the queue in one pass, so that a flood of
 /// requests cannot delay persisting and answering the ones already taken.
 const MAX_MESSAGES_PER_PASS: usize = 4096;
 /// A pass that took this many messages means load: the next one lingers.
 const BUSY_PASS: usize = 16;
-const BATCH_LINGER: Duration = Duration::from_micros(200);
 
 pub struct Store {
     node_id: u64,
@@ -101,8 +100,12 @@ impl Store {
                     let mut taken = 1;
                     // Under load, linger briefly for more work: fewer, larger
                     // passes mean fewer syncs and fewer Raft messages per write.
-                    let linger_until =
-                        Instant::now() + if busy { BATCH_LINGER } else { Duration::ZERO };
+                    let linger_until = Instant::now()
+                        + if busy {
+                            self.raft.batch_linger
+                        } else {
+                            Duration::ZERO
+                        };
                     while taken < MAX_MESSAGES_PER_PASS {
                         let next = match self.inbox.try_recv() {
                             Ok(msg) => Some(msg),
@@ -335,6 +338,7 @@ impl Store {
             .map(|(&id, _)| id)
             .collect();
         let mut created = Vec::new();
+        let mut outgoing = Outgoing::default();
 
         for (&range_id, replica) in self.replicas.iter_mut() {
             if !replica.raw.has_ready() {
@@ -345,7 +349,7 @@ impl Store {
                 on_role_change(replica, soft.raft_state, soft.leader_id, &self.peers);
             }
             // A leader may send its appends before its own copy is durable.
-            self.outbox.send(range_id, ready.take_messages());
+            outgoing.push(range_id, ready.take_messages());
             if !ready.snapshot().is_empty() {
                 replica.install_snapshot(&self.engine, &mut batch, ready.snapshot())?;
                 existing.insert(range_id);
@@ -381,6 +385,7 @@ impl Store {
             must_sync |= ready.must_sync();
             readies.push((range_id, ready));
         }
+        self.outbox.send(&mut outgoing);
         if readies.is_empty() {
             return Ok(());
         }
@@ -398,12 +403,12 @@ impl Store {
                 .get_mut(&range_id)
                 .expect("ready replica exists");
             let mut ready = ready;
-            self.outbox.send(range_id, ready.take_persisted_messages());
+            outgoing.push(range_id, ready.take_persisted_messages());
             let mut light = replica.raw.advance(ready);
             if let Some(commit) = light.commit_index() {
                 replica.raw.mut_store().set_commit(&mut batch, commit);
             }
-            self.outbox.send(range_id, light.take_messages());
+            outgoing.push(range_id, light.take_messages());
             replica.apply_committed(
                 &self.engine,
                 &mut batch,
@@ -414,6 +419,7 @@ impl Store {
             )?;
             replica.raw.advance_apply();
         }
+        self.outbox.send(&mut outgoing);
         // Entries applied here are already durable in the log: no sync needed.
         self.engine.write(batch, false)?;
         self.open_created(&mut created);

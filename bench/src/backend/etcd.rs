@@ -1,0 +1,78 @@
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, GetOptions, KvClient, Txn, TxnOp, TxnOpResponse,
+};
+
+use super::CasResult;
+
+/// etcd v3 through `etcd-client`: one channel balanced over the endpoints;
+/// followers forward writes to the leader. Reads are etcd's default,
+/// linearizable (a ReadIndex round), like zdb's.
+#[derive(Clone)]
+pub struct EtcdBackend {
+    kv: KvClient,
+}
+
+impl EtcdBackend {
+    pub async fn connect(endpoints: &[String], timeout: Duration) -> Result<Self> {
+        let options = ConnectOptions::new()
+            .with_timeout(timeout)
+            .with_connect_timeout(timeout);
+        let client = Client::connect(endpoints, Some(options))
+            .await
+            .with_context(|| format!("cannot reach etcd at {}", endpoints.join(",")))?;
+        Ok(EtcdBackend {
+            kv: client.kv_client(),
+        })
+    }
+
+    pub async fn get(&self, key: Vec<u8>) -> Result<Option<Vec<u8>>> {
+        let response = self.kv.clone().get(key, None).await?;
+        Ok(response.kvs().first().map(|kv| kv.value().to_vec()))
+    }
+
+    pub async fn put(&self, key: Vec<u8>, value: Vec<u8>) -> Result<()> {
+        self.kv.clone().put(key, value, None).await?;
+        Ok(())
+    }
+
+    pub async fn scan(&self, start: Vec<u8>, end: Vec<u8>, count: usize) -> Result<usize> {
+        let options = GetOptions::new().with_range(end).with_limit(count as i64);
+        let response = self.kv.clone().get(start, Some(options)).await?;
+        Ok(response.kvs().len())
+    }
+
+    pub async fn compare_and_swap(
+        &self,
+        key: Vec<u8>,
+        expected: Option<Vec<u8>>,
+        new: Vec<u8>,
+    ) -> Result<CasResult> {
+        let condition = match expected {
+            Some(value) => Compare::value(key.clone(), CompareOp::Equal, value),
+            // A key that does not exist has version 0.
+            None => Compare::version(key.clone(), CompareOp::Equal, 0),
+        };
+        let txn = Txn::new()
+            .when([condition])
+            .and_then([TxnOp::put(key.clone(), new, None)])
+            .or_else([TxnOp::get(key, None)]);
+        let response = self.kv.clone().txn(txn).await?;
+        if response.succeeded() {
+            return Ok(CasResult {
+                succeeded: true,
+                current: None,
+            });
+        }
+        let current = response.op_responses().into_iter().find_map(|op| match op {
+            TxnOpResponse::Get(get) => Some(get.kvs().first().map(|kv| kv.value().to_vec())),
+            _ => None,
+        });
+        Ok(CasResult {
+            succeeded: false,
+            current: current.flatten(),
+        })
+    }
+}
