@@ -296,6 +296,12 @@ impl Store {
         }
         command.now_ms = now_ms();
         replica.load.write();
+        if crate::planted::active() == Some(crate::planted::PlantedBug::AckBeforeCommit)
+            && matches!(command.kind, Some(zdb_proto::v1::command::Kind::Write(_)))
+        {
+            let _ = responder.send(Ok(crate::range::apply::ApplyResult::Written));
+            return replica.propose(&command, None);
+        }
         replica.propose(&command, Some(responder))
     }
 
