@@ -94,7 +94,9 @@ impl ChaosCluster {
     /// be ready (see [`ChaosCluster::wait_ready`]).
     pub async fn start(config: ClusterConfig) -> Result<ChaosCluster> {
         if config.nodes == 0 {
-            return Err(ChaosError::Config("a cluster needs at least one node".into()));
+            return Err(ChaosError::Config(
+                "a cluster needs at least one node".into(),
+            ));
         }
         let binary = node_binary()?;
         let dir = tempfile::Builder::new().prefix("zdb-chaos-").tempdir()?;

@@ -160,7 +160,9 @@ impl History {
         set.sort_by_key(|call| call.invoked);
         for call in &set {
             let outcome = match &call.outcome {
-                Outcome::Ok(SetReply::Elements(elements)) => format!("ok {} elements", elements.len()),
+                Outcome::Ok(SetReply::Elements(elements)) => {
+                    format!("ok {} elements", elements.len())
+                }
                 other => other.label().to_owned(),
             };
             let _ = writeln!(

@@ -8,7 +8,10 @@ use clap::Parser;
 use zdb_chaos::{run, RunConfig, Schedule};
 
 #[derive(Parser, Debug)]
-#[command(name = "zdb-chaos", about = "Fault injection and linearizability checking for zdb")]
+#[command(
+    name = "zdb-chaos",
+    about = "Fault injection and linearizability checking for zdb"
+)]
 struct Args {
     /// Node processes to start.
     #[arg(long, default_value_t = 3)]
@@ -37,7 +40,10 @@ async fn main() {
     let args = Args::parse();
     let Some(schedule) = Schedule::parse(&args.schedule) else {
         let names: Vec<&str> = Schedule::ALL.iter().map(|s| s.name()).collect();
-        eprintln!("error: unknown schedule {:?}; one of {names:?}", args.schedule);
+        eprintln!(
+            "error: unknown schedule {:?}; one of {names:?}",
+            args.schedule
+        );
         std::process::exit(2);
     };
     let seed = args.seed.unwrap_or_else(|| {
@@ -49,7 +55,12 @@ async fn main() {
         "zdb-chaos: seed {seed}, {} nodes, schedule {schedule}, {} s",
         args.nodes, args.duration
     );
-    let mut config = RunConfig::new(args.nodes, Duration::from_secs(args.duration), seed, schedule);
+    let mut config = RunConfig::new(
+        args.nodes,
+        Duration::from_secs(args.duration),
+        seed,
+        schedule,
+    );
     config.out = args.out;
     config.register_workers = args.workers;
     config.always_report = args.always_report;

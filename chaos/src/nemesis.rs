@@ -245,7 +245,10 @@ impl Nemesis {
                     };
                     let rest: Vec<u64> = ids.iter().copied().filter(|&id| id != leader).collect();
                     self.cluster.lock().await.partition(&[vec![leader], rest]);
-                    self.note(FaultKind::IsolateLeader, format!("isolate leader node {leader}"));
+                    self.note(
+                        FaultKind::IsolateLeader,
+                        format!("isolate leader node {leader}"),
+                    );
                 }
                 2 if ids.len() >= 3 => {
                     // A bridge: two sides that cannot see each other, and
@@ -289,7 +292,10 @@ impl Nemesis {
                     }
                 }
                 drop(cluster);
-                self.note(FaultKind::SlowLinks, format!("every link delayed {delay:?}"));
+                self.note(
+                    FaultKind::SlowLinks,
+                    format!("every link delayed {delay:?}"),
+                );
             }
             1 => {
                 let node = self.random_node();
@@ -325,7 +331,9 @@ impl Nemesis {
         let kill_after = self.millis(0..400);
         let change = self.topology_change();
         let change = async {
-            tokio::time::timeout(Duration::from_secs(20), change).await.ok()
+            tokio::time::timeout(Duration::from_secs(20), change)
+                .await
+                .ok()
         };
         let described = if kill_during {
             let killer = async {
@@ -353,7 +361,9 @@ impl Nemesis {
 
     /// Runs one random topology change; None if there was nothing to do.
     /// Errors are expected under faults: the attempt still counts.
-    fn topology_change(&mut self) -> impl std::future::Future<Output = Option<(FaultKind, String)>> + 'static {
+    fn topology_change(
+        &mut self,
+    ) -> impl std::future::Future<Output = Option<(FaultKind, String)>> + 'static {
         let admin = self.admin.clone();
         let addresses = self.addresses.clone();
         let choice = self.rng.random_range(0..3);
@@ -377,17 +387,28 @@ impl Nemesis {
                 0 if split_allowed => {
                     let key = split_key(&mut rng);
                     let result = admin.split_at(key.as_bytes()).await;
-                    Some((FaultKind::Split, format!("split at {key}: {}", ok_or(&result))))
+                    Some((
+                        FaultKind::Split,
+                        format!("split at {key}: {}", ok_or(&result)),
+                    ))
                 }
                 1 => {
                     let members: Vec<u64> = range.replicas.iter().map(|r| r.node_id).collect();
-                    let target = *members.iter().filter(|&&id| Some(id) != leader).collect::<Vec<_>>().choose(&mut rng)?;
+                    let target = *members
+                        .iter()
+                        .filter(|&&id| Some(id) != leader)
+                        .collect::<Vec<_>>()
+                        .choose(&mut rng)?;
                     let result = admin
                         .transfer_leader(leader_address.as_deref(), range.range_id, *target)
                         .await;
                     Some((
                         FaultKind::TransferLeader,
-                        format!("range {} leader -> node {target}: {}", range.range_id, ok_or(&result)),
+                        format!(
+                            "range {} leader -> node {target}: {}",
+                            range.range_id,
+                            ok_or(&result)
+                        ),
                     ))
                 }
                 _ => {
@@ -408,11 +429,15 @@ impl Nemesis {
                         }
                     };
                     let (first, second) = if add == remove {
-                        let removed = admin.remove_replica(leader_address.as_deref(), range.range_id, remove).await;
+                        let removed = admin
+                            .remove_replica(leader_address.as_deref(), range.range_id, remove)
+                            .await;
                         let added = admin.add_replica(None, range.range_id, add).await;
                         (ok_or(&removed), ok_or(&added))
                     } else {
-                        let added = admin.add_replica(leader_address.as_deref(), range.range_id, add).await;
+                        let added = admin
+                            .add_replica(leader_address.as_deref(), range.range_id, add)
+                            .await;
                         let removed = admin.remove_replica(None, range.range_id, remove).await;
                         (ok_or(&added), ok_or(&removed))
                     };
@@ -445,9 +470,17 @@ fn ok_or<T>(result: &zdb_client::Result<T>) -> String {
 /// A key inside the workloads' key space, where splits matter.
 fn split_key(rng: &mut StdRng) -> String {
     if rng.random_bool(0.5) {
-        format!("reg/{:05}/{:02}", rng.random_range(0..20), rng.random_range(0..10))
+        format!(
+            "reg/{:05}/{:02}",
+            rng.random_range(0..20),
+            rng.random_range(0..10)
+        )
     } else {
-        format!("set/p{}-{}", rng.random_range(1..8), rng.random_range(1..2000))
+        format!(
+            "set/p{}-{}",
+            rng.random_range(1..8),
+            rng.random_range(1..2000)
+        )
     }
 }
 
@@ -466,8 +499,14 @@ pub async fn leader_of(admin: &Client, addresses: &[(u64, String)], range_id: u6
             continue;
         };
         for replica in status.replicas {
-            let is_range = replica.range.as_ref().is_some_and(|r| r.range_id == range_id);
-            if is_range && replica.role == RaftRole::Leader as i32 && best.is_none_or(|(term, _)| replica.term > term) {
+            let is_range = replica
+                .range
+                .as_ref()
+                .is_some_and(|r| r.range_id == range_id);
+            if is_range
+                && replica.role == RaftRole::Leader as i32
+                && best.is_none_or(|(term, _)| replica.term > term)
+            {
                 best = Some((replica.term, *node));
             }
         }

@@ -77,7 +77,9 @@ impl Proxy {
 
     /// Cuts every open connection; the peer sees a reset and reconnects.
     pub fn reset_connections(&self) {
-        self.control.resets.send_modify(|generation| *generation += 1);
+        self.control
+            .resets
+            .send_modify(|generation| *generation += 1);
     }
 }
 
@@ -152,7 +154,9 @@ async fn pump(
         let current = *fault.borrow();
         match current {
             LinkFault::Delay(delay) => tokio::time::sleep(delay).await,
-            LinkFault::Lossy(probability) if rand::rng().random_bool(probability.clamp(0.0, 1.0)) => {
+            LinkFault::Lossy(probability)
+                if rand::rng().random_bool(probability.clamp(0.0, 1.0)) =>
+            {
                 return Err(ChaosError::Stopped("connection broken by a lossy link"));
             }
             _ => {}
@@ -232,7 +236,9 @@ mod tests {
         proxy.set(LinkFault::Delay(Duration::from_millis(200)));
         let mut stream = TcpStream::connect(proxy.address()).await.expect("connect");
         let started = std::time::Instant::now();
-        assert!(round_trip(&mut stream, Duration::from_secs(5)).await.is_some());
+        assert!(round_trip(&mut stream, Duration::from_secs(5))
+            .await
+            .is_some());
         // Two crossings of the proxy, 200 ms each.
         assert!(started.elapsed() >= Duration::from_millis(400));
     }

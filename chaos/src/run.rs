@@ -111,7 +111,11 @@ impl fmt::Display for RunSummary {
             Some(dir) => writeln!(f, "  report saved in {}", dir.display())?,
             None => writeln!(f, "  no report saved")?,
         }
-        write!(f, "  verdict: {}", if self.passed() { "PASS" } else { "FAIL" })
+        write!(
+            f,
+            "  verdict: {}",
+            if self.passed() { "PASS" } else { "FAIL" }
+        )
     }
 }
 
@@ -189,7 +193,11 @@ pub async fn run(config: RunConfig) -> Result<RunSummary> {
 
     // Quiet now: everything healed. Read every key back.
     cluster.lock().await.heal_all()?;
-    cluster.lock().await.wait_ready(Duration::from_secs(60)).await?;
+    cluster
+        .lock()
+        .await
+        .wait_ready(Duration::from_secs(60))
+        .await?;
     final_reads(&final_client, &workload, &history).await?;
 
     let check_started = Instant::now();
@@ -240,7 +248,8 @@ async fn final_reads(
     for key in workload.keys_until(history) {
         loop {
             let call =
-                register::execute(FINAL_READER, client, history, key.clone(), RegisterOp::Get).await;
+                register::execute(FINAL_READER, client, history, key.clone(), RegisterOp::Get)
+                    .await;
             let done = matches!(call.outcome, Outcome::Ok(_));
             history.record_register(call);
             if done {

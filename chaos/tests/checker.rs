@@ -4,13 +4,21 @@
 
 use zdb_chaos::checker::linearizability::{check, check_key, KeyVerdict};
 use zdb_chaos::checker::{set, Verdict};
-use zdb_chaos::history::{Outcome, RegisterCall, RegisterOp, RegisterReply, SetCall, SetOp, SetReply};
+use zdb_chaos::history::{
+    Outcome, RegisterCall, RegisterOp, RegisterReply, SetCall, SetOp, SetReply,
+};
 
 fn v(text: &str) -> Vec<u8> {
     text.as_bytes().to_vec()
 }
 
-fn call(process: u64, op: RegisterOp, invoked: u64, completed: u64, outcome: Outcome<RegisterReply>) -> RegisterCall {
+fn call(
+    process: u64,
+    op: RegisterOp,
+    invoked: u64,
+    completed: u64,
+    outcome: Outcome<RegisterReply>,
+) -> RegisterCall {
     RegisterCall {
         process,
         key: "k".into(),
@@ -22,18 +30,43 @@ fn call(process: u64, op: RegisterOp, invoked: u64, completed: u64, outcome: Out
 }
 
 fn put(process: u64, value: &str, invoked: u64, completed: u64) -> RegisterCall {
-    call(process, RegisterOp::Put(v(value)), invoked, completed, Outcome::Ok(RegisterReply::Written))
+    call(
+        process,
+        RegisterOp::Put(v(value)),
+        invoked,
+        completed,
+        Outcome::Ok(RegisterReply::Written),
+    )
 }
 
 fn get(process: u64, seen: Option<&str>, invoked: u64, completed: u64) -> RegisterCall {
-    call(process, RegisterOp::Get, invoked, completed, Outcome::Ok(RegisterReply::Read(seen.map(v))))
+    call(
+        process,
+        RegisterOp::Get,
+        invoked,
+        completed,
+        Outcome::Ok(RegisterReply::Read(seen.map(v))),
+    )
 }
 
 fn unknown_put(process: u64, value: &str, invoked: u64, completed: u64) -> RegisterCall {
-    call(process, RegisterOp::Put(v(value)), invoked, completed, Outcome::Unknown("timeout".into()))
+    call(
+        process,
+        RegisterOp::Put(v(value)),
+        invoked,
+        completed,
+        Outcome::Unknown("timeout".into()),
+    )
 }
 
-fn cas(process: u64, expected: Option<&str>, new: &str, invoked: u64, completed: u64, outcome: Outcome<RegisterReply>) -> RegisterCall {
+fn cas(
+    process: u64,
+    expected: Option<&str>,
+    new: &str,
+    invoked: u64,
+    completed: u64,
+    outcome: Outcome<RegisterReply>,
+) -> RegisterCall {
     call(
         process,
         RegisterOp::Cas {
@@ -61,7 +94,13 @@ fn sequential_history_is_linearizable() {
         get(2, Some("a"), 4, 5),
         cas(1, Some("a"), "b", 6, 7, cas_reply(true, Some("a"))),
         cas(2, Some("a"), "c", 8, 9, cas_reply(false, Some("b"))),
-        call(1, RegisterOp::Delete, 10, 11, Outcome::Ok(RegisterReply::Written)),
+        call(
+            1,
+            RegisterOp::Delete,
+            10,
+            11,
+            Outcome::Ok(RegisterReply::Written),
+        ),
         get(2, None, 12, 13),
     ];
     assert_eq!(check_key(&history), KeyVerdict::Linearizable);
@@ -82,7 +121,11 @@ fn concurrent_reads_may_see_either_side_of_a_concurrent_write() {
 
 #[test]
 fn a_stale_read_after_a_completed_write_is_caught() {
-    let history = [put(1, "a", 0, 1), put(1, "b", 2, 3), get(2, Some("a"), 4, 5)];
+    let history = [
+        put(1, "a", 0, 1),
+        put(1, "b", 2, 3),
+        get(2, Some("a"), 4, 5),
+    ];
     assert!(matches!(check_key(&history), KeyVerdict::Violation { .. }));
 }
 
@@ -113,10 +156,19 @@ fn a_value_nobody_wrote_is_caught() {
 #[test]
 fn an_unknown_write_may_apply_late_or_never() {
     // The unknown put of "x" was never observed: fine.
-    let never = [unknown_put(1, "x", 0, 1), get(2, None, 2, 3), put(2, "a", 4, 5), get(2, Some("a"), 6, 7)];
+    let never = [
+        unknown_put(1, "x", 0, 1),
+        get(2, None, 2, 3),
+        put(2, "a", 4, 5),
+        get(2, Some("a"), 6, 7),
+    ];
     assert_eq!(check_key(&never), KeyVerdict::Linearizable);
     // Observed long after the client gave up on it: also fine, it may apply any time.
-    let late = [unknown_put(1, "x", 0, 1), get(2, None, 2, 3), get(2, Some("x"), 50, 51)];
+    let late = [
+        unknown_put(1, "x", 0, 1),
+        get(2, None, 2, 3),
+        get(2, Some("x"), 50, 51),
+    ];
     assert_eq!(check_key(&late), KeyVerdict::Linearizable);
 }
 
@@ -153,12 +205,18 @@ fn an_unknown_cas_applies_only_where_its_comparison_holds() {
         cas(2, Some("a"), "b", 2, 3, Outcome::Unknown("timeout".into())),
         get(3, Some("b"), 10, 11),
     ];
-    assert!(matches!(check_key(&impossible), KeyVerdict::Violation { .. }));
+    assert!(matches!(
+        check_key(&impossible),
+        KeyVerdict::Violation { .. }
+    ));
 }
 
 #[test]
 fn a_cas_that_reports_the_wrong_outcome_is_caught() {
-    let history = [put(1, "a", 0, 1), cas(2, Some("a"), "b", 2, 3, cas_reply(false, Some("a")))];
+    let history = [
+        put(1, "a", 0, 1),
+        cas(2, Some("a"), "b", 2, 3, cas_reply(false, Some("a"))),
+    ];
     assert!(matches!(check_key(&history), KeyVerdict::Violation { .. }));
 }
 
@@ -166,7 +224,13 @@ fn a_cas_that_reports_the_wrong_outcome_is_caught() {
 fn failed_operations_change_nothing() {
     let history = [
         put(1, "a", 0, 1),
-        call(2, RegisterOp::Put(v("b")), 2, 3, Outcome::Failed("invalid".into())),
+        call(
+            2,
+            RegisterOp::Put(v("b")),
+            2,
+            3,
+            Outcome::Failed("invalid".into()),
+        ),
         get(3, Some("a"), 4, 5),
     ];
     assert_eq!(check_key(&history), KeyVerdict::Linearizable);
@@ -203,13 +267,22 @@ fn many_concurrent_operations_are_checked_quickly() {
             history.push(get(process, latest.as_deref(), time + 14, time + 20));
         }
         if round % 5 == 0 {
-            history.push(unknown_put(process + 100, &format!("u{round}"), time, time + 1));
+            history.push(unknown_put(
+                process + 100,
+                &format!("u{round}"),
+                time,
+                time + 1,
+            ));
         }
         time += 10;
     }
     let started = std::time::Instant::now();
     assert_eq!(check_key(&history), KeyVerdict::Linearizable);
-    assert!(started.elapsed() < std::time::Duration::from_secs(20), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "took {:?}",
+        started.elapsed()
+    );
 }
 
 fn add(element: &str, invoked: u64, completed: u64, outcome: Outcome<SetReply>) -> SetCall {
@@ -228,7 +301,9 @@ fn read(elements: &[&str], invoked: u64, completed: u64) -> SetCall {
         op: SetOp::ReadAll,
         invoked,
         completed,
-        outcome: Outcome::Ok(SetReply::Elements(elements.iter().map(|e| e.to_string()).collect())),
+        outcome: Outcome::Ok(SetReply::Elements(
+            elements.iter().map(|e| e.to_string()).collect(),
+        )),
     }
 }
 
@@ -246,9 +321,15 @@ fn set_checker_accepts_complete_reads_and_unknown_adds_either_way() {
 
 #[test]
 fn set_checker_catches_lost_phantom_and_vanished_elements() {
-    let lost = [add("a", 0, 1, Outcome::Ok(SetReply::Added)), read(&[], 2, 3)];
+    let lost = [
+        add("a", 0, 1, Outcome::Ok(SetReply::Added)),
+        read(&[], 2, 3),
+    ];
     assert!(!set::check(&lost).passed());
-    let phantom = [add("a", 0, 1, Outcome::Ok(SetReply::Added)), read(&["a", "zz"], 2, 3)];
+    let phantom = [
+        add("a", 0, 1, Outcome::Ok(SetReply::Added)),
+        read(&["a", "zz"], 2, 3),
+    ];
     assert!(!set::check(&phantom).passed());
     let vanished = [
         add("a", 0, 1, Outcome::Unknown("timeout".into())),
@@ -256,6 +337,12 @@ fn set_checker_catches_lost_phantom_and_vanished_elements() {
         read(&[], 4, 5),
     ];
     assert!(!set::check(&vanished).passed());
-    let unverified = [add("a", 5, 6, Outcome::Ok(SetReply::Added)), read(&[], 0, 1)];
-    assert!(!set::check(&unverified).passed(), "no read after the last add: nothing proven");
+    let unverified = [
+        add("a", 5, 6, Outcome::Ok(SetReply::Added)),
+        read(&[], 0, 1),
+    ];
+    assert!(
+        !set::check(&unverified).passed(),
+        "no read after the last add: nothing proven"
+    );
 }

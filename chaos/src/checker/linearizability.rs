@@ -51,7 +51,9 @@ pub enum KeyVerdict {
     Linearizable,
     /// Index (into the key's calls) of the operation that could not be
     /// placed at the deepest point the search reached.
-    Violation { stuck_at: usize },
+    Violation {
+        stuck_at: usize,
+    },
     Inconclusive,
 }
 
@@ -108,7 +110,11 @@ fn build_events(ops: &[Operation]) -> Vec<Event> {
         let index = position + 1;
         events.push(Event {
             prev: index - 1,
-            next: if position + 1 < order.len() { index + 1 } else { NIL },
+            next: if position + 1 < order.len() {
+                index + 1
+            } else {
+                NIL
+            },
             op,
             is_call: !is_return,
             partner: NIL,

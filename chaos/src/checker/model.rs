@@ -31,8 +31,12 @@ impl Values {
 /// outcome is unknown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
-    Get { observed: State },
-    Put { value: State },
+    Get {
+        observed: State,
+    },
+    Put {
+        value: State,
+    },
     Delete,
     Cas {
         expected: State,
@@ -45,7 +49,11 @@ pub enum Step {
 impl Step {
     /// None when the operation cannot be checked (a read whose result is not
     /// known constrains nothing).
-    pub fn new(op: &RegisterOp, reply: Option<&RegisterReply>, values: &mut Values) -> Option<Step> {
+    pub fn new(
+        op: &RegisterOp,
+        reply: Option<&RegisterReply>,
+        values: &mut Values,
+    ) -> Option<Step> {
         Some(match (op, reply) {
             (RegisterOp::Get, Some(RegisterReply::Read(observed))) => Step::Get {
                 observed: values.id(observed),

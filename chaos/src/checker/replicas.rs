@@ -52,10 +52,16 @@ async fn check_once(client: &Client, nodes: &[(u64, String)]) -> Verdict {
     for (node, address) in nodes {
         let status = match client.node_status(address).await {
             Ok(status) => status,
-            Err(err) => return Verdict::Fail(vec![format!("node {node} did not report its status: {err}")]),
+            Err(err) => {
+                return Verdict::Fail(vec![format!(
+                    "node {node} did not report its status: {err}"
+                )])
+            }
         };
         for replica in status.replicas {
-            let Some(range) = &replica.range else { continue };
+            let Some(range) = &replica.range else {
+                continue;
+            };
             if range.range_id == META_RANGE_ID {
                 continue;
             }
@@ -96,7 +102,10 @@ async fn check_once(client: &Client, nodes: &[(u64, String)]) -> Verdict {
                 (view.node, view.status.applied_index, epoch)
             })
             .collect();
-        if applied.windows(2).any(|pair| pair[0].1 != pair[1].1 || pair[0].2 != pair[1].2) {
+        if applied
+            .windows(2)
+            .any(|pair| pair[0].1 != pair[1].1 || pair[0].2 != pair[1].2)
+        {
             problems.push(format!(
                 "range {range_id}: replicas at different points (node, applied index, epoch): {applied:?}"
             ));
@@ -144,10 +153,14 @@ async fn check_once(client: &Client, nodes: &[(u64, String)]) -> Verdict {
 fn difference(a: &Result<Vec<KeyValue>, String>, b: &Result<Vec<KeyValue>, String>) -> String {
     match (a, b) {
         (Ok(a), Ok(b)) => {
-            let left: BTreeMap<&[u8], &[u8]> =
-                a.iter().map(|kv| (kv.key.as_slice(), kv.value.as_slice())).collect();
-            let right: BTreeMap<&[u8], &[u8]> =
-                b.iter().map(|kv| (kv.key.as_slice(), kv.value.as_slice())).collect();
+            let left: BTreeMap<&[u8], &[u8]> = a
+                .iter()
+                .map(|kv| (kv.key.as_slice(), kv.value.as_slice()))
+                .collect();
+            let right: BTreeMap<&[u8], &[u8]> = b
+                .iter()
+                .map(|kv| (kv.key.as_slice(), kv.value.as_slice()))
+                .collect();
             let differing: Vec<String> = left
                 .keys()
                 .chain(right.keys())
@@ -155,7 +168,11 @@ fn difference(a: &Result<Vec<KeyValue>, String>, b: &Result<Vec<KeyValue>, Strin
                 .take(5)
                 .map(|key| String::from_utf8_lossy(key).into_owned())
                 .collect();
-            format!("{} vs {} keys; differing keys include {differing:?}", a.len(), b.len())
+            format!(
+                "{} vs {} keys; differing keys include {differing:?}",
+                a.len(),
+                b.len()
+            )
         }
         (a, b) => format!("{:?} vs {:?}", a.as_ref().err(), b.as_ref().err()),
     }

@@ -37,7 +37,10 @@ pub fn check(calls: &[SetCall]) -> Verdict {
     let mut problems = Vec::new();
     let last_ack = acknowledged.values().copied().max().unwrap_or(0);
     if !acknowledged.is_empty() && !reads.iter().any(|(read, _)| read.invoked > last_ack) {
-        problems.push("no successful read after the last acknowledged add: lost writes cannot be ruled out".to_owned());
+        problems.push(
+            "no successful read after the last acknowledged add: lost writes cannot be ruled out"
+                .to_owned(),
+        );
     }
 
     let mut lost = Vec::new();
@@ -48,7 +51,10 @@ pub fn check(calls: &[SetCall]) -> Verdict {
     for (read, elements) in &reads {
         for element in elements {
             if !attempted.contains(element) {
-                phantoms.push(format!("read at {} returned {element}, which was never added", read.invoked));
+                phantoms.push(format!(
+                    "read at {} returned {element}, which was never added",
+                    read.invoked
+                ));
             }
         }
         for (&element, &acked_at) in &acknowledged {
@@ -72,7 +78,11 @@ pub fn check(calls: &[SetCall]) -> Verdict {
             *seen = (*seen).min(read.completed);
         }
     }
-    for (kind, list) in [("lost", lost), ("phantom", phantoms), ("vanished", vanished)] {
+    for (kind, list) in [
+        ("lost", lost),
+        ("phantom", phantoms),
+        ("vanished", vanished),
+    ] {
         if !list.is_empty() {
             let count = list.len();
             let shown: Vec<String> = list.into_iter().take(MAX_LISTED).collect();

@@ -18,6 +18,9 @@ use zdb_client::Error;
 pub fn definitely_not_applied(error: &Error) -> bool {
     matches!(
         error,
-        Error::InvalidArgument(_) | Error::BadEndpoint { .. } | Error::NoEndpoints | Error::CrossRange(_)
+        Error::InvalidArgument(_)
+            | Error::BadEndpoint { .. }
+            | Error::NoEndpoints
+            | Error::CrossRange(_)
     )
 }

@@ -71,7 +71,10 @@ pub async fn run_worker(
             Outcome::Ok(RegisterReply::Read(value)) => {
                 last_seen.insert(key, value.clone());
             }
-            Outcome::Ok(RegisterReply::Cas { previous, succeeded }) => {
+            Outcome::Ok(RegisterReply::Cas {
+                previous,
+                succeeded,
+            }) => {
                 let now = match (&call.op, succeeded) {
                     (RegisterOp::Cas { new, .. }, true) => Some(new.clone()),
                     _ => previous.clone(),
@@ -114,7 +117,9 @@ pub async fn execute(
     let completed = history.now();
     let outcome = match result {
         Ok(reply) => Outcome::Ok(reply),
-        Err(err) if op.is_read() || definitely_not_applied(&err) => Outcome::Failed(err.to_string()),
+        Err(err) if op.is_read() || definitely_not_applied(&err) => {
+            Outcome::Failed(err.to_string())
+        }
         Err(err) => Outcome::Unknown(err.to_string()),
     };
     RegisterCall {

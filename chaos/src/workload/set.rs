@@ -14,7 +14,12 @@ pub const PREFIX: &str = "set/";
 const END: &str = "set0"; // '0' follows '/': the first key after the prefix
 
 /// Adds `p{process}-{n}` for n = 1, 2, ... until `stop`.
-pub async fn run_adder(process: u64, client: Client, history: History, mut stop: watch::Receiver<bool>) {
+pub async fn run_adder(
+    process: u64,
+    client: Client,
+    history: History,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut sequence = 0u64;
     while !*stop.borrow_and_update() {
         sequence += 1;
