@@ -26,20 +26,20 @@ pub struct ClusterConfig {
     pub extra_args: Vec<String>,
     /// Environment for the node processes (e.g. a planted-bug switch).
     pub env: Vec<(String, String)>,
+    /// Compact a range's Raft log beyond this many entries. Small values
+    /// make lagging and re-added replicas need snapshots, which puts
+    /// snapshot transfer under the faults.
+    pub log_compact_threshold: u64,
 }
 
 impl ClusterConfig {
     pub fn new(nodes: u64) -> Self {
         ClusterConfig {
             nodes,
-            extra_args: vec![
-                // Fast elections so faults heal quickly.
-                "--raft-tick-ms=50".into(),
-                // Compact often: lagging and re-added replicas then need
-                // snapshots, which puts snapshot transfer under the faults.
-                "--log-compact-threshold=300".into(),
-            ],
+            // Fast elections so faults heal quickly.
+            extra_args: vec!["--raft-tick-ms=50".into()],
             env: Vec::new(),
+            log_compact_threshold: 300,
         }
     }
 }
@@ -202,6 +202,10 @@ impl ChaosCluster {
             .arg(format!("--data={}", node.data_dir.display()))
             .arg(format!("--peers={peers}"))
             .arg("--cluster-id=chaos")
+            .arg(format!(
+                "--log-compact-threshold={}",
+                config.log_compact_threshold
+            ))
             .args(&config.extra_args)
             .envs(config.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())

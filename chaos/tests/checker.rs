@@ -346,3 +346,31 @@ fn set_checker_catches_lost_phantom_and_vanished_elements() {
         "no read after the last add: nothing proven"
     );
 }
+
+#[test]
+fn one_put_applied_twice_around_another_write_is_caught() {
+    // Found in a real run (flaky network): the client resent a put whose
+    // first attempt had applied; p2-3844 came back after p5-3816 replaced it.
+    let history = [
+        put(2, "p2-3844", 100, 900),
+        get(1, Some("p2-3844"), 110, 120),
+        cas(
+            5,
+            Some("p2-3844"),
+            "p5-3816",
+            200,
+            300,
+            cas_reply(true, Some("p2-3844")),
+        ),
+        get(5, Some("p5-3816"), 310, 320),
+        cas(
+            1,
+            Some("x"),
+            "y",
+            400,
+            500,
+            cas_reply(false, Some("p2-3844")),
+        ),
+    ];
+    assert!(matches!(check_key(&history), KeyVerdict::Violation { .. }));
+}

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use zdb_chaos::checker::{replicas, Verdict};
 use zdb_chaos::cluster::{ChaosCluster, ClusterConfig};
+use zdb_chaos::proxy::LinkFault;
 use zdb_client::Consistency;
 use zdb_proto::v1::RaftRole;
 
@@ -35,7 +36,7 @@ where
 async fn restart_replays_a_split_and_installs_the_new_ranges_snapshot() {
     let mut config = ClusterConfig::new(3);
     // Compact after 50 entries: the new range's log is gone before node 3 returns.
-    config.extra_args.push("--log-compact-threshold=50".into());
+    config.log_compact_threshold = 50;
     let mut cluster = ChaosCluster::start(config).await.expect("cluster starts");
     cluster
         .wait_ready(Duration::from_secs(60))
@@ -128,4 +129,111 @@ async fn restart_replays_a_split_and_installs_the_new_ranges_snapshot() {
         "a node crashed: {:?}",
         cluster.crashed_nodes()
     );
+}
+
+/// Found by zdb-chaos (flaky-network schedule, seed 3): a follower that
+/// hears from a new range's leader before it applies the split creating that
+/// range makes an empty replica for it; when the split then applied in the
+/// same pass, the empty replica's hard state (commit 0) overwrote the split's
+/// bootstrap state and the node panicked ("hs.commit 0 is out of range
+/// [5, 5]"), also on every restart. Cutting the link from the parent's
+/// leader to one follower during the split, then healing it, delivers the
+/// split's commit and the new range's first messages in one batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn splits_survive_the_new_ranges_leader_arriving_first() {
+    let mut cluster = ChaosCluster::start(ClusterConfig::new(3))
+        .await
+        .expect("cluster starts");
+    cluster
+        .wait_ready(Duration::from_secs(60))
+        .await
+        .expect("cluster ready");
+    let client = cluster.client(Duration::from_secs(10)).expect("client");
+    let nodes: Vec<(u64, String)> = cluster
+        .node_ids()
+        .into_iter()
+        .filter_map(|id| Some((id, cluster.address(id)?)))
+        .collect();
+    client.split_at(b"split/").await.expect("first split");
+    for index in 0..8 {
+        let key = format!("split/{index:02}");
+        let parent = client
+            .ranges(key.as_bytes(), format!("{key}\0").as_bytes())
+            .await
+            .expect("the parent range")[0]
+            .clone();
+        let leader = eventually("the parent's leader", Duration::from_secs(30), || {
+            let (client, nodes) = (client.clone(), nodes.clone());
+            async move { zdb_chaos::nemesis::leader_of(&client, &nodes, parent.range_id).await }
+        })
+        .await;
+        // Not the meta range's leader: the split needs it for a range id.
+        let meta_leader = zdb_chaos::nemesis::leader_of(&client, &nodes, 1).await;
+        let follower = cluster
+            .node_ids()
+            .into_iter()
+            .find(|&id| id != leader && Some(id) != meta_leader)
+            .expect("a follower");
+        cluster.set_link(leader, follower, LinkFault::Blackhole);
+        let (_, right) = client
+            .split_at(key.as_bytes())
+            .await
+            .expect("split with a quorum of two");
+        // Let the new range elect its leader without the follower, then
+        // deliver everything the follower missed at once.
+        let others: Vec<(u64, String)> = nodes
+            .iter()
+            .filter(|(id, _)| *id != follower)
+            .cloned()
+            .collect();
+        eventually("the new range's leader", Duration::from_secs(30), || {
+            let (client, others) = (client.clone(), others.clone());
+            async move { zdb_chaos::nemesis::leader_of(&client, &others, right.range_id).await }
+        })
+        .await;
+        cluster.heal_network();
+        let address = cluster.address(follower).expect("follower address");
+        let joined = eventually(
+            "the follower to hold the new range",
+            Duration::from_secs(30),
+            || {
+                let (client, address) = (client.clone(), address.clone());
+                async move {
+                    let status = client.node_status(&address).await.ok()?;
+                    status
+                        .replicas
+                        .iter()
+                        .any(|r| {
+                            r.range
+                                .as_ref()
+                                .is_some_and(|d| d.range_id == right.range_id)
+                        })
+                        .then_some(())
+                }
+            },
+        );
+        tokio::select! {
+            _ = joined => {}
+            _ = wait_for_crash(&mut cluster) => {}
+        }
+        assert!(
+            cluster.crashed_nodes().is_empty(),
+            "node {follower} crashed after split {index}; see {}",
+            cluster.dir().display()
+        );
+    }
+    let verdict = replicas::check(&client, &nodes, Duration::from_secs(60)).await;
+    assert!(
+        cluster.crashed_nodes().is_empty(),
+        "a node crashed: {:?}",
+        cluster.crashed_nodes()
+    );
+    assert_eq!(verdict, Verdict::Pass, "replicas differ: {verdict}");
+}
+
+/// Returns once any node's process has exited on its own.
+async fn wait_for_crash(cluster: &mut ChaosCluster) {
+    while cluster.crashed_nodes().is_empty() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

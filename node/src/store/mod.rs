@@ -522,7 +522,7 @@ pub fn bootstrap(
         &mut batch,
         range.range_id,
         node_ids.to_vec(),
-    );
+    )?;
     engine.write(batch, true)?;
     Ok(range)
 }
