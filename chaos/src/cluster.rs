@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -196,7 +197,17 @@ impl ChaosCluster {
             .create(true)
             .append(true)
             .open(&node.log)?;
-        let child = Command::new(binary)
+        let mut command = Command::new(binary);
+        // SAFETY: prctl(2) is async-signal-safe; nothing else runs between
+        // fork and exec. A node must not outlive the harness (even one
+        // killed by a signal, which runs no destructors).
+        unsafe {
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = command
             .arg(format!("--id={id}"))
             .arg(format!("--listen={}", node.address))
             .arg(format!("--data={}", node.data_dir.display()))

@@ -71,10 +71,16 @@ pub struct RegisterCall {
     pub outcome: Outcome<RegisterReply>,
 }
 
+/// Set operations. Elements are `"{part}/{name}"`: the set is read one
+/// part at a time (a part is a generation of the workload), which keeps each
+/// read, and the history, small however long the run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SetOp {
     Add(String),
-    ReadAll,
+    /// Reads every element of one part (`part` ends with '/').
+    ReadAll {
+        part: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

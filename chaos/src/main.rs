@@ -64,7 +64,28 @@ async fn main() {
     config.out = args.out;
     config.register_workers = args.workers;
     config.always_report = args.always_report;
-    match run(config).await {
+    // Ctrl-C or SIGTERM: drop the run, which stops every node it started.
+    let interrupted = async {
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async {
+                match terminate.as_mut() {
+                    Some(signal) => { signal.recv().await; }
+                    None => std::future::pending::<()>().await,
+                }
+            } => {}
+        }
+    };
+    let outcome = tokio::select! {
+        outcome = run(config) => outcome,
+        _ = interrupted => {
+            eprintln!("zdb-chaos: interrupted; stopping the nodes");
+            std::process::exit(130);
+        }
+    };
+    match outcome {
         Ok(summary) => {
             println!("{summary}");
             if !summary.passed() {

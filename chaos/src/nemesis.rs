@@ -329,12 +329,8 @@ impl Nemesis {
         let kill_during = self.rng.random_bool(0.4);
         let victim = self.random_node();
         let kill_after = self.millis(0..400);
-        let change = self.topology_change();
-        let change = async {
-            tokio::time::timeout(Duration::from_secs(20), change)
-                .await
-                .ok()
-        };
+        let (kind, change) = self.topology_change();
+        let change = async { tokio::time::timeout(Duration::from_secs(20), change).await };
         let described = if kill_during {
             let killer = async {
                 tokio::time::sleep(kill_after).await;
@@ -345,8 +341,10 @@ impl Nemesis {
         } else {
             change.await
         };
-        if let Some(Some((kind, description))) = described {
-            self.note(kind, description);
+        match described {
+            Ok(Some(description)) => self.note(kind, description),
+            Ok(None) => {} // nothing to change (e.g. no range to pick yet)
+            Err(_) => self.note(kind, "did not finish within 20 s".into()),
         }
         if kill_during {
             self.note(
@@ -359,11 +357,15 @@ impl Nemesis {
         }
     }
 
-    /// Runs one random topology change; None if there was nothing to do.
-    /// Errors are expected under faults: the attempt still counts.
+    /// Picks one random topology change and returns its kind and the
+    /// future that makes it (None if there was nothing to do). Errors are
+    /// expected under faults: the attempt still counts.
     fn topology_change(
         &mut self,
-    ) -> impl std::future::Future<Output = Option<(FaultKind, String)>> + 'static {
+    ) -> (
+        FaultKind,
+        impl std::future::Future<Output = Option<String>> + 'static,
+    ) {
         let admin = self.admin.clone();
         let addresses = self.addresses.clone();
         let choice = self.rng.random_range(0..3);
@@ -371,8 +373,13 @@ impl Nemesis {
         if choice == 0 && split_allowed {
             self.splits += 1;
         }
+        let kind = match choice {
+            0 if split_allowed => FaultKind::Split,
+            1 => FaultKind::TransferLeader,
+            _ => FaultKind::MoveReplica,
+        };
         let mut rng = StdRng::seed_from_u64(self.rng.random());
-        async move {
+        let change = async move {
             let ranges: Vec<RangeDescriptor> = admin
                 .ranges(b"", b"")
                 .await
@@ -387,10 +394,7 @@ impl Nemesis {
                 0 if split_allowed => {
                     let key = split_key(&mut rng);
                     let result = admin.split_at(key.as_bytes()).await;
-                    Some((
-                        FaultKind::Split,
-                        format!("split at {key}: {}", ok_or(&result)),
-                    ))
+                    Some(format!("split at {key}: {}", ok_or(&result)))
                 }
                 1 => {
                     let members: Vec<u64> = range.replicas.iter().map(|r| r.node_id).collect();
@@ -402,13 +406,10 @@ impl Nemesis {
                     let result = admin
                         .transfer_leader(leader_address.as_deref(), range.range_id, *target)
                         .await;
-                    Some((
-                        FaultKind::TransferLeader,
-                        format!(
-                            "range {} leader -> node {target}: {}",
-                            range.range_id,
-                            ok_or(&result)
-                        ),
+                    Some(format!(
+                        "range {} leader -> node {target}: {}",
+                        range.range_id,
+                        ok_or(&result)
                     ))
                 }
                 _ => {
@@ -441,16 +442,14 @@ impl Nemesis {
                         let removed = admin.remove_replica(None, range.range_id, remove).await;
                         (ok_or(&added), ok_or(&removed))
                     };
-                    Some((
-                        FaultKind::MoveReplica,
-                        format!(
-                            "range {}: replica node {remove} -> node {add}: {first}, {second}",
-                            range.range_id
-                        ),
+                    Some(format!(
+                        "range {}: replica node {remove} -> node {add}: {first}, {second}",
+                        range.range_id
                     ))
                 }
             }
-        }
+        };
+        (kind, change)
     }
 
     async fn leader_of_random_range(&mut self) -> Option<(u64, u64)> {

@@ -169,7 +169,7 @@ pub async fn run(config: RunConfig) -> Result<RunSummary> {
         process,
         cluster.client(config.client_timeout)?,
         history.clone(),
-        Duration::from_secs(1),
+        Duration::from_secs(2),
         stopped.clone(),
     )));
     let final_client = cluster.client(config.client_timeout)?;
@@ -260,9 +260,13 @@ async fn final_reads(
             }
         }
     }
-    while !set_workload::read_all(FINAL_READER, client, history).await {
-        if Instant::now() >= deadline {
-            return Err(ChaosError::Timeout("the final read of the set".into()));
+    for part in set_workload::parts_until(history) {
+        while !set_workload::read_all(FINAL_READER, client, history, &part).await {
+            if Instant::now() >= deadline {
+                return Err(ChaosError::Timeout(format!(
+                    "the final read of set part {part}"
+                )));
+            }
         }
     }
     Ok(())
@@ -282,7 +286,7 @@ fn count_operations(history: &History) -> BTreeMap<(&'static str, &'static str),
     for call in history.set_calls() {
         let op = match call.op {
             SetOp::Add(_) => "set-add",
-            SetOp::ReadAll => "set-read",
+            SetOp::ReadAll { .. } => "set-read",
         };
         *counts.entry((op, call.outcome.label())).or_default() += 1;
     }

@@ -298,7 +298,7 @@ fn add(element: &str, invoked: u64, completed: u64, outcome: Outcome<SetReply>) 
 fn read(elements: &[&str], invoked: u64, completed: u64) -> SetCall {
     SetCall {
         process: 2,
-        op: SetOp::ReadAll,
+        op: SetOp::ReadAll { part: "0/".into() },
         invoked,
         completed,
         outcome: Outcome::Ok(SetReply::Elements(
@@ -310,11 +310,11 @@ fn read(elements: &[&str], invoked: u64, completed: u64) -> SetCall {
 #[test]
 fn set_checker_accepts_complete_reads_and_unknown_adds_either_way() {
     let history = [
-        add("a", 0, 1, Outcome::Ok(SetReply::Added)),
-        add("b", 2, 3, Outcome::Unknown("timeout".into())),
-        add("c", 2, 3, Outcome::Unknown("timeout".into())),
-        read(&["a", "b"], 4, 5),
-        read(&["a", "b"], 6, 7),
+        add("0/a", 0, 1, Outcome::Ok(SetReply::Added)),
+        add("0/b", 2, 3, Outcome::Unknown("timeout".into())),
+        add("0/c", 2, 3, Outcome::Unknown("timeout".into())),
+        read(&["0/a", "0/b"], 4, 5),
+        read(&["0/a", "0/b"], 6, 7),
     ];
     assert_eq!(set::check(&history), Verdict::Pass);
 }
@@ -322,23 +322,23 @@ fn set_checker_accepts_complete_reads_and_unknown_adds_either_way() {
 #[test]
 fn set_checker_catches_lost_phantom_and_vanished_elements() {
     let lost = [
-        add("a", 0, 1, Outcome::Ok(SetReply::Added)),
+        add("0/a", 0, 1, Outcome::Ok(SetReply::Added)),
         read(&[], 2, 3),
     ];
     assert!(!set::check(&lost).passed());
     let phantom = [
-        add("a", 0, 1, Outcome::Ok(SetReply::Added)),
-        read(&["a", "zz"], 2, 3),
+        add("0/a", 0, 1, Outcome::Ok(SetReply::Added)),
+        read(&["0/a", "0/zz"], 2, 3),
     ];
     assert!(!set::check(&phantom).passed());
     let vanished = [
-        add("a", 0, 1, Outcome::Unknown("timeout".into())),
-        read(&["a"], 2, 3),
+        add("0/a", 0, 1, Outcome::Unknown("timeout".into())),
+        read(&["0/a"], 2, 3),
         read(&[], 4, 5),
     ];
     assert!(!set::check(&vanished).passed());
     let unverified = [
-        add("a", 5, 6, Outcome::Ok(SetReply::Added)),
+        add("0/a", 5, 6, Outcome::Ok(SetReply::Added)),
         read(&[], 0, 1),
     ];
     assert!(

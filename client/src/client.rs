@@ -325,7 +325,12 @@ impl Client {
                 self.cache().set_leader(range_id, None);
                 attempts.back_off().await;
             }
-            Next::Ambiguous => return Err(Error::OutcomeUnknown(attempts.last.clone())),
+            Next::Ambiguous => {
+                // The node may be gone: the next call looks for the leader
+                // again instead of failing on the same node at once.
+                self.cache().set_leader(range_id, None);
+                return Err(Error::OutcomeUnknown(attempts.last.clone()));
+            }
             Next::Fail => return Err(Error::from_final_status(status)),
         }
         Ok(Step::Again)

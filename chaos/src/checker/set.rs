@@ -1,7 +1,8 @@
 //! The set workload's checker. Elements are only ever added, so every read
-//! must contain every element whose add was acknowledged before the read
-//! began (else a write was lost) and every element an earlier read already
-//! returned (else one disappeared), and nothing that was never added.
+//! of a part must contain every element of that part whose add was
+//! acknowledged before the read began (else a write was lost) and every
+//! element an earlier read already returned (else one disappeared), and
+//! nothing that was never added.
 
 use std::collections::{HashMap, HashSet};
 
@@ -13,51 +14,60 @@ const MAX_LISTED: usize = 10;
 
 pub fn check(calls: &[SetCall]) -> Verdict {
     let mut attempted: HashSet<&str> = HashSet::new();
-    // element -> completion of its acknowledged add
-    let mut acknowledged: HashMap<&str, u64> = HashMap::new();
+    // part -> (element, completion of its acknowledged add)
+    let mut acknowledged: HashMap<&str, Vec<(&str, u64)>> = HashMap::new();
     for call in calls {
         if let SetOp::Add(element) = &call.op {
             attempted.insert(element);
             if let Outcome::Ok(_) = call.outcome {
-                acknowledged.insert(element, call.completed);
+                acknowledged
+                    .entry(part_of(element))
+                    .or_default()
+                    .push((element, call.completed));
             }
         }
     }
-    let mut reads: Vec<(&SetCall, HashSet<&str>)> = calls
+    let mut reads: Vec<(&SetCall, &str, HashSet<&str>)> = calls
         .iter()
         .filter_map(|call| match (&call.op, &call.outcome) {
-            (SetOp::ReadAll, Outcome::Ok(SetReply::Elements(elements))) => {
-                Some((call, elements.iter().map(String::as_str).collect()))
-            }
+            (SetOp::ReadAll { part }, Outcome::Ok(SetReply::Elements(elements))) => Some((
+                call,
+                part.as_str(),
+                elements.iter().map(String::as_str).collect(),
+            )),
             _ => None,
         })
         .collect();
-    reads.sort_by_key(|(call, _)| call.invoked);
+    reads.sort_by_key(|(call, _, _)| call.invoked);
 
     let mut problems = Vec::new();
-    let last_ack = acknowledged.values().copied().max().unwrap_or(0);
-    if !acknowledged.is_empty() && !reads.iter().any(|(read, _)| read.invoked > last_ack) {
-        problems.push(
-            "no successful read after the last acknowledged add: lost writes cannot be ruled out"
-                .to_owned(),
-        );
+    for (part, elements) in &acknowledged {
+        let last_ack = elements.iter().map(|(_, at)| *at).max().unwrap_or(0);
+        let verified = reads
+            .iter()
+            .any(|(read, read_part, _)| read_part == part && read.invoked > last_ack);
+        if !verified {
+            problems.push(format!(
+                "no successful read of part {part} after its last acknowledged add: lost writes cannot be ruled out"
+            ));
+        }
     }
 
     let mut lost = Vec::new();
     let mut phantoms = Vec::new();
     let mut vanished = Vec::new();
-    // element -> earliest completion of a read that returned it
-    let mut first_seen: HashMap<&str, u64> = HashMap::new();
-    for (read, elements) in &reads {
+    // part -> element -> earliest completion of a read that returned it
+    let mut first_seen: HashMap<&str, HashMap<&str, u64>> = HashMap::new();
+    for (read, part, elements) in &reads {
         for element in elements {
-            if !attempted.contains(element) {
+            if !attempted.contains(element) || part_of(element) != *part {
                 phantoms.push(format!(
-                    "read at {} returned {element}, which was never added",
+                    "read of part {part} at {} returned {element}, which was never added there",
                     read.invoked
                 ));
             }
         }
-        for (&element, &acked_at) in &acknowledged {
+        for &(element, acked_at) in acknowledged.get(part).into_iter().flatten() {
             if acked_at < read.invoked && !elements.contains(element) {
                 lost.push(format!(
                     "{element} (acknowledged at {acked_at}) missing from the read invoked at {}",
@@ -65,7 +75,8 @@ pub fn check(calls: &[SetCall]) -> Verdict {
                 ));
             }
         }
-        for (&element, &seen_at) in &first_seen {
+        let seen = first_seen.entry(part).or_default();
+        for (&element, &seen_at) in seen.iter() {
             if seen_at < read.invoked && !elements.contains(element) {
                 vanished.push(format!(
                     "{element} (read by {seen_at}) missing from the read invoked at {}",
@@ -74,8 +85,8 @@ pub fn check(calls: &[SetCall]) -> Verdict {
             }
         }
         for element in elements {
-            let seen = first_seen.entry(element).or_insert(read.completed);
-            *seen = (*seen).min(read.completed);
+            let at = seen.entry(element).or_insert(read.completed);
+            *at = (*at).min(read.completed);
         }
     }
     for (kind, list) in [
@@ -93,5 +104,13 @@ pub fn check(calls: &[SetCall]) -> Verdict {
         Verdict::Pass
     } else {
         Verdict::Fail(problems)
+    }
+}
+
+/// The part an element belongs to: everything up to and including its '/'.
+fn part_of(element: &str) -> &str {
+    match element.find('/') {
+        Some(slash) => &element[..=slash],
+        None => "",
     }
 }

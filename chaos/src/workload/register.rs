@@ -16,6 +16,9 @@ use zdb_client::Client;
 use super::definitely_not_applied;
 use crate::history::{History, Outcome, RegisterCall, RegisterOp, RegisterReply, Value};
 
+/// Pause after an operation whose outcome is unknown.
+pub const UNKNOWN_BACKOFF: Duration = Duration::from_millis(100);
+
 #[derive(Debug, Clone)]
 pub struct RegisterWorkload {
     /// Keys in use at any time.
@@ -80,6 +83,10 @@ pub async fn run_worker(
                     _ => previous.clone(),
                 };
                 last_seen.insert(key, now);
+            }
+            Outcome::Unknown(_) => {
+                // Like a real client: do not hammer a cluster that just lost a reply.
+                tokio::time::sleep(UNKNOWN_BACKOFF).await;
             }
             _ => {}
         }

@@ -1,6 +1,10 @@
 //! The set workload: adders put one key per unique element, a reader scans
 //! all of them now and then. Elements are never removed, so an element
 //! missing from a later read is a lost write.
+//!
+//! The set is cut in parts by time (a new part every `PART_LENGTH`): adders
+//! add to the current part, the reader reads the current part, and the
+//! final reads read every part. Reads stay small however long the run.
 
 use std::time::Duration;
 
@@ -11,9 +15,20 @@ use super::definitely_not_applied;
 use crate::history::{History, Outcome, SetCall, SetOp, SetReply};
 
 pub const PREFIX: &str = "set/";
-const END: &str = "set0"; // '0' follows '/': the first key after the prefix
+pub const PART_LENGTH: Duration = Duration::from_secs(60);
 
-/// Adds `p{process}-{n}` for n = 1, 2, ... until `stop`.
+/// The part of the set that is current at `now` (ns since the run began).
+pub fn part_at(now: u64) -> String {
+    format!("{:05}/", now / PART_LENGTH.as_nanos() as u64)
+}
+
+/// Every part up to now (for the final reads).
+pub fn parts_until(history: &History) -> Vec<String> {
+    let last = history.now() / PART_LENGTH.as_nanos() as u64;
+    (0..=last).map(|part| format!("{part:05}/")).collect()
+}
+
+/// Adds `{part}/p{process}-{n}` for n = 1, 2, ... until `stop`.
 pub async fn run_adder(
     process: u64,
     client: Client,
@@ -23,14 +38,17 @@ pub async fn run_adder(
     let mut sequence = 0u64;
     while !*stop.borrow_and_update() {
         sequence += 1;
-        let element = format!("p{process}-{sequence}");
+        let element = format!("{}p{process}-{sequence}", part_at(history.now()));
         let invoked = history.now();
         let result = client.put(format!("{PREFIX}{element}"), "1").await;
         let completed = history.now();
         let outcome = match result {
             Ok(()) => Outcome::Ok(SetReply::Added),
             Err(err) if definitely_not_applied(&err) => Outcome::Failed(err.to_string()),
-            Err(err) => Outcome::Unknown(err.to_string()),
+            Err(err) => {
+                tokio::time::sleep(super::register::UNKNOWN_BACKOFF).await;
+                Outcome::Unknown(err.to_string())
+            }
         };
         history.record_set(SetCall {
             process,
@@ -51,7 +69,7 @@ pub async fn run_reader(
     mut stop: watch::Receiver<bool>,
 ) {
     while !*stop.borrow_and_update() {
-        read_all(process, &client, &history).await;
+        read_all(process, &client, &history, &part_at(history.now())).await;
         tokio::select! {
             _ = stop.changed() => {}
             _ = tokio::time::sleep(interval) => {}
@@ -59,10 +77,13 @@ pub async fn run_reader(
     }
 }
 
-/// One full read of the set, recorded; returns whether it succeeded.
-pub async fn read_all(process: u64, client: &Client, history: &History) -> bool {
+/// One full read of one part of the set, recorded; returns whether it succeeded.
+pub async fn read_all(process: u64, client: &Client, history: &History, part: &str) -> bool {
+    let start = format!("{PREFIX}{part}");
+    // The part ends with '/': the next byte, '0', ends its keys.
+    let end = format!("{}0", start.trim_end_matches('/'));
     let invoked = history.now();
-    let result = client.scan(PREFIX, END, 0, false).await;
+    let result = client.scan(start, end, 0, false).await;
     let completed = history.now();
     let outcome = match result {
         Ok(pairs) => Outcome::Ok(SetReply::Elements(
@@ -79,7 +100,9 @@ pub async fn read_all(process: u64, client: &Client, history: &History) -> bool 
     let succeeded = matches!(outcome, Outcome::Ok(_));
     history.record_set(SetCall {
         process,
-        op: SetOp::ReadAll,
+        op: SetOp::ReadAll {
+            part: part.to_owned(),
+        },
         invoked,
         completed,
         outcome,
