@@ -13,6 +13,15 @@ use crate::error::{Error, Result};
 use crate::retry::{backoff, classify, Next};
 use crate::routing::{CachedRange, RangeCache};
 
+/// Whether puts, deletes and batch writes are sent again after an attempt
+/// whose outcome is unknown (a lost reply, a timeout). They are not: a write
+/// is not idempotent once other clients write the same key. If the first
+/// attempt applied and another client then wrote the key, the retry would
+/// apply the old value a second time and bring it back (A, B, A), which no
+/// single point in time can explain. The caller gets
+/// [`Error::OutcomeUnknown`] and decides (found by zdb-chaos).
+const RETRY_WRITES: bool = false;
+
 /// Longest a single attempt may take before the client tries elsewhere.
 pub(crate) const MAX_ATTEMPT: Duration = Duration::from_secs(3);
 
@@ -316,7 +325,12 @@ impl Client {
                 self.cache().set_leader(range_id, None);
                 attempts.back_off().await;
             }
-            Next::Ambiguous => return Err(Error::OutcomeUnknown(attempts.last.clone())),
+            Next::Ambiguous => {
+                // The node may be gone: the next call looks for the leader
+                // again instead of failing on the same node at once.
+                self.cache().set_leader(range_id, None);
+                return Err(Error::OutcomeUnknown(attempts.last.clone()));
+            }
             Next::Fail => return Err(Error::from_final_status(status)),
         }
         Ok(Step::Again)
@@ -408,16 +422,20 @@ impl Client {
             ttl_seconds,
             ..Default::default()
         };
-        self.call(&request.key.clone(), true, |mut kv, header, timeout| {
-            let request = timed(
-                pb::PutRequest {
-                    header: Some(header),
-                    ..request.clone()
-                },
-                timeout,
-            );
-            async move { kv.put(request).await }
-        })
+        self.call(
+            &request.key.clone(),
+            RETRY_WRITES,
+            |mut kv, header, timeout| {
+                let request = timed(
+                    pb::PutRequest {
+                        header: Some(header),
+                        ..request.clone()
+                    },
+                    timeout,
+                );
+                async move { kv.put(request).await }
+            },
+        )
         .await?;
         Ok(())
     }
@@ -427,16 +445,20 @@ impl Client {
             key: key.into(),
             ..Default::default()
         };
-        self.call(&request.key.clone(), true, |mut kv, header, timeout| {
-            let request = timed(
-                pb::DeleteRequest {
-                    header: Some(header),
-                    ..request.clone()
-                },
-                timeout,
-            );
-            async move { kv.delete(request).await }
-        })
+        self.call(
+            &request.key.clone(),
+            RETRY_WRITES,
+            |mut kv, header, timeout| {
+                let request = timed(
+                    pb::DeleteRequest {
+                        header: Some(header),
+                        ..request.clone()
+                    },
+                    timeout,
+                );
+                async move { kv.delete(request).await }
+            },
+        )
         .await?;
         Ok(())
     }
@@ -623,11 +645,10 @@ impl Client {
                 mutations: mutations.clone(),
                 ..Default::default()
             };
-            // Puts and deletes of fixed values: applying the batch twice is the same as once.
             let step = self
                 .send(
                     &cached,
-                    true,
+                    RETRY_WRITES,
                     &mut attempts,
                     &mut |mut kv: KvClient<Channel>, header, timeout| {
                         let request = timed(

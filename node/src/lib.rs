@@ -14,6 +14,8 @@
 //! - [`cluster`]: calls to the meta range's leader (routing table, range
 //!   ids) and the reporter that keeps the routing table current.
 //! - [`server`]: starting and stopping a node.
+//! - [`planted`]: deliberately wrong behaviour for testing the chaos
+//!   checkers, compiled in only with the `planted-bugs` feature.
 
 pub mod cluster;
 pub mod config;
@@ -21,6 +23,7 @@ pub mod engine;
 pub mod error;
 pub mod logging;
 pub mod metrics;
+pub mod planted;
 pub mod raftlog;
 pub mod range;
 pub mod server;

@@ -138,6 +138,7 @@ async fn shutdown_signal() {
 async fn main() {
     let args = Args::parse();
     zdb_node::logging::init(args.log_json);
+    zdb_node::planted::announce();
     // Crash-only: a panic on any thread (the store's above all) stops the
     // node instead of leaving it half alive. Restart recovers from disk.
     let default_hook = std::panic::take_hook();

@@ -33,21 +33,20 @@ pub struct RangeStorage {
 impl RangeStorage {
     /// Loads a range's Raft state; a range never seen before starts empty.
     pub fn load(engine: Engine, range_id: u64) -> Result<Self> {
-        let hard_state = match engine.get(CF_RAFT, &keys::hard_state_key(range_id))? {
-            Some(raw) => HardState::parse_from_bytes(&raw)
-                .map_err(|err| Error::corruption("hard state", err))?,
-            None => HardState::default(),
-        };
+        let mut hard_state = Self::stored_hard_state(&engine, range_id)?;
         let apply = match engine.get(CF_RAFT, &keys::apply_state_key(range_id))? {
             Some(raw) => ApplyState::decode(&raw)?,
             None => ApplyState::default(),
         };
-        // The stored commit index may lag (see `set_hard_state`); what was
-        // applied was committed.
-        let hard_state = HardState {
-            commit: hard_state.commit.max(apply.applied_index),
-            ..hard_state
-        };
+        // Every applied entry was committed, but the stored commit index may
+        // lag: a commit-only change is not written (see `set_hard_state`), and
+        // a range created by a split over an empty replica (made for an early
+        // message from the new range's leader) can find that replica's hard
+        // state, commit 0, written after the split's initial state. raft-rs
+        // refuses a commit below the applied index: restore that bound.
+        if hard_state.commit < apply.applied_index {
+            hard_state.commit = apply.applied_index;
+        }
         let mut storage = RangeStorage {
             engine,
             range_id,
@@ -83,24 +82,36 @@ impl RangeStorage {
         Ok(storage)
     }
 
+    fn stored_hard_state(engine: &Engine, range_id: u64) -> Result<HardState> {
+        match engine.get(CF_RAFT, &keys::hard_state_key(range_id))? {
+            Some(raw) => HardState::parse_from_bytes(&raw)
+                .map_err(|err| Error::corruption("hard state", err)),
+            None => Ok(HardState::default()),
+        }
+    }
+
     /// Writes the initial state of a range whose first members are `voters`.
+    /// An empty replica made for an early message of the range's leader may
+    /// already have a term and a vote here: they are kept (a vote must never
+    /// be forgotten within its term).
     pub fn write_bootstrap_state(
         engine: &Engine,
         batch: &mut WriteBatch,
         range_id: u64,
         voters: Vec<u64>,
-    ) {
+    ) -> Result<()> {
         let apply = ApplyState {
             applied_index: RAFT_INIT_INDEX,
             truncated_index: RAFT_INIT_INDEX,
             truncated_term: RAFT_INIT_TERM,
             conf_state: ConfState::from((voters, vec![])),
         };
-        let hard_state = HardState {
-            term: RAFT_INIT_TERM,
-            commit: RAFT_INIT_INDEX,
-            ..HardState::default()
-        };
+        let mut hard_state = Self::stored_hard_state(engine, range_id)?;
+        if hard_state.term <= RAFT_INIT_TERM {
+            hard_state.term = RAFT_INIT_TERM;
+            hard_state.vote = 0;
+        }
+        hard_state.commit = RAFT_INIT_INDEX;
         batch.put_cf(
             engine.cf(CF_RAFT),
             keys::apply_state_key(range_id),
@@ -111,6 +122,25 @@ impl RangeStorage {
             keys::hard_state_key(range_id),
             encode_pb(&hard_state),
         );
+        Ok(())
+    }
+
+    /// Records a term and vote that an in-memory replica reached, if newer
+    /// than the stored ones (synced: a vote may be sent right after).
+    pub fn keep_newer_vote(engine: &Engine, range_id: u64, term: u64, vote: u64) -> Result<()> {
+        let mut hard_state = Self::stored_hard_state(engine, range_id)?;
+        if term <= hard_state.term {
+            return Ok(());
+        }
+        hard_state.term = term;
+        hard_state.vote = vote;
+        let mut batch = WriteBatch::default();
+        batch.put_cf(
+            engine.cf(CF_RAFT),
+            keys::hard_state_key(range_id),
+            encode_pb(&hard_state),
+        );
+        engine.write(batch, true)
     }
 
     pub fn range_id(&self) -> u64 {
@@ -389,7 +419,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let engine = Engine::open(dir.path()).unwrap();
         let mut batch = WriteBatch::default();
-        RangeStorage::write_bootstrap_state(&engine, &mut batch, 1, vec![1, 2, 3]);
+        RangeStorage::write_bootstrap_state(&engine, &mut batch, 1, vec![1, 2, 3]).unwrap();
         engine.write(batch, true).unwrap();
         (dir, engine)
     }
@@ -428,6 +458,61 @@ mod tests {
             .entries(6, 9, None, GetEntriesContext::empty(false))
             .unwrap();
         assert_eq!(entries, vec![entry(6, 6), entry(7, 6), entry(8, 7)]);
+    }
+
+    /// Regression (found by zdb-chaos): a split creating range 9 over an
+    /// empty replica that already heard from range 9's leader. Whatever
+    /// order their writes land in, the range must load (raft-rs panicked
+    /// with "hs.commit 0 is out of range [5, 5]", on every restart) and keep
+    /// the empty replica's term and vote.
+    #[test]
+    fn a_split_over_an_empty_replica_keeps_its_vote_and_loads() {
+        let (_dir, engine) = fresh();
+        let placeholder_state = HardState {
+            term: 9,
+            vote: 2,
+            commit: 0,
+            ..HardState::default()
+        };
+        // The empty replica persisted its state in an earlier pass...
+        let mut placeholder = RangeStorage::load(engine.clone(), 9).unwrap();
+        let mut batch = WriteBatch::default();
+        placeholder.set_hard_state(&mut batch, &placeholder_state);
+        engine.write(batch, true).unwrap();
+        // ...then the split writes the range's initial state.
+        let mut batch = WriteBatch::default();
+        RangeStorage::write_bootstrap_state(&engine, &mut batch, 9, vec![1, 2, 3]).unwrap();
+        engine.write(batch, true).unwrap();
+        let state = RangeStorage::load(engine.clone(), 9)
+            .unwrap()
+            .initial_state()
+            .unwrap();
+        assert_eq!((state.hard_state.term, state.hard_state.vote), (9, 2));
+        assert_eq!(state.hard_state.commit, RAFT_INIT_INDEX);
+
+        // The empty replica's write lands after the split's, in the same batch.
+        let mut batch = WriteBatch::default();
+        RangeStorage::write_bootstrap_state(&engine, &mut batch, 9, vec![1, 2, 3]).unwrap();
+        placeholder.set_hard_state(&mut batch, &placeholder_state);
+        engine.write(batch, true).unwrap();
+        let storage = RangeStorage::load(engine.clone(), 9).unwrap();
+        assert_eq!(storage.hard_state().commit, RAFT_INIT_INDEX);
+        let config = raft::Config {
+            id: 1,
+            applied: storage.applied_index(),
+            ..raft::Config::default()
+        };
+        let logger = slog::Logger::root(slog::Discard, slog::o!());
+        let raw = raft::RawNode::new(&config, storage, &logger).expect("the range opens");
+        assert_eq!((raw.raft.term, raw.raft.vote), (9, 2));
+
+        // A vote cast in memory after the last write is recorded too.
+        RangeStorage::keep_newer_vote(&engine, 9, 10, 3).unwrap();
+        let state = RangeStorage::load(engine, 9)
+            .unwrap()
+            .initial_state()
+            .unwrap();
+        assert_eq!((state.hard_state.term, state.hard_state.vote), (10, 3));
     }
 
     #[test]

@@ -209,7 +209,7 @@ impl Replica {
                     Ok(Command {
                         kind: Some(command::Kind::Split(split)),
                         ..
-                    }) => self.apply_split(engine, applier.batch(), &split, existing, created),
+                    }) => self.apply_split(engine, applier.batch(), &split, existing, created)?,
                     Ok(command) if self.range_id() == META_RANGE_ID => {
                         applier.apply_meta(&command)?
                     }
@@ -297,21 +297,21 @@ impl Replica {
         split: &SplitCommand,
         existing: &HashSet<u64>,
         created: &mut Vec<RangeDescriptor>,
-    ) -> ApplyResult {
+    ) -> Result<ApplyResult> {
         let current = &self.descriptor;
         if split.expected_epoch != current.epoch {
-            return ApplyResult::Refused(format!(
+            return Ok(ApplyResult::Refused(format!(
                 "range {} changed since the split was requested (epoch {:?}, expected {:?})",
                 current.range_id, current.epoch, split.expected_epoch
-            ));
+            )));
         }
         let key = split.split_key.as_slice();
         if key <= current.start_key.as_slice() || !descriptor::contains(current, key) {
-            return ApplyResult::Refused(format!(
+            return Ok(ApplyResult::Refused(format!(
                 "split key {:?} is not strictly inside range {}",
                 String::from_utf8_lossy(key),
                 current.range_id
-            ));
+            )));
         }
         let mut left = current.clone();
         left.end_key = key.to_vec();
@@ -333,7 +333,7 @@ impl Replica {
                 .filter(|r| !r.learner)
                 .map(|r| r.replica_id)
                 .collect();
-            RangeStorage::write_bootstrap_state(engine, batch, right.range_id, voters);
+            RangeStorage::write_bootstrap_state(engine, batch, right.range_id, voters)?;
         }
         self.descriptor = left.clone();
         created.push(right.clone());
@@ -342,7 +342,7 @@ impl Replica {
             new_range_id = right.range_id,
             "split applied"
         );
-        ApplyResult::Split { left, right }
+        Ok(ApplyResult::Split { left, right })
     }
 
     /// Resolves the proposal waiting at `index`, if any. A proposal whose slot

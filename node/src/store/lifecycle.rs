@@ -6,6 +6,7 @@ use zdb_proto::v1::RangeDescriptor;
 
 use super::Store;
 use crate::error::Result;
+use crate::raftlog::RangeStorage;
 use crate::range::{descriptor, Replica};
 
 impl Store {
@@ -68,6 +69,16 @@ impl Store {
                 replica.is_leader() && replica.descriptor.end_key == range.start_key
             });
             let range_id = range.range_id;
+            // An empty replica made for an early message of the new range's
+            // leader may have voted this very pass: keep its term and vote.
+            if let Some(placeholder) = self.replicas.get(&range_id) {
+                let (term, vote) = (placeholder.raw.raft.term, placeholder.raw.raft.vote);
+                if let Err(err) = RangeStorage::keep_newer_vote(&self.engine, range_id, term, vote)
+                {
+                    tracing::error!(range_id, error = %err, "cannot keep the vote of a range created by a split");
+                    continue;
+                }
+            }
             match Replica::open(
                 self.engine.clone(),
                 self.node_id,

@@ -299,6 +299,12 @@ impl Store {
         }
         command.now_ms = now_ms();
         replica.load.write();
+        if crate::planted::active() == Some(crate::planted::PlantedBug::AckBeforeCommit)
+            && matches!(command.kind, Some(zdb_proto::v1::command::Kind::Write(_)))
+        {
+            let _ = responder.send(Ok(crate::range::apply::ApplyResult::Written));
+            return replica.propose(&command, None);
+        }
         replica.propose(&command, Some(responder))
     }
 
@@ -522,7 +528,7 @@ pub fn bootstrap(
         &mut batch,
         range.range_id,
         node_ids.to_vec(),
-    );
+    )?;
     engine.write(batch, true)?;
     Ok(range)
 }
