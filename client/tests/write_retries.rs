@@ -19,14 +19,19 @@ use zdb_proto::v1::*;
 
 #[derive(Clone)]
 struct LossyNode {
-    address: String,
+    /// What Locate reports: the range's replicas (node id, address), in
+    /// this order, and its leader.
+    replicas: Vec<(u64, String)>,
+    leader: u64,
     writes: Arc<AtomicUsize>,
+    /// Lose every reply, not only the first.
+    always_lossy: bool,
 }
 
 impl LossyNode {
     /// Counts the write as applied; the first reply is lost on the way back.
     fn write<T>(&self, reply: T) -> Result<Response<T>, Status> {
-        if self.writes.fetch_add(1, Ordering::SeqCst) == 0 {
+        if self.writes.fetch_add(1, Ordering::SeqCst) == 0 || self.always_lossy {
             return Err(Status::unavailable("connection reset by peer"));
         }
         Ok(Response::new(reply))
@@ -74,44 +79,65 @@ impl Kv for LossyNode {
                 conf_ver: 1,
                 version: 1,
             }),
-            replicas: vec![ReplicaDescriptor {
-                node_id: 1,
-                replica_id: 1,
-                learner: false,
-            }],
+            replicas: self
+                .replicas
+                .iter()
+                .map(|(node_id, _)| ReplicaDescriptor {
+                    node_id: *node_id,
+                    replica_id: *node_id,
+                    learner: false,
+                })
+                .collect(),
         };
         Ok(Response::new(LocateResponse {
             ranges: vec![RangeLocation {
                 range: Some(range),
-                leader_node_id: 1,
+                leader_node_id: self.leader,
             }],
-            nodes: vec![NodeAddress {
-                node_id: 1,
-                address: self.address.clone(),
-                state: 0,
-            }],
+            nodes: self
+                .replicas
+                .iter()
+                .map(|(node_id, address)| NodeAddress {
+                    node_id: *node_id,
+                    address: address.clone(),
+                    state: 0,
+                })
+                .collect(),
         }))
     }
 }
 
-async fn lossy_node() -> (Client, Arc<AtomicUsize>) {
+/// Serves `node` (with its address filled in by `configure`) on a free port.
+async fn serve(configure: impl FnOnce(String) -> LossyNode) -> (String, Arc<AtomicUsize>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let address = listener.local_addr().expect("address").to_string();
-    let writes = Arc::new(AtomicUsize::new(0));
-    let node = LossyNode {
-        address: address.clone(),
-        writes: writes.clone(),
-    };
+    let node = configure(address.clone());
+    let writes = node.writes.clone();
     tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(KvServer::new(node))
             .serve_with_incoming(TcpListenerStream::new(listener)),
     );
-    let mut config = ClientConfig::new([address]);
+    (address, writes)
+}
+
+fn client_of(address: &str) -> Client {
+    let mut config = ClientConfig::new([address.to_owned()]);
     config.timeout = Duration::from_secs(5);
-    (Client::new(config).expect("client"), writes)
+    Client::new(config).expect("client")
+}
+
+async fn lossy_node() -> (Client, Arc<AtomicUsize>) {
+    let (address, writes) = serve(|address| LossyNode {
+        replicas: vec![(1, address)],
+        leader: 1,
+        writes: Arc::new(AtomicUsize::new(0)),
+        always_lossy: false,
+    })
+    .await;
+    (client_of(&address), writes)
 }
 
 #[tokio::test]
@@ -165,4 +191,36 @@ async fn reads_are_still_retried_and_writes_after_a_clean_reply_succeed() {
         .await
         .expect("a put with a clean reply");
     assert_eq!(writes.load(Ordering::SeqCst), 2);
+}
+
+/// After a lost reply the client forgets the range's leader, so the next
+/// call looks for it again instead of going back to a node that may be gone
+/// (found by zdb-chaos: thousands of instant OutcomeUnknown writes against a
+/// killed leader).
+#[tokio::test]
+async fn after_a_lost_reply_the_next_write_looks_for_the_leader_again() {
+    // Node 2 answers; node 1, the leader Locate names, loses every reply.
+    let (healthy, healthy_writes) = serve(|address| LossyNode {
+        replicas: vec![(2, address)],
+        leader: 2,
+        writes: Arc::new(AtomicUsize::new(1)), // past its "first" write: answers
+        always_lossy: false,
+    })
+    .await;
+    let (gone, gone_writes) = serve(|address| LossyNode {
+        replicas: vec![(2, healthy.clone()), (1, address)],
+        leader: 1,
+        writes: Arc::new(AtomicUsize::new(0)),
+        always_lossy: true,
+    })
+    .await;
+    let client = client_of(&gone);
+    let first = client.put("k", "v1").await;
+    assert!(matches!(first, Err(Error::OutcomeUnknown(_))), "{first:?}");
+    client
+        .put("k", "v2")
+        .await
+        .expect("the second write finds another replica");
+    assert_eq!(gone_writes.load(Ordering::SeqCst), 1);
+    assert_eq!(healthy_writes.load(Ordering::SeqCst), 2);
 }
