@@ -30,7 +30,8 @@ struct Args {
     /// Every founding member, this node included: ID=HOST:PORT, comma-separated.
     #[arg(long, value_delimiter = ',')]
     peers: Vec<String>,
-    /// For a new node: HOST:PORT of any member of a running cluster to join.
+    /// For a new node: HOST:PORT of any member of a running cluster to join
+    /// (several, comma-separated, are tried in turn).
     /// The cluster assigns the node id.
     #[arg(long, conflicts_with = "peers")]
     join: Option<String>,

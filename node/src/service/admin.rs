@@ -410,7 +410,7 @@ impl Admin for AdminService {
 
     async fn join(&self, request: Request<JoinRequest>) -> Result<Response<JoinResponse>, Status> {
         let address = request.into_inner().address;
-        if address.parse::<std::net::SocketAddr>().is_err() {
+        if !is_host_port(&address) {
             return Err(Status::invalid_argument(format!(
                 "join address {address:?} is not HOST:PORT"
             )));
@@ -553,6 +553,51 @@ impl AdminService {
                 )));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// `HOST:PORT` with an IP address or a DNS name as the host (in Kubernetes
+/// nodes advertise a stable DNS name; their pod IP changes on restart).
+fn is_host_port(address: &str) -> bool {
+    if address.parse::<std::net::SocketAddr>().is_ok() {
+        return true;
+    }
+    let Some((host, port)) = address.rsplit_once(':') else {
+        return false;
+    };
+    !host.is_empty()
+        && port.parse::<u16>().is_ok_and(|port| port != 0)
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_')
+}
+
+#[cfg(test)]
+mod host_port_tests {
+    use super::is_host_port;
+
+    #[test]
+    fn join_addresses_may_be_ips_or_dns_names() {
+        for good in [
+            "127.0.0.1:7700",
+            "[::1]:7700",
+            "db-0.db-nodes.prod.svc:7700",
+            "localhost:1",
+        ] {
+            assert!(is_host_port(good), "{good}");
+        }
+        for bad in [
+            "",
+            "db-0",
+            ":7700",
+            "host:",
+            "host:port",
+            "host:70000",
+            "a b:1",
+            "host:0",
+        ] {
+            assert!(!is_host_port(bad), "{bad}");
         }
     }
 }

@@ -45,10 +45,23 @@ pub async fn introduce(me: &PeerHeader, peers: &BTreeMap<u64, String>) -> Result
 }
 
 /// Asks a member of a running cluster for a node id. Retries until the
-/// cluster answers (its meta range may be electing a leader).
-pub async fn join(seed: &str, my_address: &str) -> Result<JoinResponse> {
+/// cluster answers (its meta range may be electing a leader). `seeds` is one
+/// `HOST:PORT` or several, comma-separated: each attempt asks the next one,
+/// since only a node holding a replica of the meta range can register us.
+pub async fn join(seeds: &str, my_address: &str) -> Result<JoinResponse> {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let seeds: Vec<&str> = seeds
+        .split(',')
+        .map(str::trim)
+        .filter(|seed| !seed.is_empty())
+        .collect();
+    if seeds.is_empty() {
+        return Err(Error::Config("--join needs at least one HOST:PORT".into()));
+    }
+    let mut attempts = 0usize;
     loop {
+        let seed = seeds[attempts % seeds.len()];
+        attempts += 1;
         let attempt = async {
             let endpoint = Endpoint::from_shared(format!("http://{seed}"))
                 .map_err(|err| Error::Config(format!("--join {seed:?}: {err}")))?

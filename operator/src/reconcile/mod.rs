@@ -361,7 +361,7 @@ async fn reconcile_cluster(cluster: &ZdbCluster, ctx: &Context) -> Result<Action
     apply(
         &config_maps,
         &names.config_map(),
-        &configmap::config_map(cluster, &names, cluster_id.is_some())?,
+        &configmap::config_map(cluster, &names, cluster_id.is_some(), scale.replicas)?,
     )
     .await?;
     let budgets: Api<PodDisruptionBudget> = Api::namespaced(ctx.client.clone(), &namespace);

@@ -289,6 +289,10 @@ async fn first_reconcile_creates_every_object_with_an_owner() {
         .expect("config");
     assert_eq!(config["data"]["bootstrapped"], "false");
     assert_eq!(config["data"]["cluster-id"], "prod-db-uid-1");
+    assert_eq!(
+        config["data"]["join-seeds"],
+        "db-0.db-nodes.prod.svc:7700,db-1.db-nodes.prod.svc:7700,db-2.db-nodes.prod.svc:7700,db.prod.svc:7700"
+    );
 
     assert_eq!(events(&requests), vec!["Created"]);
     let cluster = harness.stored_cluster();

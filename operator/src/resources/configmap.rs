@@ -22,10 +22,14 @@ use crate::names::{ClusterNames, DATA_MOUNT};
 pub const ENTRYPOINT_KEY: &str = "entrypoint.sh";
 pub const BOOTSTRAPPED_KEY: &str = "bootstrapped";
 pub const CLUSTER_ID_KEY: &str = "cluster-id";
+/// The nodes a new node may join through, comma-separated: every pod's
+/// stable address, then the client Service. The node tries them in turn
+/// (only a node holding a replica of the meta range can register it).
+pub const JOIN_SEEDS_KEY: &str = "join-seeds";
 
 /// The entry script. The environment comes from the pod template
-/// (`POD_NAME`, `POD_NAMESPACE`, `HEADLESS_SERVICE`, `JOIN_ADDRESS`,
-/// `GRPC_PORT`, `STATUS_PORT`); the container's args are passed through.
+/// (`POD_NAME`, `POD_NAMESPACE`, `HEADLESS_SERVICE`, `GRPC_PORT`,
+/// `STATUS_PORT`); the container's args are passed through.
 pub fn entrypoint_script() -> String {
     format!(
         r#"#!/bin/sh
@@ -36,14 +40,15 @@ ordinal="${{POD_NAME##*-}}"
 self="$POD_NAME.$HEADLESS_SERVICE.$POD_NAMESPACE.svc:$GRPC_PORT"
 bootstrapped="$(cat "$config_dir/{BOOTSTRAPPED_KEY}")"
 cluster_id="$(cat "$config_dir/{CLUSTER_ID_KEY}")"
+join_seeds="$(cat "$config_dir/{JOIN_SEEDS_KEY}")"
 set -- --listen="0.0.0.0:$GRPC_PORT" --advertise="$self" \
   --status-listen="0.0.0.0:$STATUS_PORT" --data="{DATA_MOUNT}/data" "$@"
 if [ "$ordinal" = "0" ] && [ "$bootstrapped" = "false" ]; then
   echo "pod 0 of a new cluster: founding cluster $cluster_id"
   exec zdb-node --id=1 --peers="1=$self" --cluster-id="$cluster_id" "$@"
 fi
-echo "joining through $JOIN_ADDRESS (a node with data restarts as itself)"
-exec zdb-node --join="$JOIN_ADDRESS" "$@"
+echo "joining through $join_seeds (a node with data restarts as itself)"
+exec zdb-node --join="$join_seeds" "$@"
 "#
     )
 }
@@ -57,17 +62,22 @@ pub fn cluster_id(cluster: &ZdbCluster, names: &ClusterNames) -> String {
     }
 }
 
+/// `replicas`: the StatefulSet's size, whose pods are the join seeds.
 pub fn config_map(
     cluster: &ZdbCluster,
     names: &ClusterNames,
     bootstrapped: bool,
+    replicas: i32,
 ) -> Result<ConfigMap> {
+    let mut seeds = names.node_addresses(replicas);
+    seeds.push(names.client_address());
     Ok(ConfigMap {
         metadata: owned_metadata(cluster, names, names.config_map())?,
         data: Some(BTreeMap::from([
             (ENTRYPOINT_KEY.to_owned(), entrypoint_script()),
             (BOOTSTRAPPED_KEY.to_owned(), bootstrapped.to_string()),
             (CLUSTER_ID_KEY.to_owned(), cluster_id(cluster, names)),
+            (JOIN_SEEDS_KEY.to_owned(), seeds.join(",")),
         ])),
         ..ConfigMap::default()
     })
@@ -92,6 +102,7 @@ mod tests {
         std::fs::write(config.join(ENTRYPOINT_KEY), entrypoint_script()).expect("script");
         std::fs::write(config.join(BOOTSTRAPPED_KEY), bootstrapped.to_string()).expect("flag");
         std::fs::write(config.join(CLUSTER_ID_KEY), "prod-db-uid").expect("id");
+        std::fs::write(config.join(JOIN_SEEDS_KEY), "s0:7700,s1:7700").expect("seeds");
         let node = bin.join("zdb-node");
         std::fs::write(&node, "#!/bin/sh\necho \"$@\"\n").expect("stand-in node");
         std::fs::set_permissions(&node, std::fs::Permissions::from_mode(0o755)).expect("chmod");
@@ -103,7 +114,6 @@ mod tests {
             .env("POD_NAME", pod)
             .env("POD_NAMESPACE", "prod")
             .env("HEADLESS_SERVICE", names.headless_service())
-            .env("JOIN_ADDRESS", names.client_address())
             .env("GRPC_PORT", GRPC_PORT.to_string())
             .env("STATUS_PORT", "7701")
             .output()
@@ -131,7 +141,7 @@ mod tests {
     fn every_other_start_joins() {
         let join = |pod: &str| {
             format!(
-                "--join=db.prod.svc:7700 --listen=0.0.0.0:7700 --advertise={pod}.db-nodes.prod.svc:7700 \
+                "--join=s0:7700,s1:7700 --listen=0.0.0.0:7700 --advertise={pod}.db-nodes.prod.svc:7700 \
                  --status-listen=0.0.0.0:7701 --data=/var/lib/zdb/data --log-json"
             )
         };

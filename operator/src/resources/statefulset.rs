@@ -86,7 +86,6 @@ fn env(names: &ClusterNames) -> Vec<EnvVar> {
             ..EnvVar::default()
         },
         value("HEADLESS_SERVICE", names.headless_service()),
-        value("JOIN_ADDRESS", names.client_address()),
         value("GRPC_PORT", GRPC_PORT.to_string()),
         value("STATUS_PORT", STATUS_PORT.to_string()),
     ]
