@@ -2,14 +2,16 @@
 //! routing table and range id counter, and keeping that table current.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tonic::transport::Endpoint;
 use zdb_proto::v1::admin_client::AdminClient;
 use zdb_proto::v1::{
     command, AllocateRangeIdCommand, AllocateRangeIdRequest, Command, JoinRequest,
-    MetaUpdateCommand, RaftRole, RangeDescriptor, RangeEpoch, RegisterNodeCommand, RequestHeader,
-    SetNodeStateCommand, SetNodeStateRequest, UpdateMetaRequest,
+    MetaUpdateCommand, NodeStatusRequest, RaftRole, RangeDescriptor, RangeEpoch,
+    RegisterNodeCommand, RequestHeader, SetNodeStateCommand, SetNodeStateRequest,
+    UpdateMetaRequest,
 };
 
 use crate::error::{Error, Result};
@@ -17,21 +19,48 @@ use crate::range::apply::ApplyResult;
 use crate::range::meta::META_RANGE_ID;
 use crate::store::msg::Target;
 use crate::store::StoreHandle;
+use crate::transport::PeerDirectory;
 
 const META_CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often range leaders confirm their descriptors in the routing table.
 const REPORT_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Reaches the meta range's leader: the local replica if it leads, or the
-/// node it names.
+/// node it names; from a node without a replica of the meta range, through
+/// a node that has one.
 #[derive(Clone)]
 pub struct MetaClient {
     store: StoreHandle,
+    peers: Arc<PeerDirectory>,
 }
 
 impl MetaClient {
-    pub fn new(store: StoreHandle) -> Self {
-        MetaClient { store }
+    pub fn new(store: StoreHandle, peers: Arc<PeerDirectory>) -> Self {
+        MetaClient { store, peers }
+    }
+
+    /// Addresses of the known nodes that hold a replica of the meta range,
+    /// as each reports it (each passes meta calls on to the range's leader).
+    pub async fn meta_holders(&self) -> Vec<String> {
+        let mut holders = Vec::new();
+        for address in self.peers.known_addresses() {
+            let Ok(mut admin) = remote(&address).await else {
+                continue;
+            };
+            let Ok(status) = admin.node_status(NodeStatusRequest {}).await else {
+                continue;
+            };
+            let holds_meta = status.into_inner().replicas.iter().any(|replica| {
+                replica
+                    .range
+                    .as_ref()
+                    .is_some_and(|range| range.range_id == META_RANGE_ID)
+            });
+            if holds_meta {
+                holders.push(address);
+            }
+        }
+        holders
     }
 
     fn meta_target() -> Target {
@@ -86,6 +115,17 @@ impl MetaClient {
                         },
                         Err(err) => {
                             tracing::debug!(error = %err, "meta leader unreachable; retrying")
+                        }
+                    }
+                }
+                Err(Error::RangeNotFound(META_RANGE_ID)) => {
+                    for address in self.meta_holders().await {
+                        let Ok(admin) = remote(&address).await else {
+                            continue;
+                        };
+                        match on_leader(admin).await {
+                            Ok(value) => return Ok(value),
+                            Err(status) => tracing::debug!(%status, "meta call refused; retrying"),
                         }
                     }
                 }

@@ -53,7 +53,18 @@ pub async fn run(
         None => None,
     };
 
-    let peers = Arc::new(PeerDirectory::new(engine.clone(), config.peers.clone()));
+    let seeds = config
+        .join
+        .iter()
+        .flat_map(|seeds| seeds.split(','))
+        .map(|seed| seed.trim().to_owned())
+        .filter(|seed| !seed.is_empty())
+        .collect();
+    let peers = Arc::new(PeerDirectory::new(
+        engine.clone(),
+        config.peers.clone(),
+        seeds,
+    ));
     let outbox = Outbox::new(
         header(&identity, &config.advertised_address()),
         peers.clone(),
@@ -77,9 +88,11 @@ pub async fn run(
     let kv = KvService::new(
         store.clone(),
         engine.clone(),
+        cluster::MetaClient::new(store.clone(), peers.clone()),
         config.limits.clone(),
         REQUEST_TIMEOUT,
     );
+    let meta_peers = peers.clone();
     let admin = AdminService::new(
         identity.node_id,
         config.advertised_address(),
@@ -98,7 +111,7 @@ pub async fn run(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let reporter = tokio::spawn(cluster::report_ranges(
         store.clone(),
-        cluster::MetaClient::new(store.clone()),
+        cluster::MetaClient::new(store.clone(), meta_peers),
         stop_rx.clone(),
     ));
     let status_task = status_listener.map(|listener| {

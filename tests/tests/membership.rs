@@ -104,3 +104,62 @@ async fn removal_that_would_lose_quorum_is_refused() {
     assert_eq!(client.get("k").await.unwrap(), Some(b"v".to_vec()));
     client.put("k", "still writable").await.unwrap();
 }
+
+/// A node without a replica of the meta range (here: one that just joined)
+/// still tells clients where keys live, and the routing updates of the
+/// ranges it leads still reach the meta range.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_without_the_routing_table_still_routes() {
+    let mut cluster = Cluster::start(3, &[]);
+    cluster.wait_for_leader(WAIT).await;
+    let client = cluster.client();
+    client.put("before", "1").await.unwrap();
+    let (_, right) = client.split_at(b"m").await.expect("split at m");
+    let new_node = cluster.join_node(1).await;
+
+    // A client that only knows the new node: Locate is answered elsewhere.
+    let through_new = cluster.client_of(new_node);
+    through_new
+        .put("through-new-node", "2")
+        .await
+        .expect("a write routed through a node without the routing table");
+    assert_eq!(
+        through_new.get("before").await.unwrap().as_deref(),
+        Some(&b"1"[..])
+    );
+
+    // The new node leads a range and splits it: its routing update goes
+    // through a node that holds the meta range.
+    client
+        .add_replica(None, right.range_id, new_node)
+        .await
+        .expect("add replica");
+    eventually("the new node to lead the right range", WAIT, || async {
+        client
+            .transfer_leader(None, right.range_id, new_node)
+            .await
+            .ok()?;
+        let status = client
+            .node_status(&cluster.node(new_node).address)
+            .await
+            .ok()?;
+        status
+            .replicas
+            .iter()
+            .any(|r| {
+                r.role == zdb_proto::v1::RaftRole::Leader as i32
+                    && r.range.as_ref().map(|d| d.range_id) == Some(right.range_id)
+            })
+            .then_some(())
+    })
+    .await;
+    let (_, newest) = client.split_at(b"t").await.expect("split at t");
+    eventually("the routing table to hold the new range", WAIT, || async {
+        let ranges = cluster.client().ranges(b"", b"").await.ok()?;
+        ranges
+            .iter()
+            .any(|range| range.range_id == newest.range_id && range.start_key == b"t")
+            .then_some(())
+    })
+    .await;
+}

@@ -45,7 +45,7 @@ impl AdminService {
             node_id,
             address,
             cluster_id,
-            meta: MetaClient::new(store.clone()),
+            meta: MetaClient::new(store.clone(), peers.clone()),
             store,
             engine,
             peers,

@@ -4,31 +4,59 @@
 use std::time::Duration;
 
 use tonic::{Request, Response, Status};
+use zdb_proto::v1::kv_client::KvClient;
 use zdb_proto::v1::kv_server::Kv;
 use zdb_proto::v1::*;
 
 use super::observe::observe;
 use super::validate;
+use crate::cluster::MetaClient;
 use crate::config::Limits;
 use crate::engine::{value, Engine, CF_DATA};
 use crate::error::{Error, Result};
 use crate::range::apply::ApplyResult;
-use crate::range::meta;
+use crate::range::meta::{self, META_RANGE_ID};
 use crate::store::msg::{ReadKind, Target};
 use crate::store::{now_ms, StoreHandle};
 
 pub struct KvService {
     store: StoreHandle,
     engine: Engine,
+    meta: MetaClient,
     limits: Limits,
     timeout: Duration,
 }
 
 impl KvService {
-    pub fn new(store: StoreHandle, engine: Engine, limits: Limits, timeout: Duration) -> Self {
+    async fn locate_elsewhere(
+        &self,
+        request: LocateRequest,
+    ) -> Result<Response<LocateResponse>, Status> {
+        for address in self.meta.meta_holders().await {
+            let Ok(mut kv) = KvClient::connect(format!("http://{address}")).await else {
+                continue;
+            };
+            if let Ok(response) = kv.locate(request.clone()).await {
+                return Ok(response);
+            }
+        }
+        Err(Status::unavailable(
+            "this node holds no copy of the routing table and reaches no node that does; \
+             retry, or ask another node",
+        ))
+    }
+
+    pub fn new(
+        store: StoreHandle,
+        engine: Engine,
+        meta: MetaClient,
+        limits: Limits,
+        timeout: Duration,
+    ) -> Self {
         KvService {
             store,
             engine,
+            meta,
             limits,
             timeout,
         }
@@ -309,11 +337,19 @@ impl Kv for KvService {
         observe("Locate", async {
             let req = request.into_inner();
             let limit = (req.limit as usize).clamp(1, 1000);
+            let replicas = self.store.status().await?;
+            let holds_meta = replicas.iter().any(|replica| {
+                replica
+                    .range
+                    .as_ref()
+                    .is_some_and(|range| range.range_id == META_RANGE_ID)
+            });
+            if !holds_meta {
+                // The routing table lives in the meta range: ask a node with a copy.
+                return self.locate_elsewhere(req).await;
+            }
             let ranges = meta::locate(&self.engine, &req.key, limit)?;
-            let leaders: std::collections::HashMap<u64, u64> = self
-                .store
-                .status()
-                .await?
+            let leaders: std::collections::HashMap<u64, u64> = replicas
                 .into_iter()
                 .filter_map(|replica| Some((replica.range?.range_id, replica.leader_id)))
                 .collect();

@@ -15,14 +15,18 @@ pub struct PeerDirectory {
     engine: Engine,
     configured: BTreeMap<u64, String>,
     addresses: RwLock<BTreeMap<u64, String>>,
+    /// Addresses of cluster members whose ids are unknown (`--join` seeds):
+    /// a node with no replicas yet reaches the cluster through them.
+    seeds: Vec<String>,
 }
 
 impl PeerDirectory {
-    pub fn new(engine: Engine, configured: BTreeMap<u64, String>) -> Self {
+    pub fn new(engine: Engine, configured: BTreeMap<u64, String>, seeds: Vec<String>) -> Self {
         PeerDirectory {
             engine,
             addresses: RwLock::new(configured.clone()),
             configured,
+            seeds,
         }
     }
 
@@ -46,6 +50,21 @@ impl PeerDirectory {
             self.learn(node_id, &address);
             Some(address)
         })
+    }
+
+    /// Every address this node knows another node at, seeds included.
+    pub fn known_addresses(&self) -> Vec<String> {
+        let mut addresses: Vec<String> = self
+            .addresses
+            .read()
+            .expect("peer directory lock is never poisoned")
+            .values()
+            .chain(&self.seeds)
+            .cloned()
+            .collect();
+        addresses.sort();
+        addresses.dedup();
+        addresses
     }
 
     /// Remembers where a node serves (announced in its stream headers).
