@@ -155,10 +155,12 @@ impl MetaClient {
         .await
     }
 
-    /// Registers a joining node's address; returns its new node id.
-    pub async fn register_node(&self, address: &str) -> Result<u64> {
+    /// Registers a joining node's address and returns its new node id
+    /// (`node_id` 0), or records where member `node_id` serves.
+    pub async fn register_node(&self, address: &str, node_id: u64) -> Result<u64> {
         let kind = command::Kind::RegisterNode(RegisterNodeCommand {
             address: address.to_owned(),
+            node_id,
         });
         let local = |result| match result {
             ApplyResult::NodeId(id) => Some(id),
@@ -167,6 +169,7 @@ impl MetaClient {
         self.call(kind, local, |mut admin| async move {
             let request = JoinRequest {
                 address: address.to_owned(),
+                node_id,
             };
             Ok(admin.join(request).await?.into_inner().node_id)
         })
@@ -206,6 +209,31 @@ impl MetaClient {
             },
         )
         .await
+    }
+}
+
+/// Records this node's own address in the registry, through Raft, once per
+/// start. Founding members wrote the registry from their own `--peers`,
+/// which may name the others by a route (a proxy) rather than where they
+/// serve; and an address may change between starts.
+pub async fn announce_address(
+    meta: MetaClient,
+    node_id: u64,
+    address: String,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        match meta.register_node(&address, node_id).await {
+            Ok(_) => {
+                tracing::debug!(node_id, %address, "address announced");
+                return;
+            }
+            Err(err) => tracing::debug!(error = %err, "cannot announce this node's address yet"),
+        }
+        tokio::select! {
+            _ = stop.wait_for(|stopped| *stopped) => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
     }
 }
 

@@ -109,9 +109,16 @@ pub async fn run(
     );
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let meta = cluster::MetaClient::new(store.clone(), meta_peers);
     let reporter = tokio::spawn(cluster::report_ranges(
         store.clone(),
-        cluster::MetaClient::new(store.clone(), meta_peers),
+        meta.clone(),
+        stop_rx.clone(),
+    ));
+    let announcer = tokio::spawn(cluster::announce_address(
+        meta,
+        identity.node_id,
+        config.advertised_address(),
         stop_rx.clone(),
     ));
     let status_task = status_listener.map(|listener| {
@@ -151,6 +158,7 @@ pub async fn run(
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
     let _ = reporter.await;
+    let _ = announcer.await;
     if let Some(task) = status_task {
         let _ = task.await;
     }

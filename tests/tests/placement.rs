@@ -19,10 +19,23 @@ const DEAD_AFTER: Duration = Duration::from_secs(2);
 async fn settle(client: &Client, liveness: &mut Liveness) -> Vec<RangeLoad> {
     let settings = Settings::default();
     let deadline = std::time::Instant::now() + WAIT;
+    let mut quiet_rounds = 0;
     loop {
         let round = driver::run_once(client, &settings, liveness, DEAD_AFTER).await;
-        if round.done.is_empty() && round.failures.is_empty() && round.ranges > 0 {
-            return driver::observe(client, liveness, DEAD_AFTER).await.1;
+        // A round plans on what it saw: a range caught between leaders is
+        // missing from it. Settled means nothing to do, twice in a row, with
+        // every range of the routing table seen.
+        let routed = client
+            .ranges(b"", b"")
+            .await
+            .map_or(0, |ranges| ranges.len());
+        let quiet = round.done.is_empty() && round.failures.is_empty() && round.ranges == routed;
+        quiet_rounds = if quiet { quiet_rounds + 1 } else { 0 };
+        if quiet_rounds >= 2 && routed > 0 {
+            let (_, ranges) = driver::observe(client, liveness, DEAD_AFTER).await;
+            if ranges.len() == routed {
+                return ranges;
+            }
         }
         assert!(
             std::time::Instant::now() < deadline,

@@ -86,6 +86,16 @@ impl<'a> Applier<'a> {
                     &mut self.system_overlay,
                 )?))
             }
+            Some(command::Kind::RegisterNode(register)) if register.node_id != 0 => {
+                meta::announce_node(
+                    self.engine,
+                    self.engine,
+                    self.batch,
+                    &mut self.system_overlay,
+                    register.node_id,
+                    &register.address,
+                )
+            }
             Some(command::Kind::RegisterNode(register)) => {
                 Ok(ApplyResult::NodeId(meta::register_node(
                     self.engine,

@@ -10,6 +10,7 @@ use zdb_proto::v1::{NodeAddress, NodeState, RangeDescriptor, RangeEpoch};
 
 use crate::engine::{keys, Engine, CF_SYSTEM};
 use crate::error::Result;
+use crate::range::apply::ApplyResult;
 
 /// The range that replicates the system keyspace.
 pub const META_RANGE_ID: u64 = 1;
@@ -185,6 +186,35 @@ pub fn register_node(
     Ok(node_id)
 }
 
+/// Records where a registered node serves, as the node itself announces it.
+pub fn announce_node(
+    view: &dyn SystemView,
+    engine: &Engine,
+    batch: &mut WriteBatch,
+    written: &mut HashMap<Vec<u8>, Option<Vec<u8>>>,
+    node_id: u64,
+    address: &str,
+) -> Result<ApplyResult> {
+    let key = keys::meta_node_key(node_id);
+    let registered = match written.get(&key) {
+        Some(value) => value.is_some(),
+        None => view.system_get(&key)?.is_some(),
+    };
+    if !registered {
+        return Ok(ApplyResult::Refused(format!(
+            "node {node_id} is not registered; join the cluster instead"
+        )));
+    }
+    put(
+        engine,
+        batch,
+        written,
+        key,
+        Some(address.as_bytes().to_vec()),
+    );
+    Ok(ApplyResult::NodeId(node_id))
+}
+
 /// Records a node's state.
 pub fn set_node_state(
     engine: &Engine,
@@ -324,5 +354,49 @@ mod tests {
         let mut batch = WriteBatch::default();
         let c = allocate_range_id(&engine, &engine, &mut batch, &mut HashMap::new()).unwrap();
         assert_eq!((a, b, c), (2, 3, 4));
+    }
+
+    #[test]
+    fn members_announce_their_own_address_and_strangers_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::open(dir.path()).unwrap();
+        let mut batch = WriteBatch::default();
+        let mut written = HashMap::new();
+        // Founding member 2 as node 1's --peers named it: through a proxy.
+        let founders = std::collections::BTreeMap::from([
+            (1, "10.0.0.1:7700".to_owned()),
+            (2, "proxy:9".to_owned()),
+        ]);
+        write_cluster(&engine, &mut batch, "c", &founders);
+        engine.write(batch, false).unwrap();
+        let mut batch = WriteBatch::default();
+        let announced = announce_node(
+            &engine,
+            &engine,
+            &mut batch,
+            &mut written,
+            2,
+            "10.0.0.2:7700",
+        )
+        .unwrap();
+        assert_eq!(announced, ApplyResult::NodeId(2));
+        let stranger = announce_node(
+            &engine,
+            &engine,
+            &mut batch,
+            &mut written,
+            9,
+            "10.0.0.9:7700",
+        )
+        .unwrap();
+        assert!(matches!(stranger, ApplyResult::Refused(_)), "{stranger:?}");
+        engine.write(batch, false).unwrap();
+        assert_eq!(
+            nodes(&engine).unwrap(),
+            vec![
+                (1, "10.0.0.1:7700".to_owned()),
+                (2, "10.0.0.2:7700".to_owned())
+            ]
+        );
     }
 }

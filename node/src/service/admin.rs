@@ -409,13 +409,23 @@ impl Admin for AdminService {
     }
 
     async fn join(&self, request: Request<JoinRequest>) -> Result<Response<JoinResponse>, Status> {
-        let address = request.into_inner().address;
+        let JoinRequest {
+            address,
+            node_id: member,
+        } = request.into_inner();
         if !is_host_port(&address) {
             return Err(Status::invalid_argument(format!(
                 "join address {address:?} is not HOST:PORT"
             )));
         }
-        let node_id = self.meta.register_node(&address).await?;
+        let node_id = self.meta.register_node(&address, member).await?;
+        if member != 0 {
+            return Ok(Response::new(JoinResponse {
+                node_id,
+                cluster_id: self.cluster_id.clone(),
+                nodes: Vec::new(),
+            }));
+        }
         self.peers.learn(node_id, &address);
         let mut nodes = crate::range::meta::registry(&self.engine)?;
         if !nodes.iter().any(|n| n.node_id == node_id) {

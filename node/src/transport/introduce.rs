@@ -74,6 +74,7 @@ pub async fn join(seeds: &str, my_address: &str) -> Result<JoinResponse> {
             AdminClient::new(channel)
                 .join(JoinRequest {
                     address: my_address.to_owned(),
+                    node_id: 0,
                 })
                 .await
                 .map(tonic::Response::into_inner)
