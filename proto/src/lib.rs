@@ -4,7 +4,9 @@
 //! - `zdb.v1` `RaftTransport`: node-to-node Raft traffic and the replicated
 //!   command format (raft.proto);
 //! - `google.rpc.Status`: the rich-error envelope that carries a typed
-//!   [`v1::Error`] in a failed call's status details.
+//!   [`v1::Error`] in a failed call's status details;
+//! - [`codec`]: the gRPC codec of every service (malformed bytes are an
+//!   INVALID_ARGUMENT).
 
 pub mod v1 {
     tonic::include_proto!("zdb.v1");
@@ -14,6 +16,7 @@ pub mod google_rpc {
     tonic::include_proto!("google.rpc");
 }
 
+pub mod codec;
 mod error_details;
 
 pub use error_details::{decode_error_details, encode_error_details};
