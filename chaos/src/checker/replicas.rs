@@ -1,10 +1,9 @@
 //! Replica consistency, once the cluster is quiet: every member of each
 //! range's current descriptor has applied the same log index and holds the
 //! same keys and values (read with stale reads at each node, which serve
-//! that node's own copy), and no two ranges overlap.
-//!
-//! The meta range (range 1) is left out: its data is not reachable through
-//! the KV API.
+//! that node's own copy), and no two ranges overlap. For the meta range
+//! (range 1) that covers the user keys of its span; its system keys (routing
+//! table, node registry) are not reachable through the KV API.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -17,8 +16,6 @@ use zdb_proto::v1::{
 };
 
 use super::Verdict;
-
-const META_RANGE_ID: u64 = 1;
 
 /// What one node says about one of its replicas.
 struct ReplicaView {
@@ -62,9 +59,6 @@ async fn check_once(client: &Client, nodes: &[(u64, String)]) -> Verdict {
             let Some(range) = &replica.range else {
                 continue;
             };
-            if range.range_id == META_RANGE_ID {
-                continue;
-            }
             views.entry(range.range_id).or_default().push(ReplicaView {
                 node: *node,
                 address: address.clone(),

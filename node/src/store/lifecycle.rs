@@ -54,8 +54,11 @@ impl Store {
 
     /// Starts the Raft groups of ranges just created by splits. The node
     /// that led the parent campaigns at once, so the new range has a leader
-    /// without waiting for an election timeout.
-    pub(super) fn open_created(&mut self, created: &mut Vec<RangeDescriptor>) {
+    /// without waiting for an election timeout. Returns the ranges whose
+    /// empty replica (made for an early message) was replaced: a Ready taken
+    /// from that replica must not be handed to the new one.
+    pub(super) fn open_created(&mut self, created: &mut Vec<RangeDescriptor>) -> Vec<u64> {
+        let mut replaced = Vec::new();
         for range in created.drain(..) {
             // Already here with its data (it came by snapshot): keep it.
             if self
@@ -90,13 +93,16 @@ impl Store {
                     if led_parent {
                         let _ = replica.raw.campaign();
                     }
-                    self.replicas.insert(range_id, replica);
+                    if self.replicas.insert(range_id, replica).is_some() {
+                        replaced.push(range_id);
+                    }
                 }
                 Err(err) => {
                     tracing::error!(range_id, error = %err, "cannot open a range created by a split")
                 }
             }
         }
+        replaced
     }
 
     /// Deletes replicas that membership changes removed from this node: their

@@ -399,11 +399,18 @@ impl Store {
         if must_sync && appended > 0 {
             metrics::ENTRIES_PER_SYNC.observe(appended as f64);
         }
-        self.open_created(&mut created);
+        let replaced = self.open_created(&mut created);
         replies.drain(..).for_each(Reply::send);
 
         let mut batch = WriteBatch::default();
         for (range_id, ready) in readies {
+            // That Ready came from an empty replica the split just replaced
+            // (found by zdb-chaos: raft-rs panicked advancing the new group
+            // with it). Its writes are durable; its messages are dropped and
+            // Raft resends what matters.
+            if replaced.contains(&range_id) {
+                continue;
+            }
             let replica = self
                 .replicas
                 .get_mut(&range_id)
