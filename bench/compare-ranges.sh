@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Update-only throughput of a 3-node local cluster with its data in 1 range,
-# then in 16 ranges (64 clients, 100-byte values, 100,000 records).
+# then in 16 ranges (64 clients, 100-byte values, 100,000 records), with
+# the nodes' CPU time and synced writes per update (read from /proc and from
+# each node's /metrics), which are steadier than throughput on a busy machine.
 # Usage: bench/compare-ranges.sh [SECONDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +24,17 @@ for ranges in 1 16; do
     "$bin/zdbctl" split "$(printf 'user%012d' $((i * 100000 / ranges)))" > /dev/null
   done
   echo "== $(( $("$bin/zdbctl" ranges | wc -l) - 1 )) range(s)"
-  "$bin/zdb-bench" --workload update --distribution uniform --records 100000 --clients 64 --duration "$duration" --warmup 2 | grep -A2 throughput
+  pids=$(pgrep -f -- "--data=$data/node-" || true)
+  status=$(for pid in $pids; do tr '\0' '\n' < /proc/$pid/cmdline | sed -n 's/^--status-listen=//p'; done)
+  cpu_ticks() { local t=0; for pid in $pids; do t=$((t + $(awk '{print $14 + $15}' /proc/$pid/stat))); done; echo $t; }
+  syncs() { local n=0; for a in $status; do
+      n=$((n + $(curl -s "http://$a/metrics" | awk '/^zdb_fsync_duration_seconds_count/ {print int($2)}'))); done; echo $n; }
+  cpu0=$(cpu_ticks); syncs0=$(syncs)
+  "$bin/zdb-bench" --workload update --distribution uniform --records 100000 --clients 64 \
+    --duration "$duration" --warmup 0 --json "$work/r.json" | grep -A2 throughput
+  cpu1=$(cpu_ticks); syncs1=$(syncs)
+  updates=$(python3 -c "import json; print(json.load(open('$work/r.json'))['operations']['update']['count'])")
+  echo "node CPU per update: $(( (cpu1 - cpu0) * 1000000 / $(getconf CLK_TCK) / updates )) us;" \
+    "synced writes per update: $(python3 -c "print(f'{($syncs1 - $syncs0) / $updates:.3f}')")"
   kill -TERM $up; wait $up || true
 done

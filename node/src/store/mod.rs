@@ -32,7 +32,7 @@ use crate::metrics;
 use crate::range::replica::{ProposalResponder, Reply};
 use crate::range::Replica;
 use crate::range::{descriptor, meta};
-use crate::transport::{Outbox, Outgoing, PeerDirectory};
+use crate::transport::{Outbox, PeerDirectory};
 
 /// Most messages taken from the queue in one pass, so that a flood of
 /// requests cannot delay persisting and answering the ones already taken.
@@ -344,7 +344,6 @@ impl Store {
             .map(|(&id, _)| id)
             .collect();
         let mut created = Vec::new();
-        let mut outgoing = Outgoing::default();
 
         for (&range_id, replica) in self.replicas.iter_mut() {
             if !replica.raw.has_ready() {
@@ -355,7 +354,7 @@ impl Store {
                 on_role_change(replica, soft.raft_state, soft.leader_id, &self.peers);
             }
             // A leader may send its appends before its own copy is durable.
-            outgoing.push(range_id, ready.take_messages());
+            self.outbox.send(range_id, ready.take_messages());
             if !ready.snapshot().is_empty() {
                 replica.install_snapshot(&self.engine, &mut batch, ready.snapshot())?;
                 existing.insert(range_id);
@@ -391,7 +390,6 @@ impl Store {
             must_sync |= ready.must_sync();
             readies.push((range_id, ready));
         }
-        self.outbox.send(&mut outgoing);
         if readies.is_empty() {
             return Ok(());
         }
@@ -416,12 +414,12 @@ impl Store {
                 .get_mut(&range_id)
                 .expect("ready replica exists");
             let mut ready = ready;
-            outgoing.push(range_id, ready.take_persisted_messages());
+            self.outbox.send(range_id, ready.take_persisted_messages());
             let mut light = replica.raw.advance(ready);
             if let Some(commit) = light.commit_index() {
                 replica.raw.mut_store().set_commit(&mut batch, commit);
             }
-            outgoing.push(range_id, light.take_messages());
+            self.outbox.send(range_id, light.take_messages());
             replica.apply_committed(
                 &self.engine,
                 &mut batch,
@@ -432,7 +430,6 @@ impl Store {
             )?;
             replica.raw.advance_apply();
         }
-        self.outbox.send(&mut outgoing);
         // Entries applied here are already durable in the log: no sync needed.
         self.engine.write(batch, false)?;
         self.open_created(&mut created);

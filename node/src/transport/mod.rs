@@ -8,7 +8,7 @@ mod peers;
 mod server;
 
 pub use introduce::{introduce, join};
-pub use outbox::{Outbox, Outgoing};
+pub use outbox::Outbox;
 pub use peers::PeerDirectory;
 pub use server::RaftTransportService;
 

@@ -33,7 +33,7 @@ struct Inner {
     me: PeerHeader,
     peers: Arc<PeerDirectory>,
     runtime: Handle,
-    queues: Mutex<HashMap<u64, mpsc::UnboundedSender<Vec<(u64, Message)>>>>,
+    queues: Mutex<HashMap<u64, mpsc::UnboundedSender<(u64, Message)>>>,
     /// Set once the store runs: where delivery failures are reported.
     store: OnceLock<std_mpsc::Sender<StoreMsg>>,
 }
@@ -56,25 +56,17 @@ impl Outbox {
         let _ = self.inner.store.set(store);
     }
 
-    /// Hands everything gathered to the peer senders: one queue push (and
-    /// so at most one stream message) per peer, however many ranges spoke.
-    pub fn send(&self, outgoing: &mut Outgoing) {
-        for (to, messages) in outgoing.by_peer.drain() {
+    pub fn send(&self, range_id: u64, messages: Vec<Message>) {
+        for message in messages {
+            let to = message.to;
             if to == self.inner.me.from_node_id {
                 continue;
             }
-            let mut streamed = Vec::with_capacity(messages.len());
-            for (range_id, message) in messages {
-                if message.get_msg_type() == MessageType::MsgSnapshot {
-                    let inner = self.inner.clone();
-                    self.inner
-                        .runtime
-                        .spawn(send_snapshot(inner, range_id, message));
-                } else {
-                    streamed.push((range_id, message));
-                }
-            }
-            if streamed.is_empty() {
+            if message.get_msg_type() == MessageType::MsgSnapshot {
+                let inner = self.inner.clone();
+                self.inner
+                    .runtime
+                    .spawn(send_snapshot(inner, range_id, message));
                 continue;
             }
             let mut queues = self
@@ -89,25 +81,7 @@ impl Outbox {
                     .spawn(run_peer(self.inner.clone(), to, receiver));
                 sender
             });
-            let _ = queue.send(streamed);
-        }
-    }
-}
-
-/// Raft messages of many ranges gathered during one step of a pass, by
-/// destination node.
-#[derive(Default)]
-pub struct Outgoing {
-    by_peer: HashMap<u64, Vec<(u64, Message)>>,
-}
-
-impl Outgoing {
-    pub fn push(&mut self, range_id: u64, messages: Vec<Message>) {
-        for message in messages {
-            self.by_peer
-                .entry(message.to)
-                .or_default()
-                .push((range_id, message));
+            let _ = queue.send((range_id, message));
         }
     }
 }
@@ -155,11 +129,7 @@ impl Inner {
 }
 
 /// Keeps one stream open to a peer and feeds it everything queued, batched.
-async fn run_peer(
-    inner: Arc<Inner>,
-    to: u64,
-    mut queue: mpsc::UnboundedReceiver<Vec<(u64, Message)>>,
-) {
+async fn run_peer(inner: Arc<Inner>, to: u64, mut queue: mpsc::UnboundedReceiver<(u64, Message)>) {
     loop {
         let Some(first) = queue.recv().await else {
             return;
@@ -175,16 +145,16 @@ async fn run_peer(
         let mut header_sent = false;
         loop {
             let next = match pending.take() {
-                Some(messages) => messages,
+                Some(message) => message,
                 None => match queue.recv().await {
-                    Some(messages) => messages,
+                    Some(message) => message,
                     None => return,
                 },
             };
-            let mut messages: Vec<RaftEnvelope> = next.into_iter().map(envelope).collect();
+            let mut messages = vec![envelope(next)];
             while messages.len() < MAX_MESSAGES_PER_BATCH {
                 match queue.try_recv() {
-                    Ok(more) => messages.extend(more.into_iter().map(envelope)),
+                    Ok(message) => messages.push(envelope(message)),
                     Err(_) => break,
                 }
             }
@@ -220,12 +190,12 @@ fn envelope((range_id, message): (u64, Message)) -> RaftEnvelope {
 fn drop_undeliverable(
     inner: &Inner,
     to: u64,
-    first: Vec<(u64, Message)>,
-    queue: &mut mpsc::UnboundedReceiver<Vec<(u64, Message)>>,
+    first: (u64, Message),
+    queue: &mut mpsc::UnboundedReceiver<(u64, Message)>,
 ) {
-    let mut ranges: BTreeSet<u64> = first.iter().map(|(range_id, _)| *range_id).collect();
-    while let Ok(messages) = queue.try_recv() {
-        ranges.extend(messages.iter().map(|(range_id, _)| *range_id));
+    let mut ranges = BTreeSet::from([first.0]);
+    while let Ok((range_id, _)) = queue.try_recv() {
+        ranges.insert(range_id);
     }
     for range_id in ranges {
         inner.report(StoreMsg::Unreachable { range_id, to });
