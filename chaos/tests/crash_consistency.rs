@@ -6,31 +6,14 @@
 //! "to_commit out of range"). No acknowledged write may be lost and every
 //! replica must end identical.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use zdb_chaos::checker::{replicas, Verdict};
 use zdb_chaos::cluster::{ChaosCluster, ClusterConfig};
 use zdb_chaos::proxy::LinkFault;
 use zdb_client::Consistency;
 use zdb_proto::v1::RaftRole;
-
-async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
+use zdb_tests::eventually;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_replays_a_split_and_installs_the_new_ranges_snapshot() {
