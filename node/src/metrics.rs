@@ -80,7 +80,7 @@ pub static TTL_KEYS_REMOVED: LazyLock<IntCounter> = LazyLock::new(|| {
 pub static FSYNC_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
     register_histogram!(
         "zdb_fsync_duration_seconds",
-        "duration of synced RocksDB writes (one per event-loop pass)",
+        "duration of write-ahead log fsyncs (one covers every pass written while the previous ran)",
         exponential_buckets(0.00005, 2.0, 18).expect("valid buckets")
     )
     .expect("metric registers once")
@@ -89,8 +89,33 @@ pub static FSYNC_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
 pub static ENTRIES_PER_SYNC: LazyLock<Histogram> = LazyLock::new(|| {
     register_histogram!(
         "zdb_raft_entries_per_sync",
-        "Raft log entries persisted by one synced write (group commit size)",
+        "Raft log entries made durable by one fsync (group commit size)",
         exponential_buckets(1.0, 2.0, 12).expect("valid buckets")
+    )
+    .expect("metric registers once")
+});
+
+pub static RAFT_MESSAGES_SENT: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "zdb_raft_messages_sent_total",
+        "Raft messages handed to the transport for other nodes"
+    )
+    .expect("metric registers once")
+});
+
+pub static RAFT_BATCHES_SENT: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "zdb_raft_batches_sent_total",
+        "batches of Raft messages sent on peer streams"
+    )
+    .expect("metric registers once")
+});
+
+pub static MESSAGES_PER_PASS: LazyLock<Histogram> = LazyLock::new(|| {
+    register_histogram!(
+        "zdb_store_messages_per_pass",
+        "messages (requests, Raft batches, admin calls) one event-loop pass took",
+        exponential_buckets(1.0, 2.0, 13).expect("valid buckets")
     )
     .expect("metric registers once")
 });

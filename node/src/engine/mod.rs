@@ -80,6 +80,11 @@ impl Engine {
         Ok(())
     }
 
+    /// Makes every write made so far durable, without holding up writers.
+    pub fn sync_wal(&self) -> Result<()> {
+        Ok(self.db.flush_wal(true)?)
+    }
+
     pub fn get(&self, cf: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>> {
         Ok(self.db.get_cf(self.cf(cf), key)?)
     }

@@ -2,6 +2,7 @@
 //! state of every range, behind raft-rs's `Storage` trait.
 
 mod apply_state;
+mod entry_cache;
 mod storage;
 
 pub use apply_state::ApplyState;

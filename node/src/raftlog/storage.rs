@@ -5,6 +5,7 @@ use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
 use raft::{GetEntriesContext, RaftState, Storage, StorageError};
 use rocksdb::WriteBatch;
 
+use super::entry_cache::EntryCache;
 use super::ApplyState;
 use crate::engine::{keys, Engine, CF_RAFT};
 use crate::error::{Error, Result};
@@ -28,6 +29,7 @@ pub struct RangeStorage {
     /// Term of every entry in `[first_index, last_index]`, so that `term()`
     /// (called for every append message) never touches the disk.
     terms: VecDeque<u64>,
+    cache: EntryCache,
 }
 
 impl RangeStorage {
@@ -53,6 +55,7 @@ impl RangeStorage {
             hard_state,
             apply,
             terms: VecDeque::new(),
+            cache: EntryCache::default(),
         };
         let first = storage.first();
         let mut expected = first;
@@ -201,6 +204,7 @@ impl RangeStorage {
             );
             self.terms.push_back(entry.term);
         }
+        self.cache.append(entries);
         let new_last = self.last();
         if old_last > new_last {
             batch.delete_range_cf(
@@ -244,6 +248,7 @@ impl RangeStorage {
         conf_state: Option<ConfState>,
     ) {
         self.apply.applied_index = index;
+        self.cache.applied(index);
         if let Some(conf_state) = conf_state {
             self.apply.conf_state = conf_state;
         }
@@ -264,6 +269,7 @@ impl RangeStorage {
             keys::log_entry_key(self.range_id, index + 1),
         );
         self.terms.drain(..drop.min(self.terms.len()));
+        self.cache.drop_through(index);
         self.apply.truncated_index = index;
         self.apply.truncated_term = term;
         self.write_apply_state(batch);
@@ -279,6 +285,7 @@ impl RangeStorage {
             keys::log_entry_key(self.range_id, u64::MAX),
         );
         self.terms.clear();
+        self.cache.clear();
         self.apply = ApplyState {
             applied_index: meta.index,
             truncated_index: meta.index,
@@ -336,6 +343,11 @@ impl Storage for RangeStorage {
         if high > self.last() + 1 {
             return Err(raft::Error::Store(StorageError::Unavailable));
         }
+        let max_size = max_size.into();
+        if let Some(mut entries) = self.cache.get(low, high) {
+            raft::util::limit_size(&mut entries, max_size);
+            return Ok(entries);
+        }
         let mut entries = Vec::with_capacity((high - low) as usize);
         self.engine
             .scan(
@@ -358,7 +370,7 @@ impl Storage for RangeStorage {
                 ),
             )));
         }
-        raft::util::limit_size(&mut entries, max_size.into());
+        raft::util::limit_size(&mut entries, max_size);
         Ok(entries)
     }
 
@@ -564,6 +576,40 @@ mod tests {
         assert_eq!(reloaded.last_index().unwrap(), 7);
         assert_eq!(reloaded.term(7).unwrap(), 7);
         assert!(reloaded.term(8).is_err());
+    }
+
+    #[test]
+    fn cached_entries_match_the_log_on_disk() {
+        let (_dir, engine) = fresh();
+        let mut storage = RangeStorage::load(engine.clone(), 1).unwrap();
+        let mut batch = WriteBatch::default();
+        let first: Vec<Entry> = (6..40).map(|index| entry(index, 6)).collect();
+        storage.append(&mut batch, &first).unwrap();
+        storage
+            .append(&mut batch, &[entry(30, 7), entry(31, 7)])
+            .unwrap();
+        storage.set_applied(&mut batch, 20, None);
+        storage.compact_to(&mut batch, 10).unwrap();
+        engine.write(batch, true).unwrap();
+        let reloaded = RangeStorage::load(engine, 1).unwrap();
+        let read = |storage: &RangeStorage, low, high, max: Option<u64>| {
+            storage
+                .entries(low, high, max, GetEntriesContext::empty(false))
+                .map(|found| found.iter().map(|e| (e.index, e.term)).collect::<Vec<_>>())
+        };
+        for (low, high, max) in [(11, 32, None), (25, 32, None), (11, 32, Some(0))] {
+            assert_eq!(
+                read(&storage, low, high, max).unwrap(),
+                read(&reloaded, low, high, max).unwrap(),
+                "entries [{low}, {high}) limited to {max:?}"
+            );
+        }
+        assert_eq!(
+            read(&storage, 30, 32, None).unwrap(),
+            vec![(30, 7), (31, 7)]
+        );
+        assert!(read(&storage, 10, 12, None).is_err(), "compacted");
+        assert!(read(&storage, 31, 33, None).is_err(), "past the last index");
     }
 
     #[test]

@@ -94,6 +94,7 @@ impl Store {
                         let _ = replica.raw.campaign();
                     }
                     if self.replicas.insert(range_id, replica).is_some() {
+                        self.forget_unsynced(range_id);
                         replaced.push(range_id);
                     }
                 }
@@ -120,6 +121,7 @@ impl Store {
         let mut batch = WriteBatch::default();
         for range_id in removed {
             let replica = self.replicas.remove(&range_id).expect("listed above");
+            self.forget_unsynced(range_id);
             descriptor::destroy(&self.engine, &mut batch, &replica.descriptor);
             tracing::info!(
                 range_id,

@@ -1,29 +1,36 @@
 //! The store: every range replica on this node, driven by one event loop.
 //!
 //! One pass of the loop takes every pending message, ticks the Raft groups
-//! when a tick is due, then collects the Ready of every replica and persists
-//! all of them — log entries, hard states, applied commands — with a single
-//! synced RocksDB write (group commit). Only then are the messages that
-//! depend on that persistence sent and the waiting clients answered.
+//! when a tick is due, then collects the Ready of every replica and writes
+//! all of them — log entries, hard states, applied commands — in one RocksDB
+//! write. The loop does not wait for the disk: the syncer thread fsyncs the
+//! write-ahead log once for every pass written while the previous fsync ran
+//! (group commit), and only then do the messages that depend on durability
+//! leave and Raft learn that the entries are persisted. Committed entries
+//! are applied only once persisted here, so answering clients right after
+//! the write is safe.
 
 mod handle;
 mod lifecycle;
 pub mod msg;
 mod routing;
+mod syncer;
 mod ttl;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use raft::eraftpb::Message;
 use raft::{SnapshotStatus, StateRole};
 use rocksdb::WriteBatch;
 use zdb_proto::v1::{RaftRole, RangeDescriptor, ReplicaStatus};
 
 pub use handle::StoreHandle;
 use msg::{RangeProgress, ReadKind, StoreMsg, Target};
+use syncer::{SyncRequest, Syncer};
 
 use crate::config::RaftConfig;
 use crate::engine::Engine;
@@ -45,13 +52,31 @@ pub struct Store {
     logger: slog::Logger,
     engine: Engine,
     raft: RaftConfig,
-    replicas: HashMap<u64, Replica>,
+    /// By range id: a pass writes the ranges' log entries in key order,
+    /// which keeps RocksDB's memtable inserts cheap.
+    replicas: BTreeMap<u64, Replica>,
     outbox: Outbox,
     peers: Arc<PeerDirectory>,
     inbox: mpsc::Receiver<StoreMsg>,
     ttl: ttl::Sweeper,
     /// When a message from each peer node last arrived.
     last_heard: HashMap<u64, Instant>,
+    syncer: Syncer,
+    /// Token of the newest sync asked for, and of the newest one done.
+    sync_requested: u64,
+    synced: u64,
+    /// Readies written but maybe not durable yet, oldest first.
+    unsynced: VecDeque<Unsynced>,
+}
+
+/// A Ready whose writes wait for the sync `token` before Raft may count
+/// them as persisted and before the messages that depend on them may leave
+/// (a follower's append response, a vote).
+struct Unsynced {
+    token: u64,
+    range_id: u64,
+    number: u64,
+    messages: Vec<Message>,
 }
 
 impl Store {
@@ -65,12 +90,13 @@ impl Store {
         peers: Arc<PeerDirectory>,
         logger: &slog::Logger,
     ) -> Result<(StoreHandle, thread::JoinHandle<()>, mpsc::Sender<StoreMsg>)> {
-        let mut replicas = HashMap::new();
+        let mut replicas = BTreeMap::new();
         for range in descriptor::load_all(&engine)? {
             let replica = Replica::open(engine.clone(), node_id, range, &raft, logger)?;
             replicas.insert(replica.range_id(), replica);
         }
         let (sender, inbox) = mpsc::channel();
+        let syncer = Syncer::start(engine.clone(), sender.clone())?;
         let store = Store {
             node_id,
             logger: logger.clone(),
@@ -82,6 +108,10 @@ impl Store {
             inbox,
             ttl: ttl::Sweeper::new(ttl_sweep_interval),
             last_heard: HashMap::new(),
+            syncer,
+            sync_requested: 0,
+            synced: 0,
+            unsynced: VecDeque::new(),
         };
         let thread = thread::Builder::new()
             .name("zdb-store".into())
@@ -93,35 +123,30 @@ impl Store {
         let mut next_tick = Instant::now() + self.raft.tick;
         let mut busy = false;
         loop {
-            let wait = next_tick.saturating_duration_since(Instant::now());
+            let wait = if self.has_synced_readies() {
+                Duration::ZERO
+            } else {
+                next_tick.saturating_duration_since(Instant::now())
+            };
             match self.inbox.recv_timeout(wait) {
                 Ok(msg) => {
                     let mut running = self.handle(msg);
                     let mut taken = 1;
-                    // Under load, linger briefly for more work: fewer, larger
-                    // passes mean fewer syncs and fewer Raft messages per write.
-                    let linger_until = Instant::now()
-                        + if busy {
-                            self.raft.batch_linger
-                        } else {
-                            Duration::ZERO
-                        };
+                    // Under load, let more work arrive before the pass:
+                    // fewer, larger passes mean fewer syncs, Raft messages
+                    // and wake-ups per write. Sleeping rather than waiting
+                    // on the queue spares a wake-up per arriving message.
+                    if busy {
+                        thread::sleep(self.raft.batch_linger);
+                    }
                     while taken < MAX_MESSAGES_PER_PASS {
-                        let next = match self.inbox.try_recv() {
-                            Ok(msg) => Some(msg),
-                            Err(_) => {
-                                let left = linger_until.saturating_duration_since(Instant::now());
-                                if left.is_zero() {
-                                    None
-                                } else {
-                                    self.inbox.recv_timeout(left).ok()
-                                }
-                            }
+                        let Ok(msg) = self.inbox.try_recv() else {
+                            break;
                         };
-                        let Some(msg) = next else { break };
                         running &= self.handle(msg);
                         taken += 1;
                     }
+                    metrics::MESSAGES_PER_PASS.observe(taken as f64);
                     busy = taken >= BUSY_PASS;
                     if !running {
                         break;
@@ -142,6 +167,7 @@ impl Store {
             for replica in self.replicas.values_mut() {
                 replica.flush_reads(now, &self.raft);
             }
+            self.release_synced();
             if let Err(err) = self.process_ready() {
                 // The engine refused a write: continuing could acknowledge
                 // something that is not durable. Stop the node.
@@ -156,6 +182,7 @@ impl Store {
     fn handle(&mut self, msg: StoreMsg) -> bool {
         match msg {
             StoreMsg::Shutdown => return false,
+            StoreMsg::Synced(token) => self.synced = self.synced.max(token),
             StoreMsg::Raft(messages) => {
                 let now = Instant::now();
                 for (range_id, message) in messages {
@@ -329,6 +356,31 @@ impl Store {
         }
     }
 
+    fn has_synced_readies(&self) -> bool {
+        self.unsynced
+            .front()
+            .is_some_and(|unsynced| unsynced.token <= self.synced)
+    }
+
+    /// Tells Raft which readies are durable now and sends what waited for that.
+    fn release_synced(&mut self) {
+        while self.has_synced_readies() {
+            let unsynced = self.unsynced.pop_front().expect("checked above");
+            if let Some(replica) = self.replicas.get_mut(&unsynced.range_id) {
+                replica.raw.on_persist_ready(unsynced.number);
+                self.outbox.send(unsynced.range_id, unsynced.messages);
+            }
+        }
+    }
+
+    /// Forgets the unsynced readies of a Raft group that is gone (removed,
+    /// or an empty replica replaced by a split): their numbers mean nothing
+    /// to a new group, and their messages are stale.
+    fn forget_unsynced(&mut self, range_id: u64) {
+        self.unsynced
+            .retain(|unsynced| unsynced.range_id != range_id);
+    }
+
     fn process_ready(&mut self) -> Result<()> {
         let mut batch = WriteBatch::default();
         let mut replies = Vec::new();
@@ -359,14 +411,6 @@ impl Store {
                 replica.install_snapshot(&self.engine, &mut batch, ready.snapshot())?;
                 existing.insert(range_id);
             }
-            replica.apply_committed(
-                &self.engine,
-                &mut batch,
-                ready.take_committed_entries(),
-                &mut replies,
-                &existing,
-                &mut created,
-            )?;
             appended += ready.entries().len();
             replica
                 .raw
@@ -378,6 +422,15 @@ impl Store {
                     .mut_store()
                     .set_hard_state(&mut batch, hard_state);
             }
+            // Raft hands out only entries that are committed and durable here.
+            replica.apply_committed(
+                &self.engine,
+                &mut batch,
+                ready.take_committed_entries(),
+                &mut replies,
+                &existing,
+                &mut created,
+            )?;
             for read_state in ready.take_read_states() {
                 let term = replica.raw.raft.term;
                 replica.reads.round_confirmed(
@@ -393,18 +446,23 @@ impl Store {
         if readies.is_empty() {
             return Ok(());
         }
-        self.engine.write(batch, must_sync)?;
-        if must_sync && appended > 0 {
-            metrics::ENTRIES_PER_SYNC.observe(appended as f64);
+        // Raft reads what it appended from the engine once the ready is
+        // advanced, so the write comes first; durability follows.
+        self.engine.write(batch, false)?;
+        if must_sync {
+            self.sync_requested += 1;
+            self.syncer.request(SyncRequest {
+                token: self.sync_requested,
+                entries: appended,
+            });
         }
         let replaced = self.open_created(&mut created);
         replies.drain(..).for_each(Reply::send);
 
-        let mut batch = WriteBatch::default();
-        for (range_id, ready) in readies {
+        for (range_id, mut ready) in readies {
             // That Ready came from an empty replica the split just replaced
             // (found by zdb-chaos: raft-rs panicked advancing the new group
-            // with it). Its writes are durable; its messages are dropped and
+            // with it). Its writes are in; its messages are dropped and
             // Raft resends what matters.
             if replaced.contains(&range_id) {
                 continue;
@@ -413,27 +471,17 @@ impl Store {
                 .replicas
                 .get_mut(&range_id)
                 .expect("ready replica exists");
-            let mut ready = ready;
-            self.outbox.send(range_id, ready.take_persisted_messages());
-            let mut light = replica.raw.advance(ready);
-            if let Some(commit) = light.commit_index() {
-                replica.raw.mut_store().set_commit(&mut batch, commit);
-            }
-            self.outbox.send(range_id, light.take_messages());
-            replica.apply_committed(
-                &self.engine,
-                &mut batch,
-                light.take_committed_entries(),
-                &mut replies,
-                &existing,
-                &mut created,
-            )?;
+            // Even a ready with nothing to sync waits for the syncs before
+            // it: Raft must learn of persistence in order.
+            self.unsynced.push_back(Unsynced {
+                token: self.sync_requested,
+                range_id,
+                number: ready.number(),
+                messages: ready.take_persisted_messages(),
+            });
+            replica.raw.advance_append_async(ready);
             replica.raw.advance_apply();
         }
-        // Entries applied here are already durable in the log: no sync needed.
-        self.engine.write(batch, false)?;
-        self.open_created(&mut created);
-        replies.drain(..).for_each(Reply::send);
 
         let mut batch = WriteBatch::default();
         let mut log_entries = 0;

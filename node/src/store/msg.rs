@@ -82,6 +82,8 @@ pub enum StoreMsg {
         range_id: u64,
         responder: oneshot::Sender<Result<RangeProgress>>,
     },
+    /// Every write of the passes up to this sync token is durable.
+    Synced(u64),
     /// Stop the event loop.
     Shutdown,
 }

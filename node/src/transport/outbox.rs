@@ -81,6 +81,7 @@ impl Outbox {
                     .spawn(run_peer(self.inner.clone(), to, receiver));
                 sender
             });
+            metrics::RAFT_MESSAGES_SENT.inc();
             let _ = queue.send((range_id, message));
         }
     }
@@ -158,6 +159,7 @@ async fn run_peer(inner: Arc<Inner>, to: u64, mut queue: mpsc::UnboundedReceiver
                     Err(_) => break,
                 }
             }
+            metrics::RAFT_BATCHES_SENT.inc();
             let header = (!header_sent).then(|| inner.header(to));
             header_sent = true;
             if stream_tx
