@@ -7,7 +7,8 @@
 //!   splits, snapshots, linearizable reads (ReadIndex and leader lease), and
 //!   the meta range's routing table.
 //! - [`store`]: every replica on the node, driven by one event loop that
-//!   persists all of them with one synced write per pass (group commit).
+//!   writes all of them once per pass, and the WAL syncer that makes those
+//!   writes durable with one fsync per batch of passes (group commit).
 //! - [`transport`]: peer-to-peer Raft streams and snapshot transfer.
 //! - [`service`]: the gRPC KV and admin APIs, request validation, and the
 //!   HTTP status port with Prometheus metrics.

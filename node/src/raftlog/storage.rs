@@ -18,8 +18,8 @@ pub const RAFT_INIT_INDEX: u64 = 5;
 pub const RAFT_INIT_TERM: u64 = 5;
 
 /// Raft state of one range replica. Mutations go into the caller's
-/// `WriteBatch` (so that one pass of the event loop persists every range with
-/// one sync) and into the cached state at once: raft-rs reads them back only
+/// `WriteBatch` (so that one pass of the event loop writes every range at
+/// once) and into the cached state at once: raft-rs reads them back only
 /// after that batch is written.
 pub struct RangeStorage {
     engine: Engine,
