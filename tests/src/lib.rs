@@ -373,6 +373,15 @@ impl Drop for Cluster {
                     tail(&self.log_of(node.id), 60)
                 );
             }
+            return;
+        }
+        // A panicked thread inside a node can go unnoticed by the test's
+        // requests (another replica answers): fail the test anyway.
+        for node in &self.nodes {
+            let log = self.log_of(node.id);
+            if let Some(at) = log.find("panicked at") {
+                panic!("node {} panicked:\n{}", node.id, tail(&log[at..], 40));
+            }
         }
     }
 }

@@ -77,6 +77,9 @@ struct Unsynced {
     range_id: u64,
     number: u64,
     messages: Vec<Message>,
+    /// A snapshot counts as applied only once it is durable: raft-rs
+    /// refuses an applied index above the persisted one.
+    snapshot_index: Option<u64>,
 }
 
 impl Store {
@@ -368,6 +371,9 @@ impl Store {
             let unsynced = self.unsynced.pop_front().expect("checked above");
             if let Some(replica) = self.replicas.get_mut(&unsynced.range_id) {
                 replica.raw.on_persist_ready(unsynced.number);
+                if let Some(index) = unsynced.snapshot_index {
+                    replica.raw.advance_apply_to(index);
+                }
                 self.outbox.send(unsynced.range_id, unsynced.messages);
             }
         }
@@ -423,10 +429,12 @@ impl Store {
                     .set_hard_state(&mut batch, hard_state);
             }
             // Raft hands out only entries that are committed and durable here.
+            let committed = ready.take_committed_entries();
+            let applied = committed.last().map(|entry| entry.index);
             replica.apply_committed(
                 &self.engine,
                 &mut batch,
-                ready.take_committed_entries(),
+                committed,
                 &mut replies,
                 &existing,
                 &mut created,
@@ -441,7 +449,7 @@ impl Store {
                 );
             }
             must_sync |= ready.must_sync();
-            readies.push((range_id, ready));
+            readies.push((range_id, ready, applied));
         }
         if readies.is_empty() {
             return Ok(());
@@ -459,7 +467,7 @@ impl Store {
         let replaced = self.open_created(&mut created);
         replies.drain(..).for_each(Reply::send);
 
-        for (range_id, mut ready) in readies {
+        for (range_id, mut ready, applied) in readies {
             // That Ready came from an empty replica the split just replaced
             // (found by zdb-chaos: raft-rs panicked advancing the new group
             // with it). Its writes are in; its messages are dropped and
@@ -473,14 +481,21 @@ impl Store {
                 .expect("ready replica exists");
             // Even a ready with nothing to sync waits for the syncs before
             // it: Raft must learn of persistence in order.
+            let snapshot = ready.snapshot();
+            let snapshot_index = (!snapshot.is_empty()).then(|| snapshot.get_metadata().index);
             self.unsynced.push_back(Unsynced {
                 token: self.sync_requested,
                 range_id,
                 number: ready.number(),
                 messages: ready.take_persisted_messages(),
+                snapshot_index,
             });
             replica.raw.advance_append_async(ready);
-            replica.raw.advance_apply();
+            // Not `advance_apply`: after a snapshot not yet durable, raft-rs
+            // would take its index as applied.
+            if let Some(index) = applied {
+                replica.raw.advance_apply_to(index);
+            }
         }
 
         let mut batch = WriteBatch::default();
