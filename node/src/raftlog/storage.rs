@@ -93,21 +93,21 @@ impl RangeStorage {
         }
     }
 
-    /// Writes the initial state of a range whose first members are `voters`.
-    /// An empty replica made for an early message of the range's leader may
-    /// already have a term and a vote here: they are kept (a vote must never
-    /// be forgotten within its term).
+    /// Writes the initial state of a range whose first members are
+    /// `conf_state` (voters and learners). An empty replica made for an
+    /// early message of the range's leader may already have a term and a
+    /// vote here: they are kept (a vote must never be forgotten within its term).
     pub fn write_bootstrap_state(
         engine: &Engine,
         batch: &mut WriteBatch,
         range_id: u64,
-        voters: Vec<u64>,
+        conf_state: ConfState,
     ) -> Result<()> {
         let apply = ApplyState {
             applied_index: RAFT_INIT_INDEX,
             truncated_index: RAFT_INIT_INDEX,
             truncated_term: RAFT_INIT_TERM,
-            conf_state: ConfState::from((voters, vec![])),
+            conf_state,
         };
         let mut hard_state = Self::stored_hard_state(engine, range_id)?;
         if hard_state.term <= RAFT_INIT_TERM {
@@ -431,7 +431,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let engine = Engine::open(dir.path()).unwrap();
         let mut batch = WriteBatch::default();
-        RangeStorage::write_bootstrap_state(&engine, &mut batch, 1, vec![1, 2, 3]).unwrap();
+        RangeStorage::write_bootstrap_state(
+            &engine,
+            &mut batch,
+            1,
+            ConfState::from((vec![1, 2, 3], vec![])),
+        )
+        .unwrap();
         engine.write(batch, true).unwrap();
         (dir, engine)
     }
@@ -493,7 +499,13 @@ mod tests {
         engine.write(batch, true).unwrap();
         // ...then the split writes the range's initial state.
         let mut batch = WriteBatch::default();
-        RangeStorage::write_bootstrap_state(&engine, &mut batch, 9, vec![1, 2, 3]).unwrap();
+        RangeStorage::write_bootstrap_state(
+            &engine,
+            &mut batch,
+            9,
+            ConfState::from((vec![1, 2, 3], vec![])),
+        )
+        .unwrap();
         engine.write(batch, true).unwrap();
         let state = RangeStorage::load(engine.clone(), 9)
             .unwrap()
@@ -504,7 +516,13 @@ mod tests {
 
         // The empty replica's write lands after the split's, in the same batch.
         let mut batch = WriteBatch::default();
-        RangeStorage::write_bootstrap_state(&engine, &mut batch, 9, vec![1, 2, 3]).unwrap();
+        RangeStorage::write_bootstrap_state(
+            &engine,
+            &mut batch,
+            9,
+            ConfState::from((vec![1, 2, 3], vec![])),
+        )
+        .unwrap();
         placeholder.set_hard_state(&mut batch, &placeholder_state);
         engine.write(batch, true).unwrap();
         let storage = RangeStorage::load(engine.clone(), 9).unwrap();

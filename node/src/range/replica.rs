@@ -313,6 +313,17 @@ impl Replica {
                 current.range_id
             )));
         }
+        // The new range starts with the parent's members, learners included.
+        // A joint configuration would leave the new range with nobody to
+        // finish the change: every replica refuses alike (they all applied
+        // the same changes before this entry).
+        let conf_state = self.raw.raft.prs().conf().to_conf_state();
+        if !conf_state.voters_outgoing.is_empty() || !conf_state.learners_next.is_empty() {
+            return Ok(ApplyResult::Refused(format!(
+                "range {} is in the middle of a membership change; split it once the change is done",
+                current.range_id
+            )));
+        }
         let mut left = current.clone();
         left.end_key = key.to_vec();
         let epoch = left.epoch.get_or_insert_with(Default::default);
@@ -327,13 +338,7 @@ impl Replica {
         descriptor::save(engine, batch, &left);
         if !existing.contains(&right.range_id) {
             descriptor::save(engine, batch, &right);
-            let voters = right
-                .replicas
-                .iter()
-                .filter(|r| !r.learner)
-                .map(|r| r.replica_id)
-                .collect();
-            RangeStorage::write_bootstrap_state(engine, batch, right.range_id, voters)?;
+            RangeStorage::write_bootstrap_state(engine, batch, right.range_id, conf_state)?;
         }
         self.descriptor = left.clone();
         created.push(right.clone());
@@ -394,5 +399,91 @@ impl Replica {
         }
         metrics::RAFT_SNAPSHOTS_APPLIED.inc();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use raft::eraftpb::{ConfState, Entry};
+    use rocksdb::WriteBatch;
+    use zdb_proto::v1::{
+        command, Command, RangeDescriptor, RangeEpoch, ReplicaDescriptor, SplitCommand,
+    };
+
+    use super::Replica;
+    use crate::config::RaftConfig;
+    use crate::engine::Engine;
+    use crate::raftlog::{RangeStorage, RAFT_INIT_INDEX};
+    use crate::range::descriptor;
+
+    /// Found by zdb-chaos (topology schedule, seed 4242): a range split while
+    /// a replica was a learner started without that replica in its Raft
+    /// configuration, so no leader ever replicated to it.
+    #[test]
+    fn a_split_keeps_the_learners_of_the_parent() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::open(dir.path()).unwrap();
+        let member = |node_id, learner| ReplicaDescriptor {
+            node_id,
+            replica_id: node_id,
+            learner,
+        };
+        let parent = RangeDescriptor {
+            range_id: 7,
+            start_key: Vec::new(),
+            end_key: Vec::new(),
+            epoch: Some(RangeEpoch {
+                conf_ver: 3,
+                version: 2,
+            }),
+            replicas: vec![member(1, false), member(2, false), member(3, true)],
+        };
+        let mut batch = WriteBatch::default();
+        descriptor::save(&engine, &mut batch, &parent);
+        let members = ConfState::from((vec![1, 2], vec![3]));
+        RangeStorage::write_bootstrap_state(&engine, &mut batch, 7, members.clone()).unwrap();
+        engine.write(batch, true).unwrap();
+
+        let logger = slog::Logger::root(slog::Discard, slog::o!());
+        let mut replica = Replica::open(
+            engine.clone(),
+            1,
+            parent.clone(),
+            &RaftConfig::default(),
+            &logger,
+        )
+        .unwrap();
+        let split = Command {
+            kind: Some(command::Kind::Split(SplitCommand {
+                split_key: b"m".to_vec(),
+                new_range_id: 8,
+                expected_epoch: parent.epoch,
+            })),
+            ..Default::default()
+        };
+        let entry = Entry {
+            index: RAFT_INIT_INDEX + 1,
+            term: 6,
+            data: prost::Message::encode_to_vec(&split).into(),
+            ..Default::default()
+        };
+        let (mut batch, mut replies, mut created) = (WriteBatch::default(), vec![], vec![]);
+        replica
+            .apply_committed(
+                &engine,
+                &mut batch,
+                vec![entry],
+                &mut replies,
+                &HashSet::new(),
+                &mut created,
+            )
+            .unwrap();
+        engine.write(batch, true).unwrap();
+
+        assert_eq!(created.len(), 1, "the split applied");
+        let right = RangeStorage::load(engine, 8).unwrap();
+        assert_eq!(right.apply_state().conf_state, members);
     }
 }

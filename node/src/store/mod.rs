@@ -594,7 +594,7 @@ pub fn bootstrap(
         engine,
         &mut batch,
         range.range_id,
-        node_ids.to_vec(),
+        raft::eraftpb::ConfState::from((node_ids.to_vec(), vec![])),
     )?;
     engine.write(batch, true)?;
     Ok(range)
