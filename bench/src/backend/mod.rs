@@ -21,14 +21,17 @@ pub enum Target {
 #[derive(Clone)]
 pub enum Backend {
     Zdb(ZdbBackend),
-    Etcd(EtcdBackend),
+    // Boxed: the etcd client is far larger than the zdb one.
+    Etcd(Box<EtcdBackend>),
 }
 
 impl Backend {
     pub async fn connect(target: Target, endpoints: &[String], timeout: Duration) -> Result<Self> {
         Ok(match target {
             Target::Zdb => Backend::Zdb(ZdbBackend::connect(endpoints, timeout)?),
-            Target::Etcd => Backend::Etcd(EtcdBackend::connect(endpoints, timeout).await?),
+            Target::Etcd => {
+                Backend::Etcd(Box::new(EtcdBackend::connect(endpoints, timeout).await?))
+            }
         })
     }
 
