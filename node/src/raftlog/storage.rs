@@ -427,17 +427,16 @@ mod tests {
         }
     }
 
+    fn bootstrap_three_voters(engine: &Engine, batch: &mut WriteBatch, range_id: u64) {
+        let voters = ConfState::from((vec![1, 2, 3], vec![]));
+        RangeStorage::write_bootstrap_state(engine, batch, range_id, voters).unwrap();
+    }
+
     fn fresh() -> (tempfile::TempDir, Engine) {
         let dir = tempfile::tempdir().unwrap();
         let engine = Engine::open(dir.path()).unwrap();
         let mut batch = WriteBatch::default();
-        RangeStorage::write_bootstrap_state(
-            &engine,
-            &mut batch,
-            1,
-            ConfState::from((vec![1, 2, 3], vec![])),
-        )
-        .unwrap();
+        bootstrap_three_voters(&engine, &mut batch, 1);
         engine.write(batch, true).unwrap();
         (dir, engine)
     }
@@ -499,13 +498,7 @@ mod tests {
         engine.write(batch, true).unwrap();
         // ...then the split writes the range's initial state.
         let mut batch = WriteBatch::default();
-        RangeStorage::write_bootstrap_state(
-            &engine,
-            &mut batch,
-            9,
-            ConfState::from((vec![1, 2, 3], vec![])),
-        )
-        .unwrap();
+        bootstrap_three_voters(&engine, &mut batch, 9);
         engine.write(batch, true).unwrap();
         let state = RangeStorage::load(engine.clone(), 9)
             .unwrap()
@@ -516,13 +509,7 @@ mod tests {
 
         // The empty replica's write lands after the split's, in the same batch.
         let mut batch = WriteBatch::default();
-        RangeStorage::write_bootstrap_state(
-            &engine,
-            &mut batch,
-            9,
-            ConfState::from((vec![1, 2, 3], vec![])),
-        )
-        .unwrap();
+        bootstrap_three_voters(&engine, &mut batch, 9);
         placeholder.set_hard_state(&mut batch, &placeholder_state);
         engine.write(batch, true).unwrap();
         let storage = RangeStorage::load(engine.clone(), 9).unwrap();

@@ -367,8 +367,11 @@ impl Store {
 
     /// Tells Raft which readies are durable now and sends what waited for that.
     fn release_synced(&mut self) {
-        while self.has_synced_readies() {
-            let unsynced = self.unsynced.pop_front().expect("checked above");
+        let synced = self.synced;
+        while let Some(unsynced) = self
+            .unsynced
+            .pop_front_if(|unsynced| unsynced.token <= synced)
+        {
             if let Some(replica) = self.replicas.get_mut(&unsynced.range_id) {
                 replica.raw.on_persist_ready(unsynced.number);
                 if let Some(index) = unsynced.snapshot_index {
