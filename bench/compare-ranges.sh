@@ -4,15 +4,48 @@
 # the nodes' CPU time, fsyncs and Raft messages per update (read from /proc
 # and from each node's /metrics), which are steadier than throughput on a
 # busy machine.
-# Usage: bench/compare-ranges.sh [SECONDS]
+#
+# With NODE_CPUS, each node runs in its own CPU cgroup capped at that many
+# CPUs (needs root), as pods with CPU limits on separate machines would:
+# then one range is bound by its leader's CPU, and 16 ranges spread the
+# leaders' work over every node. Without it, all nodes and the load
+# generator share this machine's cores.
+# Usage: bench/compare-ranges.sh [SECONDS] [NODE_CPUS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${1:-15}
+node_cpus=${2:-}
 target=${CARGO_TARGET_DIR:-target}
 cargo build --release -p zdb-node -p zdbctl -p zdb-bench >&2
 bin="$target/release"
 work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
+cgroups=()
+cleanup() {
+  kill $(jobs -p) 2>/dev/null || true
+  wait 2>/dev/null || true
+  for group in "${cgroups[@]}"; do rmdir "$group" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# Moves process $1 into a fresh CPU cgroup named $2, capped at $node_cpus.
+cap_cpu() {
+  local period=10000 quota group
+  quota=$(python3 -c "print(int($node_cpus * 10000))")
+  if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
+    group=/sys/fs/cgroup/$2
+    mkdir -p "$group" && echo "$quota $period" > "$group/cpu.max"
+  elif [ -d /sys/fs/cgroup/cpu ]; then
+    group=/sys/fs/cgroup/cpu/$2
+    mkdir -p "$group" && echo $period > "$group/cpu.cfs_period_us" &&
+      echo "$quota" > "$group/cpu.cfs_quota_us"
+  else
+    echo "error: no CPU cgroup controller under /sys/fs/cgroup; run without NODE_CPUS" >&2
+    exit 1
+  fi || { echo "error: cannot create CPU cgroups (run as root, or without NODE_CPUS)" >&2; exit 1; }
+  cgroups+=("$group")
+  echo "$1" > "$group/cgroup.procs"
+}
 
 for ranges in 1 16; do
   data="$work/cluster-$ranges"
@@ -36,19 +69,26 @@ for ranges in 1 16; do
   done
   echo "== $(( $("$bin/zdbctl" ranges | wc -l) - 1 )) range(s), leaders per node: $counts"
   pids=$(pgrep -f -- "--data=$data/node-" || true)
+  if [ -n "$node_cpus" ]; then
+    for pid in $pids; do cap_cpu "$pid" "zdb-bench-$ranges-$pid"; done
+    echo "   each node capped at $node_cpus CPU"
+  fi
   status=$(for pid in $pids; do tr '\0' '\n' < /proc/$pid/cmdline | sed -n 's/^--status-listen=//p'; done)
-  cpu_ticks() { local t=0; for pid in $pids; do t=$((t + $(awk '{print $14 + $15}' /proc/$pid/stat))); done; echo $t; }
   counter() { local n=0; for a in $status; do
       n=$((n + $(curl -s "http://$a/metrics" | awk -v m="$1" '$1 == m {print int($2)}'))); done; echo $n; }
   syncs() { counter zdb_fsync_duration_seconds_count; }
   messages() { counter zdb_raft_messages_sent_total; }
-  cpu0=$(cpu_ticks); syncs0=$(syncs); messages0=$(messages)
+  node_ticks() { for pid in $pids; do awk '{print $14 + $15}' /proc/$pid/stat; done; }
+  node_ticks > "$work/ticks0"; syncs0=$(syncs); messages0=$(messages)
   "$bin/zdb-bench" --workload update --distribution uniform --records 100000 --clients 64 \
     --duration "$duration" --warmup 0 --json "$work/r.json" | grep -A2 throughput
-  cpu1=$(cpu_ticks); syncs1=$(syncs); messages1=$(messages)
+  node_ticks > "$work/ticks1"; syncs1=$(syncs); messages1=$(messages)
   updates=$(python3 -c "import json; print(json.load(open('$work/r.json'))['operations']['update']['count'])")
-  echo "node CPU per update: $(( (cpu1 - cpu0) * 1000000 / $(getconf CLK_TCK) / updates )) us;" \
+  per_update() { paste "$work/ticks0" "$work/ticks1" |
+    awk -v u="$updates" -v t="$(getconf CLK_TCK)" "$1"; }
+  echo "node CPU per update: $(per_update '{n += $2 - $1} END {printf "%d", n * 1e6 / t / u}') us;" \
     "fsyncs per update: $(python3 -c "print(f'{($syncs1 - $syncs0) / $updates:.3f}')");" \
     "Raft messages per update: $(python3 -c "print(f'{($messages1 - $messages0) / $updates:.2f}')")"
+  echo "CPU per update on each node: $(per_update '{printf "%d us  ", ($2 - $1) * 1e6 / t / u}')"
   kill -TERM $up; wait $up || true
 done

@@ -19,8 +19,12 @@ pub const NODE_IDENTITY_KEY: &[u8] = b"node_identity";
 const RANGE_DESCRIPTOR_PREFIX: &[u8] = b"range/";
 const PEER_STORE_PREFIX: &[u8] = b"peer_store/";
 
+/// Range id and record kind: the part of a Raft key shared by one range's
+/// log entries.
+pub const RAFT_KEY_PREFIX_LEN: usize = 9;
+
 fn range_prefixed(range_id: u64, kind: u8, extra: usize) -> Vec<u8> {
-    let mut key = Vec::with_capacity(9 + extra);
+    let mut key = Vec::with_capacity(RAFT_KEY_PREFIX_LEN + extra);
     key.extend_from_slice(&range_id.to_be_bytes());
     key.push(kind);
     key

@@ -43,9 +43,15 @@ impl Engine {
         data_opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
 
         // The Raft log is written once, read rarely and deleted soon: no bloom
-        // filters, no compression, small memtables.
-        let mut raft_opts = Options::default();
-        raft_opts.set_write_buffer_size(32 << 20);
+        // filters, no compression, small memtables. Each range appends at the
+        // end of its own key prefix, so the memtable keeps one insert position
+        // per range (range id + record kind) instead of searching its skip
+        // list from the top for every entry.
+        let raft_opts = Options::default().get_options_from_string(format!(
+            "write_buffer_size={};memtable_insert_with_hint_prefix_extractor=rocksdb.FixedPrefix.{}",
+            32 << 20,
+            keys::RAFT_KEY_PREFIX_LEN
+        ))?;
 
         let cfs = vec![
             ColumnFamilyDescriptor::new(CF_DATA, data_opts),
@@ -170,5 +176,32 @@ mod tests {
             vec![b"c".to_vec(), b"b".to_vec()]
         );
         assert_eq!(collect(b"b", b"", true).len(), 3);
+    }
+
+    #[test]
+    fn the_raft_log_memtable_keeps_an_insert_position_per_range() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Engine::open(dir.path()).unwrap());
+        let options_file = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter(|path| {
+                path.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("OPTIONS-")
+            })
+            .max()
+            .unwrap();
+        let options = std::fs::read_to_string(options_file).unwrap();
+        let raft_section = options
+            .split("[CFOptions \"")
+            .find(|section| section.starts_with(&format!("{CF_RAFT}\"")))
+            .unwrap();
+        assert!(raft_section.contains(&format!(
+            "memtable_insert_with_hint_prefix_extractor=rocksdb.FixedPrefix.{}",
+            keys::RAFT_KEY_PREFIX_LEN
+        )));
+        assert!(raft_section.contains(&format!("write_buffer_size={}", 32 << 20)));
     }
 }
