@@ -27,22 +27,17 @@ pub static REQUEST_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
-pub static RAFT_PROPOSALS: LazyLock<IntCounter> = LazyLock::new(|| {
-    register_int_counter!("zdb_raft_proposals_total", "commands proposed to Raft")
-        .expect("metric registers once")
-});
+pub static RAFT_PROPOSALS: LazyLock<IntCounter> =
+    LazyLock::new(|| counter("zdb_raft_proposals_total", "commands proposed to Raft"));
 
-pub static RAFT_APPLIED: LazyLock<IntCounter> = LazyLock::new(|| {
-    register_int_counter!("zdb_raft_applied_entries_total", "Raft entries applied")
-        .expect("metric registers once")
-});
+pub static RAFT_APPLIED: LazyLock<IntCounter> =
+    LazyLock::new(|| counter("zdb_raft_applied_entries_total", "Raft entries applied"));
 
 pub static RAFT_LEADER_ELECTED: LazyLock<IntCounter> = LazyLock::new(|| {
-    register_int_counter!(
+    counter(
         "zdb_raft_leader_elections_total",
-        "times a replica on this node became leader"
+        "times a replica on this node became leader",
     )
-    .expect("metric registers once")
 });
 
 pub static RAFT_LOG_ENTRIES: LazyLock<IntGauge> = LazyLock::new(|| {
@@ -54,71 +49,71 @@ pub static RAFT_LOG_ENTRIES: LazyLock<IntGauge> = LazyLock::new(|| {
 });
 
 pub static RAFT_SNAPSHOTS_SENT: LazyLock<IntCounter> = LazyLock::new(|| {
-    register_int_counter!(
+    counter(
         "zdb_raft_snapshots_sent_total",
-        "snapshots streamed to followers"
+        "snapshots streamed to followers",
     )
-    .expect("metric registers once")
 });
 
 pub static RAFT_SNAPSHOTS_APPLIED: LazyLock<IntCounter> = LazyLock::new(|| {
-    register_int_counter!(
+    counter(
         "zdb_raft_snapshots_applied_total",
-        "snapshots installed on this node"
+        "snapshots installed on this node",
     )
-    .expect("metric registers once")
 });
 
 pub static TTL_KEYS_REMOVED: LazyLock<IntCounter> = LazyLock::new(|| {
-    register_int_counter!(
+    counter(
         "zdb_ttl_keys_removed_total",
-        "expired keys removed from disk"
+        "expired keys removed from disk",
     )
-    .expect("metric registers once")
 });
 
 pub static FSYNC_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
-    register_histogram!(
+    histogram(
         "zdb_fsync_duration_seconds",
         "duration of write-ahead log fsyncs (one covers every pass written while the previous ran)",
-        exponential_buckets(0.00005, 2.0, 18).expect("valid buckets")
+        exponential_buckets(0.00005, 2.0, 18).expect("valid buckets"),
     )
-    .expect("metric registers once")
 });
 
 pub static ENTRIES_PER_SYNC: LazyLock<Histogram> = LazyLock::new(|| {
-    register_histogram!(
+    histogram(
         "zdb_raft_entries_per_sync",
         "Raft log entries made durable by one fsync (group commit size)",
-        exponential_buckets(1.0, 2.0, 12).expect("valid buckets")
+        exponential_buckets(1.0, 2.0, 12).expect("valid buckets"),
     )
-    .expect("metric registers once")
 });
 
 pub static RAFT_MESSAGES_SENT: LazyLock<IntCounter> = LazyLock::new(|| {
-    register_int_counter!(
+    counter(
         "zdb_raft_messages_sent_total",
-        "Raft messages handed to the transport for other nodes"
+        "Raft messages handed to the transport for other nodes",
     )
-    .expect("metric registers once")
 });
 
 pub static RAFT_BATCHES_SENT: LazyLock<IntCounter> = LazyLock::new(|| {
-    register_int_counter!(
+    counter(
         "zdb_raft_batches_sent_total",
-        "batches of Raft messages sent on peer streams"
+        "batches of Raft messages sent on peer streams",
     )
-    .expect("metric registers once")
 });
 
 pub static MESSAGES_PER_PASS: LazyLock<Histogram> = LazyLock::new(|| {
-    register_histogram!(
+    histogram(
         "zdb_store_messages_per_pass",
         "messages (requests, Raft batches, admin calls) one event-loop pass took",
-        exponential_buckets(1.0, 2.0, 13).expect("valid buckets")
+        exponential_buckets(1.0, 2.0, 13).expect("valid buckets"),
     )
-    .expect("metric registers once")
 });
+
+fn counter(name: &str, help: &str) -> IntCounter {
+    register_int_counter!(name, help).expect("metric registers once")
+}
+
+fn histogram(name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
+    register_histogram!(name, help, buckets).expect("metric registers once")
+}
 
 /// Every registered metric in the Prometheus text format.
 pub fn render() -> String {
