@@ -114,11 +114,20 @@ impl ChaosCluster {
                 },
             );
         }
+        // The nodes' ports were only probed free, not held: a proxy given
+        // one of them by the kernel would keep that node from starting.
+        let reserved: Vec<SocketAddr> = nodes.values().map(|node| node.address).collect();
         let mut links = BTreeMap::new();
         for &from in nodes.keys() {
             for (&to, node) in &nodes {
                 if from != to {
-                    links.insert((from, to), Proxy::start(node.address).await?);
+                    let proxy = loop {
+                        let proxy = Proxy::start(node.address).await?;
+                        if !reserved.contains(&proxy.address()) {
+                            break proxy;
+                        }
+                    };
+                    links.insert((from, to), proxy);
                 }
             }
         }

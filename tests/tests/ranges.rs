@@ -175,6 +175,38 @@ async fn splits_under_load_lose_and_duplicate_nothing() {
     }
 }
 
+/// The new range's leader asks for votes right after applying the split; a
+/// follower that has not applied it yet has no such range. So followers,
+/// which learn most commits lazily (with the next append or heartbeat),
+/// hear of a split's commit at once, and a vote request that arrives in the
+/// same pass as that commit waits for the split instead of being dropped.
+/// Either miss would leave the range without a leader for a whole election
+/// timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_range_elects_its_leader_without_waiting_for_an_election_timeout() {
+    // Elections time out after 10 to 20 seconds here.
+    let cluster = Cluster::start(3, &["--election-ticks=100"]);
+    cluster.wait_for_leader(WAIT).await;
+    let admin = cluster.client();
+    for key in ["e", "k", "r"] {
+        let (_, right) = admin.split_at(key.as_bytes()).await.unwrap();
+        let split_at = std::time::Instant::now();
+        eventually("the new range has a leader", WAIT, || async {
+            led_ranges(&cluster)
+                .await
+                .contains(&right.range_id)
+                .then_some(())
+        })
+        .await;
+        let waited = split_at.elapsed();
+        assert!(
+            waited < Duration::from_millis(2500),
+            "range {} waited {waited:?} for a leader after the split at {key:?}",
+            right.range_id
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stale_client_cache_recovers_after_splits() {
     let cluster = Cluster::start(3, &[]);

@@ -67,6 +67,14 @@ pub struct Store {
     synced: u64,
     /// Readies written but maybe not durable yet, oldest first.
     unsynced: VecDeque<Unsynced>,
+    /// Messages of this pass, by range: they leave together, as one batch
+    /// per peer, rather than one hand-over per range.
+    outgoing: Vec<(u64, Message)>,
+    /// Vote requests for ranges this node does not hold, kept until the
+    /// end of the pass: a new range's leader campaigns as soon as it applies
+    /// the split, so its request can arrive together with the commit that
+    /// makes this node apply the split and create the range.
+    early_votes: Vec<(u64, Message)>,
 }
 
 /// A Ready whose writes wait for the sync `token` before Raft may count
@@ -115,6 +123,8 @@ impl Store {
             sync_requested: 0,
             synced: 0,
             unsynced: VecDeque::new(),
+            outgoing: Vec::new(),
+            early_votes: Vec::new(),
         };
         let thread = thread::Builder::new()
             .name("zdb-store".into())
@@ -125,8 +135,9 @@ impl Store {
     fn run(mut self) {
         let mut next_tick = Instant::now() + self.raft.tick;
         let mut busy = false;
+        let mut stepped_early_votes = false;
         loop {
-            let wait = if self.has_synced_readies() {
+            let wait = if self.has_synced_readies() || stepped_early_votes {
                 Duration::ZERO
             } else {
                 next_tick.saturating_duration_since(Instant::now())
@@ -171,7 +182,10 @@ impl Store {
                 replica.flush_reads(now, &self.raft);
             }
             self.release_synced();
-            if let Err(err) = self.process_ready() {
+            let result = self.process_ready();
+            self.flush_outgoing();
+            stepped_early_votes = self.step_early_votes();
+            if let Err(err) = result {
                 // The engine refused a write: continuing could acknowledge
                 // something that is not durable. Stop the node.
                 tracing::error!(error = %err, "cannot persist Raft state; stopping the node");
@@ -193,6 +207,9 @@ impl Store {
                     if !self.replicas.contains_key(&range_id)
                         && !self.create_for_message(range_id, &message)
                     {
+                        if is_vote_request(&message) {
+                            self.early_votes.push((range_id, message));
+                        }
                         continue;
                     }
                     let replica = self
@@ -377,8 +394,26 @@ impl Store {
                 if let Some(index) = unsynced.snapshot_index {
                     replica.raw.advance_apply_to(index);
                 }
-                self.outbox.send(unsynced.range_id, unsynced.messages);
+                stage(&mut self.outgoing, unsynced.range_id, unsynced.messages);
             }
+        }
+    }
+
+    /// Steps the vote requests for ranges that this pass created; drops the
+    /// others (the candidate asks again). Returns whether any was stepped.
+    fn step_early_votes(&mut self) -> bool {
+        let mut stepped = false;
+        for (range_id, message) in std::mem::take(&mut self.early_votes) {
+            if let Some(replica) = self.replicas.get_mut(&range_id) {
+                stepped |= replica.raw.step(message).is_ok();
+            }
+        }
+        stepped
+    }
+
+    fn flush_outgoing(&mut self) {
+        if !self.outgoing.is_empty() {
+            self.outbox.send(std::mem::take(&mut self.outgoing));
         }
     }
 
@@ -415,7 +450,7 @@ impl Store {
                 on_role_change(replica, soft.raft_state, soft.leader_id, &self.peers);
             }
             // A leader may send its appends before its own copy is durable.
-            self.outbox.send(range_id, ready.take_messages());
+            stage(&mut self.outgoing, range_id, ready.take_messages());
             if !ready.snapshot().is_empty() {
                 replica.install_snapshot(&self.engine, &mut batch, ready.snapshot())?;
                 existing.insert(range_id);
@@ -457,6 +492,7 @@ impl Store {
         if readies.is_empty() {
             return Ok(());
         }
+        self.flush_outgoing();
         // Raft reads what it appended from the engine once the ready is
         // advanced, so the write comes first; durability follows.
         self.engine.write(batch, false)?;
@@ -543,6 +579,15 @@ impl Store {
             })
             .collect()
     }
+}
+
+fn is_vote_request(message: &Message) -> bool {
+    use raft::eraftpb::MessageType::{MsgRequestPreVote, MsgRequestVote};
+    matches!(message.get_msg_type(), MsgRequestPreVote | MsgRequestVote)
+}
+
+fn stage(outgoing: &mut Vec<(u64, Message)>, range_id: u64, messages: Vec<Message>) {
+    outgoing.extend(messages.into_iter().map(|message| (range_id, message)));
 }
 
 fn on_role_change(replica: &mut Replica, role: StateRole, leader_id: u64, peers: &PeerDirectory) {

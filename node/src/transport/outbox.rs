@@ -21,6 +21,9 @@ use crate::store::msg::StoreMsg;
 const MAX_MESSAGES_PER_BATCH: usize = 1024;
 const RECONNECT_BACKOFF: Duration = Duration::from_millis(200);
 
+/// Messages of one store pass, each with its range id.
+type PassMessages = Vec<(u64, Message)>;
+
 /// Hands outgoing Raft messages to one sender task per peer. Never blocks the
 /// store's event loop: messages to an unreachable peer are dropped, and Raft
 /// resends what matters.
@@ -33,7 +36,7 @@ struct Inner {
     me: PeerHeader,
     peers: Arc<PeerDirectory>,
     runtime: Handle,
-    queues: Mutex<HashMap<u64, mpsc::UnboundedSender<(u64, Message)>>>,
+    queues: Mutex<HashMap<u64, mpsc::UnboundedSender<PassMessages>>>,
     /// Set once the store runs: where delivery failures are reported.
     store: OnceLock<std_mpsc::Sender<StoreMsg>>,
 }
@@ -56,8 +59,12 @@ impl Outbox {
         let _ = self.inner.store.set(store);
     }
 
-    pub fn send(&self, range_id: u64, messages: Vec<Message>) {
-        for message in messages {
+    /// Sends one pass's messages, tagged with their range: everything for
+    /// one peer goes to its sender task in one hand-over, so a pass becomes
+    /// at most one batch per peer however many ranges it touched.
+    pub fn send(&self, messages: PassMessages) {
+        let mut by_peer: HashMap<u64, PassMessages> = HashMap::new();
+        for (range_id, message) in messages {
             let to = message.to;
             if to == self.inner.me.from_node_id {
                 continue;
@@ -69,11 +76,17 @@ impl Outbox {
                     .spawn(send_snapshot(inner, range_id, message));
                 continue;
             }
-            let mut queues = self
-                .inner
-                .queues
-                .lock()
-                .expect("outbox lock is never poisoned");
+            by_peer.entry(to).or_default().push((range_id, message));
+        }
+        if by_peer.is_empty() {
+            return;
+        }
+        let mut queues = self
+            .inner
+            .queues
+            .lock()
+            .expect("outbox lock is never poisoned");
+        for (to, messages) in by_peer {
             let queue = queues.entry(to).or_insert_with(|| {
                 let (sender, receiver) = mpsc::unbounded_channel();
                 self.inner
@@ -81,8 +94,8 @@ impl Outbox {
                     .spawn(run_peer(self.inner.clone(), to, receiver));
                 sender
             });
-            metrics::RAFT_MESSAGES_SENT.inc();
-            let _ = queue.send((range_id, message));
+            metrics::RAFT_MESSAGES_SENT.inc_by(messages.len() as u64);
+            let _ = queue.send(messages);
         }
     }
 }
@@ -130,7 +143,7 @@ impl Inner {
 }
 
 /// Keeps one stream open to a peer and feeds it everything queued, batched.
-async fn run_peer(inner: Arc<Inner>, to: u64, mut queue: mpsc::UnboundedReceiver<(u64, Message)>) {
+async fn run_peer(inner: Arc<Inner>, to: u64, mut queue: mpsc::UnboundedReceiver<PassMessages>) {
     loop {
         let Some(first) = queue.recv().await else {
             return;
@@ -146,16 +159,16 @@ async fn run_peer(inner: Arc<Inner>, to: u64, mut queue: mpsc::UnboundedReceiver
         let mut header_sent = false;
         loop {
             let next = match pending.take() {
-                Some(message) => message,
+                Some(messages) => messages,
                 None => match queue.recv().await {
-                    Some(message) => message,
+                    Some(messages) => messages,
                     None => return,
                 },
             };
-            let mut messages = vec![envelope(next)];
+            let mut messages: Vec<RaftEnvelope> = next.into_iter().map(envelope).collect();
             while messages.len() < MAX_MESSAGES_PER_BATCH {
                 match queue.try_recv() {
-                    Ok(message) => messages.push(envelope(message)),
+                    Ok(more) => messages.extend(more.into_iter().map(envelope)),
                     Err(_) => break,
                 }
             }
@@ -192,12 +205,12 @@ fn envelope((range_id, message): (u64, Message)) -> RaftEnvelope {
 fn drop_undeliverable(
     inner: &Inner,
     to: u64,
-    first: (u64, Message),
-    queue: &mut mpsc::UnboundedReceiver<(u64, Message)>,
+    first: PassMessages,
+    queue: &mut mpsc::UnboundedReceiver<PassMessages>,
 ) {
-    let mut ranges = BTreeSet::from([first.0]);
-    while let Ok((range_id, _)) = queue.try_recv() {
-        ranges.insert(range_id);
+    let mut ranges: BTreeSet<u64> = first.iter().map(|(range_id, _)| *range_id).collect();
+    while let Ok(messages) = queue.try_recv() {
+        ranges.extend(messages.iter().map(|(range_id, _)| *range_id));
     }
     for range_id in ranges {
         inner.report(StoreMsg::Unreachable { range_id, to });
