@@ -10,11 +10,14 @@
 # then one range is bound by its leader's CPU, and 16 ranges spread the
 # leaders' work over every node. Without it, all nodes and the load
 # generator share this machine's cores.
-# Usage: bench/compare-ranges.sh [SECONDS] [NODE_CPUS]
+# This machine's throughput varies by 10-20% from run to run: RUNS > 1
+# alternates the two settings that many times and prints every ratio.
+# Usage: bench/compare-ranges.sh [SECONDS] [NODE_CPUS] [RUNS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${1:-15}
 node_cpus=${2:-}
+runs=${3:-1}
 target=${CARGO_TARGET_DIR:-target}
 cargo build --release -p zdb-node -p zdbctl -p zdb-bench >&2
 bin="$target/release"
@@ -47,8 +50,10 @@ cap_cpu() {
   echo "$1" > "$group/cgroup.procs"
 }
 
+results=()
+for run in $(seq 1 "$runs"); do
 for ranges in 1 16; do
-  data="$work/cluster-$ranges"
+  data="$work/cluster-$run-$ranges"
   "$bin/zdbctl" local up --nodes 3 --data "$data" > "$data.out" 2>&1 &
   up=$!
   for _ in $(seq 1 300); do [ -f "$data/endpoints" ] && break; sleep 0.2; done
@@ -70,7 +75,7 @@ for ranges in 1 16; do
   echo "== $(( $("$bin/zdbctl" ranges | wc -l) - 1 )) range(s), leaders per node: $counts"
   pids=$(pgrep -f -- "--data=$data/node-" || true)
   if [ -n "$node_cpus" ]; then
-    for pid in $pids; do cap_cpu "$pid" "zdb-bench-$ranges-$pid"; done
+    for pid in $pids; do cap_cpu "$pid" "zdb-bench-$run-$ranges-$pid"; done
     echo "   each node capped at $node_cpus CPU"
   fi
   status=$(for pid in $pids; do tr '\0' '\n' < /proc/$pid/cmdline | sed -n 's/^--status-listen=//p'; done)
@@ -90,5 +95,12 @@ for ranges in 1 16; do
     "fsyncs per update: $(python3 -c "print(f'{($syncs1 - $syncs0) / $updates:.3f}')");" \
     "Raft messages per update: $(python3 -c "print(f'{($messages1 - $messages0) / $updates:.2f}')")"
   echo "CPU per update on each node: $(per_update '{printf "%d us  ", ($2 - $1) * 1e6 / t / u}')"
+  results+=("$(python3 -c "import json; print(round(json.load(open('$work/r.json'))['operations']['update']['count'] / $duration))")")
   kill -TERM $up; wait $up || true
+done
+done
+echo "== writes/s, 1 range vs 16 ranges, run by run"
+for run in $(seq 0 $((runs - 1))); do
+  one=${results[$((2 * run))]} sixteen=${results[$((2 * run + 1))]}
+  echo "run $((run + 1)): $one vs $sixteen ($(python3 -c "print(f'{$sixteen / $one:.2f}')")x)"
 done
