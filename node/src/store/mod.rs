@@ -492,6 +492,8 @@ impl Store {
         if readies.is_empty() {
             return Ok(());
         }
+        // The leaders' appends leave before the local write, so that
+        // followers persist in parallel with this node.
         self.flush_outgoing();
         // Raft reads what it appended from the engine once the ready is
         // advanced, so the write comes first; durability follows.
