@@ -12,7 +12,10 @@
 # generator share this machine's cores.
 # This machine's throughput varies by 10-20% from run to run: RUNS > 1
 # alternates the two settings that many times and prints every ratio.
-# Usage: bench/compare-ranges.sh [SECONDS] [NODE_CPUS] [RUNS]
+# LOCAL_UP_ARGS go to `zdbctl local up`: "--placement-interval-ms 3600000"
+# keeps the placement driver from spreading the leaders after the splits, so
+# all 16 stay on one node (to tell the cost of spreading from that of ranges).
+# Usage: [LOCAL_UP_ARGS=...] bench/compare-ranges.sh [SECONDS] [NODE_CPUS] [RUNS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${1:-15}
@@ -54,7 +57,7 @@ results=()
 for run in $(seq 1 "$runs"); do
 for ranges in 1 16; do
   data="$work/cluster-$run-$ranges"
-  "$bin/zdbctl" local up --nodes 3 --data "$data" > "$data.out" 2>&1 &
+  "$bin/zdbctl" local up --nodes 3 --data "$data" ${LOCAL_UP_ARGS:-} > "$data.out" 2>&1 &
   up=$!
   for _ in $(seq 1 300); do [ -f "$data/endpoints" ] && break; sleep 0.2; done
   export ZDB_ENDPOINTS=$(cat "$data/endpoints")
@@ -97,6 +100,7 @@ for ranges in 1 16; do
   echo "CPU per update on each node: $(per_update '{printf "%d us  ", ($2 - $1) * 1e6 / t / u}')"
   results+=("$((updates / duration))")
   kill -TERM $up; wait $up || true
+  rm -rf "$data"
 done
 done
 echo "== writes/s, 1 range vs 16 ranges, run by run"
