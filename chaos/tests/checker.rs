@@ -2,7 +2,7 @@
 //! non-linearizable ones (stale reads, lost writes, impossible CAS results)
 //! must fail, with unknown outcomes treated as "maybe applied, any time".
 
-use zdb_chaos::checker::linearizability::{check, check_key, KeyVerdict};
+use zdb_chaos::checker::linearizability::{check, check_key, check_key_within, Budget, KeyVerdict};
 use zdb_chaos::checker::{set, Verdict};
 use zdb_chaos::history::{
     Outcome, RegisterCall, RegisterOp, RegisterReply, SetCall, SetOp, SetReply,
@@ -190,6 +190,54 @@ fn an_unknown_write_cannot_apply_twice() {
         get(2, Some("x"), 8, 9),
     ];
     assert!(matches!(check_key(&history), KeyVerdict::Violation { .. }));
+}
+
+/// `writers` puts of distinct values whose outcome is unknown, then a read
+/// of a value none of them wrote: proving that no order of any subset of
+/// them explains the read means visiting every subset.
+fn unknown_writers_then_impossible_read(writers: u64) -> Vec<RegisterCall> {
+    let mut history: Vec<RegisterCall> = (0..writers)
+        .map(|i| unknown_put(i, &format!("w{i}"), i, i + 1))
+        .collect();
+    history.push(get(writers, Some("z"), 1_000, 1_001));
+    history
+}
+
+#[test]
+fn many_unknown_outcomes_are_searched_exhaustively_within_the_budget() {
+    let history = unknown_writers_then_impossible_read(10);
+    assert!(matches!(check_key(&history), KeyVerdict::Violation { .. }));
+}
+
+#[test]
+fn a_search_past_its_memory_budget_is_inconclusive_not_endless() {
+    // 2^30 subsets: far past a budget of 10,000 remembered configurations.
+    let history = unknown_writers_then_impossible_read(30);
+    let budget = Budget {
+        steps: u64::MAX,
+        configurations: 10_000,
+    };
+    assert_eq!(check_key_within(&history, budget), KeyVerdict::Inconclusive);
+}
+
+#[test]
+fn a_long_history_of_one_key_is_checked_in_linear_memory() {
+    // 200,000 sequential operations: a cache entry per step that copied the
+    // set of linearized operations would hold 200,000^2 / 8 bytes (5 GB).
+    let history: Vec<RegisterCall> = (0..100_000u64)
+        .flat_map(|i| {
+            let value = format!("v{i}");
+            [
+                put(1, &value, 4 * i, 4 * i + 1),
+                get(2, Some(&value), 4 * i + 2, 4 * i + 3),
+            ]
+        })
+        .collect();
+    let budget = Budget {
+        steps: 1_000_000,
+        configurations: 300_000,
+    };
+    assert_eq!(check_key_within(&history, budget), KeyVerdict::Linearizable);
 }
 
 #[test]

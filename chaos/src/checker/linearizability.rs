@@ -13,7 +13,15 @@
 //! An operation with an unknown outcome may have taken effect at any time
 //! after its invocation or never: its return is placed after every other
 //! event, so the search may place it anywhere, including after everything
-//! (which is the same as never).
+//! (which is the same as never). Each one can double the configurations to
+//! explore, so the search has a budget of steps and of remembered
+//! configurations (memory) and answers "inconclusive" beyond it.
+//!
+//! The cache keys a set of linearized operations by a 128-bit Zobrist hash
+//! (the XOR of a random number per operation), updated in O(1) per step,
+//! instead of a bitset that costs O(operations) to copy and store. Two sets
+//! with the same hash would make the search skip one of them; at 2^-128 per
+//! pair that cannot happen in any history this checker will see.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -21,8 +29,24 @@ use super::model::{State, Step, Values, ABSENT};
 use super::Verdict;
 use crate::history::{render_register, Outcome, RegisterCall};
 
-/// Search steps allowed per key before the answer is "inconclusive".
-const STEP_BUDGET: u64 = 200_000_000;
+/// How far the search for one key may go before answering "inconclusive".
+#[derive(Debug, Clone, Copy)]
+pub struct Budget {
+    pub steps: u64,
+    /// Configurations remembered by the cache, 33 bytes each in its table.
+    pub configurations: usize,
+}
+
+impl Default for Budget {
+    /// At most about 0.8 GiB for one key (the cache's table of 2^24
+    /// slots, and the half-size one it grew from).
+    fn default() -> Self {
+        Budget {
+            steps: 200_000_000,
+            configurations: 14_000_000,
+        }
+    }
+}
 
 const NIL: usize = usize::MAX;
 
@@ -60,6 +84,11 @@ pub enum KeyVerdict {
 /// Checks one key's calls. Failed operations and reads with unknown
 /// results are ignored (they changed nothing).
 pub fn check_key(calls: &[RegisterCall]) -> KeyVerdict {
+    check_key_within(calls, Budget::default())
+}
+
+/// [`check_key`] with a search budget of its own.
+pub fn check_key_within(calls: &[RegisterCall], budget: Budget) -> KeyVerdict {
     let mut values = Values::default();
     let mut ops = Vec::new();
     let mut origin = Vec::new();
@@ -80,7 +109,7 @@ pub fn check_key(calls: &[RegisterCall]) -> KeyVerdict {
         });
         origin.push(index);
     }
-    match search(&ops) {
+    match search(&ops, budget) {
         KeyVerdict::Violation { stuck_at } => KeyVerdict::Violation {
             stuck_at: origin[stuck_at],
         },
@@ -153,26 +182,28 @@ fn unlift(events: &mut [Event], call: usize) {
     events[next].prev = call;
 }
 
-#[derive(Clone, PartialEq, Eq, Hash)]
-struct Bitset(Vec<u64>);
-
-impl Bitset {
-    fn new(bits: usize) -> Self {
-        Bitset(vec![0; bits.div_ceil(64)])
-    }
-    fn set(&mut self, bit: usize) {
-        self.0[bit / 64] |= 1 << (bit % 64);
-    }
-    fn clear(&mut self, bit: usize) {
-        self.0[bit / 64] &= !(1 << (bit % 64));
-    }
+/// A random 128-bit number per operation (splitmix64, fixed seed): the hash
+/// of a set of operations is the XOR of its members' numbers.
+fn zobrist_keys(count: usize) -> Vec<u128> {
+    let mut seed = 0x5a6f_6272_6973_7421u64;
+    let mut next = move || {
+        seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = seed;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    (0..count)
+        .map(|_| (u128::from(next()) << 64) | u128::from(next()))
+        .collect()
 }
 
-fn search(ops: &[Operation]) -> KeyVerdict {
+fn search(ops: &[Operation], budget: Budget) -> KeyVerdict {
     let mut events = build_events(ops);
     let mut definite_left = ops.iter().filter(|op| op.definite).count();
-    let mut linearized = Bitset::new(ops.len());
-    let mut cache: HashSet<(Bitset, State)> = HashSet::new();
+    let zobrist = zobrist_keys(ops.len());
+    let mut linearized = 0u128;
+    let mut cache: HashSet<(u128, State)> = HashSet::new();
     let mut stack: Vec<(usize, State)> = Vec::new();
     let mut state = ABSENT;
     let mut entry = events[0].next;
@@ -180,7 +211,7 @@ fn search(ops: &[Operation]) -> KeyVerdict {
     let mut steps = 0u64;
     while definite_left > 0 {
         steps += 1;
-        if steps > STEP_BUDGET {
+        if steps > budget.steps || cache.len() > budget.configurations {
             return KeyVerdict::Inconclusive;
         }
         // With definite operations left, their returns are still in the
@@ -190,9 +221,8 @@ fn search(ops: &[Operation]) -> KeyVerdict {
         if event.is_call {
             let op = &ops[event.op];
             if let Some(next_state) = op.step.apply(state) {
-                let mut candidate = linearized.clone();
-                candidate.set(event.op);
-                if cache.insert((candidate.clone(), next_state)) {
+                let candidate = linearized ^ zobrist[event.op];
+                if cache.insert((candidate, next_state)) {
                     stack.push((entry, state));
                     state = next_state;
                     linearized = candidate;
@@ -217,7 +247,7 @@ fn search(ops: &[Operation]) -> KeyVerdict {
             };
             let op = events[call].op;
             state = previous_state;
-            linearized.clear(op);
+            linearized ^= zobrist[op];
             if ops[op].definite {
                 definite_left += 1;
             }
