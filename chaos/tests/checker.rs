@@ -192,32 +192,66 @@ fn an_unknown_write_cannot_apply_twice() {
     assert!(matches!(check_key(&history), KeyVerdict::Violation { .. }));
 }
 
-/// `writers` puts of distinct values whose outcome is unknown, then a read
-/// of a value none of them wrote: proving that no order of any subset of
-/// them explains the read means visiting every subset.
-fn unknown_writers_then_impossible_read(writers: u64) -> Vec<RegisterCall> {
-    let mut history: Vec<RegisterCall> = (0..writers)
-        .map(|i| unknown_put(i, &format!("w{i}"), i, i + 1))
-        .collect();
-    history.push(get(writers, Some("z"), 1_000, 1_001));
+/// A read of "nothing", `deleters` deletes whose outcome is unknown, then a
+/// read of a value nobody wrote: proving that no subset of the deletes
+/// explains the last read means visiting every subset.
+fn unknown_deletes_then_impossible_read(deleters: u64) -> Vec<RegisterCall> {
+    let mut history = vec![get(0, None, 0, 1)];
+    history.extend((1..=deleters).map(|i| {
+        call(
+            i,
+            RegisterOp::Delete,
+            10 + i,
+            11 + i,
+            Outcome::Unknown("timeout".into()),
+        )
+    }));
+    history.push(get(0, Some("z"), 1_000, 1_001));
     history
 }
 
 #[test]
 fn many_unknown_outcomes_are_searched_exhaustively_within_the_budget() {
-    let history = unknown_writers_then_impossible_read(10);
+    let history = unknown_deletes_then_impossible_read(10);
     assert!(matches!(check_key(&history), KeyVerdict::Violation { .. }));
 }
 
 #[test]
 fn a_search_past_its_memory_budget_is_inconclusive_not_endless() {
     // 2^30 subsets: far past a budget of 10,000 remembered configurations.
-    let history = unknown_writers_then_impossible_read(30);
+    let history = unknown_deletes_then_impossible_read(30);
     let budget = Budget {
         steps: u64::MAX,
         configurations: 10_000,
     };
     assert_eq!(check_key_within(&history, budget), KeyVerdict::Inconclusive);
+}
+
+#[test]
+fn unknown_writes_nobody_saw_cost_the_search_nothing() {
+    // 40 timed-out puts whose values no read returned, amid acknowledged
+    // writes and reads: each could have applied at any time or never.
+    let mut history = Vec::new();
+    for i in 0..40u64 {
+        let t = 10 * i;
+        history.push(unknown_put(1, &format!("lost{i}"), t, t + 1));
+        history.push(put(2, &format!("v{i}"), t + 2, t + 3));
+        history.push(get(3, Some(&format!("v{i}")), t + 4, t + 5));
+    }
+    let budget = Budget {
+        steps: 100_000,
+        configurations: 10_000,
+    };
+    assert_eq!(check_key_within(&history, budget), KeyVerdict::Linearizable);
+    // One of them seen after its writer gave up: it is kept, and placed.
+    history.push(get(3, Some("lost7"), 1_000, 1_001));
+    assert_eq!(check_key_within(&history, budget), KeyVerdict::Linearizable);
+    // Seen before it was written: impossible.
+    history.push(get(3, Some("lost39"), 380, 381));
+    assert!(matches!(
+        check_key_within(&history, budget),
+        KeyVerdict::Violation { .. }
+    ));
 }
 
 #[test]

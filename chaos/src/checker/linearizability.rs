@@ -14,8 +14,9 @@
 //! after its invocation or never: its return is placed after every other
 //! event, so the search may place it anywhere, including after everything
 //! (which is the same as never). Each one can double the configurations to
-//! explore, so the search has a budget of steps and of remembered
-//! configurations (memory) and answers "inconclusive" beyond it.
+//! explore: those whose value nobody saw are dropped before the search,
+//! which changes no verdict, and the search has a budget of steps and of
+//! remembered configurations (memory) and answers "inconclusive" beyond it.
 //!
 //! The cache keys a set of linearized operations by a 128-bit Zobrist hash
 //! (the XOR of a random number per operation), updated in O(1) per step,
@@ -109,12 +110,34 @@ pub fn check_key_within(calls: &[RegisterCall], budget: Budget) -> KeyVerdict {
         });
         origin.push(index);
     }
+    drop_unseen_unknown_writes(&mut ops, &mut origin);
     match search(&ops, budget) {
         KeyVerdict::Violation { stuck_at } => KeyVerdict::Violation {
             stuck_at: origin[stuck_at],
         },
         other => other,
     }
+}
+
+/// Drops the writes with an unknown outcome whose value no operation ever
+/// saw (no read returned it, no compare-and-swap expected or reported it).
+/// Had such a write taken effect, every operation until the next write
+/// would have to ignore the value: the ones that depend on it would have
+/// seen it, and an unknown compare-and-swap expecting something else may be
+/// taken as never applied. So a history is linearizable with the write iff
+/// it is without it. Each unknown write can double the search (it may apply
+/// at any time after its call, or never), and most of them are timeouts
+/// whose value was overwritten unseen, or never written.
+fn drop_unseen_unknown_writes(ops: &mut Vec<Operation>, origin: &mut Vec<usize>) {
+    let seen: HashSet<State> = ops.iter().flat_map(|op| op.step.seen()).collect();
+    let keep: Vec<bool> = ops
+        .iter()
+        .map(|op| op.definite || op.step.written().is_none_or(|value| seen.contains(&value)))
+        .collect();
+    let mut keep_op = keep.iter();
+    ops.retain(|_| *keep_op.next().expect("one flag per operation"));
+    let mut keep_origin = keep.iter();
+    origin.retain(|_| *keep_origin.next().expect("one flag per operation"));
 }
 
 fn build_events(ops: &[Operation]) -> Vec<Event> {

@@ -77,6 +77,28 @@ impl Step {
         })
     }
 
+    /// The value this step leaves when it takes effect (None for a read).
+    pub fn written(self) -> Option<State> {
+        match self {
+            Step::Get { .. } => None,
+            Step::Put { value } => Some(value),
+            Step::Delete => Some(ABSENT),
+            Step::Cas { new, .. } => Some(new),
+        }
+    }
+
+    /// The values whose presence this step's outcome depends on or reports.
+    pub fn seen(self) -> impl Iterator<Item = State> {
+        let (first, second) = match self {
+            Step::Get { observed } => (Some(observed), None),
+            Step::Put { .. } | Step::Delete => (None, None),
+            Step::Cas {
+                expected, reply, ..
+            } => (Some(expected), reply.map(|(_, previous)| previous)),
+        };
+        first.into_iter().chain(second)
+    }
+
     /// The state after applying this step to `state`, or None if the step
     /// could not have returned what it returned from that state.
     pub fn apply(self, state: State) -> Option<State> {
