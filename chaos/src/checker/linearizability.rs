@@ -26,6 +26,9 @@
 
 use std::collections::{BTreeMap, HashSet};
 
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
 use super::model::{State, Step, Values, ABSENT};
 use super::Verdict;
 use crate::history::{render_register, Outcome, RegisterCall};
@@ -130,14 +133,13 @@ pub fn check_key_within(calls: &[RegisterCall], budget: Budget) -> KeyVerdict {
 /// whose value was overwritten unseen, or never written.
 fn drop_unseen_unknown_writes(ops: &mut Vec<Operation>, origin: &mut Vec<usize>) {
     let seen: HashSet<State> = ops.iter().flat_map(|op| op.step.seen()).collect();
-    let keep: Vec<bool> = ops
-        .iter()
-        .map(|op| op.definite || op.step.written().is_none_or(|value| seen.contains(&value)))
-        .collect();
-    let mut keep_op = keep.iter();
-    ops.retain(|_| *keep_op.next().expect("one flag per operation"));
-    let mut keep_origin = keep.iter();
-    origin.retain(|_| *keep_origin.next().expect("one flag per operation"));
+    (*ops, *origin) = std::mem::take(ops)
+        .into_iter()
+        .zip(std::mem::take(origin))
+        .filter(|(op, _)| {
+            op.definite || op.step.written().is_none_or(|value| seen.contains(&value))
+        })
+        .unzip();
 }
 
 fn build_events(ops: &[Operation]) -> Vec<Event> {
@@ -205,20 +207,11 @@ fn unlift(events: &mut [Event], call: usize) {
     events[next].prev = call;
 }
 
-/// A random 128-bit number per operation (splitmix64, fixed seed): the hash
-/// of a set of operations is the XOR of its members' numbers.
+/// A random 128-bit number per operation (fixed seed): the hash of a set
+/// of operations is the XOR of its members' numbers.
 fn zobrist_keys(count: usize) -> Vec<u128> {
-    let mut seed = 0x5a6f_6272_6973_7421u64;
-    let mut next = move || {
-        seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = seed;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    };
-    (0..count)
-        .map(|_| (u128::from(next()) << 64) | u128::from(next()))
-        .collect()
+    let mut rng = StdRng::seed_from_u64(0x5a6f_6272_6973_7421);
+    (0..count).map(|_| rng.random()).collect()
 }
 
 fn search(ops: &[Operation], budget: Budget) -> KeyVerdict {
