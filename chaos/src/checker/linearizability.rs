@@ -66,6 +66,8 @@ struct Event {
 }
 
 struct Operation {
+    /// Index of the call it came from, in the key's calls.
+    call: usize,
     step: Step,
     invoked: u64,
     /// u64::MAX when the outcome is unknown.
@@ -95,7 +97,6 @@ pub fn check_key(calls: &[RegisterCall]) -> KeyVerdict {
 pub fn check_key_within(calls: &[RegisterCall], budget: Budget) -> KeyVerdict {
     let mut values = Values::default();
     let mut ops = Vec::new();
-    let mut origin = Vec::new();
     for (index, call) in calls.iter().enumerate() {
         let (reply, definite) = match &call.outcome {
             Outcome::Ok(reply) => (Some(reply), true),
@@ -106,17 +107,17 @@ pub fn check_key_within(calls: &[RegisterCall], budget: Budget) -> KeyVerdict {
             continue;
         };
         ops.push(Operation {
+            call: index,
             step,
             invoked: call.invoked,
             completed: if definite { call.completed } else { u64::MAX },
             definite,
         });
-        origin.push(index);
     }
-    drop_unseen_unknown_writes(&mut ops, &mut origin);
+    drop_unseen_unknown_writes(&mut ops);
     match search(&ops, budget) {
         KeyVerdict::Violation { stuck_at } => KeyVerdict::Violation {
-            stuck_at: origin[stuck_at],
+            stuck_at: ops[stuck_at].call,
         },
         other => other,
     }
@@ -131,15 +132,9 @@ pub fn check_key_within(calls: &[RegisterCall], budget: Budget) -> KeyVerdict {
 /// it is without it. Each unknown write can double the search (it may apply
 /// at any time after its call, or never), and most of them are timeouts
 /// whose value was overwritten unseen, or never written.
-fn drop_unseen_unknown_writes(ops: &mut Vec<Operation>, origin: &mut Vec<usize>) {
+fn drop_unseen_unknown_writes(ops: &mut Vec<Operation>) {
     let seen: HashSet<State> = ops.iter().flat_map(|op| op.step.seen()).collect();
-    (*ops, *origin) = std::mem::take(ops)
-        .into_iter()
-        .zip(std::mem::take(origin))
-        .filter(|(op, _)| {
-            op.definite || op.step.written().is_none_or(|value| seen.contains(&value))
-        })
-        .unzip();
+    ops.retain(|op| op.definite || op.step.written().is_none_or(|value| seen.contains(&value)));
 }
 
 fn build_events(ops: &[Operation]) -> Vec<Event> {
