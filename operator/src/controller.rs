@@ -1,28 +1,25 @@
 //! Wiring: one kube-runtime Controller per watched namespace (or one for
 //! all), reconciling `ZdbCluster`s and the StatefulSets they own; placement
-//! reports turned into Events; placement drivers of deleted clusters
-//! stopped.
+//! reports turned into Events, and into a reconcile of their cluster at
+//! once (a split shows in the status within seconds, not at the next idle
+//! requeue). Runs until `shutdown` turns true, letting reconciles in flight
+//! finish.
 
-use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use kube::runtime::controller::Controller;
-use kube::runtime::events::{Event, EventType, Recorder};
-use kube::runtime::reflector::Store;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::crd::ZdbCluster;
 use crate::names::FIELD_MANAGER;
 use crate::placement::PlacementReport;
+use crate::placement_events::PlacementEvents;
 use crate::reconcile::{cluster_key, error_policy, reconcile, Context};
-
-/// How often drivers of clusters that no longer exist are looked for.
-const JANITOR_INTERVAL: Duration = Duration::from_secs(30);
 
 fn scoped<K>(client: &kube::Client, namespace: Option<&str>) -> Api<K>
 where
@@ -33,14 +30,6 @@ where
         Some(namespace) => Api::namespaced(client.clone(), namespace),
         None => Api::all(client.clone()),
     }
-}
-
-fn known_clusters(stores: &[Store<ZdbCluster>]) -> HashSet<String> {
-    stores
-        .iter()
-        .flat_map(|store| store.state())
-        .filter_map(|cluster| Some(cluster_key(&cluster.namespace()?, &cluster.name_any())))
-        .collect()
 }
 
 fn find_cluster(stores: &[Store<ZdbCluster>], key: &str) -> Option<Arc<ZdbCluster>> {
@@ -54,11 +43,40 @@ fn find_cluster(stores: &[Store<ZdbCluster>], key: &str) -> Option<Arc<ZdbCluste
         })
 }
 
-/// Runs until the controllers stop (SIGTERM / Ctrl-C).
+/// Where to send a reconcile request for a cluster: the controller that
+/// watches its namespace.
+struct Triggers(Vec<(Option<String>, mpsc::UnboundedSender<ObjectRef<ZdbCluster>>)>);
+
+impl Triggers {
+    fn send(&self, cluster: &ZdbCluster) {
+        let namespace = cluster.namespace();
+        if let Some((_, sender)) = self
+            .0
+            .iter()
+            .find(|(scope, _)| scope.is_none() || *scope == namespace)
+        {
+            let _ = sender.send(ObjectRef::from_obj(cluster));
+        }
+    }
+}
+
+fn stream_of<T: Send + 'static>(
+    receiver: mpsc::UnboundedReceiver<T>,
+) -> impl futures::Stream<Item = T> + Send {
+    futures::stream::unfold(receiver, |mut receiver| async move {
+        receiver.recv().await.map(|item| (item, receiver))
+    })
+}
+
+async fn until(mut shutdown: watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
 pub async fn run(
     ctx: Arc<Context>,
     namespaces: Vec<String>,
     mut placement_reports: mpsc::UnboundedReceiver<PlacementReport>,
+    shutdown: watch::Receiver<bool>,
 ) {
     let scopes: Vec<Option<String>> = if namespaces.is_empty() {
         vec![None]
@@ -69,7 +87,10 @@ pub async fn run(
         watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={FIELD_MANAGER}"));
     let mut stores = Vec::new();
     let mut controllers = Vec::new();
+    let mut triggers = Vec::new();
     for scope in &scopes {
+        let (trigger, triggered) = mpsc::unbounded_channel();
+        triggers.push((scope.clone(), trigger));
         let controller = Controller::new(
             scoped::<ZdbCluster>(&ctx.client, scope.as_deref()),
             watcher::Config::default(),
@@ -78,7 +99,8 @@ pub async fn run(
             scoped::<StatefulSet>(&ctx.client, scope.as_deref()),
             owned.clone(),
         )
-        .shutdown_on_signal();
+        .reconcile_on(stream_of(triggered))
+        .graceful_shutdown_on(until(shutdown.clone()));
         stores.push(controller.store());
         let ctx = ctx.clone();
         controllers.push(
@@ -92,51 +114,26 @@ pub async fn run(
                 .boxed(),
         );
     }
+    let triggers = Triggers(triggers);
 
-    let janitor_stores = stores.clone();
-    let janitor_ctx = ctx.clone();
-    let janitor = tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(JANITOR_INTERVAL).await;
-            let known = known_clusters(&janitor_stores);
-            for running in janitor_ctx.placement.running() {
-                if !known.contains(&running) {
-                    janitor_ctx.placement.stop(&running);
-                }
-            }
-        }
-    });
-
-    let report_stores = stores.clone();
     let report_ctx = ctx.clone();
     let reporter = tokio::spawn(async move {
-        let recorder = Recorder::new(report_ctx.client.clone(), report_ctx.reporter.clone());
+        let mut events =
+            PlacementEvents::new(report_ctx.client.clone(), report_ctx.reporter.clone());
         while let Some(report) = placement_reports.recv().await {
-            if let Some(failure) = report.failure {
-                tracing::info!(cluster = %report.cluster, %failure, "placement action failed; the driver retries");
-                continue;
-            }
-            let (Some(done), Some(cluster)) =
-                (report.done, find_cluster(&report_stores, &report.cluster))
-            else {
+            let Some(cluster) = find_cluster(&stores, &report.cluster) else {
                 continue;
             };
-            report_ctx.metrics.action("Placement");
-            let event = Event {
-                type_: EventType::Normal,
-                reason: "Placement".into(),
-                note: Some(done),
-                action: "Placement".into(),
-                secondary: None,
-            };
-            if let Err(error) = recorder.publish(&event, &cluster.object_ref(&())).await {
-                tracing::warn!(%error, "cannot publish a placement event");
+            if !report.failed {
+                triggers.send(&cluster);
             }
+            events
+                .publish(&cluster.object_ref(&()), &report, &report_ctx.metrics)
+                .await;
         }
     });
 
     futures::future::join_all(controllers).await;
-    janitor.abort();
     reporter.abort();
     for running in ctx.placement.running() {
         ctx.placement.stop(&running);

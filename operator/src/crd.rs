@@ -1,9 +1,10 @@
 //! The `ZdbCluster` custom resource (group `zdb.io`, version `v1alpha1`).
 //!
 //! Invalid specs are refused by the API server: the schema carries the
-//! types and bounds, and CEL rules (`x-kubernetes-validations`) carry what a
-//! schema cannot say (cross-field and transition rules). The rule texts are
-//! constants so the tests evaluate exactly what the generated CRD holds.
+//! types, enums and bounds, and CEL rules (`x-kubernetes-validations`) carry
+//! what a schema cannot say (cross-field and transition rules). Every rule's
+//! message says what to change. The rule texts are constants so the tests
+//! evaluate exactly what the generated CRD holds.
 
 use k8s_openapi::api::core::v1::{
     Affinity, ResourceRequirements, Toleration, TopologySpreadConstraint,
@@ -13,6 +14,14 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+/// The longest cluster name: the StatefulSet controller labels every pod
+/// with `controller-revision-hash: <name>-<hash of up to 10 characters>`,
+/// and a label value may have at most 63 characters.
+pub const MAX_NAME_LENGTH: usize = 52;
+
+pub const RULE_NAME_LENGTH: &str = "self.metadata.name.size() <= 52";
+/// The name also names Services, which must be DNS-1035 labels.
+pub const RULE_NAME_DNS_LABEL: &str = "self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')";
 /// `replicas >= replicationFactor`: fewer nodes than replicas per range
 /// cannot hold every range.
 pub const RULE_REPLICAS_COVER_FACTOR: &str = "self.replicas >= self.replicationFactor";
@@ -22,12 +31,25 @@ pub const RULE_FACTOR_ODD: &str = "self.replicationFactor % 2 == 1";
 /// Changing the factor of a running cluster is a data migration the
 /// operator does not do.
 pub const RULE_FACTOR_IMMUTABLE: &str = "self == oldSelf";
-pub const RULE_SIZE_IS_QUANTITY: &str = "isQuantity(self)";
-/// Volumes can grow but never shrink.
+pub const RULE_SIZE_POSITIVE_QUANTITY: &str = "isQuantity(self) && quantity(self).sign() > 0";
+/// Volumes can grow but never shrink. Says nothing about a size that is not
+/// a quantity (the rule above does), so one mistake gets one message.
 pub const RULE_SIZE_NOT_SHRINKING: &str =
-    "!isQuantity(oldSelf) || quantity(self).compareTo(quantity(oldSelf)) >= 0";
-/// A volume claim's class cannot change once claimed.
+    "!isQuantity(self) || !isQuantity(oldSelf) || quantity(self).compareTo(quantity(oldSelf)) >= 0";
+/// A volume claim's class cannot change once claimed...
 pub const RULE_STORAGE_CLASS_IMMUTABLE: &str = "self == oldSelf";
+/// ...nor be added or removed (the field-level rule above only sees a
+/// change between two values).
+pub const RULE_STORAGE_CLASS_KEPT: &str =
+    "has(self.storageClassName) == has(oldSelf.storageClassName)";
+/// The zdb-node defaults (node/src/config.rs, `RaftConfig::default`) stand
+/// in for a timing left out.
+pub const RULE_ELECTION_AFTER_HEARTBEAT: &str = "(has(self.electionTicks) ? self.electionTicks : 10) > (has(self.heartbeatTicks) ? self.heartbeatTicks : 2)";
+pub const RULE_REQUESTS_WITHIN_LIMITS: &str = "!has(self.requests) || !has(self.limits) || self.requests.all(k, !(k in self.limits) || !isQuantity(string(self.requests[k])) || !isQuantity(string(self.limits[k])) || quantity(string(self.requests[k])).compareTo(quantity(string(self.limits[k]))) <= 0)";
+
+/// A Kubernetes quantity that is not negative (what a container's requests
+/// and limits accept): the upstream quantity pattern without the minus sign.
+pub const QUANTITY_PATTERN: &str = r"^\+?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$";
 
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
@@ -40,6 +62,17 @@ pub const RULE_STORAGE_CLASS_IMMUTABLE: &str = "self == oldSelf";
     status = "ZdbClusterStatus",
     derive = "PartialEq",
     doc = "A zdb cluster: storage nodes in a StatefulSet, kept healthy, scaled and upgraded by the operator",
+    scale(
+        spec_replicas_path = ".spec.replicas",
+        status_replicas_path = ".status.replicas",
+        label_selector_path = ".status.selector"
+    ),
+    validation = kube::core::Rule::new(RULE_NAME_LENGTH)
+        .message("metadata.name may have at most 52 characters (pod labels carry it plus a revision hash, within 63): choose a shorter name")
+        .reason(kube::core::Reason::FieldValueInvalid),
+    validation = kube::core::Rule::new(RULE_NAME_DNS_LABEL)
+        .message("metadata.name must start with a lowercase letter and hold only lowercase letters, digits and '-' (it names the cluster's Services)")
+        .reason(kube::core::Reason::FieldValueInvalid),
     printcolumn = r#"{"name":"Ready","type":"integer","description":"Nodes whose pod is ready","jsonPath":".status.readyReplicas"}"#,
     printcolumn = r#"{"name":"Desired","type":"integer","description":"Nodes asked for","jsonPath":".spec.replicas"}"#,
     printcolumn = r#"{"name":"Ranges","type":"integer","description":"Ranges (Raft groups) in the cluster","jsonPath":".status.ranges"}"#,
@@ -48,30 +81,32 @@ pub const RULE_STORAGE_CLASS_IMMUTABLE: &str = "self == oldSelf";
 )]
 #[x_kube(
     validation = kube::core::Rule::new(RULE_REPLICAS_COVER_FACTOR)
-        .message("replicas must be at least replicationFactor")
+        .message("replicas must be at least replicationFactor: raise replicas")
         .reason(kube::core::Reason::FieldValueInvalid),
     validation = kube::core::Rule::new(RULE_FACTOR_ODD)
-        .message("replicationFactor must be odd")
+        .message("replicationFactor must be odd (1, 3, 5 or 7): an even factor adds a replica but no tolerance to failures")
         .reason(kube::core::Reason::FieldValueInvalid),
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ZdbClusterSpec {
     /// Storage nodes (pods). Scaling down drains the highest ordinals first.
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 1000))]
     pub replicas: i32,
     /// Replicas per range (Raft group size). Odd, immutable.
     #[serde(default = "default_replication_factor")]
     #[schemars(range(min = 1, max = 7))]
-    #[x_kube(validation = kube::core::Rule::new(RULE_FACTOR_IMMUTABLE).message("replicationFactor is immutable"))]
+    #[x_kube(validation = kube::core::Rule::new(RULE_FACTOR_IMMUTABLE).message("replicationFactor cannot change on a running cluster: set it back, or create a new cluster and copy the data"))]
     pub replication_factor: i32,
     /// The zdb-node container image. Changing it starts a rolling upgrade.
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = 512))]
     pub image: String,
+    /// When the kubelet pulls the image; its default when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub image_pull_policy: Option<String>,
+    pub image_pull_policy: Option<ImagePullPolicy>,
     pub storage: StorageSpec,
     /// Compute resources of each node's container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "node_resources_schema")]
     pub resources: Option<ResourceRequirements>,
     /// When the placement driver splits a range.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -83,6 +118,9 @@ pub struct ZdbClusterSpec {
     pub affinity: Option<Affinity>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tolerations: Option<Vec<Toleration>>,
+    /// How pods spread over the Kubernetes nodes and zones. When absent,
+    /// over both (`kubernetes.io/hostname` and `topology.kubernetes.io/zone`,
+    /// skew 1, best effort); an empty list spreads nothing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub topology_spread_constraints: Option<Vec<TopologySpreadConstraint>>,
     /// Stops every action of the operator on this cluster (placement included).
@@ -94,18 +132,72 @@ pub fn default_replication_factor() -> i32 {
     3
 }
 
+/// The container image pull policies Kubernetes knows.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ImagePullPolicy {
+    Always,
+    IfNotPresent,
+    Never,
+}
+
+impl ImagePullPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ImagePullPolicy::Always => "Always",
+            ImagePullPolicy::IfNotPresent => "IfNotPresent",
+            ImagePullPolicy::Never => "Never",
+        }
+    }
+}
+
+/// The schema of `resources`: requests and limits whose values must be
+/// quantities (Kubernetes' own schema accepts any string, and the pods then
+/// fail much later), and no request above its limit.
+fn node_resources_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let quantities = |what: &str| {
+        serde_json::json!({
+            "description": format!("{what}, by resource name (cpu, memory, ephemeral-storage, ...): quantities such as 500m, 2 or 4Gi"),
+            "type": "object",
+            "maxProperties": 16,
+            "additionalProperties": {
+                "x-kubernetes-int-or-string": true,
+                "pattern": QUANTITY_PATTERN,
+                "maxLength": 64,
+            },
+        })
+    };
+    schemars::json_schema!({
+        "description": "Compute resources of each node's container.",
+        "type": "object",
+        "nullable": true,
+        "properties": {
+            "limits": quantities("Limits"),
+            "requests": quantities("Requests"),
+        },
+        "x-kubernetes-validations": [{
+            "rule": RULE_REQUESTS_WITHIN_LIMITS,
+            "message": "resources.requests may not exceed resources.limits of the same resource: raise the limit or lower the request",
+            "reason": "FieldValueInvalid",
+        }],
+    })
+}
+
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new(RULE_STORAGE_CLASS_KEPT).message("storage.storageClassName cannot be added or removed once the cluster exists (its volumes are claimed): restore it, or create a new cluster"))]
 pub struct StorageSpec {
-    /// Size of each node's volume, a Kubernetes quantity ("10Gi"). Can grow, never shrink.
+    /// Size of each node's volume, a Kubernetes quantity ("10Gi"). Can grow
+    /// (if the StorageClass allows volume expansion), never shrink.
+    #[schemars(length(max = 64))]
     #[x_kube(
-        validation = kube::core::Rule::new(RULE_SIZE_IS_QUANTITY).message("storage.size must be a quantity such as 10Gi"),
-        validation = kube::core::Rule::new(RULE_SIZE_NOT_SHRINKING).message("storage.size cannot shrink"),
+        validation = kube::core::Rule::new(RULE_SIZE_POSITIVE_QUANTITY).message("storage.size must be a positive quantity such as 10Gi"),
+        validation = kube::core::Rule::new(RULE_SIZE_NOT_SHRINKING).message("storage.size cannot shrink (volumes only grow): set it back to at least its current value"),
     )]
     pub size: String,
     /// StorageClass of the volumes; the cluster default when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = kube::core::Rule::new(RULE_STORAGE_CLASS_IMMUTABLE).message("storage.storageClassName is immutable"))]
+    #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = kube::core::Rule::new(RULE_STORAGE_CLASS_IMMUTABLE).message("storage.storageClassName cannot change once the cluster exists (its volumes are claimed): restore it, or create a new cluster"))]
     pub storage_class_name: Option<String>,
 }
 
@@ -124,17 +216,18 @@ pub struct SplitSpec {
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new(RULE_ELECTION_AFTER_HEARTBEAT).message("raft.electionTicks must be greater than raft.heartbeatTicks (zdb-node defaults: 10 and 2): a follower must miss several heartbeats before it calls an election"))]
 pub struct RaftSpec {
     /// Raft tick in milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 10000))]
     pub tick_ms: Option<u32>,
     /// Ticks without a heartbeat before a follower calls an election.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 2))]
+    #[schemars(range(min = 2, max = 1000))]
     pub election_ticks: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 1000))]
     pub heartbeat_ticks: Option<u32>,
 }
 
@@ -149,11 +242,15 @@ pub struct ZdbClusterStatus {
     /// Set once pod 0 has bootstrapped the cluster; from then on every pod joins.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_id: Option<String>,
-    /// Pods the StatefulSet runs now.
+    /// Pods the StatefulSet runs now (the scale subresource's replicas).
     #[serde(default)]
     pub replicas: i32,
     #[serde(default)]
     pub ready_replicas: i32,
+    /// Label selector of the cluster's pods (the scale subresource's, for
+    /// a HorizontalPodAutoscaler).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
     #[serde(default)]
     pub ranges: u64,
     /// The StatefulSet's rolling-update partition: pods at or above it run the new template.

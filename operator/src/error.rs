@@ -15,6 +15,10 @@ pub enum Error {
         source: serde_json::Error,
     },
 
+    /// Adding or removing the finalizer failed, or the pass inside it did.
+    #[error("{0}")]
+    Finalizer(Box<kube::runtime::finalizer::Error<Error>>),
+
     #[error("the ZdbCluster has no {0}")]
     MissingObjectField(&'static str),
 

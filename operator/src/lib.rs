@@ -1,16 +1,24 @@
 //! zdb-operator: runs zdb clusters on Kubernetes.
 //!
-//! - [`crd`]: the `ZdbCluster` resource (spec, status, CEL validation rules);
+//! - [`crd`]: the `ZdbCluster` resource (spec, status, scale subresource,
+//!   schema bounds and CEL rules whose messages say what to change);
 //!   `crdgen` writes its CRD to `charts/zdb/crds/`.
 //! - [`resources`]: the objects a cluster owns (Services, ConfigMap with the
-//!   node entry script, StatefulSet, PodDisruptionBudget), pure builders.
-//! - [`reconcile`]: one level-based pass per cluster: bootstrap, scale up
-//!   and down (drain, decommission, then shrink), rolling upgrades one pod
-//!   at a time, status and conditions, an Event per action.
+//!   node entry script, StatefulSet and its pod template, a
+//!   PodDisruptionBudget from the replication factor), pure builders.
+//! - [`reconcile`]: behind a finalizer, one level-based pass per cluster:
+//!   bootstrap, scale up and down (drain, decommission, then shrink),
+//!   rolling upgrades one pod at a time (all at once while nothing serves),
+//!   re-creating StatefulSets an update cannot change, an Event per action,
+//!   and a status that names every problem (failed steps, failing pods).
 //! - [`admin`]: the zdb admin calls the reconciler makes, behind a trait.
-//! - [`placement`]: one `zdb_placement` driver per cluster, as a task.
+//! - [`placement`]: one `zdb_placement` driver per cluster, as a task;
+//!   [`placement_events`]: its reports as Events, one reason per step.
 //! - [`controller`], [`leader_election`], [`metrics`]: the process around it.
-//! - [`rbac`]: the API calls the operator makes, which the chart grants.
+//!
+//! The chart's ClusterRole (`charts/zdb/templates/clusterrole.yaml`) is the
+//! list of API calls the operator makes; the tests run the operator
+//! against a fake API server that authorizes every request with it.
 
 pub mod admin;
 pub mod controller;
@@ -20,7 +28,7 @@ pub mod leader_election;
 pub mod metrics;
 pub mod names;
 pub mod placement;
-pub mod rbac;
+pub mod placement_events;
 pub mod reconcile;
 pub mod resources;
 

@@ -76,6 +76,14 @@ impl Metrics {
             .observe(took.as_secs_f64());
     }
 
+    /// Reconcile passes finished, whatever their result.
+    pub fn reconciles_total(&self) -> u64 {
+        ["ok", "error"]
+            .iter()
+            .map(|result| self.reconciles.with_label_values(&[*result]).get())
+            .sum()
+    }
+
     pub fn action(&self, action: &str) {
         self.actions.with_label_values(&[action]).inc();
     }

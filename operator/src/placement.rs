@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
+use zdb_placement::driver::{Report, Step};
 use zdb_placement::planner::{Settings, SplitSettings};
 
 use crate::crd::ZdbCluster;
@@ -46,12 +47,25 @@ impl PlacementConfig {
 /// `namespace/name` of a cluster.
 pub type ClusterKey = String;
 
-/// A placement action to report as an Event on the cluster.
+/// One step of a placement round, to report as an Event on the cluster.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlacementReport {
     pub cluster: ClusterKey,
-    pub done: Option<String>,
-    pub failure: Option<String>,
+    pub step: Step,
+    pub message: String,
+    /// The step failed (the driver tries again next round).
+    pub failed: bool,
+}
+
+impl PlacementReport {
+    pub fn new(cluster: &ClusterKey, report: &Report, failed: bool) -> Self {
+        PlacementReport {
+            cluster: cluster.clone(),
+            step: report.step,
+            message: report.message.clone(),
+            failed,
+        }
+    }
 }
 
 /// Starts and stops the per-cluster drivers.
@@ -118,18 +132,10 @@ impl PlacementDrivers {
             stopped,
             move |round| {
                 for done in &round.done {
-                    let _ = reports.send(PlacementReport {
-                        cluster: key.clone(),
-                        done: Some(done.clone()),
-                        failure: None,
-                    });
+                    let _ = reports.send(PlacementReport::new(&key, done, false));
                 }
                 for failure in &round.failures {
-                    let _ = reports.send(PlacementReport {
-                        cluster: key.clone(),
-                        done: None,
-                        failure: Some(failure.clone()),
-                    });
+                    let _ = reports.send(PlacementReport::new(&key, failure, true));
                 }
             },
         ));

@@ -1,155 +1,26 @@
 //! The Helm chart, without a helm binary: every template is rendered with
-//! a Go-template engine (gtmpl, plus the two Helm functions the chart uses)
+//! a Go-template engine (the chart renderer the fake API server also uses)
 //! with the default values and with the example values; every object must
-//! parse into its k8s-openapi type without losing a field, and the
-//! ClusterRole must grant exactly the API calls the operator makes.
+//! parse into its k8s-openapi type without losing a field, the operator's
+//! pod must pass PodSecurity "restricted", and the ClusterRole grants no
+//! wildcard. (That it grants exactly the calls the operator makes is
+//! checked by the operator's own tests, which run against it.)
 
-use std::collections::{BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
+#[path = "../src/testing/chart.rs"]
+#[allow(dead_code)]
+mod chart;
+#[path = "../src/testing/pod_security.rs"]
+#[allow(dead_code)]
+mod pod_security;
 
-use gtmpl::{Context, FuncError, Template, Value as Tv};
+use chart::{default_values, example_values, render, NAMESPACE};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use zdb_operator::crd::ZdbCluster;
-
-const RELEASE: &str = "zdb";
-const NAMESPACE: &str = "zdb-system";
-
-fn chart_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../charts/zdb")
-}
-
-fn read_yaml(path: &Path) -> Value {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-fn to_template_value(value: &Value) -> Tv {
-    match value {
-        Value::Null => Tv::Nil,
-        Value::Bool(b) => Tv::Bool(*b),
-        Value::Number(n) => match n.as_i64() {
-            Some(i) => Tv::from(i),
-            None => Tv::from(n.as_f64().unwrap_or_default()),
-        },
-        Value::String(s) => Tv::String(s.clone()),
-        Value::Array(items) => Tv::Array(items.iter().map(to_template_value).collect()),
-        Value::Object(map) => Tv::Object(
-            map.iter()
-                .map(|(k, v)| (k.clone(), to_template_value(v)))
-                .collect::<HashMap<_, _>>(),
-        ),
-    }
-}
-
-fn from_template_value(value: &Tv) -> Value {
-    match value {
-        Tv::Nil | Tv::NoValue => Value::Null,
-        Tv::Bool(b) => json!(b),
-        Tv::Number(n) => match (n.as_i64(), n.as_f64()) {
-            (Some(i), _) => json!(i),
-            (None, Some(f)) => json!(f),
-            _ => Value::Null,
-        },
-        Tv::String(s) => json!(s),
-        Tv::Array(items) => Value::Array(items.iter().map(from_template_value).collect()),
-        Tv::Object(map) | Tv::Map(map) => Value::Object(
-            map.iter()
-                .map(|(k, v)| (k.clone(), from_template_value(v)))
-                .collect(),
-        ),
-        Tv::Function(_) => Value::Null,
-    }
-}
-
-/// Helm's `toYaml`.
-fn to_yaml(args: &[Tv]) -> Result<Tv, FuncError> {
-    let [value] = args else {
-        return Err(FuncError::ExactlyXArgs("toYaml".into(), 1));
-    };
-    let yaml = serde_yaml::to_string(&from_template_value(value))
-        .map_err(|e| FuncError::Generic(e.to_string()))?;
-    Ok(Tv::String(yaml.trim_end().to_owned()))
-}
-
-/// Helm's `indent N TEXT`.
-fn indent(args: &[Tv]) -> Result<Tv, FuncError> {
-    let [Tv::Number(n), Tv::String(text)] = args else {
-        return Err(FuncError::Generic(
-            "indent takes a number and a string".into(),
-        ));
-    };
-    let pad = " ".repeat(n.as_u64().unwrap_or(0) as usize);
-    Ok(Tv::String(
-        text.lines()
-            .map(|line| format!("{pad}{line}"))
-            .collect::<Vec<_>>()
-            .join("\n"),
-    ))
-}
-
-/// Helm's values merge: the given values over the chart's defaults.
-fn merge(base: &mut Value, over: &Value) {
-    match (base, over) {
-        (Value::Object(base), Value::Object(over)) => {
-            for (key, value) in over {
-                merge(base.entry(key.clone()).or_insert(Value::Null), value);
-            }
-        }
-        (base, over) => *base = over.clone(),
-    }
-}
-
-fn render(values: &Value) -> Vec<(String, String)> {
-    let chart = read_yaml(&chart_dir().join("Chart.yaml"));
-    let context = json!({
-        "Values": values,
-        "Release": {"Name": RELEASE, "Namespace": NAMESPACE, "Service": "Helm"},
-        "Chart": {"Name": chart["name"], "Version": chart["version"], "AppVersion": chart["appVersion"]},
-    });
-    let mut rendered = Vec::new();
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(chart_dir().join("templates"))
-        .expect("templates/")
-        .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .collect();
-    entries.sort();
-    for path in entries {
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default()
-            .to_owned();
-        let text = std::fs::read_to_string(&path).expect("a template");
-        let mut template = Template::default();
-        template.add_func("toYaml", to_yaml);
-        template.add_func("indent", indent);
-        template
-            .parse(&text)
-            .unwrap_or_else(|e| panic!("{name} does not parse: {e}"));
-        let output = template
-            .render(&Context::from(to_template_value(&context)))
-            .unwrap_or_else(|e| panic!("{name} does not render: {e}"));
-        rendered.push((name, output));
-    }
-    rendered
-}
-
-fn default_values() -> Value {
-    read_yaml(&chart_dir().join("values.yaml"))
-}
-
-fn example_values() -> Value {
-    let mut values = default_values();
-    merge(
-        &mut values,
-        &read_yaml(&chart_dir().join("values-example.yaml")),
-    );
-    values
-}
 
 /// Parses into `T` and checks that no field was dropped on the way (a
 /// misspelt or misplaced field would be).
@@ -172,28 +43,24 @@ struct Objects {
 }
 
 fn objects(values: &Value) -> Objects {
-    let mut objects = Objects::default();
-    for (name, output) in render(values) {
-        if name == "NOTES.txt" {
-            objects.notes = output;
-            continue;
-        }
-        for document in output.split("\n---") {
-            let object: Value = serde_yaml::from_str(document)
-                .unwrap_or_else(|e| panic!("{name} renders invalid YAML: {e}\n{document}"));
-            if object.is_null() {
-                continue;
-            }
-            match object["kind"].as_str() {
-                Some("Deployment") => objects.deployments.push(typed(&object)),
-                Some("ServiceAccount") => objects.accounts.push(typed(&object)),
-                Some("ClusterRole") => objects.roles.push(typed(&object)),
-                Some("ClusterRoleBinding") => objects.bindings.push(typed(&object)),
-                Some("ZdbCluster") => objects
-                    .clusters
-                    .push(serde_json::from_value(object.clone()).expect("a ZdbCluster")),
-                other => panic!("{name} renders an unexpected kind {other:?}"),
-            }
+    let mut objects = Objects {
+        notes: render(values)
+            .into_iter()
+            .find(|(name, _)| name == "NOTES.txt")
+            .map(|(_, notes)| notes)
+            .unwrap_or_default(),
+        ..Objects::default()
+    };
+    for (name, object) in chart::documents(values) {
+        match object["kind"].as_str() {
+            Some("Deployment") => objects.deployments.push(typed(&object)),
+            Some("ServiceAccount") => objects.accounts.push(typed(&object)),
+            Some("ClusterRole") => objects.roles.push(typed(&object)),
+            Some("ClusterRoleBinding") => objects.bindings.push(typed(&object)),
+            Some("ZdbCluster") => objects
+                .clusters
+                .push(serde_json::from_value(object.clone()).expect("a ZdbCluster")),
+            other => panic!("{name} renders an unexpected kind {other:?}"),
         }
     }
     objects
@@ -277,36 +144,53 @@ fn chart_renders_with_example_values() {
 }
 
 #[test]
-fn cluster_role_grants_exactly_what_the_operator_calls() {
+fn cluster_role_grants_no_wildcards() {
     let objects = objects(&default_values());
-    let mut granted = BTreeSet::new();
     for rule in objects.roles[0].rules.iter().flatten() {
         assert!(rule.resource_names.is_none() && rule.non_resource_urls.is_none());
-        for group in rule.api_groups.iter().flatten() {
-            for resource in rule.resources.iter().flatten() {
-                for verb in &rule.verbs {
-                    assert_ne!(verb, "*", "no wildcard verbs");
-                    granted.insert((group.clone(), resource.clone(), verb.clone()));
-                }
-            }
+        for verb in &rule.verbs {
+            assert_ne!(verb, "*", "no wildcard verbs");
+        }
+        for resource in rule.resources.iter().flatten() {
+            assert_ne!(resource, "*", "no wildcard resources");
         }
     }
-    let used: BTreeSet<(String, String, String)> = zdb_operator::rbac::API_CALLS
-        .iter()
-        .map(|(g, r, v)| ((*g).to_owned(), (*r).to_owned(), (*v).to_owned()))
-        .collect();
-    let missing: Vec<_> = used.difference(&granted).collect();
-    let extra: Vec<_> = granted.difference(&used).collect();
-    assert!(missing.is_empty(), "the ClusterRole lacks {missing:?}");
-    assert!(
-        extra.is_empty(),
-        "the ClusterRole grants more than used: {extra:?}"
-    );
+}
+
+#[test]
+fn operator_pod_passes_pod_security_restricted() {
+    for values in [default_values(), example_values()] {
+        let objects = objects(&values);
+        let pod = objects.deployments[0]
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.spec.clone())
+            .expect("a pod spec");
+        assert_eq!(
+            pod_security::violations(&pod, pod_security::Level::Restricted),
+            Vec::<String>::new()
+        );
+    }
+}
+
+#[test]
+fn the_pod_security_check_can_fail() {
+    // The Deployment as it was: no seccomp profile, capabilities kept.
+    let pod: k8s_openapi::api::core::v1::PodSpec = serde_json::from_value(serde_json::json!({
+        "securityContext": {"runAsNonRoot": true, "runAsUser": 65532},
+        "containers": [{"name": "operator", "image": "x",
+                        "securityContext": {"allowPrivilegeEscalation": false}}],
+    }))
+    .expect("a pod spec");
+    let violations = pod_security::violations(&pod, pod_security::Level::Restricted);
+    assert_eq!(violations.len(), 2, "{violations:#?}");
+    assert!(violations[0].starts_with("unrestricted capabilities"));
+    assert!(violations[1].starts_with("seccompProfile"));
 }
 
 #[test]
 fn chart_crd_is_the_generated_one() {
-    let in_chart = chart_dir().join("crds/zdbcluster.yaml");
+    let in_chart = chart::chart_dir().join("crds/zdbcluster.yaml");
     let text = std::fs::read_to_string(in_chart).expect("the chart holds the CRD");
     assert_eq!(text, zdb_operator::crd_yaml().expect("renders"));
 }

@@ -1,11 +1,15 @@
 //! The CRD as the API server gets it: the committed YAML is what the Rust
-//! types generate, its schema is structural, and every CEL rule in it
-//! refuses what it should and accepts what it should (evaluated with a CEL
-//! interpreter on the committed schema, since no API server runs here).
+//! types generate, its schema is structural, and every schema check and
+//! CEL rule in it refuses what it should and accepts what it should
+//! (pruning, defaults, schema checks and CEL evaluated as the API server
+//! does, by the code the fake API server uses, on the committed schema),
+//! each with a message that says what to do.
+
+#[path = "../src/testing/openapi.rs"]
+mod openapi;
 
 use std::path::PathBuf;
 
-use kube::core::cel::Validator;
 use serde_json::{json, Value};
 use zdb_operator::crd::{self, ZdbCluster};
 
@@ -40,13 +44,23 @@ fn committed_crd_matches_the_rust_types() {
 }
 
 #[test]
-fn crd_has_status_subresource_and_printer_columns() {
+fn crd_has_status_and_scale_subresources_and_printer_columns() {
     let crd = committed_crd();
     let version = &crd["spec"]["versions"][0];
     assert_eq!(crd["spec"]["group"], "zdb.io");
     assert_eq!(version["name"], "v1alpha1");
     assert_eq!(crd["spec"]["scope"], "Namespaced");
     assert!(version["subresources"]["status"].is_object());
+    // `kubectl scale zdbcluster` and a HorizontalPodAutoscaler.
+    assert_eq!(
+        version["subresources"]["scale"],
+        json!({"specReplicasPath": ".spec.replicas", "statusReplicasPath": ".status.replicas",
+               "labelSelectorPath": ".status.selector"})
+    );
+    assert_eq!(
+        schema()["properties"]["status"]["properties"]["selector"]["type"],
+        "string"
+    );
     let columns: Vec<&str> = version["additionalPrinterColumns"]
         .as_array()
         .expect("printer columns")
@@ -168,20 +182,29 @@ fn crd_carries_exactly_the_tested_rules() {
     rules_in(&schema(), &mut rules);
     rules.sort();
     let mut tested = vec![
+        crd::RULE_NAME_LENGTH,
+        crd::RULE_NAME_DNS_LABEL,
         crd::RULE_REPLICAS_COVER_FACTOR,
         crd::RULE_FACTOR_ODD,
         crd::RULE_FACTOR_IMMUTABLE,
-        crd::RULE_SIZE_IS_QUANTITY,
+        crd::RULE_SIZE_POSITIVE_QUANTITY,
         crd::RULE_SIZE_NOT_SHRINKING,
         crd::RULE_STORAGE_CLASS_IMMUTABLE,
+        crd::RULE_STORAGE_CLASS_KEPT,
+        crd::RULE_ELECTION_AFTER_HEARTBEAT,
+        crd::RULE_REQUESTS_WITHIN_LIMITS,
     ];
     tested.sort();
     assert_eq!(rules, tested);
 }
 
-fn object(spec: Value) -> Value {
+fn named(name: &str, spec: Value) -> Value {
     json!({"apiVersion": "zdb.io/v1alpha1", "kind": "ZdbCluster",
-           "metadata": {"name": "db", "namespace": "prod"}, "spec": spec})
+           "metadata": {"name": name, "namespace": "prod"}, "spec": spec})
+}
+
+fn object(spec: Value) -> Value {
+    named("db", spec)
 }
 
 fn valid_spec() -> Value {
@@ -194,17 +217,28 @@ fn with(change: impl FnOnce(&mut Value)) -> Value {
     object(spec)
 }
 
-/// The rules that refuse `new` (as an update of `old` when given).
+/// What refuses `new` (as an update of `old` when given): the CEL rules
+/// that fail, and `schema: <path>` for each schema check that fails.
 fn refused_by(new: &Value, old: Option<&Value>) -> Vec<String> {
-    match Validator::new().validate(&schema(), new, old) {
-        Ok(()) => Vec::new(),
-        Err(errors) => {
-            let mut rules: Vec<String> = errors.into_vec().into_iter().map(|e| e.rule).collect();
-            rules.sort();
-            rules.dedup();
-            rules
-        }
-    }
+    let mut refused: Vec<String> = openapi::refusals(&schema(), new, old)
+        .into_iter()
+        .map(|refusal| {
+            refusal
+                .rule
+                .unwrap_or_else(|| format!("schema: {}", refusal.path))
+        })
+        .collect();
+    refused.sort();
+    refused.dedup();
+    refused
+}
+
+/// The messages the API server would answer `new` with.
+fn messages(new: &Value, old: Option<&Value>) -> Vec<String> {
+    openapi::refusals(&schema(), new, old)
+        .iter()
+        .map(ToString::to_string)
+        .collect()
 }
 
 #[test]
@@ -253,11 +287,14 @@ fn replication_factor_is_immutable() {
 }
 
 #[test]
-fn storage_size_is_a_quantity_that_never_shrinks() {
-    assert_eq!(
-        refused_by(&with(|s| s["storage"]["size"] = json!("lots")), None),
-        [crd::RULE_SIZE_IS_QUANTITY]
-    );
+fn storage_size_is_a_positive_quantity_that_never_shrinks() {
+    for size in ["lots", "-1Gi", "0", "0Gi", ""] {
+        assert_eq!(
+            refused_by(&with(|s| s["storage"]["size"] = json!(size)), None),
+            [crd::RULE_SIZE_POSITIVE_QUANTITY],
+            "{size:?}"
+        );
+    }
     let old = with(|s| s["storage"]["size"] = json!("10Gi"));
     let grown = with(|s| s["storage"]["size"] = json!("20Gi"));
     let same_in_other_units = with(|s| s["storage"]["size"] = json!("10240Mi"));
@@ -268,17 +305,154 @@ fn storage_size_is_a_quantity_that_never_shrinks() {
         refused_by(&shrunk, Some(&old)),
         [crd::RULE_SIZE_NOT_SHRINKING]
     );
+    // A size that is not a quantity gets one message, not a second one
+    // from the shrink rule.
+    let typo = with(|s| s["storage"]["size"] = json!("20 Gi"));
+    assert_eq!(
+        messages(&typo, Some(&old)),
+        ["spec.storage.size: storage.size must be a positive quantity such as 10Gi"]
+    );
 }
 
 #[test]
-fn storage_class_is_immutable() {
-    let old = with(|s| s["storage"]["storageClassName"] = json!("ssd"));
-    assert!(refused_by(&old.clone(), Some(&old)).is_empty());
+fn storage_class_can_be_neither_changed_nor_added_nor_removed() {
+    let with_class = with(|s| s["storage"]["storageClassName"] = json!("ssd"));
+    let without_class = object(valid_spec());
+    assert!(refused_by(&with_class.clone(), Some(&with_class)).is_empty());
+    assert!(refused_by(&without_class.clone(), Some(&without_class)).is_empty());
     let changed = with(|s| s["storage"]["storageClassName"] = json!("hdd"));
     assert_eq!(
-        refused_by(&changed, Some(&old)),
+        refused_by(&changed, Some(&with_class)),
         [crd::RULE_STORAGE_CLASS_IMMUTABLE]
     );
+    assert_eq!(
+        refused_by(&without_class, Some(&with_class)),
+        [crd::RULE_STORAGE_CLASS_KEPT]
+    );
+    assert_eq!(
+        refused_by(&with_class, Some(&without_class)),
+        [crd::RULE_STORAGE_CLASS_KEPT]
+    );
+    assert!(messages(&with_class, Some(&without_class))[0].contains("cannot be added or removed"));
+}
+
+#[test]
+fn resources_must_be_quantities_within_their_limits() {
+    let good = with(
+        |s| s["resources"] = json!({"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": 2, "memory": "1Gi"}}),
+    );
+    assert!(
+        refused_by(&good, None).is_empty(),
+        "{:?}",
+        refused_by(&good, None)
+    );
+    for bad in ["lots", "-1", "1 Gi", "1gi"] {
+        let refused = refused_by(
+            &with(|s| s["resources"] = json!({"requests": {"cpu": bad}})),
+            None,
+        );
+        assert_eq!(refused, ["schema: spec.resources.requests.cpu"], "{bad:?}");
+    }
+    let above = with(|s| {
+        s["resources"] = json!({"requests": {"memory": "2Gi"}, "limits": {"memory": "1Gi"}})
+    });
+    assert_eq!(refused_by(&above, None), [crd::RULE_REQUESTS_WITHIN_LIMITS]);
+}
+
+#[test]
+fn image_pull_policy_is_one_kubernetes_knows() {
+    for policy in ["Always", "IfNotPresent", "Never"] {
+        assert!(refused_by(&with(|s| s["imagePullPolicy"] = json!(policy)), None).is_empty());
+    }
+    let sometimes = with(|s| s["imagePullPolicy"] = json!("Sometimes"));
+    assert_eq!(
+        messages(&sometimes, None),
+        ["spec.imagePullPolicy: Unsupported value: \"Sometimes\": supported values: \"Always\", \"IfNotPresent\", \"Never\""]
+    );
+}
+
+#[test]
+fn names_must_leave_room_for_pod_labels_and_name_services() {
+    let longest = "a".repeat(crd::MAX_NAME_LENGTH);
+    assert!(refused_by(&named(&longest, valid_spec()), None).is_empty());
+    let too_long = "a".repeat(crd::MAX_NAME_LENGTH + 1);
+    assert_eq!(
+        refused_by(&named(&too_long, valid_spec()), None),
+        [crd::RULE_NAME_LENGTH]
+    );
+    assert_eq!(
+        refused_by(&named("1db", valid_spec()), None),
+        [crd::RULE_NAME_DNS_LABEL]
+    );
+    assert_eq!(
+        refused_by(&named("db.prod", valid_spec()), None),
+        [crd::RULE_NAME_DNS_LABEL]
+    );
+}
+
+#[test]
+fn raft_elections_come_after_several_heartbeats() {
+    let raft = |value: Value| with(|s| s["raft"] = value);
+    assert!(refused_by(
+        &raft(json!({"electionTicks": 10, "heartbeatTicks": 2})),
+        None
+    )
+    .is_empty());
+    assert!(refused_by(&raft(json!({"tickMs": 50})), None).is_empty());
+    for refused in [
+        json!({"electionTicks": 2, "heartbeatTicks": 2}),
+        json!({"electionTicks": 2, "heartbeatTicks": 5}),
+        // Against the node's default heartbeat (2 ticks)...
+        json!({"electionTicks": 2}),
+        // ...and its default election timeout (10 ticks).
+        json!({"heartbeatTicks": 10}),
+    ] {
+        assert_eq!(
+            refused_by(&raft(refused.clone()), None),
+            [crd::RULE_ELECTION_AFTER_HEARTBEAT],
+            "{refused}"
+        );
+    }
+}
+
+#[test]
+fn every_rule_message_says_what_to_do() {
+    let mut messages = Vec::new();
+    fn collect(node: &Value, out: &mut Vec<String>) {
+        match node {
+            Value::Object(map) => {
+                for rule in map
+                    .get("x-kubernetes-validations")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    out.push(rule["message"].as_str().unwrap_or("").to_owned());
+                }
+                map.values().for_each(|child| collect(child, out));
+            }
+            Value::Array(items) => items.iter().for_each(|child| collect(child, out)),
+            _ => {}
+        }
+    }
+    collect(&schema(), &mut messages);
+    for message in messages {
+        let advises = [":", "such as", "must", "may"]
+            .iter()
+            .any(|w| message.contains(w));
+        assert!(
+            advises && message.len() > 30,
+            "{message:?} does not say what to do"
+        );
+    }
+}
+
+#[test]
+fn unknown_fields_are_pruned_as_the_api_server_prunes_them() {
+    let mut cluster = with(|s| s["replicsa"] = json!(5));
+    openapi::prune(&schema(), &mut cluster, true);
+    assert!(cluster["spec"].get("replicsa").is_none());
+    assert_eq!(cluster["metadata"]["name"], "db");
 }
 
 #[test]
@@ -296,5 +470,9 @@ fn examples_parse_and_pass_every_rule() {
             refused_by(&value, None)
         );
         assert!(refused_by(&value, Some(&value)).is_empty());
+        // Nothing in it is a field the API server would drop.
+        let mut pruned = value.clone();
+        openapi::prune(&schema(), &mut pruned, true);
+        assert_eq!(pruned, value, "{example} has fields the CRD does not know");
     }
 }

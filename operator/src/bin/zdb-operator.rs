@@ -1,5 +1,7 @@
 //! `zdb-operator`: reconciles `ZdbCluster` objects while it holds the leader
-//! lease, and serves `/metrics`, `/healthz` and `/readyz`.
+//! lease, and serves `/metrics`, `/healthz` and `/readyz`. On SIGTERM (or
+//! Ctrl-C) it lets the reconciles in flight finish, stops the placement
+//! drivers and releases the lease, so a standby takes over at once.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -62,6 +64,24 @@ fn watched_namespaces(given: &[String]) -> Vec<String> {
         .filter(|namespace| !namespace.is_empty())
         .map(str::to_owned)
         .collect()
+}
+
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                terminate.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM; Ctrl-C only");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
 }
 
 fn init_logging(json: bool) {
@@ -131,8 +151,18 @@ async fn main() -> ExitCode {
         metrics: metrics.clone(),
         clock: k8s_openapi::jiff::Timestamp::now,
     });
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: finishing the reconciles in flight");
+        let _ = stop.send(true);
+    });
     tokio::select! {
-        () = zdb_operator::controller::run(ctx, watched_namespaces(&args.namespace), placement_reports) => {
+        () = zdb_operator::controller::run(ctx, watched_namespaces(&args.namespace), placement_reports, stopping) => {
+            metrics.set_leader(false);
+            if let Err(error) = elector.release().await {
+                tracing::warn!(%error, "cannot release the leader lease; it expires by itself");
+            }
             tracing::info!("controllers stopped; exiting");
             ExitCode::SUCCESS
         }

@@ -2,6 +2,9 @@
 //! the `Available`, `Progressing` and `Degraded` conditions in the
 //! Kubernetes convention (a condition's transition time changes only when
 //! its status does, so an unchanged cluster gets an unchanged status).
+//! `Degraded` names every problem of the pass (a failed step with the API
+//! server's message, a pod that does not run and why, a refused spec), so
+//! `kubectl describe zdbcluster` says what to fix.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
@@ -14,6 +17,39 @@ pub const AVAILABLE: &str = "Available";
 pub const PROGRESSING: &str = "Progressing";
 pub const DEGRADED: &str = "Degraded";
 
+/// Something wrong that a reconcile pass found: the `Degraded` condition's
+/// reason (the first problem's) and message (every problem's), and a
+/// Warning Event when it is new.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl Problem {
+    pub fn new(reason: &'static str, message: impl Into<String>) -> Self {
+        Problem {
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
+/// Problem reasons.
+pub const INVALID_SPEC: &str = "InvalidSpec";
+pub const READ_FAILED: &str = "ReadFailed";
+pub const APPLY_FAILED: &str = "ApplyFailed";
+pub const VOLUME_EXPANSION_FAILED: &str = "VolumeExpansionFailed";
+pub const ADMIN_CALL_FAILED: &str = "AdminCallFailed";
+pub const POD_DELETE_FAILED: &str = "PodDeleteFailed";
+pub const ROLLOUT_BLOCKED: &str = "RolloutBlocked";
+pub const POD_FAILING: &str = "PodFailing";
+pub const POD_UNSCHEDULABLE: &str = "PodUnschedulable";
+pub const POD_NOT_CREATED: &str = "PodNotCreated";
+
+/// The longest message a condition carries (the API's limit is 32768).
+const MAX_CONDITION_MESSAGE: usize = 16 * 1024;
+
 /// What one reconcile pass found and decided, for the status.
 #[derive(Debug, Clone, Default)]
 pub struct Observed<'a> {
@@ -21,12 +57,32 @@ pub struct Observed<'a> {
     pub cluster_id: Option<String>,
     pub replicas: i32,
     pub ready_replicas: i32,
+    /// The label selector of the cluster's pods.
+    pub selector: String,
     pub partition: Option<i32>,
     pub view: Option<&'a ClusterView>,
     /// (reason, message) of what is in progress, if anything.
     pub progressing: Option<(&'static str, String)>,
-    /// (reason, message) of what is wrong, if anything.
-    pub degraded: Option<(&'static str, String)>,
+    /// What is wrong, most important first.
+    pub problems: &'a [Problem],
+}
+
+/// The `Degraded` condition's message: every problem, in order.
+pub fn degraded_message(problems: &[Problem]) -> String {
+    let mut message = problems
+        .iter()
+        .map(|p| p.message.as_str())
+        .collect::<Vec<_>>()
+        .join("; ");
+    if message.len() > MAX_CONDITION_MESSAGE {
+        let mut end = MAX_CONDITION_MESSAGE;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+        message.push_str(" ...");
+    }
+    message
 }
 
 fn condition(
@@ -157,13 +213,13 @@ pub fn status(
                 now,
             ),
         },
-        match &observed.degraded {
-            Some((reason, message)) => condition(
+        match observed.problems.first() {
+            Some(first) => condition(
                 previous_conditions,
                 DEGRADED,
                 true,
-                reason,
-                message.clone(),
+                first.reason,
+                degraded_message(observed.problems),
                 generation,
                 now,
             ),
@@ -178,13 +234,15 @@ pub fn status(
             ),
         },
     ];
-    let phase = if observed.degraded.is_some() {
+    let phase = if !observed.problems.is_empty() {
         Phase::Degraded
     } else if observed.cluster_id.is_none() {
         Phase::Bootstrapping
     } else {
         match observed.progressing.as_ref().map(|(reason, _)| *reason) {
-            Some(reason) if reason == ROLLING_UPDATE => Phase::Upgrading,
+            Some(reason) if reason == ROLLING_UPDATE || reason == RECREATING_STATEFULSET => {
+                Phase::Upgrading
+            }
             Some(_) => Phase::Scaling,
             None if available => Phase::Running,
             None => Phase::Degraded,
@@ -196,6 +254,7 @@ pub fn status(
         cluster_id: observed.cluster_id.clone(),
         replicas: observed.replicas,
         ready_replicas: observed.ready_replicas,
+        selector: Some(observed.selector.clone()),
         ranges: observed
             .view
             .map_or(previous.map_or(0, |s| s.ranges), |view| {
@@ -208,5 +267,7 @@ pub fn status(
 }
 
 pub const ROLLING_UPDATE: &str = "RollingUpdate";
+/// An old StatefulSet is deleted (its pods orphaned) to be created again.
+pub const RECREATING_STATEFULSET: &str = "RecreatingStatefulSet";
 pub const SCALING: &str = "Scaling";
 pub const BOOTSTRAPPING: &str = "Bootstrapping";

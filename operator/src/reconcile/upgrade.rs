@@ -14,6 +14,10 @@
 //! runs a template it should not run is deleted, so the StatefulSet
 //! recreates it from the right one (the StatefulSet controller itself waits
 //! forever for a broken pod).
+//!
+//! A cluster that serves nothing (not bootstrapped yet, or no pod ready)
+//! has nothing a careful rollout protects: a new template applies to every
+//! pod at once (an image typo before bootstrap is fixed by fixing the spec).
 
 use std::collections::BTreeMap;
 
@@ -70,6 +74,41 @@ pub struct RolloutPlan {
     pub blocked: Option<String>,
 }
 
+/// Every pod on the new template at once: partition 0, and the pods on
+/// another revision deleted so the StatefulSet recreates them (its own
+/// rolling update would wait for each to become ready, which they cannot
+/// without a quorum).
+fn at_once(
+    sts: &StatefulSetInfo,
+    desired_hash: &str,
+    replicas: i32,
+    pods: &[PodInfo],
+) -> RolloutPlan {
+    let mut plan = RolloutPlan::default();
+    if sts.template_hash.as_deref() != Some(desired_hash) {
+        plan.in_progress = true;
+        plan.waiting = Some("no pod serves yet: every pod takes the new template at once".into());
+        return plan;
+    }
+    let (Some(update), true) = (sts.update_revision.as_deref(), sts.status_current) else {
+        return plan;
+    };
+    for pod in pods.iter().filter(|pod| pod.ordinal < replicas) {
+        if pod.revision.as_deref() != Some(update) && !pod.terminating {
+            plan.delete_pods.push((
+                pod.name.clone(),
+                "no pod serves yet: it restarts on the new template at once".into(),
+            ));
+        }
+    }
+    if !plan.delete_pods.is_empty() {
+        plan.in_progress = true;
+        plan.waiting = Some("no pod serves yet: every pod takes the new template at once".into());
+    }
+    plan
+}
+
+/// `bootstrapped`: pod 0 has founded the cluster (its id is recorded).
 pub fn plan(
     existing: Option<&StatefulSetInfo>,
     desired_hash: &str,
@@ -77,10 +116,15 @@ pub fn plan(
     pods: &[PodInfo],
     view: Option<&ClusterView>,
     names: &ClusterNames,
+    bootstrapped: bool,
 ) -> RolloutPlan {
     let Some(sts) = existing else {
         return RolloutPlan::default();
     };
+    let serving = bootstrapped && pods.iter().any(|pod| pod.ready && !pod.terminating);
+    if !serving {
+        return at_once(sts, desired_hash, replicas, pods);
+    }
     if sts.template_hash.as_deref() != Some(desired_hash) {
         return RolloutPlan {
             partition: replicas,
@@ -293,14 +337,15 @@ mod tests {
 
     #[test]
     fn a_new_statefulset_has_no_rollout() {
-        let plan = plan(None, "h", 3, &[], None, &names());
+        let plan = plan(None, "h", 3, &[], None, &names(), true);
         assert_eq!((plan.partition, plan.in_progress), (0, false));
     }
 
     #[test]
     fn a_new_template_starts_with_the_partition_at_the_top() {
         let old = sts(0, "old", "r1", "r1");
-        let plan = plan(Some(&old), "new", 3, &[], Some(&view()), &names());
+        let pods: Vec<PodInfo> = (0..3).map(|i| pod(i, "r1", true, None)).collect();
+        let plan = plan(Some(&old), "new", 3, &pods, Some(&view()), &names(), true);
         assert_eq!((plan.partition, plan.in_progress), (3, true));
         assert!(plan.transfers.is_empty() && plan.restarting.is_none());
     }
@@ -310,7 +355,7 @@ mod tests {
         let mut stale = sts(3, "h", "r1", "r2");
         stale.status_current = false;
         let pods: Vec<PodInfo> = (0..3).map(|i| pod(i, "r1", true, None)).collect();
-        let plan = plan(Some(&stale), "h", 3, &pods, Some(&view()), &names());
+        let plan = plan(Some(&stale), "h", 3, &pods, Some(&view()), &names(), true);
         assert_eq!(plan.partition, 3);
         assert!(plan.waiting.is_some());
     }
@@ -319,7 +364,7 @@ mod tests {
     fn the_highest_pod_restarts_first_and_leaders_move_before_the_lowest() {
         let pods: Vec<PodInfo> = (0..3).map(|i| pod(i, "r1", true, None)).collect();
         let rolling = sts(3, "h", "r1", "r2");
-        let step = plan(Some(&rolling), "h", 3, &pods, Some(&view()), &names());
+        let step = plan(Some(&rolling), "h", 3, &pods, Some(&view()), &names(), true);
         assert_eq!(step.partition, 2);
         assert_eq!(step.restarting.as_deref(), Some("db-2"));
 
@@ -330,7 +375,7 @@ mod tests {
             pod(2, "r2", true, None),
         ];
         let at_one = sts(1, "h", "r1", "r2");
-        let step = plan(Some(&at_one), "h", 3, &pods, Some(&view()), &names());
+        let step = plan(Some(&at_one), "h", 3, &pods, Some(&view()), &names(), true);
         assert_eq!(step.partition, 1);
         assert_eq!(step.transfers.len(), 1);
         assert_eq!((step.transfers[0].from, step.transfers[0].to), (1, 2));
@@ -344,7 +389,7 @@ mod tests {
             pod(2, "r2", false, Some("ImagePullBackOff")),
         ];
         let rolling = sts(2, "h", "r1", "r2");
-        let plan = plan(Some(&rolling), "h", 3, &pods, Some(&view()), &names());
+        let plan = plan(Some(&rolling), "h", 3, &pods, Some(&view()), &names(), true);
         assert_eq!(plan.partition, 2);
         assert!(plan
             .blocked
@@ -363,7 +408,65 @@ mod tests {
         let mut cluster = view();
         cluster.nodes.retain(|node| node.node_id != 3);
         let rolling = sts(3, "h", "r1", "r2");
-        let plan = plan(Some(&rolling), "h", 3, &pods, Some(&cluster), &names());
+        let plan = plan(
+            Some(&rolling),
+            "h",
+            3,
+            &pods,
+            Some(&cluster),
+            &names(),
+            true,
+        );
         assert_eq!(plan.partition, 2);
+    }
+
+    #[test]
+    fn a_cluster_that_serves_nothing_takes_a_new_template_at_once() {
+        // Never bootstrapped: pod 0 cannot pull its image, the others wait.
+        let pods = [
+            pod(0, "r1", false, Some("ImagePullBackOff")),
+            pod(1, "r1", false, None),
+            pod(2, "r1", false, None),
+        ];
+        let typo = sts(0, "typo", "r1", "r1");
+        let fixed = plan(Some(&typo), "fixed", 3, &pods, None, &names(), false);
+        assert_eq!((fixed.partition, fixed.in_progress), (0, true));
+        assert!(fixed.transfers.is_empty() && fixed.blocked.is_none());
+
+        // The StatefulSet has the new revision: every pod on the old one goes.
+        let applied = sts(0, "fixed", "r1", "r2");
+        let step = plan(Some(&applied), "fixed", 3, &pods, None, &names(), false);
+        let deleted: Vec<&str> = step
+            .delete_pods
+            .iter()
+            .map(|(pod, _)| pod.as_str())
+            .collect();
+        assert_eq!(deleted, ["db-0", "db-1", "db-2"]);
+        assert_eq!(step.partition, 0);
+
+        // Bootstrapped, but no pod ready: the same.
+        let step = plan(
+            Some(&applied),
+            "fixed",
+            3,
+            &pods,
+            Some(&view()),
+            &names(),
+            true,
+        );
+        assert_eq!(step.delete_pods.len(), 3);
+
+        // Once they run the new revision there is nothing left to do.
+        let recreated: Vec<PodInfo> = (0..3).map(|i| pod(i, "r2", false, None)).collect();
+        let done = plan(
+            Some(&applied),
+            "fixed",
+            3,
+            &recreated,
+            None,
+            &names(),
+            false,
+        );
+        assert!(done.delete_pods.is_empty() && !done.in_progress);
     }
 }

@@ -1,6 +1,8 @@
 //! Growing volumes. A StatefulSet's volume claim templates are immutable,
 //! so a larger `storage.size` is applied to each existing claim (the
-//! StorageClass must allow expansion); the schema refuses shrinking.
+//! StorageClass must allow expansion); the schema refuses shrinking. A
+//! claim the API server refuses to grow is reported and the others still
+//! grow.
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
@@ -8,7 +10,7 @@ use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
-use crate::error::Result;
+use super::apply::describe;
 use crate::names::{ClusterNames, FIELD_MANAGER};
 
 fn requested_storage(claim: &PersistentVolumeClaim) -> Option<&str> {
@@ -33,17 +35,33 @@ pub fn template_size(sts: &StatefulSet) -> Option<&str> {
         .and_then(requested_storage)
 }
 
-/// Applies `size` to every claim of the cluster that asks for another
-/// size; returns the claims changed.
+/// What [`expand`] did: the claims asked to grow, and why others could not.
+#[derive(Debug, Default)]
+pub struct Expansion {
+    pub expanded: Vec<String>,
+    pub failures: Vec<String>,
+}
+
+/// Applies `size` to every claim of the cluster that asks for another size.
 pub async fn expand(
     claims: &Api<PersistentVolumeClaim>,
     names: &ClusterNames,
     size: &str,
-) -> Result<Vec<String>> {
-    let existing = claims
+) -> Expansion {
+    let mut expansion = Expansion::default();
+    let existing = match claims
         .list(&ListParams::default().labels(&names.label_selector()))
-        .await?;
-    let mut expanded = Vec::new();
+        .await
+    {
+        Ok(list) => list,
+        Err(error) => {
+            expansion.failures.push(format!(
+                "cannot list the volume claims: {}",
+                describe(&error)
+            ));
+            return expansion;
+        }
+    };
     for claim in existing.items {
         let name = claim.name_any();
         let ours = names
@@ -61,14 +79,20 @@ pub async fn expand(
             "metadata": {"name": name},
             "spec": {"resources": {"requests": {"storage": size}}},
         });
-        claims
+        match claims
             .patch(
                 &name,
                 &PatchParams::apply(FIELD_MANAGER).force(),
                 &Patch::Apply(&body),
             )
-            .await?;
-        expanded.push(name);
+            .await
+        {
+            Ok(_) => expansion.expanded.push(name),
+            Err(error) => expansion.failures.push(format!(
+                "cannot grow {name} to {size}: {}",
+                describe(&error)
+            )),
+        }
     }
-    Ok(expanded)
+    expansion
 }

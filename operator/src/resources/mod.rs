@@ -5,6 +5,7 @@
 
 pub mod configmap;
 pub mod pdb;
+pub mod pod_template;
 pub mod services;
 pub mod statefulset;
 

@@ -1,6 +1,6 @@
 //! The StatefulSet of storage nodes: stable identities (pod `<name>-<i>`,
-//! volume `data-<name>-<i>`), the entry script from the ConfigMap, a
-//! readiness probe on the gRPC health service, scheduling from the spec.
+//! volume `data-<name>-<i>`), the pod template of [`super::pod_template`],
+//! all pods managed in parallel, claims kept when the cluster is deleted.
 //!
 //! The reconciler decides `replicas` and the rolling-update `partition`; the
 //! pod template is a pure function of the spec, and its hash (an annotation
@@ -14,26 +14,23 @@ use k8s_openapi::api::apps::v1::{
     StatefulSetSpec, StatefulSetUpdateStrategy,
 };
 use k8s_openapi::api::core::v1::{
-    ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource, GRPCAction,
-    HTTPGetAction, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec,
-    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, Volume, VolumeMount,
-    VolumeResourceRequirements,
+    PersistentVolumeClaim, PersistentVolumeClaimSpec, PodTemplateSpec, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::configmap::ENTRYPOINT_KEY;
 use super::owned_metadata;
+pub use super::pod_template::pod_template;
 use crate::crd::ZdbCluster;
 use crate::error::{Error, Result};
-use crate::names::{
-    ClusterNames, CONFIG_MOUNT, DATA_MOUNT, DATA_VOLUME, GRPC_PORT, STATUS_PORT,
-    TEMPLATE_HASH_ANNOTATION,
-};
+use crate::names::{ClusterNames, DATA_VOLUME, TEMPLATE_HASH_ANNOTATION};
 
-/// The user the zdb-node image runs as (docker/node.Dockerfile).
-const NODE_USER: i64 = 10001;
+/// Every pod is created and started at once, not one after the other once
+/// the previous one is ready: a node is ready only with a quorum of its
+/// ranges, so after a full-cluster restart `OrderedReady` would wait for
+/// pod 0 forever while pod 1 is never created. Pod 0 still founds a new
+/// cluster alone (the entry script); the others retry their join.
+pub const POD_MANAGEMENT_POLICY: &str = "Parallel";
 
 /// What the reconciler decided for this apply.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,147 +38,6 @@ pub struct Rollout {
     pub replicas: i32,
     /// Pods with an ordinal at or above this run the new template.
     pub partition: i32,
-}
-
-/// The container args: node settings that need a restart to change, so
-/// they belong to the template (a change rolls the pods one at a time).
-fn node_args(cluster: &ZdbCluster) -> Vec<String> {
-    let mut args = vec!["--log-json".to_owned()];
-    if let Some(raft) = &cluster.spec.raft {
-        if let Some(tick) = raft.tick_ms {
-            args.push(format!("--raft-tick-ms={tick}"));
-        }
-        if let Some(ticks) = raft.election_ticks {
-            args.push(format!("--election-ticks={ticks}"));
-        }
-        if let Some(ticks) = raft.heartbeat_ticks {
-            args.push(format!("--heartbeat-ticks={ticks}"));
-        }
-    }
-    args
-}
-
-fn env(names: &ClusterNames) -> Vec<EnvVar> {
-    let field = |path: &str| EnvVarSource {
-        field_ref: Some(ObjectFieldSelector {
-            field_path: path.into(),
-            ..ObjectFieldSelector::default()
-        }),
-        ..EnvVarSource::default()
-    };
-    let value = |name: &str, value: String| EnvVar {
-        name: name.into(),
-        value: Some(value),
-        ..EnvVar::default()
-    };
-    vec![
-        EnvVar {
-            name: "POD_NAME".into(),
-            value_from: Some(field("metadata.name")),
-            ..EnvVar::default()
-        },
-        EnvVar {
-            name: "POD_NAMESPACE".into(),
-            value_from: Some(field("metadata.namespace")),
-            ..EnvVar::default()
-        },
-        value("HEADLESS_SERVICE", names.headless_service()),
-        value("GRPC_PORT", GRPC_PORT.to_string()),
-        value("STATUS_PORT", STATUS_PORT.to_string()),
-    ]
-}
-
-pub fn pod_template(cluster: &ZdbCluster, names: &ClusterNames) -> PodTemplateSpec {
-    let spec = &cluster.spec;
-    let container = Container {
-        name: "zdb-node".into(),
-        image: Some(spec.image.clone()),
-        image_pull_policy: spec.image_pull_policy.clone(),
-        command: Some(vec![
-            "/bin/sh".into(),
-            format!("{CONFIG_MOUNT}/{ENTRYPOINT_KEY}"),
-        ]),
-        args: Some(node_args(cluster)),
-        env: Some(env(names)),
-        ports: Some(vec![
-            ContainerPort {
-                name: Some("grpc".into()),
-                container_port: GRPC_PORT,
-                ..ContainerPort::default()
-            },
-            ContainerPort {
-                name: Some("status".into()),
-                container_port: STATUS_PORT,
-                ..ContainerPort::default()
-            },
-        ]),
-        readiness_probe: Some(Probe {
-            grpc: Some(GRPCAction {
-                port: GRPC_PORT,
-                service: None,
-            }),
-            period_seconds: Some(5),
-            failure_threshold: Some(3),
-            ..Probe::default()
-        }),
-        liveness_probe: Some(Probe {
-            http_get: Some(HTTPGetAction {
-                path: Some("/healthz".into()),
-                port: IntOrString::String("status".into()),
-                ..HTTPGetAction::default()
-            }),
-            // Generous: a node replaying a long Raft log must not be killed.
-            initial_delay_seconds: Some(30),
-            period_seconds: Some(10),
-            failure_threshold: Some(6),
-            ..Probe::default()
-        }),
-        resources: spec.resources.clone(),
-        volume_mounts: Some(vec![
-            VolumeMount {
-                name: DATA_VOLUME.into(),
-                mount_path: DATA_MOUNT.into(),
-                ..VolumeMount::default()
-            },
-            VolumeMount {
-                name: "config".into(),
-                mount_path: CONFIG_MOUNT.into(),
-                read_only: Some(true),
-                ..VolumeMount::default()
-            },
-        ]),
-        ..Container::default()
-    };
-    PodTemplateSpec {
-        metadata: Some(ObjectMeta {
-            labels: Some(names.labels()),
-            ..ObjectMeta::default()
-        }),
-        spec: Some(PodSpec {
-            containers: vec![container],
-            volumes: Some(vec![Volume {
-                name: "config".into(),
-                config_map: Some(ConfigMapVolumeSource {
-                    name: names.config_map(),
-                    ..ConfigMapVolumeSource::default()
-                }),
-                ..Volume::default()
-            }]),
-            affinity: spec.affinity.clone(),
-            tolerations: spec.tolerations.clone(),
-            topology_spread_constraints: spec.topology_spread_constraints.clone(),
-            termination_grace_period_seconds: Some(60),
-            // The node image runs as user 10001; the volume must be its.
-            security_context: Some(PodSecurityContext {
-                run_as_non_root: Some(true),
-                run_as_user: Some(NODE_USER),
-                run_as_group: Some(NODE_USER),
-                fs_group: Some(NODE_USER),
-                ..PodSecurityContext::default()
-            }),
-            ..PodSpec::default()
-        }),
-    }
 }
 
 pub fn volume_claim_template(cluster: &ZdbCluster) -> PersistentVolumeClaim {
@@ -255,8 +111,7 @@ pub fn statefulset(
                     when_deleted: Some("Retain".into()),
                 },
             ),
-            // Pod 0 founds the cluster before the others join it.
-            pod_management_policy: Some("OrderedReady".into()),
+            pod_management_policy: Some(POD_MANAGEMENT_POLICY.into()),
             update_strategy: Some(StatefulSetUpdateStrategy {
                 type_: Some("RollingUpdate".into()),
                 rolling_update: Some(RollingUpdateStatefulSetStrategy {

@@ -1,234 +1,14 @@
-//! Reconcile scenarios against an in-memory Kubernetes API (tower-test)
-//! and an in-memory zdb cluster.
+//! Bootstrap, scale, upgrade, pause and volumes, pass by pass.
 
-use std::sync::Arc;
-
-use k8s_openapi::jiff::Timestamp;
-use kube::runtime::events::Reporter;
 use serde_json::{json, Value};
 
 use super::*;
-use crate::admin::{NodeView, RangeView};
-use crate::crd::{StorageSpec, ZdbClusterSpec};
-use crate::rbac;
-use crate::testing::{FakeApi, FakePlacement, FakeZdb, Recorded};
-
-const NS: &str = "prod";
-const NAME: &str = "db";
-
-fn fixed_now() -> Timestamp {
-    Timestamp::from_second(1_700_000_000).expect("a valid timestamp")
-}
-
-fn cluster(replicas: i32, image: &str) -> Value {
-    let spec = ZdbClusterSpec {
-        replicas,
-        replication_factor: 3,
-        image: image.into(),
-        image_pull_policy: None,
-        storage: StorageSpec {
-            size: "10Gi".into(),
-            storage_class_name: None,
-        },
-        resources: None,
-        split: None,
-        raft: None,
-        affinity: None,
-        tolerations: None,
-        topology_spread_constraints: None,
-        paused: false,
-    };
-    json!({
-        "apiVersion": "zdb.io/v1alpha1",
-        "kind": "ZdbCluster",
-        "metadata": {"name": NAME, "namespace": NS, "uid": "uid-1", "generation": 1},
-        "spec": spec,
-    })
-}
-
-struct Harness {
-    api: FakeApi,
-    zdb: Arc<FakeZdb>,
-    placement: Arc<FakePlacement>,
-    ctx: Arc<Context>,
-    names: ClusterNames,
-}
-
-impl Harness {
-    fn new(cluster: Value) -> Self {
-        let (client, api) = FakeApi::start();
-        api.put("zdb.io", "zdbclusters", NS, cluster);
-        let zdb = Arc::new(FakeZdb::default());
-        let placement = Arc::new(FakePlacement::default());
-        let ctx = Arc::new(Context {
-            client,
-            admin: zdb.clone(),
-            placement: placement.clone(),
-            reporter: Reporter {
-                controller: "zdb-operator".into(),
-                instance: Some("test".into()),
-            },
-            metrics: Arc::new(Metrics::new().expect("fresh registry")),
-            clock: fixed_now,
-        });
-        Harness {
-            api,
-            zdb,
-            placement,
-            ctx,
-            names: ClusterNames::new(NAME, NS),
-        }
-    }
-
-    fn stored_cluster(&self) -> ZdbCluster {
-        let object = self
-            .api
-            .get("zdb.io", "zdbclusters", NS, NAME)
-            .expect("cluster stored");
-        serde_json::from_value(object).expect("a valid ZdbCluster")
-    }
-
-    fn edit_spec(&self, change: impl FnOnce(&mut Value)) {
-        self.api.edit("zdb.io", "zdbclusters", NS, NAME, |cluster| {
-            change(&mut cluster["spec"]);
-            let generation = cluster["metadata"]["generation"].as_i64().unwrap_or(1);
-            cluster["metadata"]["generation"] = json!(generation + 1);
-        });
-    }
-
-    /// One reconcile pass; the requests it sent (each checked against the
-    /// RBAC list) and the admin calls it made.
-    async fn reconcile(&self) -> (Action, Vec<Recorded>, Vec<String>) {
-        let action = reconcile(Arc::new(self.stored_cluster()), self.ctx.clone())
-            .await
-            .expect("reconcile succeeds");
-        let requests = self.api.take_requests();
-        for request in &requests {
-            assert!(
-                rbac::allows(&request.group, &request.resource, &request.verb),
-                "{request:?} is not in rbac::API_CALLS"
-            );
-        }
-        (action, requests, self.zdb.take_calls())
-    }
-
-    fn statefulset(&self) -> Value {
-        self.api
-            .get("apps", "statefulsets", NS, NAME)
-            .expect("StatefulSet applied")
-    }
-
-    fn partition(&self) -> i64 {
-        self.statefulset()["spec"]["updateStrategy"]["rollingUpdate"]["partition"]
-            .as_i64()
-            .expect("a partition")
-    }
-
-    fn sts_replicas(&self) -> i64 {
-        self.statefulset()["spec"]["replicas"]
-            .as_i64()
-            .expect("replicas")
-    }
-
-    /// The StatefulSet controller caught up: every pod ready on `revision`
-    /// (update revision `update`).
-    fn settle_statefulset(&self, current: &str, update: &str) {
-        let replicas = self.sts_replicas();
-        self.api.edit("apps", "statefulsets", NS, NAME, |sts| {
-            let generation = sts["metadata"]["generation"].clone();
-            sts["status"] = json!({
-                "replicas": replicas, "readyReplicas": replicas,
-                "currentRevision": current, "updateRevision": update,
-                "observedGeneration": generation,
-            });
-        });
-    }
-
-    fn put_pod(&self, ordinal: i32, revision: &str, ready: bool, waiting: Option<&str>) {
-        let mut pod = json!({
-            "apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": self.names.pod(ordinal), "namespace": NS,
-                         "labels": {"controller-revision-hash": revision}},
-            "status": {"conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]},
-        });
-        if let Some(reason) = waiting {
-            pod["status"]["containerStatuses"] = json!([{
-                "name": "zdb-node", "image": "x", "imageID": "", "ready": false, "restartCount": 5,
-                "state": {"waiting": {"reason": reason}},
-            }]);
-        }
-        self.api.put("", "pods", NS, pod);
-    }
-
-    /// A running cluster of `nodes` nodes (node i+1 in pod i), one range
-    /// per node, three voters each, led by its first voter.
-    fn running_cluster(&self, nodes: i32) {
-        let view = ClusterView {
-            cluster_id: Some(format!("{NS}-{NAME}-uid-1")),
-            nodes: (0..nodes)
-                .map(|ordinal| NodeView {
-                    node_id: ordinal as u64 + 1,
-                    address: self.names.node_address(ordinal),
-                    state: NodeState::Active,
-                    reachable: true,
-                    replicas: 3,
-                    leaders: 1,
-                })
-                .collect(),
-            ranges: (0..nodes as u64)
-                .map(|i| RangeView {
-                    range_id: i + 1,
-                    voters: (0..3).map(|k| (i + k) % nodes as u64 + 1).collect(),
-                    leader: i + 1,
-                })
-                .collect(),
-        };
-        self.zdb.set_view(Some(view));
-    }
-}
-
-fn applied<'a>(requests: &'a [Recorded], resource: &str) -> Vec<&'a Recorded> {
-    requests
-        .iter()
-        .filter(|r| r.verb == "patch" && r.resource == resource)
-        .collect()
-}
-
-fn events(requests: &[Recorded]) -> Vec<String> {
-    requests
-        .iter()
-        .filter(|r| r.resource == "events")
-        .filter_map(|r| r.body.as_ref()?["reason"].as_str().map(str::to_owned))
-        .collect()
-}
-
-fn condition(cluster: &ZdbCluster, type_: &str) -> (String, String) {
-    let status = cluster.status.as_ref().expect("a status");
-    let condition = status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == type_)
-        .expect("the condition");
-    (condition.status.clone(), condition.reason.clone())
-}
-
-/// A 3-node cluster whose first reconcile ran, pod 0 bootstrapped, and
-/// everything settled on revision `r1`.
-async fn bootstrapped(replicas: i32) -> Harness {
-    let harness = Harness::new(cluster(replicas, "zdb:v1"));
-    harness.reconcile().await;
-    harness.settle_statefulset("r1", "r1");
-    for ordinal in 0..replicas {
-        harness.put_pod(ordinal, "r1", true, None);
-    }
-    harness.running_cluster(replicas);
-    harness.reconcile().await;
-    harness
-}
+use crate::crd::Phase;
+use crate::testing::Recorded;
 
 #[tokio::test]
 async fn first_reconcile_creates_every_object_with_an_owner() {
-    let harness = Harness::new(cluster(3, "zdb:v1"));
+    let harness = Harness::new(cluster(3, "zdb:v1")).await;
     let (_, requests, calls) = harness.reconcile().await;
     assert!(calls.is_empty(), "no cluster to talk to yet: {calls:?}");
 
@@ -248,7 +28,8 @@ async fn first_reconcile_creates_every_object_with_an_owner() {
         assert_eq!(owner["uid"], "uid-1");
         assert_eq!(owner["controller"], true);
     }
-    // Every write is a server-side apply under the one field manager.
+    // Every write is a server-side apply under the one field manager; the
+    // ones that created their object were authorized as create and patch.
     for request in requests
         .iter()
         .filter(|r| r.verb == "patch" && r.resource != "events")
@@ -257,6 +38,19 @@ async fn first_reconcile_creates_every_object_with_an_owner() {
             request.body.as_ref().map(|b| b["kind"].is_string()),
             Some(true)
         );
+    }
+    for resource in [
+        "services",
+        "configmaps",
+        "poddisruptionbudgets",
+        "statefulsets",
+    ] {
+        let creates: Vec<&Recorded> = applied(&requests, resource);
+        assert!(!creates.is_empty());
+        for request in creates {
+            assert_eq!(request.authorized, ["patch", "create"], "{request:?}");
+            assert_eq!(request.code, 201);
+        }
     }
     let sts = harness.statefulset();
     assert_eq!(sts["spec"]["replicas"], 3);
@@ -267,7 +61,8 @@ async fn first_reconcile_creates_every_object_with_an_owner() {
     );
     let container = &sts["spec"]["template"]["spec"]["containers"][0];
     assert_eq!(container["image"], "zdb:v1");
-    assert_eq!(container["readinessProbe"]["grpc"]["port"], 7700);
+    assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert_eq!(sts["spec"]["podManagementPolicy"], "Parallel");
     assert_eq!(
         sts["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"],
         "10Gi"
@@ -300,6 +95,10 @@ async fn first_reconcile_creates_every_object_with_an_owner() {
     assert_eq!(status.phase, Some(Phase::Bootstrapping));
     assert_eq!(status.cluster_id, None);
     assert_eq!(
+        status.selector.as_deref(),
+        Some("app.kubernetes.io/component=node,app.kubernetes.io/instance=db,app.kubernetes.io/name=zdb")
+    );
+    assert_eq!(
         condition(&cluster, status::PROGRESSING),
         ("True".into(), "Bootstrapping".into())
     );
@@ -312,7 +111,7 @@ async fn first_reconcile_creates_every_object_with_an_owner() {
 
 #[tokio::test]
 async fn a_second_reconcile_changes_nothing() {
-    let harness = Harness::new(cluster(3, "zdb:v1"));
+    let harness = Harness::new(cluster(3, "zdb:v1")).await;
     let (_, first, _) = harness.reconcile().await;
     let (_, second, calls) = harness.reconcile().await;
     for resource in [
@@ -412,7 +211,7 @@ async fn bootstrap_is_recorded_once_and_placement_starts() {
 #[tokio::test]
 async fn scale_down_waits_for_the_drain_before_shrinking() {
     let harness = bootstrapped(4).await;
-    harness.edit_spec(|spec| spec["replicas"] = json!(3));
+    harness.edit_spec(|spec| spec["replicas"] = json!(3)).await;
 
     let (_, requests, calls) = harness.reconcile().await;
     assert_eq!(calls, vec!["set_node_state(4, Draining)"]);
@@ -451,9 +250,9 @@ async fn scale_down_waits_for_the_drain_before_shrinking() {
 #[tokio::test]
 async fn raising_replicas_cancels_a_pending_drain() {
     let harness = bootstrapped(4).await;
-    harness.edit_spec(|spec| spec["replicas"] = json!(3));
+    harness.edit_spec(|spec| spec["replicas"] = json!(3)).await;
     harness.reconcile().await;
-    harness.edit_spec(|spec| spec["replicas"] = json!(4));
+    harness.edit_spec(|spec| spec["replicas"] = json!(4)).await;
     let (_, requests, calls) = harness.reconcile().await;
     assert_eq!(calls, vec!["set_node_state(4, Active)"]);
     assert_eq!(events(&requests), vec!["DrainCancelled"]);
@@ -463,7 +262,7 @@ async fn raising_replicas_cancels_a_pending_drain() {
 #[tokio::test]
 async fn scale_below_the_replication_factor_is_refused() {
     let harness = bootstrapped(3).await;
-    harness.edit_spec(|spec| spec["replicas"] = json!(2));
+    harness.edit_spec_unchecked(|spec| spec["replicas"] = json!(2));
     let (_, _, calls) = harness.reconcile().await;
     assert!(calls.is_empty());
     assert_eq!(harness.sts_replicas(), 3);
@@ -477,7 +276,9 @@ async fn scale_below_the_replication_factor_is_refused() {
 #[tokio::test]
 async fn an_upgrade_moves_the_partition_one_pod_at_a_time() {
     let harness = bootstrapped(3).await;
-    harness.edit_spec(|spec| spec["image"] = json!("zdb:v2"));
+    harness
+        .edit_spec(|spec| spec["image"] = json!("zdb:v2"))
+        .await;
 
     // New template: the partition starts at the top, no pod restarts.
     let (_, requests, _) = harness.reconcile().await;
@@ -569,7 +370,9 @@ async fn an_upgrade_moves_the_partition_one_pod_at_a_time() {
 #[tokio::test]
 async fn a_pod_that_never_becomes_ready_stops_the_rollout_until_the_spec_is_fixed() {
     let harness = bootstrapped(3).await;
-    harness.edit_spec(|spec| spec["image"] = json!("zdb:broken"));
+    harness
+        .edit_spec(|spec| spec["image"] = json!("zdb:broken"))
+        .await;
     harness.reconcile().await;
     harness.settle_statefulset("r1", "r2");
     harness.reconcile().await; // leadership of range 3 moves
@@ -593,7 +396,9 @@ async fn a_pod_that_never_becomes_ready_stops_the_rollout_until_the_spec_is_fixe
 
     // The fix: a new template restarts the rollout from the top, and the
     // stuck pod is deleted so it comes back from a working template.
-    harness.edit_spec(|spec| spec["image"] = json!("zdb:v2"));
+    harness
+        .edit_spec(|spec| spec["image"] = json!("zdb:v2"))
+        .await;
     harness.reconcile().await;
     assert_eq!(harness.partition(), 3);
     harness.settle_statefulset("r1", "r3");
@@ -609,11 +414,13 @@ async fn a_pod_that_never_becomes_ready_stops_the_rollout_until_the_spec_is_fixe
 #[tokio::test]
 async fn paused_does_nothing() {
     let harness = bootstrapped(4).await;
-    harness.edit_spec(|spec| {
-        spec["paused"] = json!(true);
-        spec["replicas"] = json!(3);
-        spec["image"] = json!("zdb:v2");
-    });
+    harness
+        .edit_spec(|spec| {
+            spec["paused"] = json!(true);
+            spec["replicas"] = json!(3);
+            spec["image"] = json!("zdb:v2");
+        })
+        .await;
     let sts_before = harness.statefulset();
     let (action, requests, calls) = harness.reconcile().await;
     assert_eq!(action, Action::await_change());
@@ -635,18 +442,11 @@ async fn paused_does_nothing() {
 #[tokio::test]
 async fn a_larger_storage_size_grows_the_claims_not_the_template() {
     let harness = bootstrapped(3).await;
-    for ordinal in 0..3 {
-        harness.api.put(
-            "",
-            "persistentvolumeclaims",
-            NS,
-            json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
-                   "metadata": {"name": format!("data-db-{ordinal}"), "namespace": NS},
-                   "spec": {"resources": {"requests": {"storage": "10Gi"}}}}),
-        );
-    }
+    put_claims(&harness, "expandable", true);
     let template_before = harness.statefulset()["spec"]["volumeClaimTemplates"].clone();
-    harness.edit_spec(|spec| spec["storage"]["size"] = json!("20Gi"));
+    harness
+        .edit_spec(|spec| spec["storage"]["size"] = json!("20Gi"))
+        .await;
     let (_, requests, _) = harness.reconcile().await;
     assert_eq!(
         harness.statefulset()["spec"]["volumeClaimTemplates"],
@@ -673,7 +473,7 @@ async fn a_larger_storage_size_grows_the_claims_not_the_template() {
 #[tokio::test]
 async fn scale_up_grows_the_statefulset_and_hands_the_new_nodes_to_placement() {
     let harness = bootstrapped(3).await;
-    harness.edit_spec(|spec| spec["replicas"] = json!(5));
+    harness.edit_spec(|spec| spec["replicas"] = json!(5)).await;
     let (_, requests, calls) = harness.reconcile().await;
     assert!(calls.is_empty(), "new pods join by themselves: {calls:?}");
     assert_eq!(events(&requests), vec!["Scaled"]);
@@ -704,4 +504,31 @@ async fn scale_up_grows_the_statefulset_and_hands_the_new_nodes_to_placement() {
     let cluster = harness.stored_cluster();
     assert_eq!(condition(&cluster, status::PROGRESSING).0, "False");
     assert_eq!(cluster.status.as_ref().map(|s| s.ready_replicas), Some(5));
+}
+
+/// The claims of pods 0..3, as the StatefulSet controller made them, of
+/// StorageClass `class` (which may allow volume expansion or not).
+pub fn put_claims(harness: &Harness, class: &str, expandable: bool) {
+    harness.api.put(
+        "storage.k8s.io",
+        "storageclasses",
+        "",
+        json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+               "metadata": {"name": class}, "provisioner": "csi.example.com",
+               "allowVolumeExpansion": expandable}),
+    );
+    for ordinal in 0..3 {
+        harness.api.put(
+            "",
+            "persistentvolumeclaims",
+            NS,
+            json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                   "metadata": {"name": format!("data-db-{ordinal}"), "namespace": NS,
+                                "labels": harness.names.selector_labels()},
+                   "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": class,
+                            "volumeMode": "Filesystem",
+                            "resources": {"requests": {"storage": "10Gi"}}},
+                   "status": {"phase": "Bound", "capacity": {"storage": "10Gi"}}}),
+        );
+    }
 }

@@ -1,0 +1,112 @@
+//! Test doubles of the zdb side: an in-memory model of a cluster's admin
+//! API, and a placement recorder.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+
+use futures::future::BoxFuture;
+
+use crate::admin::{AdminError, ClusterAdmin, ClusterView, NodeState};
+use crate::placement::{ClusterKey, Placement, PlacementConfig};
+
+/// An in-memory zdb cluster: node states, replica and leader counts,
+/// ranges. `None` view: no node answers.
+#[derive(Default)]
+pub struct FakeZdb {
+    pub view: Mutex<Option<ClusterView>>,
+    pub calls: Mutex<Vec<String>>,
+}
+
+impl FakeZdb {
+    pub fn set_view(&self, view: Option<ClusterView>) {
+        *self.view.lock().expect("fake zdb lock") = view;
+    }
+
+    pub fn edit(&self, change: impl FnOnce(&mut ClusterView)) {
+        if let Some(view) = self.view.lock().expect("fake zdb lock").as_mut() {
+            change(view);
+        }
+    }
+
+    pub fn take_calls(&self) -> Vec<String> {
+        std::mem::take(&mut self.calls.lock().expect("fake zdb lock"))
+    }
+
+    fn record(&self, call: String) {
+        self.calls.lock().expect("fake zdb lock").push(call);
+    }
+}
+
+impl ClusterAdmin for FakeZdb {
+    fn observe<'a>(
+        &'a self,
+        _endpoints: &'a [String],
+    ) -> BoxFuture<'a, Result<ClusterView, AdminError>> {
+        let view = self.view.lock().expect("fake zdb lock").clone();
+        Box::pin(async move { view.ok_or_else(|| AdminError("no node answers".into())) })
+    }
+
+    fn set_node_state<'a>(
+        &'a self,
+        _endpoints: &'a [String],
+        node_id: u64,
+        state: NodeState,
+    ) -> BoxFuture<'a, Result<(), AdminError>> {
+        self.record(format!("set_node_state({node_id}, {state:?})"));
+        self.edit(|view| {
+            if let Some(node) = view.nodes.iter_mut().find(|n| n.node_id == node_id) {
+                node.state = state;
+            }
+        });
+        Box::pin(async { Ok(()) })
+    }
+
+    fn transfer_leader<'a>(
+        &'a self,
+        _endpoints: &'a [String],
+        range_id: u64,
+        to: u64,
+    ) -> BoxFuture<'a, Result<(), AdminError>> {
+        self.record(format!("transfer_leader({range_id}, {to})"));
+        self.edit(|view| {
+            let Some(range) = view.ranges.iter_mut().find(|r| r.range_id == range_id) else {
+                return;
+            };
+            let from = std::mem::replace(&mut range.leader, to);
+            for node in &mut view.nodes {
+                if node.node_id == from {
+                    node.leaders = node.leaders.saturating_sub(1);
+                }
+                if node.node_id == to {
+                    node.leaders += 1;
+                }
+            }
+        });
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// Records which clusters have a placement driver.
+#[derive(Default)]
+pub struct FakePlacement {
+    pub running: Mutex<BTreeMap<ClusterKey, PlacementConfig>>,
+    pub stopped: Mutex<BTreeSet<ClusterKey>>,
+}
+
+impl Placement for FakePlacement {
+    fn ensure(&self, cluster: &ClusterKey, config: PlacementConfig) {
+        self.running
+            .lock()
+            .expect("lock")
+            .insert(cluster.clone(), config);
+    }
+
+    fn stop(&self, cluster: &ClusterKey) {
+        self.running.lock().expect("lock").remove(cluster);
+        self.stopped.lock().expect("lock").insert(cluster.clone());
+    }
+
+    fn running(&self) -> Vec<ClusterKey> {
+        self.running.lock().expect("lock").keys().cloned().collect()
+    }
+}
