@@ -3,7 +3,9 @@
 //! reports turned into Events, and into a reconcile of their cluster at
 //! once (a split shows in the status within seconds, not at the next idle
 //! requeue). Runs until `shutdown` turns true, letting reconciles in flight
-//! finish.
+//! finish. Deleted clusters stop their placement driver in the finalizer's
+//! cleanup; a driver that reports for a cluster no longer there is stopped
+//! too.
 
 use std::sync::Arc;
 
@@ -122,6 +124,9 @@ pub async fn run(
             PlacementEvents::new(report_ctx.client.clone(), report_ctx.reporter.clone());
         while let Some(report) = placement_reports.recv().await {
             let Some(cluster) = find_cluster(&stores, &report.cluster) else {
+                // Its cluster went without a cleanup (a finalizer removed by
+                // hand): the driver has nothing left to drive.
+                report_ctx.placement.stop(&report.cluster);
                 continue;
             };
             if !report.failed {

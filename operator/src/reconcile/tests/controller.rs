@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::*;
-use crate::placement::PlacementReport;
+use crate::placement::{Placement, PlacementConfig, PlacementReport};
 use zdb_placement::driver::Step;
 
 /// Polls `check` until it holds or `within` passes.
@@ -87,6 +87,43 @@ async fn status_follows_a_split_within_seconds() {
         "{placement_events:?}"
     );
 
+    let _ = stop.send(true);
+    running.await.expect("the controller stops");
+    harness.take();
+}
+
+#[tokio::test]
+async fn a_driver_whose_cluster_is_gone_is_stopped() {
+    let harness = bootstrapped(3).await;
+    let ghost = PlacementConfig {
+        endpoints: vec!["ghost-0.ghost-nodes.prod.svc:7700".into()],
+        settings: zdb_placement::planner::Settings::default(),
+    };
+    harness.placement.ensure(&"prod/ghost".to_owned(), ghost);
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let (reports, placement_reports) = tokio::sync::mpsc::unbounded_channel();
+    let running = tokio::spawn(crate::controller::run(
+        harness.ctx.clone(),
+        Vec::new(),
+        placement_reports,
+        stopping,
+    ));
+    eventually(Duration::from_secs(10), "the controller to watch", || {
+        harness.api.requests().iter().any(|r| r.verb == "watch")
+    })
+    .await;
+    reports
+        .send(PlacementReport {
+            cluster: "prod/ghost".into(),
+            step: Step::Observe,
+            message: "cannot read the node registry: no node answers".into(),
+            failed: true,
+        })
+        .expect("the controller listens");
+    eventually(Duration::from_secs(5), "the ghost driver to stop", || {
+        harness.placement.running() == vec!["prod/db".to_owned()]
+    })
+    .await;
     let _ = stop.send(true);
     running.await.expect("the controller stops");
     harness.take();
