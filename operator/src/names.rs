@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 /// gRPC port of every node (clients and peers).
 pub const GRPC_PORT: i32 = 7700;
-/// HTTP port of every node: `/metrics` and `/healthz`.
+/// HTTP port of every node: `/metrics`, `/readyz` and `/livez` (the probes).
 pub const STATUS_PORT: i32 = 7701;
 /// The one field manager of every server-side apply the operator sends.
 pub const FIELD_MANAGER: &str = "zdb-operator";

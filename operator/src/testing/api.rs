@@ -24,7 +24,9 @@
 //!
 //! Not modelled: the events.k8s.io/v1 and core/v1 views of one Event store
 //! (each group keeps its own), strategic merge (treated as a merge patch),
-//! set-based label selectors, and graceful pod termination (pods go at once).
+//! set-based label selectors, graceful pod termination (pods go at once),
+//! and CRD validation ratcheting (an update is checked whole, where a real
+//! server lets unchanged invalid fields stay: stricter, never laxer).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
