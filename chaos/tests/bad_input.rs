@@ -422,7 +422,14 @@ fn kv_requests_with_arbitrary_fields_are_validated() {
         (
             "/zdb.v1.Kv/Locate",
             (bytes(32), any::<u32>())
-                .prop_map(|(key, limit)| LocateRequest { key, limit }.encode_to_vec())
+                .prop_map(|(key, limit)| {
+                    LocateRequest {
+                        key,
+                        limit,
+                        range_id: 0,
+                    }
+                    .encode_to_vec()
+                })
                 .boxed(),
         ),
     ];

@@ -12,7 +12,11 @@ use zdb_proto::v1::{
     SplitRangeRequest, TransferLeaderRequest,
 };
 
-use crate::client::{timed, Client, Consistency, MAX_ATTEMPT};
+use crate::client::{timed, Attempts, Client, Consistency, MAX_ATTEMPT};
+
+/// Longest one attempt of an admin call that completes at once (a split)
+/// may take before the client tries another node.
+const MAX_ADMIN_ATTEMPT: std::time::Duration = std::time::Duration::from_secs(5);
 use crate::error::{Error, Result};
 use crate::retry::{classify, Next};
 
@@ -33,10 +37,13 @@ impl Client {
             attempts.remaining()?;
             let endpoint = self.target_node(&cached, attempts.count);
             attempts.count += 1;
-            let request = SplitRangeRequest {
-                range_id: cached.range.range_id,
-                split_key: key.to_vec(),
-            };
+            let request = timed(
+                SplitRangeRequest {
+                    range_id: cached.range.range_id,
+                    split_key: key.to_vec(),
+                },
+                attempts.remaining()?.min(MAX_ADMIN_ATTEMPT),
+            );
             match AdminClient::new(self.channel(&endpoint)?)
                 .split_range(request)
                 .await
@@ -82,10 +89,15 @@ impl Client {
         key: &[u8],
         consistency: Consistency,
     ) -> Result<Option<Vec<u8>>> {
+        // A stale read here means this node's own copy, never another's.
+        let consistency = match consistency {
+            Consistency::Stale => pb::ReadConsistency::LocalReplica as i32,
+            Consistency::Linearizable => consistency.to_proto(),
+        };
         let request = timed(
             pb::GetRequest {
                 key: key.to_vec(),
-                consistency: consistency.to_proto(),
+                consistency,
                 ..Default::default()
             },
             self.timeout().min(MAX_ATTEMPT),
@@ -116,8 +128,15 @@ impl Client {
         Ok(())
     }
 
-    /// Runs an admin call about one range on that range's leader, following redirects.
-    async fn on_leader<T, F, Fut>(&self, first: Option<&str>, mut call: F) -> Result<T>
+    /// Runs an admin call on the leader of range `range_id` (of the meta
+    /// range when None), following redirects, and looking the range up
+    /// again when the node asked holds no replica of it or knows no leader.
+    async fn on_leader<T, F, Fut>(
+        &self,
+        range_id: Option<u64>,
+        first: Option<&str>,
+        mut call: F,
+    ) -> Result<T>
     where
         F: FnMut(AdminClient<Channel>) -> Fut,
         Fut: Future<Output = std::result::Result<tonic::Response<T>, Status>>,
@@ -138,6 +157,11 @@ impl Client {
                     target = Some(address);
                     continue;
                 }
+                Next::NotLeader { .. } | Next::Relocate => {
+                    if let Some(range_id) = range_id {
+                        target = self.leader_of_range(range_id, &mut attempts).await;
+                    }
+                }
                 Next::Fail => return Err(Error::from_final_status(status)),
                 Next::Ambiguous if status.code() == tonic::Code::DeadlineExceeded => {
                     return Err(Error::from_final_status(status))
@@ -146,6 +170,33 @@ impl Client {
             }
             attempts.back_off().await;
         }
+    }
+
+    /// Where range `range_id` is led, as the meta range knows it.
+    async fn leader_of_range(&self, range_id: u64, attempts: &mut Attempts) -> Option<String> {
+        let remaining = attempts.remaining().ok()?;
+        let endpoint = self.any_endpoint();
+        attempts.count += 1;
+        let request = timed(
+            pb::LocateRequest {
+                range_id,
+                ..Default::default()
+            },
+            remaining.min(MAX_ATTEMPT),
+        );
+        let located = self
+            .kv(&endpoint)
+            .ok()?
+            .locate(request)
+            .await
+            .ok()?
+            .into_inner();
+        let leader = located.ranges.first()?.leader_node_id;
+        let mut cache = self.cache();
+        for node in &located.nodes {
+            cache.learn_node(node.node_id, node.address.clone());
+        }
+        cache.address(leader).filter(|_| leader != 0)
     }
 
     /// Adds a replica of `range_id` on `node_id` (learner, catch-up, then
@@ -157,7 +208,7 @@ impl Client {
         node_id: u64,
     ) -> Result<RangeDescriptor> {
         let response = self
-            .on_leader(leader, |mut admin| async move {
+            .on_leader(Some(range_id), leader, |mut admin| async move {
                 admin
                     .add_replica(AddReplicaRequest { range_id, node_id })
                     .await
@@ -174,7 +225,7 @@ impl Client {
         node_id: u64,
     ) -> Result<RangeDescriptor> {
         let response = self
-            .on_leader(leader, |mut admin| async move {
+            .on_leader(Some(range_id), leader, |mut admin| async move {
                 admin
                     .remove_replica(RemoveReplicaRequest { range_id, node_id })
                     .await
@@ -190,7 +241,7 @@ impl Client {
         range_id: u64,
         node_id: u64,
     ) -> Result<()> {
-        self.on_leader(leader, |mut admin| async move {
+        self.on_leader(Some(range_id), leader, |mut admin| async move {
             admin
                 .transfer_leader(TransferLeaderRequest { range_id, node_id })
                 .await
@@ -204,10 +255,14 @@ impl Client {
     /// range's leader knows it.
     pub async fn list_nodes(&self) -> Result<Vec<NodeAddress>> {
         let response = self
-            .on_leader(None, |mut admin| async move {
+            .on_leader(None, None, |mut admin| async move {
                 admin.list_nodes(ListNodesRequest {}).await
             })
             .await?;
+        let mut cache = self.cache();
+        for node in &response.nodes {
+            cache.learn_node(node.node_id, node.address.clone());
+        }
         Ok(response.nodes)
     }
 

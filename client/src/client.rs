@@ -22,6 +22,9 @@ use crate::routing::{CachedRange, RangeCache};
 /// [`Error::OutcomeUnknown`] and decides (found by zdb-chaos).
 const RETRY_WRITES: bool = false;
 
+/// Scans ask for at most this many keys per page (nodes allow 10,000).
+const SCAN_PAGE: usize = 1000;
+
 /// Longest a single attempt may take before the client tries elsewhere.
 pub(crate) const MAX_ATTEMPT: Duration = Duration::from_secs(3);
 
@@ -195,8 +198,14 @@ impl Client {
             .max_encoding_message_size(usize::MAX))
     }
 
+    /// The next node to try when no better one is known: the configured
+    /// endpoints and every node learned from the cluster since, in turn (the
+    /// configured ones may all be gone by now).
     pub(crate) fn any_endpoint(&self) -> String {
-        let endpoints = &self.inner.config.endpoints;
+        let mut endpoints = self.inner.config.endpoints.clone();
+        endpoints.extend(self.cache().addresses());
+        endpoints.sort();
+        endpoints.dedup();
         let i = self.inner.next_endpoint.fetch_add(1, Ordering::Relaxed);
         endpoints[i % endpoints.len()].clone()
     }
@@ -230,6 +239,7 @@ impl Client {
                 pb::LocateRequest {
                     key: key.to_vec(),
                     limit: 64,
+                    ..Default::default()
                 },
                 remaining.min(MAX_ATTEMPT),
             );
@@ -496,10 +506,12 @@ impl Client {
                 (false, true) => upper.clone(),
                 (false, false) => upper.clone().min(range.end_key.clone()),
             };
-            let want = if limit == 0 {
-                0
-            } else {
-                (limit - pairs.len()) as u32
+            // Past one page, ask for the node's largest page (0) and go on
+            // from where it ended.
+            let want = match limit.saturating_sub(pairs.len()) {
+                _ if limit == 0 => 0,
+                left if left > SCAN_PAGE => 0,
+                left => left as u32,
             };
             let request = pb::ScanRequest {
                 start_key: sub_start.clone(),

@@ -24,38 +24,50 @@ pub enum Next {
     Fail,
 }
 
+/// Decides on the typed error kind the node sent; without one, on the gRPC
+/// code and on whether the connection could be made at all. Never on the
+/// message text, which is for people.
 pub fn classify(status: &Status) -> Next {
-    if let Some(error) = zdb_proto::decode_error_details(status.details()) {
-        return match error.kind {
-            Some(Kind::NotLeader(not_leader)) => Next::NotLeader {
-                leader_id: not_leader.leader_id,
-                address: not_leader.leader_address,
-            },
-            Some(Kind::EpochNotMatch(epoch)) => Next::Refresh(epoch.current),
-            Some(Kind::KeyNotInRange(_)) | Some(Kind::RangeNotFound(_)) | None => Next::Relocate,
-        };
-    }
-    match status.code() {
-        // The node said it did not apply it (no leader, shutting down), or
-        // the request never reached a node.
-        Code::Unavailable if is_connect_error(status) => Next::Retry,
-        Code::Unavailable | Code::Unknown | Code::Cancelled | Code::DeadlineExceeded => {
-            Next::Ambiguous
-        }
-        Code::ResourceExhausted | Code::Aborted => Next::Retry,
-        _ => Next::Fail,
+    let kind = zdb_proto::decode_error_details(status.details()).and_then(|error| error.kind);
+    match kind {
+        Some(Kind::NotLeader(not_leader)) => Next::NotLeader {
+            leader_id: not_leader.leader_id,
+            address: not_leader.leader_address,
+        },
+        Some(Kind::EpochNotMatch(epoch)) => Next::Refresh(epoch.current),
+        Some(Kind::KeyNotInRange(_) | Kind::RangeNotFound(_)) => Next::Relocate,
+        // Definitely not applied: the node says so.
+        Some(Kind::NotApplied(_) | Kind::ShuttingDown(_) | Kind::ServerBusy(_)) => Next::Retry,
+        Some(Kind::OutcomeUnknown(_)) => Next::Ambiguous,
+        None => match status.code() {
+            Code::Unavailable if never_sent(status) => Next::Retry,
+            // The request may have reached a node and applied before the
+            // answer was lost.
+            Code::Unavailable | Code::Unknown | Code::Cancelled | Code::DeadlineExceeded => {
+                Next::Ambiguous
+            }
+            _ => Next::Fail,
+        },
     }
 }
 
-/// tonic reports a refused or failed connection as Unavailable with a
-/// transport error; nothing was sent then.
-fn is_connect_error(status: &Status) -> bool {
-    let message = status.message();
-    message.contains("tcp connect error")
-        || message.contains("Connection refused")
-        || message.contains("error trying to connect")
-        || message.contains("node is shutting down")
-        || message.contains("dropped before it committed")
+/// Nothing was sent: tonic could not make the connection (a `ConnectError`
+/// in the status's source chain), or the server refused the stream before
+/// looking at it (HTTP/2 REFUSED_STREAM, as a node going away does).
+fn never_sent(status: &Status) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(status);
+    while let Some(err) = source {
+        if err.is::<tonic::ConnectError>() {
+            return true;
+        }
+        if let Some(h2) = err.downcast_ref::<h2::Error>() {
+            if h2.reason() == Some(h2::Reason::REFUSED_STREAM) {
+                return true;
+            }
+        }
+        source = err.source();
+    }
+    false
 }
 
 pub fn backoff(attempt: u32) -> Duration {
@@ -100,20 +112,62 @@ mod tests {
         assert_eq!(classify(&gone), Next::Relocate);
     }
 
+    fn refused_connection() -> Status {
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        Status::from_error(Box::new(tonic::ConnectError(Box::new(refused))))
+    }
+
     #[test]
     fn lost_responses_are_ambiguous_but_refused_connections_are_not() {
         assert_eq!(
             classify(&Status::deadline_exceeded("slow")),
             Next::Ambiguous
         );
-        assert_eq!(
-            classify(&Status::unavailable(
-                "tcp connect error: Connection refused"
-            )),
-            Next::Retry
-        );
+        let refused = refused_connection();
+        assert_eq!(refused.code(), Code::Unavailable);
+        assert_eq!(classify(&refused), Next::Retry);
         assert_eq!(classify(&Status::unavailable("reset")), Next::Ambiguous);
         assert_eq!(classify(&Status::invalid_argument("bad")), Next::Fail);
+    }
+
+    /// Issue 15, item 4: decisions come from kinds and codes, so the words
+    /// of a message cannot change one. The texts below are what the old
+    /// classifier matched on.
+    #[test]
+    fn rewording_a_message_never_changes_a_decision() {
+        let texts = [
+            "",
+            "tcp connect error: Connection refused",
+            "error trying to connect",
+            "the node is shutting down",
+            "the proposal was dropped before it committed (leader changed)",
+            "anything at all",
+        ];
+        let typed = [
+            (Kind::NotApplied(v1::NotApplied {}), Next::Retry),
+            (Kind::ShuttingDown(v1::ShuttingDown {}), Next::Retry),
+            (Kind::ServerBusy(v1::ServerBusy {}), Next::Retry),
+            (Kind::OutcomeUnknown(v1::OutcomeUnknown {}), Next::Ambiguous),
+        ];
+        for text in texts {
+            for (kind, next) in &typed {
+                let detail = v1::Error {
+                    kind: Some(kind.clone()),
+                };
+                let bytes =
+                    zdb_proto::encode_error_details(Code::Unavailable as i32, text, &detail);
+                let status = Status::with_details(Code::Unavailable, text, bytes.into());
+                assert_eq!(&classify(&status), next, "{kind:?} with {text:?}");
+            }
+            // Without a kind and without a failed connection behind it, an
+            // UNAVAILABLE may have applied, whatever it says.
+            assert_eq!(
+                classify(&Status::unavailable(text)),
+                Next::Ambiguous,
+                "{text:?}"
+            );
+            assert_eq!(classify(&Status::deadline_exceeded(text)), Next::Ambiguous);
+        }
     }
 
     #[test]

@@ -105,6 +105,11 @@ impl RangeCache {
     pub fn address(&self, node_id: u64) -> Option<String> {
         self.nodes.get(&node_id).cloned()
     }
+
+    /// Every node address learned from the cluster.
+    pub fn addresses(&self) -> Vec<String> {
+        self.nodes.values().cloned().collect()
+    }
 }
 
 fn overlaps(a: &RangeDescriptor, b: &RangeDescriptor) -> bool {

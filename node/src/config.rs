@@ -32,6 +32,9 @@ pub struct NodeConfig {
     pub raft: RaftConfig,
     /// How often the leader removes expired keys from disk.
     pub ttl_sweep_interval: Duration,
+    /// On SIGTERM, how long the node may take to hand its leaderships away
+    /// and finish the requests in flight before it exits anyway.
+    pub shutdown_timeout: Duration,
 }
 
 /// Request size limits. Anything above is refused with INVALID_ARGUMENT.

@@ -15,14 +15,14 @@ pub enum Error {
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
 
-    #[error("range {range_id} is led by node {leader_id} (0: no leader known yet)")]
+    #[error("{}", not_leader_message(*.range_id, *.leader_id, .leader_address))]
     NotLeader {
         range_id: u64,
         leader_id: u64,
         leader_address: String,
     },
 
-    #[error("range {0} has no replica on this node")]
+    #[error("{}", range_not_found_message(*.0))]
     RangeNotFound(u64),
 
     #[error("key is outside range {}", range.range_id)]
@@ -37,13 +37,27 @@ pub enum Error {
     #[error("the outcome is unknown: the request timed out after it was proposed; it may or may not have been applied")]
     OutcomeUnknown,
 
-    #[error(
-        "the proposal was dropped before it committed (leader changed); it was not applied, retry"
-    )]
-    ProposalDropped,
+    /// Definitely not applied: safe to retry.
+    #[error("not applied ({0}); retry")]
+    NotApplied(&'static str),
+
+    /// Overloaded; not applied.
+    #[error("the node is busy ({0}); nothing was applied, retry after a backoff")]
+    ServerBusy(&'static str),
+
+    /// Not possible in the cluster's present state; nothing changed.
+    #[error("{0}")]
+    FailedPrecondition(String),
 
     #[error("timed out: {0}")]
     Timeout(&'static str),
+
+    /// An admin call waited for the cluster to reach a state and gave up.
+    #[error("{0}")]
+    WaitTimedOut(String),
+
+    #[error("{0}")]
+    NotFound(String),
 
     #[error("the node is shutting down")]
     ShuttingDown,
@@ -59,9 +73,36 @@ pub enum Error {
 
     #[error("transport: {0}")]
     Transport(String),
+
+    /// What another node answered a request this node passed on to it
+    /// (gRPC code, message and typed details, returned to the caller as is).
+    #[error("{message}")]
+    Remote {
+        code: i32,
+        message: String,
+        details: Vec<u8>,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+fn not_leader_message(range_id: u64, leader_id: u64, leader_address: &str) -> String {
+    match (leader_id, leader_address) {
+        (0, _) => format!("range {range_id} has no leader yet; retry after a short backoff"),
+        (_, "") => format!(
+            "range {range_id} is led by node {leader_id}, whose address this node does not know"
+        ),
+        (_, address) => format!("range {range_id} is led by node {leader_id} at {address}"),
+    }
+}
+
+fn range_not_found_message(range_id: u64) -> String {
+    if range_id == 0 {
+        "no range on this node holds the key; look it up again (Locate) and retry".into()
+    } else {
+        format!("range {range_id} has no replica on this node; look it up again (Locate) and retry")
+    }
+}
 
 impl Error {
     pub fn corruption(what: &'static str, detail: impl ToString) -> Self {
@@ -69,5 +110,32 @@ impl Error {
             what,
             detail: detail.to_string(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 15, item 10: messages say what is known, no more.
+    #[test]
+    fn routing_messages_name_what_is_known() {
+        let named = Error::NotLeader {
+            range_id: 4,
+            leader_id: 2,
+            leader_address: "10.0.0.2:7700".into(),
+        };
+        assert_eq!(
+            named.to_string(),
+            "range 4 is led by node 2 at 10.0.0.2:7700"
+        );
+        let unknown = Error::NotLeader {
+            range_id: 4,
+            leader_id: 0,
+            leader_address: String::new(),
+        };
+        assert!(unknown.to_string().contains("no leader yet"));
+        assert!(!Error::RangeNotFound(0).to_string().contains("range 0"));
+        assert!(Error::RangeNotFound(9).to_string().contains("range 9"));
     }
 }

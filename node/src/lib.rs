@@ -1,29 +1,38 @@
-//! zdb storage node.
+//! zdb storage node, layered top to bottom (each layer calls only the ones
+//! below it):
 //!
-//! - [`engine`]: the node's RocksDB and its column families (user data, Raft
-//!   state, node metadata, TTL index) and their byte layouts.
-//! - [`raftlog`]: raft-rs `Storage` over RocksDB: log, hard state, apply state.
-//! - [`range`]: one replica of a range: its Raft group, command application,
-//!   splits, snapshots, linearizable reads (ReadIndex and leader lease), and
-//!   the meta range's routing table.
-//! - [`store`]: every replica on the node, driven by one event loop that
-//!   writes all of them once per pass, and the WAL syncer that makes those
-//!   writes durable with one fsync per batch of passes (group commit).
-//! - [`transport`]: peer-to-peer Raft streams and snapshot transfer.
-//! - [`service`]: the gRPC KV and admin APIs, request validation, and the
-//!   HTTP status port with Prometheus metrics.
-//! - [`cluster`]: calls to the meta range's leader (routing table, range
-//!   ids) and the reporter that keeps the routing table current.
-//! - [`server`]: starting and stopping a node.
-//! - [`planted`]: deliberately wrong behaviour for testing the chaos
-//!   checkers, compiled in only with the `planted-bugs` feature.
+//! - [`service`]: thin protocol adapters: the gRPC KV, admin and health
+//!   services, and the HTTP status port (metrics, `/livez`, `/readyz`);
+//! - [`ops`]: the operations, free of protocol types: validate, route or
+//!   pass on to the leader, propose or pass the read barrier, read from a
+//!   snapshot; admin sequences (split, add and remove replicas, hand off
+//!   leaderships);
+//! - [`meta`]: the meta range as the cluster's table (routing, registry),
+//!   read and written through its leader from any node;
+//! - [`store`]: the event loop driving every replica on the node: ticks,
+//!   Readies, one write per pass, group commit by the WAL syncer;
+//! - [`apply`]: one apply delegate per replica: checks each command's epoch
+//!   at apply, applies data, system, split and membership commands, returns
+//!   exec results;
+//! - [`range`], [`raftlog`], [`engine`]: replica state, Raft log storage,
+//!   RocksDB column families and key layouts;
+//! - [`transport`]: the one dialer for every outbound connection, Raft
+//!   streams and snapshots, calls on other nodes;
+//! - [`server`]: starting a node and stopping it gracefully; [`health`]:
+//!   what the probes report; [`clock`], [`config`], [`error`], [`metrics`],
+//!   [`logging`]; [`planted`]: deliberately wrong behaviour for testing the
+//!   chaos checkers, compiled in only with the `planted-bugs` feature.
 
-pub mod cluster;
+pub mod apply;
+pub mod clock;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod health;
 pub mod logging;
+pub mod meta;
 pub mod metrics;
+pub mod ops;
 pub mod planted;
 pub mod raftlog;
 pub mod range;

@@ -27,6 +27,13 @@ pub static REQUEST_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
+pub static REQUESTS_FORWARDED: LazyLock<IntCounter> = LazyLock::new(|| {
+    counter(
+        "zdb_requests_forwarded_total",
+        "requests passed on to the node leading their range",
+    )
+});
+
 pub static RAFT_PROPOSALS: LazyLock<IntCounter> =
     LazyLock::new(|| counter("zdb_raft_proposals_total", "commands proposed to Raft"));
 

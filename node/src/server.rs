@@ -1,39 +1,71 @@
 //! Starting and stopping a node: open the engine, settle the node's identity
 //! (bootstrapping a new cluster if this is its first start), start the store
-//! and serve gRPC and HTTP until shutdown.
+//! and serve gRPC and HTTP until shutdown; then leave gracefully, within a
+//! bounded time.
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use prost::Message as _;
 use rand::Rng;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tonic::transport::server::TcpIncoming;
 use zdb_proto::v1::admin_server::AdminServer;
 use zdb_proto::v1::kv_server::KvServer;
 use zdb_proto::v1::raft_transport_server::RaftTransportServer;
 use zdb_proto::v1::{NodeIdentity, PeerHeader};
 
-use crate::cluster;
+use crate::clock::SystemClock;
 use crate::config::NodeConfig;
-use crate::engine::{keys, Engine, CF_META};
+use crate::engine::{keys, Engine, ReadView, CF_META};
 use crate::error::{Error, Result};
-use crate::service::{admin::AdminService, kv::KvService, status_http};
-use crate::store::{self, msg::StoreMsg, Store};
-use crate::transport::{self, Outbox, PeerDirectory, RaftTransportService};
+use crate::health::{Health, Phase};
+use crate::meta::{reporter, MetaClient};
+use crate::ops::{Identity, Ops, OpsParts};
+use crate::service::{admin::AdminService, grpc_health, kv::KvService, status_http};
+use crate::store::{self, msg::StoreMsg, Store, StoreParts};
+use crate::transport::{self, Dialer, Outbox, PeerDirectory, RaftTransportService, Remote};
 
 /// How long a client request may wait for its proposal or read to complete.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Streams a client may cancel on one connection before the server has
+/// taken them: a node that was paused finds many such cancellations queued
+/// (each a client's deadline passing), and a small limit would make it
+/// close the connection and fail every other call on it.
+const MAX_PENDING_RESET_STREAMS: usize = 16 << 10;
 
-/// Runs the node until `shutdown` completes.
+/// Runs the node until `shutdown` completes (then leaves gracefully), or
+/// until its store stops on an error it cannot go on after.
 pub async fn run(
     config: NodeConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
+    let health = Health::default();
     std::fs::create_dir_all(&config.data_dir)?;
+    // Bind first: a port conflict is reported before anything starts.
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|err| Error::Config(format!("cannot listen on {}: {err}", config.listen)))?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let status_task = match config.status_listen {
+        Some(address) => {
+            let status_listener = TcpListener::bind(address).await.map_err(|err| {
+                Error::Config(format!("cannot listen on {address} (status port): {err}"))
+            })?;
+            Some(tokio::spawn(serve_status(
+                status_listener,
+                health.clone(),
+                stop_rx.clone(),
+            )))
+        }
+        None => None,
+    };
+
     let engine = Engine::open(&config.data_dir.join("db"))?;
-    let identity = settle_identity(&engine, &config).await?;
+    let dialer = Dialer::new();
+    let identity = settle_identity(&engine, &config, &dialer).await?;
     tracing::info!(
         node_id = identity.node_id,
         cluster_id = %identity.cluster_id,
@@ -41,18 +73,43 @@ pub async fn run(
         listen = %config.listen,
         "starting node"
     );
+    let (node, transport) = start(&config, &identity, engine, dialer, &health, &stop_rx)?;
+    health.set_phase(Phase::Running);
 
-    // Bind first: a port conflict is reported before anything starts.
-    let listener = TcpListener::bind(config.listen)
+    let result = serve(&config, &node, transport, listener, shutdown, &stop_tx).await;
+    let _ = stop_tx.send(true);
+    node.outbox.close();
+    let _ = node.store_sender.send(StoreMsg::Shutdown);
+    let stopped = node
+        .store_thread
         .await
-        .map_err(|err| Error::Config(format!("cannot listen on {}: {err}", config.listen)))?;
-    let status_listener = match config.status_listen {
-        Some(address) => Some(TcpListener::bind(address).await.map_err(|err| {
-            Error::Config(format!("cannot listen on {address} (status port): {err}"))
-        })?),
-        None => None,
-    };
+        .unwrap_or_else(|err| Err(Error::Config(format!("the store's thread failed: {err}"))));
+    if let Some(task) = status_task {
+        let _ = task.await;
+    }
+    tracing::info!("node stopped");
+    result.and(stopped)
+}
 
+/// A running node's parts that serving and shutdown need.
+struct Running {
+    ops: Ops,
+    outbox: Outbox,
+    store_sender: std::sync::mpsc::Sender<StoreMsg>,
+    /// Ends when the store's thread ends, with the store's error if it failed.
+    store_thread: tokio::task::JoinHandle<Result<()>>,
+    health: Health,
+}
+
+fn start(
+    config: &NodeConfig,
+    identity: &NodeIdentity,
+    engine: Engine,
+    dialer: Dialer,
+    health: &Health,
+    stop: &watch::Receiver<bool>,
+) -> Result<(Running, RaftTransportService)> {
+    let advertised = config.advertised_address();
     let seeds = config
         .join
         .iter()
@@ -66,83 +123,104 @@ pub async fn run(
         seeds,
     ));
     let outbox = Outbox::new(
-        header(&identity, &config.advertised_address()),
+        header(identity, &advertised),
         peers.clone(),
+        dialer.clone(),
         tokio::runtime::Handle::current(),
     );
-    let logger = crate::logging::raft_logger();
-    let (store, store_thread, store_sender) = Store::start(
-        identity.node_id,
-        engine.clone(),
-        config.raft.clone(),
-        config.ttl_sweep_interval,
-        outbox.clone(),
-        peers.clone(),
-        &logger,
-    )?;
+    let (store, store_thread, store_sender) = Store::start(StoreParts {
+        node_id: identity.node_id,
+        engine: engine.clone(),
+        raft: config.raft.clone(),
+        ttl_sweep_interval: config.ttl_sweep_interval,
+        sink: Box::new(outbox.clone()),
+        peers: peers.clone(),
+        logger: crate::logging::raft_logger(),
+        clock: Arc::new(SystemClock),
+        health: health.clone(),
+    })?;
     outbox.connect_store(store_sender.clone());
+    let store_thread = tokio::task::spawn_blocking(move || {
+        store_thread
+            .join()
+            .unwrap_or_else(|_| Err(Error::Config("the store's thread panicked".into())))
+    });
 
-    let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    health_reporter.set_serving::<KvServer<KvService>>().await;
-
-    let kv = KvService::new(
-        store.clone(),
-        engine.clone(),
-        cluster::MetaClient::new(store.clone(), peers.clone()),
-        config.limits.clone(),
-        REQUEST_TIMEOUT,
-    );
-    let meta_peers = peers.clone();
-    let admin = AdminService::new(
-        identity.node_id,
-        config.advertised_address(),
-        identity.cluster_id.clone(),
-        store.clone(),
-        engine.clone(),
-        peers.clone(),
-    );
+    let remote = Remote::new(dialer);
+    let meta = MetaClient::new(store.clone(), engine.clone(), peers.clone(), remote.clone());
+    let ops = Ops::new(OpsParts {
+        identity: Identity {
+            node_id: identity.node_id,
+            address: advertised.clone(),
+            cluster_id: identity.cluster_id.clone(),
+        },
+        store: store.clone(),
+        engine,
+        meta: meta.clone(),
+        remote,
+        peers: peers.clone(),
+        limits: config.limits.clone(),
+        timeout: REQUEST_TIMEOUT,
+        health: health.clone(),
+    });
     let transport = RaftTransportService::new(
         identity.node_id,
         identity.cluster_id.clone(),
-        peers,
+        peers.clone(),
         store_sender.clone(),
+        stop.clone(),
     );
-
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let meta = cluster::MetaClient::new(store.clone(), meta_peers);
-    let reporter = tokio::spawn(cluster::report_ranges(
-        store.clone(),
+    tokio::spawn(reporter::report_ranges(
+        store,
         meta.clone(),
-        stop_rx.clone(),
+        peers,
+        stop.clone(),
     ));
-    let announcer = tokio::spawn(cluster::announce_address(
+    tokio::spawn(reporter::announce_address(
         meta,
         identity.node_id,
-        config.advertised_address(),
-        stop_rx.clone(),
+        advertised,
+        stop.clone(),
     ));
-    let status_task = status_listener.map(|listener| {
-        let mut stop = stop_rx.clone();
-        tokio::spawn(async move {
-            let shutdown = async move {
-                let _ = stop.wait_for(|stopped| *stopped).await;
-            };
-            if let Err(err) = status_http::serve(listener, shutdown).await {
-                tracing::warn!(error = %err, "status port stopped");
-            }
-        })
-    });
+    let running = Running {
+        ops,
+        outbox,
+        store_sender,
+        store_thread,
+        health: health.clone(),
+    };
+    Ok((running, transport))
+}
 
+/// Serves gRPC until `shutdown` (then leaves gracefully) or until the
+/// store fails.
+async fn serve(
+    config: &NodeConfig,
+    node: &Running,
+    transport: RaftTransportService,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    stop: &watch::Sender<bool>,
+) -> Result<()> {
+    let health_service = grpc_health::service(node.health.clone(), stop.subscribe()).await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(zdb_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|err| Error::Config(format!("gRPC reflection: {err}")))?;
     // Batches over the limit must reach validation to get a clear error.
     let max_message = config.limits.max_batch_bytes * 4 + (4 << 20);
-    tonic::transport::Server::builder()
+    let mut server_stop = stop.subscribe();
+    let server = tonic::transport::Server::builder()
+        .http2_max_pending_accept_reset_streams(Some(MAX_PENDING_RESET_STREAMS))
         .add_service(health_service)
+        .add_service(reflection)
         .add_service(
-            KvServer::new(kv)
+            KvServer::new(KvService::new(node.ops.clone()))
                 .max_decoding_message_size(max_message)
                 .max_encoding_message_size(usize::MAX),
         )
-        .add_service(AdminServer::new(admin))
+        .add_service(AdminServer::new(AdminService::new(node.ops.clone())))
         .add_service(
             RaftTransportServer::new(transport)
                 .max_decoding_message_size(usize::MAX)
@@ -150,21 +228,64 @@ pub async fn run(
         )
         .serve_with_incoming_shutdown(
             TcpIncoming::from(listener).with_nodelay(Some(true)),
-            shutdown,
-        )
-        .await
-        .map_err(|err| Error::Transport(err.to_string()))?;
-
-    tracing::info!("shutting down");
-    let _ = stop_tx.send(true);
-    let _ = reporter.await;
-    let _ = announcer.await;
-    if let Some(task) = status_task {
-        let _ = task.await;
+            async move {
+                let _ = server_stop.wait_for(|stopped| *stopped).await;
+            },
+        );
+    tokio::pin!(server);
+    tokio::select! {
+        served = &mut server => return served.map_err(|err| Error::Transport(err.to_string())),
+        _ = shutdown => {}
+        _ = finished(&node.store_thread) => {
+            node.health.set_phase(Phase::Failed);
+            tracing::error!("the store stopped; stopping the node");
+            return Ok(());
+        }
     }
-    let _ = store_sender.send(StoreMsg::Shutdown);
-    let _ = tokio::task::spawn_blocking(move || store_thread.join()).await;
+    leave(config.shutdown_timeout, node, server, stop).await;
     Ok(())
+}
+
+async fn finished<T>(task: &tokio::task::JoinHandle<T>) {
+    while !task.is_finished() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// SIGTERM: hand the leaderships to peers, stop taking requests, close the
+/// streams, and give in-flight requests what is left of `within`.
+async fn leave(
+    within: Duration,
+    node: &Running,
+    server: impl Future<Output = std::result::Result<(), tonic::transport::Error>>,
+    stop: &watch::Sender<bool>,
+) {
+    let started = Instant::now();
+    node.health.set_phase(Phase::ShuttingDown);
+    tracing::info!(?within, "shutting down: handing leaderships to peers");
+    let left = node.ops.hand_off_leaderships(within / 2).await;
+    if left > 0 {
+        tracing::warn!(ranges = left, "some leaderships could not be moved in time");
+    }
+    node.health.stop_accepting();
+    // Ends the peers' streams into this node and starts the server's
+    // graceful shutdown: no new connections, GOAWAY on the open ones.
+    let _ = stop.send(true);
+    node.outbox.close();
+    let remaining = within.saturating_sub(started.elapsed());
+    match tokio::time::timeout(remaining, server).await {
+        Ok(_) => tracing::info!(elapsed = ?started.elapsed(), "requests drained"),
+        Err(_) => tracing::warn!("requests still running at the shutdown timeout; stopping anyway"),
+    }
+}
+
+async fn serve_status(listener: TcpListener, health: Health, mut stop: watch::Receiver<bool>) {
+    let shutdown = async move {
+        let _ = stop.wait_for(|stopped| *stopped).await;
+    };
+    if let Err(err) = status_http::serve(listener, health, shutdown).await {
+        tracing::warn!(error = %err, "status port stopped");
+    }
 }
 
 fn header(identity: &NodeIdentity, address: &str) -> PeerHeader {
@@ -180,7 +301,11 @@ fn header(identity: &NodeIdentity, address: &str) -> PeerHeader {
 /// Loads the identity written on first start, or creates it for a new data
 /// directory: by joining a running cluster (`--join`), or by bootstrapping
 /// a new one with the listed peers.
-async fn settle_identity(engine: &Engine, config: &NodeConfig) -> Result<NodeIdentity> {
+async fn settle_identity(
+    engine: &Engine,
+    config: &NodeConfig,
+    dialer: &Dialer,
+) -> Result<NodeIdentity> {
     if let Some(raw) = engine.get(CF_META, keys::NODE_IDENTITY_KEY)? {
         let identity = NodeIdentity::decode(raw.as_slice())?;
         if config.node_id != 0 && identity.node_id != config.node_id {
@@ -203,7 +328,7 @@ async fn settle_identity(engine: &Engine, config: &NodeConfig) -> Result<NodeIde
     }
     let store_id = format!("{:032x}", rand::rng().random::<u128>());
     if let Some(seed) = &config.join {
-        let joined = transport::join(seed, &config.advertised_address()).await?;
+        let joined = transport::join(dialer, seed, &config.advertised_address()).await?;
         let identity = NodeIdentity {
             cluster_id: joined.cluster_id,
             node_id: joined.node_id,
@@ -234,6 +359,7 @@ async fn settle_identity(engine: &Engine, config: &NodeConfig) -> Result<NodeIde
     };
     // Before anything is written: a refused node leaves its directory empty.
     transport::introduce(
+        dialer,
         &header(&identity, &config.advertised_address()),
         &config.peers,
     )

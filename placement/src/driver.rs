@@ -14,8 +14,44 @@ use crate::planner::{self, Action, NodeInfo, NodeState, RangeLoad, Settings};
 pub struct Round {
     pub nodes: usize,
     pub ranges: usize,
-    pub done: Vec<String>,
-    pub failures: Vec<String>,
+    pub done: Vec<Report>,
+    pub failures: Vec<Report>,
+}
+
+/// One line of a round's report: what kind of step it was and what happened.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    pub step: Step,
+    pub message: String,
+}
+
+/// The kinds of step a round takes, so that a caller can tell them apart
+/// (the operator gives each its own Event reason).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Step {
+    /// Reading the node registry and every node's status.
+    Observe,
+    Split,
+    AddReplica,
+    RemoveReplica,
+    TransferLeader,
+}
+
+impl Step {
+    pub fn of(action: &Action) -> Step {
+        match action {
+            Action::Split { .. } => Step::Split,
+            Action::AddReplica { .. } => Step::AddReplica,
+            Action::RemoveReplica { .. } => Step::RemoveReplica,
+            Action::TransferLeader { .. } => Step::TransferLeader,
+        }
+    }
+}
+
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
 }
 
 /// Remembers since when each node has been unreachable.
@@ -25,13 +61,14 @@ pub struct Liveness {
 }
 
 /// The cluster as the planner sees it: the node registry with liveness, and
-/// every range as its leader reports it.
+/// every range as its leader reports it. Fails when the registry cannot be
+/// read: an unknown cluster is never taken for an empty one.
 pub async fn observe(
     client: &Client,
     liveness: &mut Liveness,
     dead_after: Duration,
-) -> (Vec<NodeInfo>, Vec<RangeLoad>) {
-    let registry = client.list_nodes().await.unwrap_or_default();
+) -> Result<(Vec<NodeInfo>, Vec<RangeLoad>), zdb_client::Error> {
+    let registry = client.list_nodes().await?;
     let mut nodes = Vec::new();
     let mut ranges: HashMap<u64, RangeLoad> = HashMap::new();
     for entry in registry {
@@ -90,7 +127,7 @@ pub async fn observe(
     }
     let mut ranges: Vec<RangeLoad> = ranges.into_values().collect();
     ranges.sort_by_key(|r| r.range_id);
-    (nodes, ranges)
+    Ok((nodes, ranges))
 }
 
 async fn execute(client: &Client, action: &Action, ranges: &[RangeLoad]) -> Result<String, String> {
@@ -146,19 +183,28 @@ pub async fn run_once(
     liveness: &mut Liveness,
     dead_after: Duration,
 ) -> Round {
-    let (nodes, ranges) = observe(client, liveness, dead_after).await;
+    let (nodes, ranges) = match observe(client, liveness, dead_after).await {
+        Ok(observed) => observed,
+        Err(err) => {
+            return Round {
+                failures: vec![Report {
+                    step: Step::Observe,
+                    message: format!("cannot read the node registry: {err}"),
+                }],
+                ..Round::default()
+            }
+        }
+    };
     let mut round = Round {
         nodes: nodes.len(),
         ranges: ranges.len(),
         ..Round::default()
     };
-    if nodes.is_empty() {
-        return round;
-    }
     for action in planner::plan(&nodes, &ranges, settings) {
+        let step = Step::of(&action);
         match execute(client, &action, &ranges).await {
-            Ok(done) => round.done.push(done),
-            Err(failure) => round.failures.push(failure),
+            Ok(message) => round.done.push(Report { step, message }),
+            Err(message) => round.failures.push(Report { step, message }),
         }
     }
     round

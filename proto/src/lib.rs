@@ -6,7 +6,8 @@
 //! - `google.rpc.Status`: the rich-error envelope that carries a typed
 //!   [`v1::Error`] in a failed call's status details;
 //! - [`codec`]: the gRPC codec of every service (malformed bytes are an
-//!   INVALID_ARGUMENT).
+//!   INVALID_ARGUMENT);
+//! - [`FILE_DESCRIPTOR_SET`]: the protocol's descriptors, for reflection.
 
 pub mod v1 {
     tonic::include_proto!("zdb.v1");
@@ -17,6 +18,10 @@ pub mod google_rpc {
 }
 
 pub mod codec;
+
+/// Every message and service of the protocol, encoded, for gRPC reflection
+/// (`grpcurl`, `grpcui`, clients that discover the API at run time).
+pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("zdb_descriptor");
 mod error_details;
 
 pub use error_details::{decode_error_details, encode_error_details};

@@ -296,6 +296,40 @@ impl Cluster {
         }
     }
 
+    /// Sends `signal` to a running node (SIGSTOP, SIGCONT, SIGTERM...).
+    pub fn signal(&mut self, id: u64, signal: libc::c_int) {
+        if let Some(child) = self.node_mut(id).process.as_mut() {
+            if child.try_wait().ok().flatten().is_none() {
+                // SAFETY: kill(2) on a child we spawned and have not reaped.
+                unsafe {
+                    libc::kill(child.id() as libc::pid_t, signal);
+                }
+            }
+        }
+    }
+
+    /// Waits until the node's process exits (reaping it); None if it is
+    /// still running after `timeout`.
+    pub fn wait_exit(&mut self, id: u64, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let child = self.node_mut(id).process.as_mut()?;
+            if let Some(status) = child.try_wait().ok().flatten() {
+                self.node_mut(id).process = None;
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// HTTP status code and body of a GET on the node's status port.
+    pub fn probe(&self, id: u64, path: &str) -> Option<(u16, String)> {
+        http_get_with_status(&self.node(id).status_address, path).ok()
+    }
+
     pub fn wipe(&mut self, id: u64) {
         assert!(
             self.node(id).process.is_none(),
@@ -393,14 +427,22 @@ fn tail(text: &str, lines: usize) -> String {
 
 /// A minimal HTTP/1.0 GET, enough for the status port.
 pub fn http_get(address: &str, path: &str) -> std::io::Result<String> {
+    http_get_with_status(address, path).map(|(_, body)| body)
+}
+
+/// The status code and body of a minimal HTTP/1.0 GET.
+pub fn http_get_with_status(address: &str, path: &str) -> std::io::Result<(u16, String)> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(address)?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n")?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
-    Ok(response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_owned())
-        .unwrap_or_default())
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    Ok((code, body.to_owned()))
 }

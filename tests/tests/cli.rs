@@ -284,3 +284,44 @@ fn local_mode_adds_and_removes_nodes() {
     }
     assert!(up.stop().success());
 }
+
+fn answers(address: &str) -> bool {
+    std::net::TcpStream::connect(address).is_ok()
+}
+
+/// Issue 16, item 8: the nodes of `local up` stop on SIGTERM (within their
+/// shutdown timeout, not after a SIGKILL), and die with `local up` when it
+/// is killed.
+#[test]
+fn local_nodes_stop_with_local_up_however_it_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("cluster");
+    let up = LocalUp::start(&data);
+    let endpoints: Vec<String> = std::fs::read_to_string(data.join("endpoints"))
+        .unwrap()
+        .trim()
+        .split(',')
+        .map(str::to_owned)
+        .collect();
+    let started = Instant::now();
+    assert!(up.stop().success());
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "local up took {:?} to stop its nodes",
+        started.elapsed()
+    );
+    assert!(endpoints.iter().all(|address| !answers(address)));
+
+    let mut up = LocalUp::start(&data);
+    assert!(endpoints.iter().all(|address| answers(address)));
+    let _ = up.child.kill(); // SIGKILL: no handler runs in local up
+    let _ = up.child.wait();
+    let deadline = Instant::now() + WAIT;
+    while endpoints.iter().any(|address| answers(address)) {
+        assert!(
+            Instant::now() < deadline,
+            "nodes outlived a killed local up"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -163,3 +163,68 @@ async fn node_without_the_routing_table_still_routes() {
     })
     .await;
 }
+
+/// Issue 15, item 5: a node that no longer holds the meta range answers
+/// registry questions as the meta range's leader knows them, and keeps no
+/// copy of the registry that nobody updates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_without_the_meta_range_reads_the_registry_through_its_leader() {
+    use zdb_client::NodeState;
+    use zdb_node::engine::{Engine, ReadView, CF_SYSTEM};
+
+    let mut cluster = Cluster::start(3, &[]);
+    cluster.wait_for_leader(WAIT).await;
+    let client = cluster.client();
+    let new_node = cluster.join_node(1).await;
+    client
+        .add_replica(None, RANGE, new_node)
+        .await
+        .expect("add replica");
+    let leads_meta = |status: &zdb_client::NodeStatusResponse| {
+        status.replicas.iter().any(|r| {
+            r.role == zdb_proto::v1::RaftRole::Leader as i32
+                && r.range.as_ref().is_some_and(|d| d.range_id == RANGE)
+        })
+    };
+    if leads_meta(&client.node_status(&cluster.node(3).address).await.unwrap()) {
+        client
+            .transfer_leader(None, RANGE, 1)
+            .await
+            .expect("move the leadership off node 3");
+    }
+    client
+        .remove_replica(None, RANGE, 3)
+        .await
+        .expect("remove node 3's replica");
+    let node3 = cluster.node(3).address.clone();
+    eventually(
+        "node 3 to drop its replica of the meta range",
+        WAIT,
+        || async { (client.node_status(&node3).await.ok()?.replica_count == 0).then_some(()) },
+    )
+    .await;
+
+    client.set_node_state(2, NodeState::Draining).await.unwrap();
+    let nodes = cluster
+        .client_of(3)
+        .list_nodes()
+        .await
+        .expect("node 3 lists the nodes");
+    let node2 = nodes
+        .iter()
+        .find(|n| n.node_id == 2)
+        .expect("node 2 is listed");
+    assert_eq!(node2.state, NodeState::Draining as i32, "{nodes:?}");
+    assert_eq!(nodes.len(), 4);
+
+    cluster.stop(3);
+    let engine = Engine::open(&cluster.node(3).data_dir.join("db")).unwrap();
+    let mut leftovers = 0;
+    engine
+        .scan(CF_SYSTEM, b"", b"", false, |_, _| {
+            leftovers += 1;
+            Ok(true)
+        })
+        .unwrap();
+    assert_eq!(leftovers, 0, "node 3 kept a copy of the system keyspace");
+}

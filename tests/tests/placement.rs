@@ -32,9 +32,10 @@ async fn settle(client: &Client, liveness: &mut Liveness) -> Vec<RangeLoad> {
         let quiet = round.done.is_empty() && round.failures.is_empty() && round.ranges == routed;
         quiet_rounds = if quiet { quiet_rounds + 1 } else { 0 };
         if quiet_rounds >= 2 && routed > 0 {
-            let (_, ranges) = driver::observe(client, liveness, DEAD_AFTER).await;
-            if ranges.len() == routed {
-                return ranges;
+            if let Ok((_, ranges)) = driver::observe(client, liveness, DEAD_AFTER).await {
+                if ranges.len() == routed {
+                    return ranges;
+                }
             }
         }
         assert!(
@@ -149,4 +150,70 @@ async fn grow_drain_and_lose_a_node_under_traffic() {
         .collect();
     let lost: Vec<&String> = acknowledged.difference(&stored).collect();
     assert!(lost.is_empty(), "lost acknowledged writes: {lost:?}");
+}
+
+/// Issue 15, item 7: a driver that cannot read the registry reports a
+/// failure; it never takes an unreachable cluster for an empty one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_driver_that_reaches_no_node_reports_a_failure() {
+    let mut config =
+        zdb_client::ClientConfig::new([format!("127.0.0.1:{}", zdb_tests::free_port())]);
+    config.timeout = Duration::from_secs(1);
+    let client = Client::new(config).unwrap();
+    let round = driver::run_once(
+        &client,
+        &Settings::default(),
+        &mut Liveness::default(),
+        DEAD_AFTER,
+    )
+    .await;
+    assert!(round.done.is_empty());
+    assert!(
+        round
+            .failures
+            .iter()
+            .any(|failure| failure.step == driver::Step::Observe),
+        "{round:?}"
+    );
+}
+
+/// Issue 15, item 7: the driver keeps working after the nodes it was
+/// started with leave, and after the meta range moves off them: its client
+/// learns every node from the registry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_driver_follows_the_meta_range_off_the_nodes_it_started_with() {
+    let mut cluster = Cluster::start(3, &[]);
+    cluster.wait_for_leader(WAIT).await;
+    let n4 = cluster.join_node(1).await;
+    let n5 = cluster.join_node(1).await;
+    // The driver knows node 1 only.
+    let driver_client = cluster.client_of(1);
+    let mut liveness = Liveness::default();
+    let (nodes, _) = driver::observe(&driver_client, &mut liveness, DEAD_AFTER)
+        .await
+        .unwrap();
+    assert_eq!(nodes.len(), 5);
+
+    // The meta range moves to nodes 3, 4 and 5; then node 1 dies.
+    let admin = cluster.client();
+    for node in [n4, n5] {
+        admin.add_replica(None, 1, node).await.unwrap();
+    }
+    admin.transfer_leader(None, 1, n4).await.unwrap();
+    for node in [1, 2] {
+        admin.remove_replica(None, 1, node).await.unwrap();
+    }
+    cluster.kill(1);
+
+    let (nodes, ranges) = driver::observe(&driver_client, &mut liveness, DEAD_AFTER)
+        .await
+        .expect("the driver still reads the cluster");
+    assert_eq!(nodes.len(), 5);
+    assert!(nodes.iter().any(|node| node.id == 1 && !node.live));
+    assert!(
+        ranges
+            .iter()
+            .any(|range| range.range_id == 1 && range.leader == n4),
+        "{ranges:?}"
+    );
 }

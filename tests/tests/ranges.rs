@@ -364,3 +364,50 @@ async fn node_that_missed_splits_gets_the_new_ranges_by_snapshot() {
         "the new ranges should have reached the node as empty replicas filled by snapshots"
     );
 }
+
+/// Issue 15, item 6: a range listing right after a split shows the split
+/// (the split answers once the routing table recorded it, and listings
+/// read the table through the meta range's leader); a scan asking for
+/// more keys than one page holds gets them all, page after page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn range_listings_follow_splits_at_once_and_long_scans_page() {
+    let cluster = Cluster::start(3, &[]);
+    cluster.wait_for_leader(WAIT).await;
+    let client = cluster.client();
+    for round in 0..5u8 {
+        let key = format!("split-{round}");
+        let (_, right) = client.split_at(key.as_bytes()).await.expect("split");
+        // Through each node, with clients that learned nothing from the split.
+        for node in [1, 2, 3] {
+            let listed = cluster.client_of(node).ranges(b"", b"").await.unwrap();
+            assert_eq!(
+                listed.len(),
+                round as usize + 2,
+                "through node {node}: {listed:?}"
+            );
+            assert!(
+                listed.iter().any(|range| range == &right),
+                "{listed:?} lacks {right:?}"
+            );
+        }
+    }
+
+    let keys = 12_000;
+    let puts: Vec<Mutation> = (0..keys)
+        .map(|i| Mutation::Put {
+            key: format!("z{i:05}").into_bytes(),
+            value: b"v".to_vec(),
+            ttl_seconds: 0,
+        })
+        .collect();
+    for chunk in puts.chunks(2000) {
+        client.batch_write_per_range(chunk.to_vec()).await.unwrap();
+    }
+    let scanned = client
+        .scan("z", "", 11_000, false)
+        .await
+        .expect("a scan past one page");
+    assert_eq!(scanned.len(), 11_000);
+    assert_eq!(scanned.last().unwrap().key, b"z10999");
+    assert_eq!(client.scan("z", "", 0, false).await.unwrap().len(), keys);
+}

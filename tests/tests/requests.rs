@@ -1,9 +1,10 @@
 //! Bad input through the real gRPC API is refused with INVALID_ARGUMENT and
-//! changes nothing; followers redirect writes to the leader; TTLs expire.
+//! changes nothing; followers pass writes on to the leader; TTLs expire.
 
 use std::time::Duration;
 
 use tonic::Code;
+use zdb_node::engine::ReadView;
 use zdb_proto::v1::kv_client::KvClient;
 use zdb_proto::v1::{self as pb, error::Kind};
 use zdb_tests::{eventually, Cluster};
@@ -140,26 +141,54 @@ async fn bad_requests_are_refused_and_change_nothing() {
     );
 }
 
+/// A client that knows one address (any language, no routing of its own)
+/// just works: the follower passes the write on to the leader, and names
+/// the leader in the response for clients that route themselves.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn follower_refuses_writes_naming_the_leader() {
+async fn followers_pass_writes_on_to_the_leader_and_name_it() {
     let cluster = Cluster::start(3, &[]);
     let leader = cluster.wait_for_leader(WAIT).await;
     let follower = if leader == 1 { 2 } else { 1 };
-    // Followers learn the leader from its first heartbeat; poll until they name it.
-    let detail = eventually("the follower to name the leader", WAIT, || {
+    // Followers learn the leader from its first heartbeat; poll until one does.
+    let redirect = eventually("the follower to pass a write on", WAIT, || {
         let address = cluster.node(follower).address.clone();
         async move {
             let mut kv = raw_client(&address).await;
-            let status = kv.put(put(b"k".to_vec(), b"v".to_vec())).await.err()?;
-            match zdb_proto::decode_error_details(status.details())?.kind? {
-                Kind::NotLeader(not_leader) if not_leader.leader_id != 0 => Some(not_leader),
+            let response = kv.put(put(b"k".to_vec(), b"v".to_vec())).await.ok()?;
+            let raw = response
+                .metadata()
+                .get_bin("zdb-redirect-bin")?
+                .to_bytes()
+                .ok()?;
+            match <pb::Error as prost::Message>::decode(raw).ok()?.kind? {
+                Kind::NotLeader(not_leader) => Some(not_leader),
                 _ => None,
             }
         }
     })
     .await;
-    assert_eq!(detail.leader_id, leader);
-    assert_eq!(detail.leader_address, cluster.node(leader).address);
+    assert_eq!(redirect.leader_id, leader);
+    assert_eq!(redirect.leader_address, cluster.node(leader).address);
+    let mut at_leader = raw_client(&cluster.node(leader).address).await;
+    let read = at_leader
+        .get(pb::GetRequest {
+            key: b"k".to_vec(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(read.value, b"v");
+    assert!(
+        at_leader
+            .put(put(b"k2".to_vec(), b"v".to_vec()))
+            .await
+            .unwrap()
+            .metadata()
+            .get_bin("zdb-redirect-bin")
+            .is_none(),
+        "the leader names no redirect"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -166,10 +166,6 @@ impl Layout {
         }
     }
 
-    pub fn pid_file(&self, id: u64) -> PathBuf {
-        self.dir.join(format!("node-{id}.pid"))
-    }
-
     /// Two free ports on 127.0.0.1 (gRPC, status).
     pub fn free_ports() -> Result<(u16, u16)> {
         let a = TcpListener::bind("127.0.0.1:0")?;

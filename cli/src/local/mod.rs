@@ -1,7 +1,10 @@
 //! Local mode: a cluster of `zdb-node` processes on 127.0.0.1 with its data
 //! in one folder. The folder remembers the cluster (ids, ports, cluster id),
 //! so running `local up` on it again restarts the same cluster with its data.
+//! `local up` is the parent of every node; `local add-node` and `local
+//! remove-node` ask it (through its control socket) to start or stop one.
 
+mod control;
 mod layout;
 mod supervisor;
 
@@ -12,17 +15,19 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Subcommand;
 
+use control::{ControlSocket, Request};
 use layout::Layout;
 use supervisor::Supervisor;
 use zdb_placement::planner::{Settings, SplitSettings};
 
 #[derive(Subcommand)]
 pub enum LocalCommand {
-    /// Start one more node that joins the running cluster in DATA; the
-    /// placement driver of `local up` moves replicas onto it.
+    /// Have the `local up` running on DATA start one more node, which joins
+    /// the cluster; the placement driver moves replicas onto it.
     AddNode {
         #[arg(long)]
         data: PathBuf,
+        /// The zdb-node binary; by default the one `local up` runs.
         #[arg(long, env = "ZDB_NODE_BIN")]
         node_bin: Option<PathBuf>,
         #[arg(long = "node-arg", allow_hyphen_values = true)]
@@ -73,7 +78,14 @@ pub async fn run(command: LocalCommand) -> Result<ExitCode> {
             data,
             node_bin,
             node_args,
-        } => add_node(&data, node_bin, &node_args).await,
+        } => {
+            let request = Request::AddNode {
+                node_bin,
+                node_args,
+            };
+            println!("{}", control::ask(&data, &request).await?);
+            Ok(ExitCode::SUCCESS)
+        }
         LocalCommand::RemoveNode { data, node } => remove_node(&data, node).await,
     }
 }
@@ -114,6 +126,8 @@ async fn up(command: LocalCommand) -> Result<ExitCode> {
         }
     };
     let node_bin = supervisor::find_node_binary(node_bin)?;
+    // First: a second `local up` on this folder is refused before it starts nodes.
+    let control = ControlSocket::bind(&data)?;
     let mut supervisor = Supervisor::start(&layout, &node_bin, &node_args)?;
     let ready = supervisor.wait_until_ready(Duration::from_secs(wait)).await;
     if let Err(err) = ready {
@@ -159,10 +173,11 @@ async fn up(command: LocalCommand) -> Result<ExitCode> {
             }
         },
     ));
-    supervisor.supervise().await;
+    let supervised = supervisor.supervise(&control).await;
     let _ = stop_driver.send(true);
     let _ = driver.await;
     supervisor.stop().await;
+    supervised?;
     println!(
         "stopped; run the same command again to restart with the data in {}",
         data.display()
@@ -170,65 +185,8 @@ async fn up(command: LocalCommand) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn add_node(
-    data: &std::path::Path,
-    node_bin: Option<PathBuf>,
-    node_args: &[String],
-) -> Result<ExitCode> {
-    let mut layout = Layout::load(data)?.with_context(|| {
-        format!(
-            "{} holds no local cluster; run local up first",
-            data.display()
-        )
-    })?;
-    let node_bin = supervisor::find_node_binary(node_bin)?;
-    let (grpc_port, status_port) = Layout::free_ports()?;
-    let dir = format!("joining-{grpc_port}");
-    let grpc = format!("127.0.0.1:{grpc_port}");
-    let log = std::fs::File::create(data.join(format!("{dir}.log")))?;
-    let mut command = std::process::Command::new(&node_bin);
-    command
-        .arg(format!("--join={}", layout.seed()))
-        .arg(format!("--listen={grpc}"))
-        .arg(format!("--status-listen=127.0.0.1:{status_port}"))
-        .arg(format!("--data={}", data.join(&dir).display()))
-        .args(node_args)
-        .stdin(std::process::Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log);
-    // Its own process group: it outlives this command, and `local up` stops it.
-    std::os::unix::process::CommandExt::process_group(&mut command, 0);
-    let child = command
-        .spawn()
-        .with_context(|| format!("cannot start {}", node_bin.display()))?;
-    let client = zdb_client::Client::connect(&grpc)?;
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let node_id = loop {
-        if let Ok(status) = client.node_status(&grpc).await {
-            break status.node_id;
-        }
-        anyhow::ensure!(
-            std::time::Instant::now() < deadline,
-            "the new node did not join within 60s; see {}/{dir}.log",
-            data.display()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    layout.nodes.push(layout::NodeLayout {
-        id: node_id,
-        grpc: grpc.clone(),
-        status: format!("127.0.0.1:{status_port}"),
-        joined_dir: Some(dir),
-    });
-    layout.save()?;
-    std::fs::write(layout.pid_file(node_id), child.id().to_string())?;
-    std::fs::write(data.join("endpoints"), format!("{}\n", layout.endpoints()))?;
-    println!("node {node_id} joined at {grpc}; the placement driver moves replicas onto it");
-    Ok(ExitCode::SUCCESS)
-}
-
 async fn remove_node(data: &std::path::Path, node: u64) -> Result<ExitCode> {
-    let mut layout = Layout::load(data)?
+    let layout = Layout::load(data)?
         .with_context(|| format!("{} holds no local cluster", data.display()))?;
     let address = layout
         .nodes
@@ -261,23 +219,8 @@ async fn remove_node(data: &std::path::Path, node: u64) -> Result<ExitCode> {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    if let Some(pid) = std::fs::read_to_string(layout.pid_file(node))
-        .ok()
-        .and_then(|p| p.trim().parse::<i32>().ok())
-    {
-        // SAFETY: kill(2) on the recorded pid of this cluster's node.
-        unsafe {
-            libc::kill(pid, libc::SIGTERM);
-        }
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while unsafe { libc::kill(pid, 0) } == 0 && std::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-    layout.nodes.retain(|n| n.id != node);
-    layout.save()?;
-    let _ = std::fs::remove_file(layout.pid_file(node));
-    std::fs::write(data.join("endpoints"), format!("{}\n", layout.endpoints()))?;
+    // `local up` is the nodes' parent: it stops the node and forgets it.
+    control::ask(data, &Request::StopNode(node)).await?;
     println!("node {node} holds nothing and is stopped");
     Ok(ExitCode::SUCCESS)
 }

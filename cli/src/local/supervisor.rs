@@ -1,8 +1,14 @@
 //! Starting, watching and stopping the node processes of a local cluster.
+//! `local up` is the parent of every node, the ones `local add-node` asks
+//! for included, and the only one that signals them: it signals a node only
+//! while that node is its child and has not exited (a reaped pid may belong
+//! to another process by then). Each node gets SIGTERM when `local up`
+//! dies, however it dies.
 
 use std::fs::File;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -10,14 +16,49 @@ use tokio::signal::unix::{signal, SignalKind};
 use zdb_client::Client;
 use zdb_proto::v1::RaftRole;
 
-use super::layout::Layout;
+use super::control::{ControlSocket, Incoming, Request};
+use super::layout::{Layout, NodeLayout};
+
+/// How long a node gets to stop on SIGTERM (it hands its leaderships away
+/// first) before it is killed.
+const STOP_TIMEOUT: Duration = Duration::from_secs(15);
+const JOIN_TIMEOUT: Duration = Duration::from_secs(60);
+
+struct NodeProcess {
+    id: u64,
+    child: Child,
+    log: PathBuf,
+    /// Set once reaped: the pid is no longer ours to signal.
+    exited: Option<ExitStatus>,
+}
+
+impl NodeProcess {
+    /// Reaps the process if it exited; true while it runs.
+    fn running(&mut self) -> bool {
+        if self.exited.is_none() {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                self.exited = Some(status);
+            }
+        }
+        self.exited.is_none()
+    }
+
+    fn signal(&mut self, signal: libc::c_int) {
+        if self.running() {
+            // SAFETY: kill(2) on our own child, which has not been reaped
+            // (checked just above), so the pid is still its.
+            unsafe {
+                libc::kill(self.child.id() as libc::pid_t, signal);
+            }
+        }
+    }
+}
 
 pub struct Supervisor {
-    children: Vec<(u64, Child)>,
-    /// Nodes started by `local add-node` while this supervisor runs.
-    adopted: Vec<(u64, i32)>,
+    nodes: Vec<NodeProcess>,
+    node_bin: PathBuf,
+    node_args: Vec<String>,
     client: Client,
-    logs: Vec<(u64, PathBuf)>,
     dir: PathBuf,
 }
 
@@ -46,12 +87,12 @@ pub fn find_node_binary(given: Option<PathBuf>) -> Result<PathBuf> {
 }
 
 /// The command line of one node of the layout.
-pub fn node_command(node_bin: &Path, layout: &Layout, id: u64, extra_args: &[String]) -> Command {
-    let node = layout
-        .nodes
-        .iter()
-        .find(|n| n.id == id)
-        .expect("a node of the layout");
+fn node_command(
+    node_bin: &Path,
+    layout: &Layout,
+    node: &NodeLayout,
+    extra_args: &[String],
+) -> Command {
     let mut command = Command::new(node_bin);
     command
         .arg(format!("--listen={}", node.grpc))
@@ -68,45 +109,58 @@ pub fn node_command(node_bin: &Path, layout: &Layout, id: u64, extra_args: &[Str
     command
 }
 
-fn alive(pid: i32) -> bool {
-    // SAFETY: signal 0 only checks that the process exists.
-    unsafe { libc::kill(pid, 0) == 0 }
+/// Starts `command` as a child that gets SIGTERM when this process dies.
+fn spawn(mut command: Command, log: &Path) -> Result<Child> {
+    let file = File::options()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("cannot open {}", log.display()))?;
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: only async-signal-safe calls between fork and exec. A node
+    // must not outlive `local up`, even one killed by a signal (which runs
+    // no destructors); if the parent died before prctl took effect, exit.
+    unsafe {
+        command.pre_exec(move || {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            if libc::getppid() != parent {
+                libc::_exit(1);
+            }
+            Ok(())
+        });
+    }
+    command
+        .stdin(Stdio::null())
+        .stdout(file.try_clone()?)
+        .stderr(file)
+        .spawn()
+        .with_context(|| format!("cannot start {:?}", command.get_program()))
 }
 
 impl Supervisor {
-    pub fn start(layout: &Layout, node_bin: &Path, extra_args: &[String]) -> Result<Supervisor> {
+    pub fn start(layout: &Layout, node_bin: &Path, node_args: &[String]) -> Result<Supervisor> {
         let mut supervisor = Supervisor {
-            children: Vec::new(),
-            adopted: Vec::new(),
+            nodes: Vec::new(),
+            node_bin: node_bin.to_owned(),
+            node_args: node_args.to_vec(),
             client: Client::connect(&layout.endpoints())?,
-            logs: Vec::new(),
             dir: layout.dir.clone(),
         };
         for node in &layout.nodes {
-            let log_path = layout.log_file(node.id);
-            let log = File::options()
-                .create(true)
-                .append(true)
-                .open(&log_path)
-                .with_context(|| format!("cannot open {}", log_path.display()))?;
-            let mut command = node_command(node_bin, layout, node.id, extra_args);
-            let child = command
-                .stdin(Stdio::null())
-                .stdout(log.try_clone()?)
-                .stderr(log)
-                .spawn()
-                .with_context(|| format!("cannot start {}", node_bin.display()));
-            match child {
-                Ok(child) => {
-                    let _ = std::fs::write(layout.pid_file(node.id), child.id().to_string());
-                    supervisor.children.push((node.id, child));
-                }
+            let log = layout.log_file(node.id);
+            let command = node_command(node_bin, layout, node, node_args);
+            match spawn(command, &log) {
+                Ok(child) => supervisor.nodes.push(NodeProcess {
+                    id: node.id,
+                    child,
+                    log,
+                    exited: None,
+                }),
                 Err(err) => {
                     supervisor.kill_all();
                     return Err(err);
                 }
             }
-            supervisor.logs.push((node.id, log_path));
         }
         Ok(supervisor)
     }
@@ -116,7 +170,7 @@ impl Supervisor {
         let deadline = Instant::now() + timeout;
         let mut last_report = Instant::now();
         loop {
-            self.check_children()?;
+            self.check_started()?;
             let mut up = 0;
             let mut leader = None;
             for endpoint in self.client.endpoints().to_vec() {
@@ -131,153 +185,206 @@ impl Supervisor {
                     }
                 }
             }
-            let total = self.children.len();
+            let total = self.nodes.len();
+            let leader_text = leader.map_or("none".into(), |id| format!("node {id}"));
             if up == total && leader.is_some() {
                 return Ok(());
             }
             if Instant::now() >= deadline {
                 bail!(
-                    "the cluster did not become ready within {timeout:?} ({up}/{total} nodes answering, leader: {}); see the node logs in {}",
-                    leader.map_or("none".into(), |id| format!("node {id}")),
-                    self.log_dir()
+                    "the cluster did not become ready within {timeout:?} ({up}/{total} nodes answering, leader: {leader_text}); see the node logs in {}",
+                    self.dir.display()
                 );
             }
             if last_report.elapsed() >= Duration::from_secs(2) {
-                println!(
-                    "waiting: {up}/{total} nodes answering, leader: {}",
-                    leader.map_or("none".into(), |id| format!("node {id}"))
-                );
+                println!("waiting: {up}/{total} nodes answering, leader: {leader_text}");
                 last_report = Instant::now();
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
-    fn log_dir(&self) -> String {
-        self.logs
-            .first()
-            .and_then(|(_, path)| path.parent())
-            .map_or(".".into(), |dir| dir.display().to_string())
-    }
-
     /// A node that exits while starting is an error worth stopping for.
-    fn check_children(&mut self) -> Result<()> {
-        for (id, child) in &mut self.children {
-            if let Some(status) = child.try_wait()? {
-                let log = self
-                    .logs
-                    .iter()
-                    .find(|(node, _)| node == id)
-                    .map(|(_, path)| path.display().to_string());
+    fn check_started(&mut self) -> Result<()> {
+        for node in &mut self.nodes {
+            if !node.running() {
                 bail!(
-                    "node {id} exited ({status}); see {}",
-                    log.unwrap_or_default()
+                    "node {} exited ({}); see {}",
+                    node.id,
+                    node.exited.expect("reaped"),
+                    node.log.display()
                 );
             }
         }
         Ok(())
     }
 
-    /// Runs until Ctrl-C or SIGTERM, reporting nodes that exit on their own.
-    pub async fn supervise(&mut self) {
-        let mut terminate =
-            signal(SignalKind::terminate()).expect("installing a SIGTERM handler cannot fail");
-        let mut interrupt =
-            signal(SignalKind::interrupt()).expect("installing a SIGINT handler cannot fail");
+    /// Runs until Ctrl-C or SIGTERM: serves the requests of `local
+    /// add-node` and `local remove-node`, and reports nodes that exit.
+    pub async fn supervise(&mut self, control: &ControlSocket) -> Result<()> {
+        let mut terminate = signal(SignalKind::terminate())?;
+        let mut interrupt = signal(SignalKind::interrupt())?;
         let mut reported = Vec::new();
         loop {
             tokio::select! {
-                _ = terminate.recv() => return,
-                _ = interrupt.recv() => return,
+                _ = terminate.recv() => return Ok(()),
+                _ = interrupt.recv() => return Ok(()),
+                incoming = control.next() => self.serve(incoming).await,
                 _ = tokio::time::sleep(Duration::from_millis(500)) => {}
             }
-            self.adopt_added_nodes();
-            for (id, child) in &mut self.children {
-                if reported.contains(id) {
-                    continue;
-                }
-                if let Ok(Some(status)) = child.try_wait() {
+            for node in &mut self.nodes {
+                if !node.running() && !reported.contains(&node.id) {
                     eprintln!(
-                        "node {id} exited ({status}); the others keep running. See its log in {}",
-                        self.logs
-                            .first()
-                            .and_then(|(_, p)| p.parent())
-                            .map_or(String::new(), |d| d.display().to_string())
+                        "node {} exited ({}); the others keep running. See {}",
+                        node.id,
+                        node.exited.expect("reaped"),
+                        node.log.display()
                     );
-                    reported.push(*id);
+                    reported.push(node.id);
                 }
             }
         }
     }
 
-    /// Takes charge of nodes that `local add-node` started, so that stopping
-    /// the cluster stops them too.
-    fn adopt_added_nodes(&mut self) {
-        let Ok(Some(layout)) = Layout::load(&self.dir) else {
-            return;
+    async fn serve(&mut self, mut incoming: Incoming) {
+        let result = match incoming.request.clone() {
+            Request::AddNode {
+                node_bin,
+                node_args,
+            } => self.add_node(&mut incoming, node_bin, node_args).await,
+            Request::StopNode(id) => self.stop_node(id).await,
         };
-        for node in layout.nodes.iter().filter(|n| n.joined_dir.is_some()) {
-            let known = self.children.iter().any(|(id, _)| *id == node.id)
-                || self.adopted.iter().any(|(id, _)| *id == node.id);
-            if known {
-                continue;
-            }
-            let pid = std::fs::read_to_string(layout.pid_file(node.id))
-                .ok()
-                .and_then(|pid| pid.trim().parse().ok());
-            if let Some(pid) = pid.filter(|pid| alive(*pid)) {
-                println!("node {} joined at {}", node.id, node.grpc);
-                self.adopted.push((node.id, pid));
-            }
-        }
+        incoming.finish(result).await;
     }
 
-    /// SIGTERM every node, wait for them, SIGKILL the ones that linger.
+    /// Starts a node that joins the cluster, waits until it has its id,
+    /// and records it in the folder.
+    async fn add_node(
+        &mut self,
+        incoming: &mut Incoming,
+        node_bin: Option<PathBuf>,
+        node_args: Vec<String>,
+    ) -> Result<String> {
+        let mut layout = Layout::load(&self.dir)?.context("the cluster folder lost its layout")?;
+        let (grpc_port, status_port) = Layout::free_ports()?;
+        let node = NodeLayout {
+            id: 0,
+            grpc: format!("127.0.0.1:{grpc_port}"),
+            status: format!("127.0.0.1:{status_port}"),
+            joined_dir: Some(format!("joining-{grpc_port}")),
+        };
+        let log = self.dir.join(format!("joining-{grpc_port}.log"));
+        let node_bin = node_bin.unwrap_or_else(|| self.node_bin.clone());
+        let node_args = if node_args.is_empty() {
+            self.node_args.clone()
+        } else {
+            node_args
+        };
+        let mut command = Command::new(&node_bin);
+        command
+            .arg(format!("--join={}", layout.seed()))
+            .arg(format!("--listen={}", node.grpc))
+            .arg(format!("--status-listen={}", node.status))
+            .arg(format!(
+                "--data={}",
+                self.dir
+                    .join(node.joined_dir.as_deref().unwrap_or_default())
+                    .display()
+            ))
+            .args(&node_args);
+        let mut process = NodeProcess {
+            id: 0,
+            child: spawn(command, &log)?,
+            log: log.clone(),
+            exited: None,
+        };
+        incoming
+            .progress(&format!(
+                "started a node at {}; waiting for it to join",
+                node.grpc
+            ))
+            .await;
+        let deadline = Instant::now() + JOIN_TIMEOUT;
+        let node_id = loop {
+            if let Ok(status) = self.client.node_status(&node.grpc).await {
+                break status.node_id;
+            }
+            if !process.running() || Instant::now() >= deadline {
+                process.signal(libc::SIGKILL);
+                bail!(
+                    "the new node did not join within {JOIN_TIMEOUT:?}; see {}",
+                    log.display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        process.id = node_id;
+        self.nodes.push(process);
+        layout.nodes.push(NodeLayout {
+            id: node_id,
+            ..node
+        });
+        layout.save()?;
+        std::fs::write(
+            self.dir.join("endpoints"),
+            format!("{}\n", layout.endpoints()),
+        )?;
+        println!(
+            "node {node_id} joined at {}",
+            layout.nodes.last().map_or("", |n| n.grpc.as_str())
+        );
+        Ok(format!(
+            "node {node_id} joined at 127.0.0.1:{grpc_port}; the placement driver moves replicas onto it"
+        ))
+    }
+
+    /// Stops node `id` (SIGTERM, then SIGKILL after a while) and removes it
+    /// from the folder's layout.
+    async fn stop_node(&mut self, id: u64) -> Result<String> {
+        let Some(index) = self.nodes.iter().position(|node| node.id == id) else {
+            bail!("node {id} is not a node this `local up` runs");
+        };
+        let mut node = self.nodes.remove(index);
+        stop_one(&mut node).await;
+        let mut layout = Layout::load(&self.dir)?.context("the cluster folder lost its layout")?;
+        layout.nodes.retain(|n| n.id != id);
+        layout.save()?;
+        std::fs::write(
+            self.dir.join("endpoints"),
+            format!("{}\n", layout.endpoints()),
+        )?;
+        Ok(format!("node {id} is stopped"))
+    }
+
+    /// SIGTERM every node still running, wait for them, SIGKILL the ones
+    /// that linger.
     pub async fn stop(&mut self) {
-        for (_, child) in &self.children {
-            // SAFETY: kill(2) on a pid we spawned and have not reaped.
-            unsafe {
-                libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
-            }
+        for node in &mut self.nodes {
+            node.signal(libc::SIGTERM);
         }
-        for (_, pid) in &self.adopted {
-            // SAFETY: kill(2) on the pid of a node of this cluster.
-            unsafe {
-                libc::kill(*pid, libc::SIGTERM);
-            }
-        }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        for (id, pid) in &self.adopted {
-            while alive(*pid) && Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            if alive(*pid) {
-                eprintln!("node {id} did not stop in time; killing it");
-                unsafe {
-                    libc::kill(*pid, libc::SIGKILL);
-                }
-            }
-        }
-        for (id, child) in &mut self.children {
-            loop {
-                match child.try_wait() {
-                    Ok(Some(_)) | Err(_) => break,
-                    Ok(None) if Instant::now() >= deadline => {
-                        eprintln!("node {id} did not stop in time; killing it");
-                        let _ = child.kill();
-                        let _ = child.wait();
-                        break;
-                    }
-                    Ok(None) => tokio::time::sleep(Duration::from_millis(50)).await,
-                }
-            }
+        for node in &mut self.nodes {
+            stop_one(node).await;
         }
     }
 
     fn kill_all(&mut self) {
-        for (_, child) in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
+        for node in &mut self.nodes {
+            node.signal(libc::SIGKILL);
+            let _ = node.child.wait();
         }
+    }
+}
+
+async fn stop_one(node: &mut NodeProcess) {
+    node.signal(libc::SIGTERM);
+    let deadline = Instant::now() + STOP_TIMEOUT;
+    while node.running() {
+        if Instant::now() >= deadline {
+            eprintln!("node {} did not stop in time; killing it", node.id);
+            node.signal(libc::SIGKILL);
+            let _ = node.child.wait();
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

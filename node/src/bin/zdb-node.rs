@@ -66,6 +66,11 @@ struct Args {
     /// How often the leader removes expired keys from disk, in milliseconds.
     #[arg(long, default_value_t = 10_000)]
     ttl_sweep_interval_ms: u64,
+    /// On SIGTERM: seconds to hand leaderships to peers and finish the
+    /// requests in flight before exiting anyway (keep it well under a pod's
+    /// termination grace period).
+    #[arg(long, default_value_t = 10)]
+    shutdown_timeout_secs: u64,
     /// Log one JSON object per line.
     #[arg(long)]
     log_json: bool,
@@ -123,6 +128,7 @@ fn config(args: Args) -> Result<NodeConfig, String> {
             batch_linger: Duration::from_micros(args.batch_linger_us),
         },
         ttl_sweep_interval: Duration::from_millis(args.ttl_sweep_interval_ms),
+        shutdown_timeout: Duration::from_secs(args.shutdown_timeout_secs),
     })
 }
 
@@ -157,6 +163,12 @@ async fn main() {
     if let Err(err) = zdb_node::server::run(config, shutdown_signal()).await {
         tracing::error!(error = %err, "node stopped");
         eprintln!("error: {err}");
-        std::process::exit(1);
+        let code = match err {
+            // This node's data directory was wiped: it must come back as a new node.
+            zdb_node::Error::IdentityChanged { .. } => 3,
+            zdb_node::Error::Engine(_) | zdb_node::Error::Io(_) => 70,
+            _ => 1,
+        };
+        std::process::exit(code);
     }
 }

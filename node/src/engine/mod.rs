@@ -2,20 +2,22 @@
 
 pub mod keys;
 pub mod value;
+mod view;
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
 use rocksdb::{
-    BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, Direction, IteratorMode,
-    Options, ReadOptions, WriteBatch, WriteOptions, DB,
+    BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, Options, WriteBatch,
+    WriteOptions, DB,
 };
 
 use crate::error::{Error, Result};
 use crate::metrics;
 
 pub use keys::{CF_DATA, CF_META, CF_RAFT, CF_SYSTEM, CF_TTL};
+pub use view::{ReadView, Snapshot};
 
 /// Shared handle to the node's RocksDB. Cheap to clone.
 #[derive(Clone)]
@@ -91,43 +93,10 @@ impl Engine {
         Ok(self.db.flush_wal(true)?)
     }
 
-    pub fn get(&self, cf: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        Ok(self.db.get_cf(self.cf(cf), key)?)
-    }
-
     pub fn put(&self, cf: &'static str, key: &[u8], value: &[u8], sync: bool) -> Result<()> {
         let mut batch = WriteBatch::default();
         batch.put_cf(self.cf(cf), key, value);
         self.write(batch, sync)
-    }
-
-    /// Visits the pairs of `cf` in `[start, end)` (an empty `end` is unbounded),
-    /// in order or in reverse, until `visit` returns false.
-    pub fn scan(
-        &self,
-        cf: &'static str,
-        start: &[u8],
-        end: &[u8],
-        reverse: bool,
-        mut visit: impl FnMut(&[u8], &[u8]) -> Result<bool>,
-    ) -> Result<()> {
-        let mut opts = ReadOptions::default();
-        opts.set_iterate_lower_bound(start.to_vec());
-        if !end.is_empty() {
-            opts.set_iterate_upper_bound(end.to_vec());
-        }
-        let mode = if reverse {
-            IteratorMode::End
-        } else {
-            IteratorMode::From(start, Direction::Forward)
-        };
-        for item in self.db.iterator_cf_opt(self.cf(cf), opts, mode) {
-            let (key, value) = item?;
-            if !visit(&key, &value)? {
-                break;
-            }
-        }
-        Ok(())
     }
 
     /// Approximate bytes in the data column family (for status and metrics).

@@ -1,136 +1,139 @@
-//! Work that needs another range's leader, wherever it is: the meta range's
-//! routing table and range id counter, and keeping that table current.
+//! Reads and writes of the meta range made through its leader, wherever it
+//! is: the local replica if it leads, otherwise the node it names, and from
+//! a node without a replica of range 1, any node (which passes the call on).
+//! Reads are linearizable: what a split or a node state change recorded is
+//! seen by the next read, on any node.
 
-use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tonic::transport::Endpoint;
-use zdb_proto::v1::admin_client::AdminClient;
 use zdb_proto::v1::{
-    command, AllocateRangeIdCommand, AllocateRangeIdRequest, Command, JoinRequest,
-    MetaUpdateCommand, NodeStatusRequest, RaftRole, RangeDescriptor, RangeEpoch,
-    RegisterNodeCommand, RequestHeader, SetNodeStateCommand, SetNodeStateRequest,
-    UpdateMetaRequest,
+    command, AllocateRangeIdCommand, Command, LocateRequest, LocateResponse, MetaUpdateCommand,
+    NodeAddress, RangeDescriptor, RangeLocation, RegisterNodeCommand, RequestHeader,
+    SetNodeStateCommand, SetNodeStateRequest, UpdateMetaRequest,
 };
 
+use zdb_proto::v1::error::Kind;
+
+use super::table::{self, META_RANGE_ID};
+use crate::apply::Outcome;
+use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::range::apply::ApplyResult;
-use crate::range::meta::META_RANGE_ID;
-use crate::store::msg::Target;
+use crate::store::msg::{ReadKind, Target};
 use crate::store::StoreHandle;
-use crate::transport::PeerDirectory;
+use crate::transport::{PeerDirectory, Remote};
 
 const META_CALL_TIMEOUT: Duration = Duration::from_secs(5);
-/// How often range leaders confirm their descriptors in the routing table.
-const REPORT_INTERVAL: Duration = Duration::from_secs(2);
+/// Most ranges one Locate returns.
+pub const MAX_LOCATE: usize = 1000;
 
-/// Reaches the meta range's leader: the local replica if it leads, or the
-/// node it names; from a node without a replica of the meta range, through
-/// a node that has one.
 #[derive(Clone)]
 pub struct MetaClient {
     store: StoreHandle,
+    engine: Engine,
     peers: Arc<PeerDirectory>,
+    remote: Remote,
+    /// Whether calls the local replica cannot serve go to other nodes. Off
+    /// for calls another node passed on here: they answer from this node
+    /// or say where the leader is, so calls never bounce between nodes.
+    forward: bool,
+}
+
+fn meta_target() -> Target {
+    Target {
+        header: Some(RequestHeader {
+            range_id: META_RANGE_ID,
+            epoch: None,
+        }),
+        ..Target::default()
+    }
+}
+
+/// Worth another attempt within the deadline: the meta range is electing
+/// or moving its leader, or the node asked could not be reached.
+fn retryable(err: &Error) -> bool {
+    match err {
+        Error::NotLeader { .. }
+        | Error::NotApplied(_)
+        | Error::Timeout(_)
+        | Error::OutcomeUnknown
+        | Error::ShuttingDown
+        | Error::RangeNotFound(_) => true,
+        Error::Remote { .. } => {
+            !matches!(
+                err.remote_code(),
+                Some(tonic::Code::InvalidArgument | tonic::Code::FailedPrecondition)
+            ) || matches!(err.remote_kind(), Some(Kind::NotLeader(_)))
+        }
+        _ => false,
+    }
 }
 
 impl MetaClient {
-    pub fn new(store: StoreHandle, peers: Arc<PeerDirectory>) -> Self {
-        MetaClient { store, peers }
-    }
-
-    /// Addresses of the known nodes that hold a replica of the meta range,
-    /// as each reports it (each passes meta calls on to the range's leader).
-    pub async fn meta_holders(&self) -> Vec<String> {
-        let mut holders = Vec::new();
-        for address in self.peers.known_addresses() {
-            let Ok(mut admin) = remote(&address).await else {
-                continue;
-            };
-            let Ok(status) = admin.node_status(NodeStatusRequest {}).await else {
-                continue;
-            };
-            let holds_meta = status.into_inner().replicas.iter().any(|replica| {
-                replica
-                    .range
-                    .as_ref()
-                    .is_some_and(|range| range.range_id == META_RANGE_ID)
-            });
-            if holds_meta {
-                holders.push(address);
-            }
-        }
-        holders
-    }
-
-    fn meta_target() -> Target {
-        Target {
-            header: Some(RequestHeader {
-                range_id: META_RANGE_ID,
-                epoch: None,
-            }),
-            ..Target::default()
+    pub fn new(
+        store: StoreHandle,
+        engine: Engine,
+        peers: Arc<PeerDirectory>,
+        remote: Remote,
+    ) -> Self {
+        MetaClient {
+            store,
+            engine,
+            peers,
+            remote,
+            forward: true,
         }
     }
 
-    /// Proposes to the meta range here, or returns where its leader is.
-    async fn propose_local(&self, kind: command::Kind) -> Result<ApplyResult> {
-        let command = Command {
-            now_ms: 0,
-            kind: Some(kind),
-        };
-        self.store
-            .propose(Self::meta_target(), command, META_CALL_TIMEOUT)
-            .await
+    /// The same client, answering only from this node (for calls that
+    /// another node already passed on).
+    pub fn local_only(&self) -> MetaClient {
+        MetaClient {
+            forward: false,
+            ..self.clone()
+        }
     }
 
-    /// Proposes `kind` to the meta range here if this node leads it, or
-    /// else makes the equivalent admin call on the leader it names; retries
-    /// within the deadline while the meta range elects or moves its leader.
-    async fn call<T, R, Fut>(
-        &self,
-        kind: command::Kind,
-        local: fn(ApplyResult) -> Option<T>,
-        mut on_leader: R,
-    ) -> Result<T>
+    /// Runs `local` here if this node leads the meta range; otherwise
+    /// `remote` on the leader it names, or, without a replica here, on each
+    /// known node in turn. Retries within the deadline while the meta range
+    /// elects or moves its leader.
+    async fn on_leader<T, L, LF, R, RF>(&self, mut local: L, mut remote: R) -> Result<T>
     where
-        R: FnMut(AdminClient<tonic::transport::Channel>) -> Fut,
-        Fut: std::future::Future<Output = std::result::Result<T, tonic::Status>>,
+        L: FnMut() -> LF,
+        LF: Future<Output = Result<T>>,
+        R: FnMut(String) -> RF,
+        RF: Future<Output = Result<T>>,
     {
         let deadline = Instant::now() + META_CALL_TIMEOUT;
         loop {
-            match self.propose_local(kind.clone()).await {
-                Ok(result) => {
-                    return local(result.clone()).ok_or_else(|| {
-                        Error::Transport(format!("unexpected meta reply {result:?}"))
-                    })
-                }
+            let mut targets = match local().await {
+                Ok(value) => return Ok(value),
+                Err(err) if !self.forward => return Err(err),
                 Err(Error::NotLeader { leader_address, .. }) if !leader_address.is_empty() => {
-                    match remote(&leader_address).await {
-                        Ok(admin) => match on_leader(admin).await {
-                            Ok(value) => return Ok(value),
-                            Err(status) => {
-                                tracing::debug!(%status, "meta leader refused; retrying")
-                            }
-                        },
-                        Err(err) => {
-                            tracing::debug!(error = %err, "meta leader unreachable; retrying")
-                        }
-                    }
+                    vec![leader_address]
                 }
-                Err(Error::RangeNotFound(META_RANGE_ID)) => {
-                    for address in self.meta_holders().await {
-                        let Ok(admin) = remote(&address).await else {
-                            continue;
-                        };
-                        match on_leader(admin).await {
-                            Ok(value) => return Ok(value),
-                            Err(status) => tracing::debug!(%status, "meta call refused; retrying"),
-                        }
-                    }
-                }
-                Err(err) if retryable(&err) => {}
+                Err(Error::RangeNotFound(META_RANGE_ID)) => self.peers.known_addresses(),
+                Err(err) if retryable(&err) => Vec::new(),
                 Err(err) => return Err(err),
+            };
+            // Follow at most a few redirects per round: leaders move.
+            let mut redirects = 0;
+            while let Some(address) = targets.pop() {
+                match remote(address).await {
+                    Ok(value) => return Ok(value),
+                    Err(err) => match err.remote_kind() {
+                        Some(Kind::NotLeader(not_leader))
+                            if !not_leader.leader_address.is_empty() && redirects < 3 =>
+                        {
+                            redirects += 1;
+                            targets.push(not_leader.leader_address);
+                        }
+                        _ if retryable(&err) => {}
+                        _ => return Err(err),
+                    },
+                }
             }
             if Instant::now() >= deadline {
                 return Err(Error::Timeout("the meta range has no reachable leader"));
@@ -139,19 +142,42 @@ impl MetaClient {
         }
     }
 
+    /// Proposes to the meta range here, or returns where its leader is.
+    async fn propose_local(&self, kind: command::Kind) -> Result<Outcome> {
+        let command = Command {
+            kind: Some(kind),
+            ..Default::default()
+        };
+        self.store
+            .propose(meta_target(), command, META_CALL_TIMEOUT)
+            .await
+    }
+
+    /// Waits until this node's copy of the meta range may be read as the
+    /// leader's, or returns where the leader is.
+    async fn read_local(&self) -> Result<()> {
+        self.store
+            .read_barrier(meta_target(), ReadKind::Linearizable, META_CALL_TIMEOUT)
+            .await
+    }
+
     pub async fn allocate_range_id(&self) -> Result<u64> {
         let kind = command::Kind::AllocateRangeId(AllocateRangeIdCommand {});
-        let local = |result| match result {
-            ApplyResult::RangeId(id) => Some(id),
-            _ => None,
-        };
-        self.call(kind, local, |mut admin| async move {
-            Ok(admin
-                .allocate_range_id(AllocateRangeIdRequest {})
-                .await?
-                .into_inner()
-                .range_id)
-        })
+        self.on_leader(
+            || async {
+                match self.propose_local(kind.clone()).await? {
+                    Outcome::RangeId(id) => Ok(id),
+                    other => Err(unexpected(other)),
+                }
+            },
+            |address| async move {
+                let reply = self
+                    .remote
+                    .allocate_range_id(&address, META_CALL_TIMEOUT)
+                    .await?;
+                Ok(reply.range_id)
+            },
+        )
         .await
     }
 
@@ -162,31 +188,39 @@ impl MetaClient {
             address: address.to_owned(),
             node_id,
         });
-        let local = |result| match result {
-            ApplyResult::NodeId(id) => Some(id),
-            _ => None,
-        };
-        self.call(kind, local, |mut admin| async move {
-            let request = JoinRequest {
-                address: address.to_owned(),
-                node_id,
-            };
-            Ok(admin.join(request).await?.into_inner().node_id)
-        })
+        self.on_leader(
+            || async {
+                match self.propose_local(kind.clone()).await? {
+                    Outcome::NodeId(id) => Ok(id),
+                    other => Err(unexpected(other)),
+                }
+            },
+            |leader| async move {
+                let request = zdb_proto::v1::JoinRequest {
+                    address: address.to_owned(),
+                    node_id,
+                };
+                Ok(self
+                    .remote
+                    .join(&leader, META_CALL_TIMEOUT, request)
+                    .await?
+                    .node_id)
+            },
+        )
         .await
     }
 
-    /// Records a node's state in the registry.
+    /// Records a node's state in the registry (refused for an unknown node).
     pub async fn set_node_state(&self, node_id: u64, state: i32) -> Result<()> {
         let kind = command::Kind::SetNodeState(SetNodeStateCommand { node_id, state });
-        self.call(
-            kind,
-            |_| Some(()),
-            |mut admin| async move {
-                admin
-                    .set_node_state(SetNodeStateRequest { node_id, state })
-                    .await?;
-                Ok(())
+        self.on_leader(
+            || async { self.propose_local(kind.clone()).await.map(drop) },
+            |leader| async move {
+                let request = SetNodeStateRequest { node_id, state };
+                self.remote
+                    .set_node_state(&leader, META_CALL_TIMEOUT, request)
+                    .await
+                    .map(drop)
             },
         )
         .await
@@ -197,103 +231,118 @@ impl MetaClient {
         let kind = command::Kind::MetaUpdate(MetaUpdateCommand {
             ranges: ranges.clone(),
         });
-        self.call(
-            kind,
-            |_| Some(()),
-            |mut admin| {
-                let ranges = ranges.clone();
+        self.on_leader(
+            || async { self.propose_local(kind.clone()).await.map(drop) },
+            |leader| {
+                let request = UpdateMetaRequest {
+                    ranges: ranges.clone(),
+                };
                 async move {
-                    admin.update_meta(UpdateMetaRequest { ranges }).await?;
-                    Ok(())
+                    self.remote
+                        .update_meta(&leader, META_CALL_TIMEOUT, request)
+                        .await
+                        .map(drop)
                 }
             },
         )
         .await
     }
-}
 
-/// Records this node's own address in the registry, through Raft, once per
-/// start. Founding members wrote the registry from their own `--peers`,
-/// which may name the others by a route (a proxy) rather than where they
-/// serve; and an address may change between starts.
-pub async fn announce_address(
-    meta: MetaClient,
-    node_id: u64,
-    address: String,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) {
-    loop {
-        match meta.register_node(&address, node_id).await {
-            Ok(_) => {
-                tracing::debug!(node_id, %address, "address announced");
-                return;
-            }
-            Err(err) => tracing::debug!(error = %err, "cannot announce this node's address yet"),
-        }
-        tokio::select! {
-            _ = stop.wait_for(|stopped| *stopped) => return,
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-        }
-    }
-}
-
-fn retryable(err: &Error) -> bool {
-    matches!(
-        err,
-        Error::NotLeader { .. }
-            | Error::ProposalDropped
-            | Error::Timeout(_)
-            | Error::OutcomeUnknown
-    )
-}
-
-async fn remote(address: &str) -> Result<AdminClient<tonic::transport::Channel>> {
-    let endpoint = Endpoint::from_shared(format!("http://{address}"))
-        .map_err(|err| Error::Transport(err.to_string()))?
-        .connect_timeout(Duration::from_secs(1))
-        .timeout(META_CALL_TIMEOUT);
-    let channel = endpoint
-        .connect()
+    /// The node registry, as the meta range's leader knows it.
+    pub async fn registry(&self) -> Result<Vec<NodeAddress>> {
+        self.on_leader(
+            || async {
+                self.read_local().await?;
+                table::registry(&self.engine)
+            },
+            |leader| async move {
+                Ok(self
+                    .remote
+                    .list_nodes(&leader, META_CALL_TIMEOUT)
+                    .await?
+                    .nodes)
+            },
+        )
         .await
-        .map_err(|err| Error::Transport(format!("{address}: {err}")))?;
-    Ok(AdminClient::new(channel))
+    }
+
+    /// The ranges holding `key` and the keys after it (at most `limit`), with
+    /// their last known leaders and the registry, as the meta range's leader
+    /// knows them.
+    pub async fn locate(&self, key: &[u8], limit: usize) -> Result<LocateResponse> {
+        let limit = limit.clamp(1, MAX_LOCATE);
+        self.on_leader(
+            || async {
+                self.read_local().await?;
+                self.locate_here(key, limit).await
+            },
+            |leader| async move {
+                let request = LocateRequest {
+                    key: key.to_vec(),
+                    limit: limit as u32,
+                    range_id: 0,
+                };
+                // The node asked answers or names its leader.
+                self.remote
+                    .locate(&leader, 1, META_CALL_TIMEOUT, request)
+                    .await
+            },
+        )
+        .await
+    }
+
+    /// The routing entry of range `range_id` (none if the table has none),
+    /// with its last known leader and the registry.
+    pub async fn locate_range(&self, range_id: u64) -> Result<LocateResponse> {
+        self.on_leader(
+            || async {
+                self.read_local().await?;
+                let ranges = table::descriptor_of(&self.engine, range_id)?
+                    .into_iter()
+                    .collect();
+                self.with_leaders(ranges).await
+            },
+            |leader| async move {
+                let request = LocateRequest {
+                    range_id,
+                    ..LocateRequest::default()
+                };
+                self.remote
+                    .locate(&leader, 1, META_CALL_TIMEOUT, request)
+                    .await
+            },
+        )
+        .await
+    }
+
+    /// Reads the routing table from this node's copy (current once a read
+    /// barrier on the meta range passed here).
+    async fn locate_here(&self, key: &[u8], limit: usize) -> Result<LocateResponse> {
+        let ranges = table::locate(&self.engine, key, limit)?;
+        self.with_leaders(ranges).await
+    }
+
+    /// Routing entries with the leaders this node knows and the registry.
+    async fn with_leaders(&self, ranges: Vec<RangeDescriptor>) -> Result<LocateResponse> {
+        let leaders: std::collections::HashMap<u64, u64> = self
+            .store
+            .status()
+            .await?
+            .into_iter()
+            .filter_map(|replica| Some((replica.range?.range_id, replica.leader_id)))
+            .collect();
+        let ranges = ranges
+            .into_iter()
+            .map(|range| RangeLocation {
+                leader_node_id: leaders.get(&range.range_id).copied().unwrap_or_default(),
+                range: Some(range),
+            })
+            .collect();
+        let nodes = table::registry(&self.engine)?;
+        Ok(LocateResponse { ranges, nodes })
+    }
 }
 
-/// Keeps the routing table current: every range this node leads is reported
-/// whenever its epoch differs from what was last reported, so a split whose
-/// meta update was lost (a crash in between) is repaired within seconds.
-pub async fn report_ranges(
-    store: StoreHandle,
-    meta: MetaClient,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) {
-    let mut reported: HashMap<u64, Option<RangeEpoch>> = HashMap::new();
-    loop {
-        tokio::select! {
-            _ = stop.wait_for(|stopped| *stopped) => return,
-            _ = tokio::time::sleep(REPORT_INTERVAL) => {}
-        }
-        let Ok(replicas) = store.status().await else {
-            return;
-        };
-        let changed: Vec<RangeDescriptor> = replicas
-            .into_iter()
-            .filter(|replica| replica.role == RaftRole::Leader as i32)
-            .filter_map(|replica| replica.range)
-            .filter(|range| reported.get(&range.range_id) != Some(&range.epoch))
-            .collect();
-        if changed.is_empty() {
-            continue;
-        }
-        match meta.update(changed.clone()).await {
-            Ok(()) => {
-                for range in changed {
-                    reported.insert(range.range_id, range.epoch);
-                }
-            }
-            Err(err) => {
-                tracing::debug!(error = %err, "could not report ranges to the meta range; will retry")
-            }
-        }
-    }
+fn unexpected(outcome: Outcome) -> Error {
+    Error::Transport(format!("the meta range answered {outcome:?}"))
 }

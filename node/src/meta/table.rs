@@ -1,6 +1,8 @@
-//! The meta range's system keyspace: the routing table (each range's
-//! descriptor keyed by its end key, so locating a key is one seek) and the
-//! range id counter. Only range 1 writes here, through its Raft log.
+//! The meta range's system keyspace as a table: the routing table (each
+//! range's descriptor keyed by its end key, so locating a key is one seek),
+//! the node registry, and the id counters. Only range 1 writes here, through
+//! its Raft log; everything else reads it through the meta range's leader
+//! (see `meta::client`) or, on a replica of range 1, from its own copy.
 
 use std::collections::HashMap;
 
@@ -8,21 +10,55 @@ use prost::Message as _;
 use rocksdb::WriteBatch;
 use zdb_proto::v1::{NodeAddress, NodeState, RangeDescriptor, RangeEpoch};
 
-use crate::engine::{keys, Engine, CF_SYSTEM};
+use crate::engine::{keys, Engine, ReadView, CF_SYSTEM};
 use crate::error::Result;
-use crate::range::apply::ApplyResult;
 
 /// The range that replicates the system keyspace.
 pub const META_RANGE_ID: u64 = 1;
 
-/// Reads that must see the writes applied earlier in the same batch.
-pub trait SystemView {
-    fn system_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
+/// Writes to the system keyspace going into one write batch, readable
+/// before the batch is written: a command later in the same batch must see
+/// what an earlier one wrote.
+pub struct SystemBatch<'a> {
+    engine: &'a Engine,
+    batch: &'a mut WriteBatch,
+    written: &'a mut HashMap<Vec<u8>, Option<Vec<u8>>>,
 }
 
-impl SystemView for Engine {
-    fn system_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.get(CF_SYSTEM, key)
+impl<'a> SystemBatch<'a> {
+    pub fn new(
+        engine: &'a Engine,
+        batch: &'a mut WriteBatch,
+        written: &'a mut HashMap<Vec<u8>, Option<Vec<u8>>>,
+    ) -> Self {
+        SystemBatch {
+            engine,
+            batch,
+            written,
+        }
+    }
+
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        match self.written.get(key) {
+            Some(value) => Ok(value.clone()),
+            None => self.engine.get(CF_SYSTEM, key),
+        }
+    }
+
+    fn put(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
+        let cf = self.engine.cf(CF_SYSTEM);
+        match &value {
+            Some(value) => self.batch.put_cf(cf, &key, value),
+            None => self.batch.delete_cf(cf, &key),
+        }
+        self.written.insert(key, value);
+    }
+
+    fn counter(&self, key: &[u8], first: u64) -> Result<u64> {
+        Ok(self
+            .get(key)?
+            .and_then(|raw| raw.try_into().ok().map(u64::from_be_bytes))
+            .unwrap_or(first))
     }
 }
 
@@ -38,83 +74,42 @@ pub fn is_newer(a: &RangeDescriptor, b: &RangeDescriptor) -> bool {
     av >= bv && ac >= bc && (av, ac) != (bv, bc)
 }
 
-/// Writes into `batch` (and `written`, the batch's own view) the routing entry
-/// of `range` unless the table already holds that range at the same or a
-/// newer epoch. Entries of other ranges that the new span covers and that are
-/// older are removed, so the table never holds two ranges for one key.
-pub fn upsert(
-    view: &dyn SystemView,
-    engine: &Engine,
-    batch: &mut WriteBatch,
-    written: &mut HashMap<Vec<u8>, Option<Vec<u8>>>,
-    range: &RangeDescriptor,
-) -> Result<bool> {
-    let get =
-        |written: &HashMap<Vec<u8>, Option<Vec<u8>>>, key: &[u8]| -> Result<Option<Vec<u8>>> {
-            match written.get(key) {
-                Some(value) => Ok(value.clone()),
-                None => view.system_get(key),
-            }
-        };
+/// Records the routing entry of `range` unless the table already holds that
+/// range at the same or a newer epoch. Entries of other ranges that the new
+/// span covers and that are older are removed, so the table never holds two
+/// ranges for one key. Returns whether the entry was written.
+pub fn upsert(system: &mut SystemBatch<'_>, range: &RangeDescriptor) -> Result<bool> {
     let id_key = keys::meta_range_id_key(range.range_id);
-    if let Some(old_end) = get(written, &id_key)? {
+    if let Some(old_end) = system.get(&id_key)? {
         let old_route = keys::meta_route_key(&old_end);
-        if let Some(raw) = get(written, &old_route)? {
+        if let Some(raw) = system.get(&old_route)? {
             let old = RangeDescriptor::decode(raw.as_slice())?;
             if old.range_id == range.range_id {
                 if !is_newer(range, &old) {
                     return Ok(false);
                 }
-                put(engine, batch, written, old_route, None);
+                system.put(old_route, None);
             }
         }
     }
     // Whatever sits at the new end key belongs to an older view of the span
     // (a range that has since split): the newer descriptor replaces it.
     let route = keys::meta_route_key(&range.end_key);
-    if let Some(raw) = get(written, &route)? {
+    if let Some(raw) = system.get(&route)? {
         let existing = RangeDescriptor::decode(raw.as_slice())?;
         if existing.range_id != range.range_id && is_newer(&existing, range) {
             return Ok(false);
         }
     }
-    put(engine, batch, written, route, Some(range.encode_to_vec()));
-    put(engine, batch, written, id_key, Some(range.end_key.clone()));
+    system.put(route, Some(range.encode_to_vec()));
+    system.put(id_key, Some(range.end_key.clone()));
     Ok(true)
 }
 
-fn put(
-    engine: &Engine,
-    batch: &mut WriteBatch,
-    written: &mut HashMap<Vec<u8>, Option<Vec<u8>>>,
-    key: Vec<u8>,
-    value: Option<Vec<u8>>,
-) {
-    match &value {
-        Some(value) => batch.put_cf(engine.cf(CF_SYSTEM), &key, value),
-        None => batch.delete_cf(engine.cf(CF_SYSTEM), &key),
-    }
-    written.insert(key, value);
-}
-
 /// Takes the next range id (the counter starts at 2: range 1 is the meta range).
-pub fn allocate_range_id(
-    view: &dyn SystemView,
-    engine: &Engine,
-    batch: &mut WriteBatch,
-    written: &mut HashMap<Vec<u8>, Option<Vec<u8>>>,
-) -> Result<u64> {
-    let current = match written.get(keys::NEXT_RANGE_ID_KEY) {
-        Some(value) => value.clone(),
-        None => view.system_get(keys::NEXT_RANGE_ID_KEY)?,
-    };
-    let next = current
-        .and_then(|raw| raw.try_into().ok().map(u64::from_be_bytes))
-        .unwrap_or(META_RANGE_ID + 1);
-    put(
-        engine,
-        batch,
-        written,
+pub fn allocate_range_id(system: &mut SystemBatch<'_>) -> Result<u64> {
+    let next = system.counter(keys::NEXT_RANGE_ID_KEY, META_RANGE_ID + 1)?;
+    system.put(
         keys::NEXT_RANGE_ID_KEY.to_vec(),
         Some((next + 1).to_be_bytes().to_vec()),
     );
@@ -122,9 +117,9 @@ pub fn allocate_range_id(
 }
 
 /// The routing entries of the ranges holding `key` and the keys after it.
-pub fn locate(engine: &Engine, key: &[u8], limit: usize) -> Result<Vec<RangeDescriptor>> {
+pub fn locate(view: &impl ReadView, key: &[u8], limit: usize) -> Result<Vec<RangeDescriptor>> {
     let mut ranges = Vec::new();
-    engine.scan(
+    view.scan(
         CF_SYSTEM,
         &keys::meta_route_seek_key(key),
         &keys::meta_route_end(),
@@ -135,6 +130,18 @@ pub fn locate(engine: &Engine, key: &[u8], limit: usize) -> Result<Vec<RangeDesc
         },
     )?;
     Ok(ranges)
+}
+
+/// The routing entry of range `range_id`, if the table has it.
+pub fn descriptor_of(view: &impl ReadView, range_id: u64) -> Result<Option<RangeDescriptor>> {
+    let Some(end_key) = view.get(CF_SYSTEM, &keys::meta_range_id_key(range_id))? else {
+        return Ok(None);
+    };
+    let Some(raw) = view.get(CF_SYSTEM, &keys::meta_route_key(&end_key))? else {
+        return Ok(None);
+    };
+    let range = RangeDescriptor::decode(raw.as_slice())?;
+    Ok((range.range_id == range_id).then_some(range))
 }
 
 /// The cluster id and the founding members' addresses.
@@ -155,31 +162,13 @@ pub fn write_cluster(
 
 /// Gives a joining node the next node id (never reused: a wiped node comes
 /// back as a new one) and records its address.
-pub fn register_node(
-    view: &dyn SystemView,
-    engine: &Engine,
-    batch: &mut WriteBatch,
-    written: &mut HashMap<Vec<u8>, Option<Vec<u8>>>,
-    address: &str,
-) -> Result<u64> {
-    let current = match written.get(keys::NEXT_NODE_ID_KEY) {
-        Some(value) => value.clone(),
-        None => view.system_get(keys::NEXT_NODE_ID_KEY)?,
-    };
-    let node_id = current
-        .and_then(|raw| raw.try_into().ok().map(u64::from_be_bytes))
-        .unwrap_or(1);
-    put(
-        engine,
-        batch,
-        written,
+pub fn register_node(system: &mut SystemBatch<'_>, address: &str) -> Result<u64> {
+    let node_id = system.counter(keys::NEXT_NODE_ID_KEY, 1)?;
+    system.put(
         keys::NEXT_NODE_ID_KEY.to_vec(),
         Some((node_id + 1).to_be_bytes().to_vec()),
     );
-    put(
-        engine,
-        batch,
-        written,
+    system.put(
         keys::meta_node_key(node_id),
         Some(address.as_bytes().to_vec()),
     );
@@ -187,56 +176,34 @@ pub fn register_node(
 }
 
 /// Records where a registered node serves, as the node itself announces it.
-pub fn announce_node(
-    view: &dyn SystemView,
-    engine: &Engine,
-    batch: &mut WriteBatch,
-    written: &mut HashMap<Vec<u8>, Option<Vec<u8>>>,
-    node_id: u64,
-    address: &str,
-) -> Result<ApplyResult> {
+/// Returns false (and writes nothing) for a node id never registered.
+pub fn announce_node(system: &mut SystemBatch<'_>, node_id: u64, address: &str) -> Result<bool> {
     let key = keys::meta_node_key(node_id);
-    let registered = match written.get(&key) {
-        Some(value) => value.is_some(),
-        None => view.system_get(&key)?.is_some(),
-    };
-    if !registered {
-        return Ok(ApplyResult::Refused(format!(
-            "node {node_id} is not registered; join the cluster instead"
-        )));
+    if system.get(&key)?.is_none() {
+        return Ok(false);
     }
-    put(
-        engine,
-        batch,
-        written,
-        key,
-        Some(address.as_bytes().to_vec()),
-    );
-    Ok(ApplyResult::NodeId(node_id))
+    system.put(key, Some(address.as_bytes().to_vec()));
+    Ok(true)
 }
 
 /// Records a node's state.
-pub fn set_node_state(
-    engine: &Engine,
-    batch: &mut WriteBatch,
-    written: &mut HashMap<Vec<u8>, Option<Vec<u8>>>,
-    node_id: u64,
-    state: i32,
-) {
-    put(
-        engine,
-        batch,
-        written,
+pub fn set_node_state(system: &mut SystemBatch<'_>, node_id: u64, state: i32) {
+    system.put(
         keys::meta_node_state_key(node_id),
         Some(state.to_be_bytes().to_vec()),
     );
 }
 
+/// Whether `node_id` is in the registry.
+pub fn is_registered(system: &SystemBatch<'_>, node_id: u64) -> Result<bool> {
+    Ok(system.get(&keys::meta_node_key(node_id))?.is_some())
+}
+
 /// The node registry with each node's state.
-pub fn registry(engine: &Engine) -> Result<Vec<NodeAddress>> {
+pub fn registry(view: &impl ReadView) -> Result<Vec<NodeAddress>> {
     let mut nodes = Vec::new();
-    for (node_id, address) in self::nodes(engine)? {
-        let state = engine
+    for (node_id, address) in self::nodes(view)? {
+        let state = view
             .get(CF_SYSTEM, &keys::meta_node_state_key(node_id))?
             .and_then(|raw| raw.try_into().ok().map(i32::from_be_bytes))
             .unwrap_or(NodeState::Active as i32);
@@ -250,9 +217,9 @@ pub fn registry(engine: &Engine) -> Result<Vec<NodeAddress>> {
 }
 
 /// The node registry: node id and gRPC address of every member.
-pub fn nodes(engine: &Engine) -> Result<Vec<(u64, String)>> {
+pub fn nodes(view: &impl ReadView) -> Result<Vec<(u64, String)>> {
     let mut nodes = Vec::new();
-    engine.scan(
+    view.scan(
         CF_SYSTEM,
         &keys::meta_node_key(0),
         &keys::meta_node_prefix_end(),
@@ -268,13 +235,19 @@ pub fn nodes(engine: &Engine) -> Result<Vec<(u64, String)>> {
 }
 
 /// Every system key and value, for the meta range's snapshots.
-pub fn dump(engine: &Engine) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+pub fn dump(view: &impl ReadView) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
     let mut pairs = Vec::new();
-    engine.scan(CF_SYSTEM, &[], &[], false, |key, value| {
+    view.scan(CF_SYSTEM, &[], &[], false, |key, value| {
         pairs.push((key.to_vec(), value.to_vec()));
         Ok(true)
     })?;
     Ok(pairs)
+}
+
+/// Removes this node's copy of the system keyspace (its replica of the meta
+/// range is gone): a copy nobody updates must not answer anything.
+pub fn forget(engine: &Engine, batch: &mut WriteBatch) {
+    batch.delete_range_cf(engine.cf(CF_SYSTEM), Vec::new(), vec![0xff; 64]);
 }
 
 #[cfg(test)]
@@ -297,9 +270,10 @@ mod tests {
     fn apply(engine: &Engine, ranges: &[RangeDescriptor]) -> Vec<bool> {
         let mut batch = WriteBatch::default();
         let mut written = HashMap::new();
+        let mut system = SystemBatch::new(engine, &mut batch, &mut written);
         let applied = ranges
             .iter()
-            .map(|r| upsert(engine, engine, &mut batch, &mut written, r).unwrap())
+            .map(|r| upsert(&mut system, r).unwrap())
             .collect();
         engine.write(batch, false).unwrap();
         applied
@@ -348,11 +322,13 @@ mod tests {
         let engine = Engine::open(dir.path()).unwrap();
         let mut batch = WriteBatch::default();
         let mut written = HashMap::new();
-        let a = allocate_range_id(&engine, &engine, &mut batch, &mut written).unwrap();
-        let b = allocate_range_id(&engine, &engine, &mut batch, &mut written).unwrap();
+        let mut system = SystemBatch::new(&engine, &mut batch, &mut written);
+        let a = allocate_range_id(&mut system).unwrap();
+        let b = allocate_range_id(&mut system).unwrap();
         engine.write(batch, false).unwrap();
-        let mut batch = WriteBatch::default();
-        let c = allocate_range_id(&engine, &engine, &mut batch, &mut HashMap::new()).unwrap();
+        let (mut batch, mut written) = (WriteBatch::default(), HashMap::new());
+        let c =
+            allocate_range_id(&mut SystemBatch::new(&engine, &mut batch, &mut written)).unwrap();
         assert_eq!((a, b, c), (2, 3, 4));
     }
 
@@ -370,26 +346,9 @@ mod tests {
         write_cluster(&engine, &mut batch, "c", &founders);
         engine.write(batch, false).unwrap();
         let mut batch = WriteBatch::default();
-        let announced = announce_node(
-            &engine,
-            &engine,
-            &mut batch,
-            &mut written,
-            2,
-            "10.0.0.2:7700",
-        )
-        .unwrap();
-        assert_eq!(announced, ApplyResult::NodeId(2));
-        let stranger = announce_node(
-            &engine,
-            &engine,
-            &mut batch,
-            &mut written,
-            9,
-            "10.0.0.9:7700",
-        )
-        .unwrap();
-        assert!(matches!(stranger, ApplyResult::Refused(_)), "{stranger:?}");
+        let mut system = SystemBatch::new(&engine, &mut batch, &mut written);
+        assert!(announce_node(&mut system, 2, "10.0.0.2:7700").unwrap());
+        assert!(!announce_node(&mut system, 9, "10.0.0.9:7700").unwrap());
         engine.write(batch, false).unwrap();
         assert_eq!(
             nodes(&engine).unwrap(),

@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use zdb_proto::v1::RangeDescriptor;
 
-use crate::engine::{value, Engine, CF_DATA};
+use crate::clock::wall_ms as now_ms;
+use crate::engine::{value, Engine, ReadView, CF_DATA};
 use crate::error::Result;
-use crate::store::now_ms;
 
 /// A measurement is reused for this long, or for CACHE_COST_FACTOR times as
 /// long as it took if that is longer: measuring then never takes more than

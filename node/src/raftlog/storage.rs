@@ -7,7 +7,7 @@ use rocksdb::WriteBatch;
 
 use super::entry_cache::EntryCache;
 use super::ApplyState;
-use crate::engine::{keys, Engine, CF_RAFT};
+use crate::engine::{keys, Engine, ReadView, CF_RAFT};
 use crate::error::{Error, Result};
 use crate::range::snapshot;
 

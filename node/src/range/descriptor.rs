@@ -4,7 +4,7 @@ use prost::Message as _;
 use rocksdb::WriteBatch;
 use zdb_proto::v1::{RangeDescriptor, RangeEpoch, ReplicaDescriptor, RequestHeader};
 
-use crate::engine::{keys, Engine, CF_META};
+use crate::engine::{keys, Engine, ReadView, CF_META};
 use crate::error::{Error, Result};
 
 /// The range that owns the whole key space when a cluster is bootstrapped.
@@ -90,7 +90,8 @@ pub fn save(engine: &Engine, batch: &mut WriteBatch, range: &RangeDescriptor) {
     );
 }
 
-/// Removes every trace of a replica: Raft state, descriptor, data of its span.
+/// Removes every trace of a replica: Raft state, descriptor, data of its
+/// span, and for the meta range this node's copy of the system keyspace.
 pub fn destroy(engine: &Engine, batch: &mut WriteBatch, range: &RangeDescriptor) {
     batch.delete_range_cf(
         engine.cf(crate::engine::CF_RAFT),
@@ -111,15 +112,18 @@ pub fn destroy(engine: &Engine, batch: &mut WriteBatch, range: &RangeDescriptor)
         range.start_key.clone(),
         end,
     );
+    if range.range_id == crate::meta::table::META_RANGE_ID {
+        crate::meta::table::forget(engine, batch);
+    }
 }
 
 /// Every range this node holds a replica of.
-pub fn load_all(engine: &Engine) -> Result<Vec<RangeDescriptor>> {
+pub fn load_all(view: &impl ReadView) -> Result<Vec<RangeDescriptor>> {
     let prefix = keys::range_descriptor_prefix();
     let mut end = prefix.to_vec();
     *end.last_mut().expect("non-empty prefix") += 1;
     let mut ranges = Vec::new();
-    engine.scan(CF_META, prefix, &end, false, |_, raw| {
+    view.scan(CF_META, prefix, &end, false, |_, raw| {
         ranges.push(RangeDescriptor::decode(raw)?);
         Ok(true)
     })?;

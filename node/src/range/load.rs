@@ -10,19 +10,17 @@ pub struct Load {
     pub writes_per_second: f64,
 }
 
-impl Default for Load {
-    fn default() -> Self {
+impl Load {
+    pub fn new(now: Instant) -> Self {
         Load {
             reads: 0,
             writes: 0,
-            sampled: (Instant::now(), 0, 0),
+            sampled: (now, 0, 0),
             reads_per_second: 0.0,
             writes_per_second: 0.0,
         }
     }
-}
 
-impl Load {
     pub fn read(&mut self) {
         self.reads += 1;
     }
@@ -56,8 +54,8 @@ mod tests {
 
     #[test]
     fn rates_follow_the_counts() {
-        let mut load = Load::default();
-        let start = load.sampled.0;
+        let start = Instant::now();
+        let mut load = Load::new(start);
         for _ in 0..100 {
             load.write();
         }

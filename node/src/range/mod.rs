@@ -1,11 +1,11 @@
-//! One range replica: its Raft group, how its commands apply to the data,
-//! its snapshots, and the requests waiting on it.
+//! One range replica: its Raft group and proposals (`replica`), its share
+//! of a store pass (`ready`), its snapshots, its linearizable reads and its
+//! load; descriptors and the checks requests pass against them.
 
-pub mod apply;
 pub mod descriptor;
 pub mod load;
-pub mod meta;
 pub mod reads;
+pub mod ready;
 pub mod replica;
 pub mod snapshot;
 

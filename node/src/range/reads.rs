@@ -109,7 +109,9 @@ impl ReadQueue {
         };
         if round.term != term {
             for reader in round.readers {
-                let _ = reader.send(Err(Error::ProposalDropped));
+                let _ = reader.send(Err(Error::NotApplied(
+                    "the leadership changed before the read was confirmed",
+                )));
             }
             return;
         }

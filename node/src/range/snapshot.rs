@@ -2,13 +2,13 @@
 //! RocksDB snapshot, and installing such a payload on a replica.
 
 use prost::Message as _;
-use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch};
+use rocksdb::WriteBatch;
 use zdb_proto::v1::{KeyValue, SnapshotData, StoredPut};
 
 use super::descriptor;
-use super::meta::{self, META_RANGE_ID};
-use crate::engine::{keys, value, Engine, CF_DATA, CF_SYSTEM, CF_TTL};
+use crate::engine::{keys, value, Engine, ReadView, CF_DATA, CF_SYSTEM, CF_TTL};
 use crate::error::{Error, Result};
+use crate::meta::table::{self as meta, META_RANGE_ID};
 
 fn span_end(end_key: &[u8]) -> Vec<u8> {
     if end_key.is_empty() {
@@ -20,32 +20,32 @@ fn span_end(end_key: &[u8]) -> Vec<u8> {
     }
 }
 
-/// Encodes the range's descriptor and every pair in its span.
+/// Encodes the range's descriptor and every pair in its span, all read from
+/// one RocksDB snapshot (the meta range's system keyspace too).
 pub fn build(engine: &Engine, range_id: u64) -> Result<Vec<u8>> {
-    let range = descriptor::load_all(engine)?
+    let view = engine.snapshot();
+    let range = descriptor::load_all(&view)?
         .into_iter()
         .find(|range| range.range_id == range_id)
         .ok_or(Error::RangeNotFound(range_id))?;
-    let db = engine.db();
-    let snapshot = db.snapshot();
-    let mut opts = ReadOptions::default();
-    opts.set_iterate_upper_bound(span_end(&range.end_key));
     let mut pairs = Vec::new();
-    for item in snapshot.iterator_cf_opt(
-        engine.cf(CF_DATA),
-        opts,
-        IteratorMode::From(&range.start_key, Direction::Forward),
-    ) {
-        let (key, raw) = item?;
-        let stored = value::decode(&raw)?;
-        pairs.push(StoredPut {
-            key: key.to_vec(),
-            value: stored.value.to_vec(),
-            expire_at_ms: stored.expire_at_ms,
-        });
-    }
+    view.scan(
+        CF_DATA,
+        &range.start_key,
+        &span_end(&range.end_key),
+        false,
+        |key, raw| {
+            let stored = value::decode(raw)?;
+            pairs.push(StoredPut {
+                key: key.to_vec(),
+                value: stored.value.to_vec(),
+                expire_at_ms: stored.expire_at_ms,
+            });
+            Ok(true)
+        },
+    )?;
     let system = if range_id == META_RANGE_ID {
-        meta::dump(engine)?
+        meta::dump(&view)?
             .into_iter()
             .map(|(key, value)| KeyValue { key, value })
             .collect()

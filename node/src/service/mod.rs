@@ -1,10 +1,12 @@
-//! The gRPC services a node serves to clients and operators, and the HTTP
-//! status port.
+//! The protocol adapters over the node's operations (`crate::ops`): the
+//! gRPC KV and admin services (decode, call, encode), the gRPC health
+//! service fed from the node's real health, errors as gRPC statuses, and
+//! the HTTP status port (metrics, liveness, readiness).
 
 pub mod admin;
+pub mod call;
+pub mod grpc_health;
 pub mod kv;
 mod observe;
-pub mod range_stats;
 pub mod status;
 pub mod status_http;
-pub mod validate;

@@ -1,5 +1,6 @@
-//! Node errors as gRPC statuses. Routing errors carry a typed `zdb.v1.Error`
-//! in the status details so that a client (in any language) knows where to go.
+//! Node errors as gRPC statuses. The errors a client must act on carry a
+//! typed `zdb.v1.Error` in the status details, so that a client in any
+//! language decides by kind, never by message (kv.proto lists them all).
 
 use tonic::{Code, Status};
 use zdb_proto::v1::{self, error::Kind};
@@ -48,11 +49,36 @@ impl From<Error> for Status {
                 message,
                 Kind::EpochNotMatch(v1::EpochNotMatch { current }),
             ),
-            // Definitely not applied: safe to retry.
-            Error::ProposalDropped | Error::ShuttingDown => Status::unavailable(message),
-            // Maybe applied: the client must not assume either way.
-            Error::OutcomeUnknown | Error::Timeout(_) => Status::deadline_exceeded(message),
-            Error::IdentityChanged { .. } => Status::failed_precondition(message),
+            Error::NotApplied(_) => with_detail(
+                Code::Unavailable,
+                message,
+                Kind::NotApplied(v1::NotApplied {}),
+            ),
+            Error::ShuttingDown => with_detail(
+                Code::Unavailable,
+                message,
+                Kind::ShuttingDown(v1::ShuttingDown {}),
+            ),
+            Error::ServerBusy(_) => with_detail(
+                Code::ResourceExhausted,
+                message,
+                Kind::ServerBusy(v1::ServerBusy {}),
+            ),
+            Error::OutcomeUnknown => with_detail(
+                Code::DeadlineExceeded,
+                message,
+                Kind::OutcomeUnknown(v1::OutcomeUnknown {}),
+            ),
+            Error::Timeout(_) | Error::WaitTimedOut(_) => Status::deadline_exceeded(message),
+            Error::FailedPrecondition(_) | Error::IdentityChanged { .. } => {
+                Status::failed_precondition(message)
+            }
+            Error::NotFound(_) => Status::not_found(message),
+            Error::Remote {
+                code,
+                message,
+                details,
+            } => Status::with_details(Code::from_i32(code), message, details.into()),
             Error::Engine(_)
             | Error::Corruption { .. }
             | Error::Raft(_)
@@ -67,6 +93,10 @@ impl From<Error> for Status {
 mod tests {
     use super::*;
 
+    fn kind_of(status: &Status) -> Option<Kind> {
+        zdb_proto::decode_error_details(status.details())?.kind
+    }
+
     #[test]
     fn not_leader_carries_the_leader_in_the_details() {
         let status = Status::from(Error::NotLeader {
@@ -75,14 +105,61 @@ mod tests {
             leader_address: "127.0.0.1:9".into(),
         });
         assert_eq!(status.code(), Code::Unavailable);
-        let detail = zdb_proto::decode_error_details(status.details()).unwrap();
         assert_eq!(
-            detail.kind,
+            kind_of(&status),
             Some(Kind::NotLeader(v1::NotLeader {
                 range_id: 1,
                 leader_id: 3,
                 leader_address: "127.0.0.1:9".into()
             }))
         );
+        assert!(
+            !status.message().contains("no leader"),
+            "{}",
+            status.message()
+        );
+    }
+
+    #[test]
+    fn whether_a_request_applied_is_told_by_a_typed_kind() {
+        let cases = [
+            (
+                Error::NotApplied("leader changed"),
+                Code::Unavailable,
+                Kind::NotApplied(v1::NotApplied {}),
+            ),
+            (
+                Error::ShuttingDown,
+                Code::Unavailable,
+                Kind::ShuttingDown(v1::ShuttingDown {}),
+            ),
+            (
+                Error::ServerBusy("full"),
+                Code::ResourceExhausted,
+                Kind::ServerBusy(v1::ServerBusy {}),
+            ),
+            (
+                Error::OutcomeUnknown,
+                Code::DeadlineExceeded,
+                Kind::OutcomeUnknown(v1::OutcomeUnknown {}),
+            ),
+        ];
+        for (err, code, kind) in cases {
+            let status = Status::from(err);
+            assert_eq!(status.code(), code);
+            assert_eq!(kind_of(&status), Some(kind));
+        }
+    }
+
+    #[test]
+    fn a_remote_answer_passes_through_unchanged() {
+        let original = Status::from(Error::RangeNotFound(7));
+        let passed = Status::from(Error::Remote {
+            code: original.code() as i32,
+            message: original.message().to_owned(),
+            details: original.details().to_vec(),
+        });
+        assert_eq!(passed.code(), Code::NotFound);
+        assert_eq!(kind_of(&passed), kind_of(&original));
     }
 }

@@ -4,11 +4,11 @@ use std::time::{Duration, Instant};
 
 use raft::eraftpb::ConfChangeV2;
 use tokio::sync::oneshot;
-use zdb_proto::v1::{Command, ReplicaStatus};
+use zdb_proto::v1::{Command, RangeEpoch, ReplicaStatus};
 
 use super::msg::{RangeProgress, ReadKind, StoreMsg, Target};
+use crate::apply::Outcome;
 use crate::error::{Error, Result};
-use crate::range::apply::ApplyResult;
 
 /// How services talk to the store's event loop. Cheap to clone.
 #[derive(Clone)]
@@ -49,7 +49,7 @@ impl StoreHandle {
         target: Target,
         command: Command,
         timeout: Duration,
-    ) -> Result<ApplyResult> {
+    ) -> Result<Outcome> {
         let make = |responder| StoreMsg::Propose {
             target,
             command,
@@ -74,14 +74,17 @@ impl StoreHandle {
         self.ask(make, timeout, late).await?
     }
 
+    /// Proposes a membership change decided on the range at `epoch`.
     pub async fn change_membership(
         &self,
         range_id: u64,
+        epoch: Option<RangeEpoch>,
         change: ConfChangeV2,
         timeout: Duration,
-    ) -> Result<ApplyResult> {
+    ) -> Result<Outcome> {
         let make = |responder| StoreMsg::ChangeMembership {
             range_id,
+            epoch,
             change,
             responder,
         };

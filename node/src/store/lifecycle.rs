@@ -35,6 +35,7 @@ impl Store {
             placeholder,
             &self.raft,
             &self.logger,
+            self.clock.now(),
         ) {
             Ok(replica) => {
                 tracing::info!(
@@ -69,13 +70,13 @@ impl Store {
                 continue;
             }
             let led_parent = self.replicas.values().any(|replica| {
-                replica.is_leader() && replica.descriptor.end_key == range.start_key
+                replica.is_leader() && replica.descriptor().end_key == range.start_key
             });
             let range_id = range.range_id;
             // An empty replica made for an early message of the new range's
             // leader may have voted this very pass: keep its term and vote.
             if let Some(placeholder) = self.replicas.get(&range_id) {
-                let (term, vote) = (placeholder.raw.raft.term, placeholder.raw.raft.vote);
+                let (term, vote) = placeholder.term_and_vote();
                 if let Err(err) = RangeStorage::keep_newer_vote(&self.engine, range_id, term, vote)
                 {
                     tracing::error!(range_id, error = %err, "cannot keep the vote of a range created by a split");
@@ -88,10 +89,11 @@ impl Store {
                 range,
                 &self.raft,
                 &self.logger,
+                self.clock.now(),
             ) {
                 Ok(mut replica) => {
                     if led_parent {
-                        let _ = replica.raw.campaign();
+                        let _ = replica.campaign();
                     }
                     if self.replicas.insert(range_id, replica).is_some() {
                         self.forget_unsynced(range_id);
@@ -112,7 +114,7 @@ impl Store {
         let removed: Vec<u64> = self
             .replicas
             .iter()
-            .filter(|(_, replica)| replica.removed)
+            .filter(|(_, replica)| replica.is_removed())
             .map(|(&id, _)| id)
             .collect();
         if removed.is_empty() {
@@ -122,7 +124,7 @@ impl Store {
         for range_id in removed {
             let replica = self.replicas.remove(&range_id).expect("listed above");
             self.forget_unsynced(range_id);
-            descriptor::destroy(&self.engine, &mut batch, &replica.descriptor);
+            descriptor::destroy(&self.engine, &mut batch, replica.descriptor());
             tracing::info!(
                 range_id,
                 "replica removed from this node; its data is deleted"

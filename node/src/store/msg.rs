@@ -3,20 +3,12 @@ use std::time::Instant;
 
 use raft::eraftpb::{ConfChangeV2, Message};
 use tokio::sync::oneshot;
-use zdb_proto::v1::{Command, ReplicaStatus, RequestHeader};
+use zdb_proto::v1::{Command, RangeEpoch, ReplicaStatus, RequestHeader};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::range::reads::ReadResponder;
 use crate::range::replica::ProposalResponder;
-
-#[derive(Debug, Clone, Default)]
-pub struct RangeProgress {
-    pub commit_index: u64,
-    /// In a joint configuration (a membership change half done).
-    pub joint: bool,
-    /// node id -> (matched index, recently active)
-    pub members: Vec<(u64, u64, bool)>,
-}
+pub use crate::range::replica::RangeProgress;
 
 /// How much a read needs to be confirmed before it may run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,9 +55,11 @@ pub enum StoreMsg {
         ok: bool,
     },
     Status(oneshot::Sender<Vec<ReplicaStatus>>),
-    /// Proposes a membership change to a range this node leads.
+    /// Proposes a membership change to a range this node leads, decided on
+    /// the range at `epoch` (None: whatever it is now).
     ChangeMembership {
         range_id: u64,
+        epoch: Option<RangeEpoch>,
         change: ConfChangeV2,
         responder: ProposalResponder,
     },
@@ -84,6 +78,9 @@ pub enum StoreMsg {
     },
     /// Every write of the passes up to this sync token is durable.
     Synced(u64),
+    /// Something the node cannot go on after (the WAL cannot be synced, a
+    /// peer refused this node's identity): the event loop stops with it.
+    Fatal(Error),
     /// Stop the event loop.
     Shutdown,
 }

@@ -52,7 +52,8 @@ fn run(engine: Engine, queue: mpsc::Receiver<SyncRequest>, store: mpsc::Sender<S
         if let Err(err) = engine.sync_wal() {
             // Nothing written since the last sync may be acknowledged.
             tracing::error!(error = %err, "cannot sync the write-ahead log; stopping the node");
-            std::process::exit(70);
+            let _ = store.send(StoreMsg::Fatal(err));
+            return;
         }
         metrics::FSYNC_SECONDS.observe(started.elapsed().as_secs_f64());
         if entries > 0 {

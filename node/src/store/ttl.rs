@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use zdb_proto::v1::{command, Command, ExpireCommand, ExpiredKey, RangeDescriptor};
 
-use crate::engine::{keys, Engine, CF_TTL};
+use crate::engine::{keys, Engine, ReadView, CF_TTL};
 use crate::error::Result;
 use crate::range::descriptor;
 
@@ -19,10 +19,10 @@ pub struct Sweeper {
 }
 
 impl Sweeper {
-    pub fn new(interval: Duration) -> Self {
+    pub fn new(interval: Duration, now: Instant) -> Self {
         Sweeper {
             interval,
-            last: Instant::now(),
+            last: now,
         }
     }
 
@@ -58,6 +58,7 @@ pub fn expired_in_range(
     }
     Ok(Some(Command {
         now_ms,
+        header: None,
         kind: Some(command::Kind::Expire(ExpireCommand { keys: expired })),
     }))
 }

@@ -1,37 +1,39 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use tonic::transport::Endpoint;
 use tonic::Code;
 use zdb_proto::v1::admin_client::AdminClient;
 use zdb_proto::v1::raft_transport_client::RaftTransportClient;
 use zdb_proto::v1::{JoinRequest, JoinResponse, PeerHeader};
 
+use super::Dialer;
 use crate::error::{Error, Result};
 
 /// Introduces a node with a new data directory to the peers that are up.
 /// A peer that knew this node id under another store id refuses: the node
 /// lost its data and must not take part (it could vote twice in a term).
 /// Peers that are down are skipped; they refuse the node's traffic later.
-pub async fn introduce(me: &PeerHeader, peers: &BTreeMap<u64, String>) -> Result<()> {
+pub async fn introduce(
+    dialer: &Dialer,
+    me: &PeerHeader,
+    peers: &BTreeMap<u64, String>,
+) -> Result<()> {
     let node_id = me.from_node_id;
     for (&peer_id, address) in peers.iter().filter(|(&id, _)| id != node_id) {
-        let Ok(endpoint) = Endpoint::from_shared(format!("http://{address}")) else {
-            return Err(Error::Config(format!(
-                "peer {peer_id} has an invalid address {address:?}"
-            )));
-        };
-        let endpoint = endpoint
-            .connect_timeout(Duration::from_secs(1))
-            .timeout(Duration::from_secs(2));
-        let Ok(channel) = endpoint.connect().await else {
-            continue;
+        let channel = match dialer.connect(address).await {
+            Ok(channel) => channel,
+            Err(Error::Config(reason)) => {
+                return Err(Error::Config(format!("peer {peer_id}: {reason}")))
+            }
+            Err(_) => continue,
         };
         let header = PeerHeader {
             to_node_id: peer_id,
             ..me.clone()
         };
-        match RaftTransportClient::new(channel).hello(header).await {
+        let mut request = tonic::Request::new(header);
+        request.set_timeout(Duration::from_secs(2));
+        match RaftTransportClient::new(channel).hello(request).await {
             Err(status) if status.code() == Code::FailedPrecondition => {
                 return Err(Error::IdentityChanged { node_id });
             }
@@ -48,7 +50,7 @@ pub async fn introduce(me: &PeerHeader, peers: &BTreeMap<u64, String>) -> Result
 /// cluster answers (its meta range may be electing a leader). `seeds` is one
 /// `HOST:PORT` or several, comma-separated: each attempt asks the next one,
 /// since only a node holding a replica of the meta range can register us.
-pub async fn join(seeds: &str, my_address: &str) -> Result<JoinResponse> {
+pub async fn join(dialer: &Dialer, seeds: &str, my_address: &str) -> Result<JoinResponse> {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let seeds: Vec<&str> = seeds
         .split(',')
@@ -63,19 +65,17 @@ pub async fn join(seeds: &str, my_address: &str) -> Result<JoinResponse> {
         let seed = seeds[attempts % seeds.len()];
         attempts += 1;
         let attempt = async {
-            let endpoint = Endpoint::from_shared(format!("http://{seed}"))
-                .map_err(|err| Error::Config(format!("--join {seed:?}: {err}")))?
-                .connect_timeout(Duration::from_secs(1))
-                .timeout(Duration::from_secs(5));
-            let channel = endpoint
-                .connect()
-                .await
-                .map_err(|err| Error::Transport(err.to_string()))?;
+            let channel = dialer.connect(seed).await.map_err(|err| match err {
+                Error::Config(reason) => Error::Config(format!("--join {seed:?}: {reason}")),
+                other => other,
+            })?;
+            let mut request = tonic::Request::new(JoinRequest {
+                address: my_address.to_owned(),
+                node_id: 0,
+            });
+            request.set_timeout(Duration::from_secs(5));
             AdminClient::new(channel)
-                .join(JoinRequest {
-                    address: my_address.to_owned(),
-                    node_id: 0,
-                })
+                .join(request)
                 .await
                 .map(tonic::Response::into_inner)
                 .map_err(|status| Error::Transport(status.message().to_owned()))

@@ -1,15 +1,21 @@
-//! Node-to-node traffic: one gRPC stream per peer carrying batches of Raft
-//! messages, a streaming call per snapshot, and the peer identity checks that
-//! keep a wiped node from voting under its old name.
+//! Node-to-node traffic: the [`Dialer`] every outbound connection goes
+//! through, one gRPC stream per peer carrying batches of Raft messages, a
+//! streaming call per snapshot, the peer identity checks that keep a wiped
+//! node from voting under its old name, and [`Remote`] calls on another
+//! node's APIs (forwarding, the meta range's leader).
 
+mod dialer;
 mod introduce;
 mod outbox;
 mod peers;
+mod remote;
 mod server;
 
+pub use dialer::Dialer;
 pub use introduce::{introduce, join};
 pub use outbox::Outbox;
 pub use peers::PeerDirectory;
+pub use remote::{Remote, HOPS_METADATA};
 pub use server::RaftTransportService;
 
 /// Snapshot messages are cut into chunks of this size.

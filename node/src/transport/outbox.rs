@@ -8,12 +8,13 @@ use raft::eraftpb::{Message, MessageType};
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::Code;
 use zdb_proto::v1::raft_transport_client::RaftTransportClient;
 use zdb_proto::v1::{PeerHeader, RaftBatch, RaftEnvelope, SnapshotChunk};
 
-use super::{PeerDirectory, SNAPSHOT_CHUNK_BYTES};
+use super::{Dialer, PeerDirectory, SNAPSHOT_CHUNK_BYTES};
+use crate::error::Error;
 use crate::metrics;
 use crate::store::msg::StoreMsg;
 
@@ -35,21 +36,26 @@ pub struct Outbox {
 struct Inner {
     me: PeerHeader,
     peers: Arc<PeerDirectory>,
+    dialer: Dialer,
     runtime: Handle,
     queues: Mutex<HashMap<u64, mpsc::UnboundedSender<PassMessages>>>,
+    /// Set on shutdown: nothing is sent any more, the streams end.
+    closed: std::sync::atomic::AtomicBool,
     /// Set once the store runs: where delivery failures are reported.
     store: OnceLock<std_mpsc::Sender<StoreMsg>>,
 }
 
 impl Outbox {
     /// `me` is this node's header, sent (with the receiver's id) on every stream.
-    pub fn new(me: PeerHeader, peers: Arc<PeerDirectory>, runtime: Handle) -> Self {
+    pub fn new(me: PeerHeader, peers: Arc<PeerDirectory>, dialer: Dialer, runtime: Handle) -> Self {
         Outbox {
             inner: Arc::new(Inner {
                 me,
                 peers,
+                dialer,
                 runtime,
                 queues: Mutex::new(HashMap::new()),
+                closed: Default::default(),
                 store: OnceLock::new(),
             }),
         }
@@ -59,10 +65,26 @@ impl Outbox {
         let _ = self.inner.store.set(store);
     }
 
+    /// Ends every stream to the peers (shutdown): their sender tasks see
+    /// their queue close and finish the stream.
+    pub fn close(&self) {
+        self.inner
+            .closed
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.inner
+            .queues
+            .lock()
+            .expect("outbox lock is never poisoned")
+            .clear();
+    }
+
     /// Sends one pass's messages, tagged with their range: everything for
     /// one peer goes to its sender task in one hand-over, so a pass becomes
     /// at most one batch per peer however many ranges it touched.
-    pub fn send(&self, messages: PassMessages) {
+    pub fn send_pass(&self, messages: PassMessages) {
+        if self.inner.closed.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
         let mut by_peer: HashMap<u64, PassMessages> = HashMap::new();
         for (range_id, message) in messages {
             let to = message.to;
@@ -116,13 +138,7 @@ impl Inner {
 
     async fn client(&self, to: u64) -> Option<RaftTransportClient<Channel>> {
         let address = self.peers.address(to)?;
-        let endpoint = Endpoint::from_shared(format!("http://{address}"))
-            .ok()?
-            .connect_timeout(Duration::from_secs(1))
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(5))
-            .keep_alive_timeout(Duration::from_secs(5));
-        let channel = endpoint.connect().await.ok()?;
+        let channel = self.dialer.connect(&address).await.ok()?;
         Some(
             RaftTransportClient::new(channel)
                 .max_decoding_message_size(usize::MAX)
@@ -132,12 +148,13 @@ impl Inner {
 
     /// A peer refused us because it knows our node id under another store
     /// id: this node's data directory was wiped. Going on would let it vote
-    /// twice in a term, so it stops.
+    /// twice in a term, so the store stops (and the node with it).
     fn refused_identity(&self, status: &tonic::Status) {
         if status.code() == Code::FailedPrecondition {
             tracing::error!("{}", status.message());
-            eprintln!("error: {}", status.message());
-            std::process::exit(3);
+            self.report(StoreMsg::Fatal(Error::IdentityChanged {
+                node_id: self.me.from_node_id,
+            }));
         }
     }
 }
@@ -264,4 +281,10 @@ async fn stream_snapshot(inner: &Inner, range_id: u64, message: &Message) -> Res
             status.to_string()
         })?;
     Ok(())
+}
+
+impl crate::store::MessageSink for Outbox {
+    fn send(&self, messages: PassMessages) {
+        self.send_pass(messages);
+    }
 }

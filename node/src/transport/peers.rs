@@ -1,7 +1,7 @@
 use std::collections::BTreeMap;
 use std::sync::RwLock;
 
-use crate::engine::{keys, Engine, CF_META};
+use crate::engine::{keys, Engine, ReadView, CF_META};
 use crate::error::{Error, Result};
 
 /// Addresses of the cluster's nodes, and the store id each peer showed
@@ -43,7 +43,7 @@ impl PeerDirectory {
             .get(&node_id)
             .cloned();
         known.or_else(|| {
-            let (_, address) = crate::range::meta::nodes(&self.engine)
+            let (_, address) = crate::meta::table::nodes(&self.engine)
                 .ok()?
                 .into_iter()
                 .find(|(id, _)| *id == node_id)?;

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use prost::Message as _;
 use protobuf::Message as _;
 use raft::eraftpb::Message;
+use tokio::sync::watch;
 use tonic::{Request, Response, Status, Streaming};
 use zdb_proto::v1::raft_transport_server::RaftTransport;
 use zdb_proto::v1::{
@@ -20,6 +21,8 @@ pub struct RaftTransportService {
     cluster_id: String,
     peers: Arc<PeerDirectory>,
     store: std_mpsc::Sender<StoreMsg>,
+    /// Turns true on shutdown: open streams end, so the server can stop.
+    stop: watch::Receiver<bool>,
 }
 
 impl RaftTransportService {
@@ -28,12 +31,14 @@ impl RaftTransportService {
         cluster_id: String,
         peers: Arc<PeerDirectory>,
         store: std_mpsc::Sender<StoreMsg>,
+        stop: watch::Receiver<bool>,
     ) -> Self {
         RaftTransportService {
             node_id,
             cluster_id,
             peers,
             store,
+            stop,
         }
     }
 
@@ -93,7 +98,13 @@ impl RaftTransport for RaftTransportService {
     ) -> Result<Response<StreamClosed>, Status> {
         let mut stream = request.into_inner();
         let mut verified = false;
-        while let Some(batch) = stream.message().await? {
+        let mut stop = self.stop.clone();
+        loop {
+            let batch = tokio::select! {
+                batch = stream.message() => batch?,
+                _ = stop.wait_for(|stopped| *stopped) => None,
+            };
+            let Some(batch) = batch else { break };
             if !verified {
                 self.check_header(batch.header.as_ref())?;
                 verified = true;

@@ -1,0 +1,70 @@
+//! Cutting a range in two. Every replica reaches the same decision from the
+//! same descriptor and Raft configuration, so a refusal is as deterministic
+//! as a split.
+
+use std::collections::HashSet;
+
+use raft::eraftpb::ConfState;
+use rocksdb::WriteBatch;
+use zdb_proto::v1::{RangeDescriptor, SplitCommand};
+
+use super::epoch::{bumped, CommandKind};
+use super::{ExecResult, Refusal};
+use crate::engine::Engine;
+use crate::error::Result;
+use crate::raftlog::RangeStorage;
+use crate::range::descriptor;
+
+/// Splits `current` at the command's key. `conf_state` is the range's Raft
+/// configuration as of this entry; `existing` are the ranges this node holds
+/// initialized already (a range that arrived by snapshot before this node
+/// applied the split is not reset).
+pub fn apply(
+    engine: &Engine,
+    batch: &mut WriteBatch,
+    current: &mut RangeDescriptor,
+    split: &SplitCommand,
+    conf_state: &ConfState,
+    existing: &HashSet<u64>,
+) -> Result<ExecResult> {
+    let key = split.split_key.as_slice();
+    if key <= current.start_key.as_slice() || !descriptor::contains(current, key) {
+        return Ok(ExecResult::Refused(Refusal::Precondition(format!(
+            "split key {:?} is not strictly inside range {}",
+            String::from_utf8_lossy(key),
+            current.range_id
+        ))));
+    }
+    // The new range starts with the parent's members, learners included.
+    // A joint configuration would leave the new range with nobody to finish
+    // the change: every replica refuses alike (they all applied the same
+    // changes before this entry).
+    if !conf_state.voters_outgoing.is_empty() || !conf_state.learners_next.is_empty() {
+        return Ok(ExecResult::Refused(Refusal::Precondition(format!(
+            "range {} is in the middle of a membership change; split it once the change is done",
+            current.range_id
+        ))));
+    }
+    let mut left = current.clone();
+    left.end_key = key.to_vec();
+    left.epoch = Some(bumped(CommandKind::Split, current.epoch));
+    let right = RangeDescriptor {
+        range_id: split.new_range_id,
+        start_key: key.to_vec(),
+        end_key: current.end_key.clone(),
+        epoch: left.epoch,
+        replicas: current.replicas.clone(),
+    };
+    descriptor::save(engine, batch, &left);
+    if !existing.contains(&right.range_id) {
+        descriptor::save(engine, batch, &right);
+        RangeStorage::write_bootstrap_state(engine, batch, right.range_id, conf_state.clone())?;
+    }
+    *current = left.clone();
+    tracing::info!(
+        range_id = left.range_id,
+        new_range_id = right.range_id,
+        "split applied"
+    );
+    Ok(ExecResult::Split { left, right })
+}

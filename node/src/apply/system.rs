@@ -1,0 +1,42 @@
+//! Commands on the meta range's system keyspace: routing table updates, id
+//! allocation, the node registry.
+
+use zdb_proto::v1::command;
+
+use super::{ExecResult, Outcome, Refusal};
+use crate::error::Result;
+use crate::meta::table::{self, SystemBatch};
+
+/// Applies a system command; `kind` is one of the system kinds.
+pub fn apply(system: &mut SystemBatch<'_>, kind: &command::Kind) -> Result<ExecResult> {
+    let refused = |reason: String| Ok(ExecResult::Refused(Refusal::Precondition(reason)));
+    Ok(ExecResult::Applied(match kind {
+        command::Kind::MetaUpdate(update) => {
+            for range in &update.ranges {
+                table::upsert(system, range)?;
+            }
+            Outcome::Written
+        }
+        command::Kind::AllocateRangeId(_) => Outcome::RangeId(table::allocate_range_id(system)?),
+        command::Kind::RegisterNode(register) if register.node_id == 0 => {
+            Outcome::NodeId(table::register_node(system, &register.address)?)
+        }
+        command::Kind::RegisterNode(register) => {
+            if !table::announce_node(system, register.node_id, &register.address)? {
+                return refused(format!(
+                    "node {} is not registered; join the cluster instead",
+                    register.node_id
+                ));
+            }
+            Outcome::NodeId(register.node_id)
+        }
+        command::Kind::SetNodeState(change) => {
+            if !table::is_registered(system, change.node_id)? {
+                return refused(format!("node {} is not in the registry", change.node_id));
+            }
+            table::set_node_state(system, change.node_id, change.state);
+            Outcome::Written
+        }
+        _ => return refused("not a system command".into()),
+    }))
+}

@@ -1,0 +1,142 @@
+//! Reading the engine: directly (each read sees the latest writes) or from
+//! one RocksDB snapshot (every read sees the same moment, so a multi-key read
+//! never sees half of a batch the store wrote meanwhile).
+
+use rocksdb::{DBAccess, Direction, IteratorMode, ReadOptions};
+
+use super::Engine;
+use crate::error::Result;
+
+/// Point reads and ordered scans of one column family.
+pub trait ReadView {
+    fn get(&self, cf: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>>;
+
+    /// Visits the pairs of `cf` in `[start, end)` (an empty `end` is
+    /// unbounded), in order or in reverse, until `visit` returns false.
+    fn scan(
+        &self,
+        cf: &'static str,
+        start: &[u8],
+        end: &[u8],
+        reverse: bool,
+        visit: impl FnMut(&[u8], &[u8]) -> Result<bool>,
+    ) -> Result<()>;
+}
+
+/// Every read through it sees the engine as it was when it was taken.
+pub struct Snapshot<'a> {
+    engine: &'a Engine,
+    snapshot: rocksdb::Snapshot<'a>,
+}
+
+impl Engine {
+    pub fn snapshot(&self) -> Snapshot<'_> {
+        Snapshot {
+            engine: self,
+            snapshot: self.db().snapshot(),
+        }
+    }
+}
+
+fn bounded(start: &[u8], end: &[u8]) -> ReadOptions {
+    let mut opts = ReadOptions::default();
+    opts.set_iterate_lower_bound(start.to_vec());
+    if !end.is_empty() {
+        opts.set_iterate_upper_bound(end.to_vec());
+    }
+    opts
+}
+
+fn mode(start: &[u8], reverse: bool) -> IteratorMode<'_> {
+    if reverse {
+        IteratorMode::End
+    } else {
+        IteratorMode::From(start, Direction::Forward)
+    }
+}
+
+fn visit_all<D: DBAccess>(
+    iterator: rocksdb::DBIteratorWithThreadMode<'_, D>,
+    mut visit: impl FnMut(&[u8], &[u8]) -> Result<bool>,
+) -> Result<()> {
+    for item in iterator {
+        let (key, value) = item?;
+        if !visit(&key, &value)? {
+            break;
+        }
+    }
+    Ok(())
+}
+
+impl ReadView for Engine {
+    fn get(&self, cf: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.db().get_cf(self.cf(cf), key)?)
+    }
+
+    fn scan(
+        &self,
+        cf: &'static str,
+        start: &[u8],
+        end: &[u8],
+        reverse: bool,
+        visit: impl FnMut(&[u8], &[u8]) -> Result<bool>,
+    ) -> Result<()> {
+        let iterator =
+            self.db()
+                .iterator_cf_opt(self.cf(cf), bounded(start, end), mode(start, reverse));
+        visit_all(iterator, visit)
+    }
+}
+
+impl ReadView for Snapshot<'_> {
+    fn get(&self, cf: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.snapshot.get_cf(self.engine.cf(cf), key)?)
+    }
+
+    fn scan(
+        &self,
+        cf: &'static str,
+        start: &[u8],
+        end: &[u8],
+        reverse: bool,
+        visit: impl FnMut(&[u8], &[u8]) -> Result<bool>,
+    ) -> Result<()> {
+        let iterator = self.snapshot.iterator_cf_opt(
+            self.engine.cf(cf),
+            bounded(start, end),
+            mode(start, reverse),
+        );
+        visit_all(iterator, visit)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rocksdb::WriteBatch;
+
+    use super::*;
+    use crate::engine::CF_DATA;
+
+    #[test]
+    fn a_snapshot_does_not_see_later_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::open(dir.path()).unwrap();
+        engine.put(CF_DATA, b"a", b"1", false).unwrap();
+        let snapshot = engine.snapshot();
+        let mut batch = WriteBatch::default();
+        batch.put_cf(engine.cf(CF_DATA), b"a", b"2");
+        batch.put_cf(engine.cf(CF_DATA), b"b", b"2");
+        engine.write(batch, false).unwrap();
+        assert_eq!(snapshot.get(CF_DATA, b"a").unwrap(), Some(b"1".to_vec()));
+        assert_eq!(snapshot.get(CF_DATA, b"b").unwrap(), None);
+        let mut seen = Vec::new();
+        snapshot
+            .scan(CF_DATA, b"", b"", false, |key, _| {
+                seen.push(key.to_vec());
+                Ok(true)
+            })
+            .unwrap();
+        assert_eq!(seen, vec![b"a".to_vec()]);
+        assert_eq!(engine.get(CF_DATA, b"b").unwrap(), Some(b"2".to_vec()));
+    }
+}

@@ -1,0 +1,261 @@
+//! Requests on the keys of one range: validate, then propose through Raft
+//! or read once the read barrier passed; passed on to the leader when this
+//! node cannot serve them.
+
+use zdb_proto::v1::*;
+
+use super::{routed, validate, CallContext, Ops};
+use crate::apply::Outcome;
+use crate::clock::wall_ms;
+use crate::engine::{value, ReadView, CF_DATA};
+use crate::error::{Error, Result};
+use crate::store::msg::{ReadKind, Target};
+
+fn single(op: stored_mutation::Op) -> command::Kind {
+    command::Kind::Write(WriteBatchCommand {
+        mutations: vec![StoredMutation { op: Some(op) }],
+    })
+}
+
+pub(super) fn read_kind(consistency: i32) -> Result<ReadKind> {
+    match ReadConsistency::try_from(consistency) {
+        Ok(ReadConsistency::Stale | ReadConsistency::LocalReplica) => Ok(ReadKind::Stale),
+        Ok(ReadConsistency::Linearizable) => Ok(ReadKind::Linearizable),
+        Err(_) => Err(Error::InvalidArgument(format!(
+            "unknown read consistency {consistency}"
+        ))),
+    }
+}
+
+/// A read that must be answered from this node's own copy.
+pub(super) fn local_only(consistency: i32) -> bool {
+    consistency == ReadConsistency::LocalReplica as i32
+}
+
+/// The live value of a stored record at `now_ms` (None: expired).
+pub(super) fn live(raw: &[u8], now_ms: u64) -> Result<Option<Vec<u8>>> {
+    let stored = value::decode(raw)?;
+    Ok(stored.is_live_at(now_ms).then(|| stored.value.to_vec()))
+}
+
+fn stored_put(key: Vec<u8>, value: Vec<u8>, ttl_seconds: u64) -> Result<StoredPut> {
+    Ok(StoredPut {
+        key,
+        value,
+        expire_at_ms: validate::expiry(wall_ms(), ttl_seconds)?,
+    })
+}
+
+impl Ops {
+    /// Proposes a command on the keys `keys` of the range `header` names
+    /// (or that holds them) and waits until it applied.
+    async fn write(
+        &self,
+        header: Option<RequestHeader>,
+        keys: Vec<Vec<u8>>,
+        kind: command::Kind,
+    ) -> Result<Outcome> {
+        let command = Command {
+            kind: Some(kind),
+            ..Default::default()
+        };
+        let target = Target {
+            header,
+            keys,
+            span_end: None,
+        };
+        self.store.propose(target, command, self.timeout).await
+    }
+
+    /// Waits until the local engine may be read as `consistency` asks.
+    pub(super) async fn read_barrier(
+        &self,
+        header: Option<RequestHeader>,
+        keys: Vec<Vec<u8>>,
+        span_end: Option<Vec<u8>>,
+        consistency: i32,
+    ) -> Result<()> {
+        let target = Target {
+            header,
+            keys,
+            span_end,
+        };
+        self.store
+            .read_barrier(target, read_kind(consistency)?, self.timeout)
+            .await
+    }
+
+    pub async fn get(&self, req: GetRequest, ctx: &mut CallContext) -> Result<GetResponse> {
+        self.admit()?;
+        validate::key(&self.limits, &req.key)?;
+        let err = match self.get_here(&req).await {
+            Ok(response) => return Ok(response),
+            Err(err) if local_only(req.consistency) => return Err(err),
+            Err(err) => err,
+        };
+        let to = self
+            .forward_to(err, routed(&req.header), &req.key, ctx)
+            .await?;
+        self.remote
+            .get(&to, ctx.hops + 1, ctx.budget(self.timeout), req)
+            .await
+    }
+
+    async fn get_here(&self, req: &GetRequest) -> Result<GetResponse> {
+        self.read_barrier(req.header, vec![req.key.clone()], None, req.consistency)
+            .await?;
+        let value = match self.engine.get(CF_DATA, &req.key)? {
+            Some(raw) => live(&raw, wall_ms())?,
+            None => None,
+        };
+        Ok(match value {
+            Some(value) => GetResponse { found: true, value },
+            None => GetResponse::default(),
+        })
+    }
+
+    pub async fn put(&self, req: PutRequest, ctx: &mut CallContext) -> Result<PutResponse> {
+        self.admit()?;
+        validate::key(&self.limits, &req.key)?;
+        validate::value(&self.limits, &req.value)?;
+        let put = stored_put(req.key.clone(), req.value.clone(), req.ttl_seconds)?;
+        let written = self
+            .write(
+                req.header,
+                vec![req.key.clone()],
+                single(stored_mutation::Op::Put(put)),
+            )
+            .await;
+        let err = match written {
+            Ok(_) => return Ok(PutResponse {}),
+            Err(err) => err,
+        };
+        let to = self
+            .forward_to(err, routed(&req.header), &req.key, ctx)
+            .await?;
+        self.remote
+            .put(&to, ctx.hops + 1, ctx.budget(self.timeout), req)
+            .await
+    }
+
+    pub async fn delete(
+        &self,
+        req: DeleteRequest,
+        ctx: &mut CallContext,
+    ) -> Result<DeleteResponse> {
+        self.admit()?;
+        validate::key(&self.limits, &req.key)?;
+        let written = self
+            .write(
+                req.header,
+                vec![req.key.clone()],
+                single(stored_mutation::Op::Delete(req.key.clone())),
+            )
+            .await;
+        let err = match written {
+            Ok(_) => return Ok(DeleteResponse {}),
+            Err(err) => err,
+        };
+        let to = self
+            .forward_to(err, routed(&req.header), &req.key, ctx)
+            .await?;
+        self.remote
+            .delete(&to, ctx.hops + 1, ctx.budget(self.timeout), req)
+            .await
+    }
+
+    /// Applies puts and deletes atomically, all in one range.
+    pub async fn batch_write(
+        &self,
+        req: BatchWriteRequest,
+        ctx: &mut CallContext,
+    ) -> Result<BatchWriteResponse> {
+        self.admit()?;
+        validate::mutations(&self.limits, &req.mutations)?;
+        let mut keys = Vec::with_capacity(req.mutations.len());
+        let mut stored = Vec::with_capacity(req.mutations.len());
+        for mutation in &req.mutations {
+            let op = match &mutation.op {
+                Some(mutation::Op::Put(put)) => {
+                    keys.push(put.key.clone());
+                    stored_mutation::Op::Put(stored_put(
+                        put.key.clone(),
+                        put.value.clone(),
+                        put.ttl_seconds,
+                    )?)
+                }
+                Some(mutation::Op::Delete(delete)) => {
+                    keys.push(delete.key.clone());
+                    stored_mutation::Op::Delete(delete.key.clone())
+                }
+                None => return Err(Error::InvalidArgument("a mutation is empty".into())),
+            };
+            stored.push(StoredMutation { op: Some(op) });
+        }
+        let first = keys[0].clone();
+        let kind = command::Kind::Write(WriteBatchCommand { mutations: stored });
+        let err = match self.write(req.header, keys, kind).await {
+            Ok(_) => return Ok(BatchWriteResponse {}),
+            Err(err) => err,
+        };
+        let routed = routed(&req.header);
+        let to = match self.forward_to(err, routed, &first, ctx).await {
+            Ok(to) => to,
+            Err(Error::KeyNotInRange { .. }) if !routed => {
+                return Err(Error::FailedPrecondition(
+                    "the batch's keys belong to more than one range, and a batch is atomic \
+                     within one range only: send one batch per range"
+                        .into(),
+                ))
+            }
+            Err(err) => return Err(err),
+        };
+        self.remote
+            .batch_write(&to, ctx.hops + 1, ctx.budget(self.timeout), req)
+            .await
+    }
+
+    pub async fn compare_and_swap(
+        &self,
+        req: CompareAndSwapRequest,
+        ctx: &mut CallContext,
+    ) -> Result<CompareAndSwapResponse> {
+        self.admit()?;
+        validate::key(&self.limits, &req.key)?;
+        validate::value(&self.limits, &req.new_value)?;
+        validate::value(&self.limits, &req.expected_value)?;
+        if req.expect_absent && !req.expected_value.is_empty() {
+            return Err(Error::InvalidArgument(
+                "expect_absent and expected_value exclude each other; set one".into(),
+            ));
+        }
+        let new_value = stored_put(req.key.clone(), req.new_value.clone(), req.ttl_seconds)?;
+        let kind = command::Kind::Cas(CompareAndSwapCommand {
+            key: req.key.clone(),
+            expected_value: req.expected_value.clone(),
+            expect_absent: req.expect_absent,
+            new_value: Some(new_value),
+        });
+        let err = match self.write(req.header, vec![req.key.clone()], kind).await {
+            Ok(Outcome::CompareAndSwap { succeeded, current }) => {
+                return Ok(CompareAndSwapResponse {
+                    succeeded,
+                    found: current.is_some(),
+                    current_value: current.unwrap_or_default(),
+                })
+            }
+            Ok(other) => {
+                return Err(Error::Transport(format!(
+                    "compare-and-swap applied as {other:?}"
+                )))
+            }
+            Err(err) => err,
+        };
+        let to = self
+            .forward_to(err, routed(&req.header), &req.key, ctx)
+            .await?;
+        self.remote
+            .compare_and_swap(&to, ctx.hops + 1, ctx.budget(self.timeout), req)
+            .await
+    }
+}
