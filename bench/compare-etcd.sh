@@ -7,11 +7,13 @@
 #
 # Usage: bench/compare-etcd.sh [--nodes N] [--workloads "a b c d e f"]
 #          [--clients "64"] [--duration SECONDS] [--records N] [--value-size BYTES]
-#          [--out DIR]
+#          [--out DIR] [--zdb-bin DIR]
+# --zdb-bin runs the zdb-node, zdbctl and zdb-bench found in DIR instead of
+# building this checkout (to compare two builds on the same machine).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-nodes=3 workloads="a b c d e f" clients="64" duration=20 records=100000 value_size=100 out=""
+nodes=3 workloads="a b c d e f" clients="64" duration=20 records=100000 value_size=100 out="" zdb_bin=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --nodes) nodes=$2; shift 2 ;;
@@ -21,21 +23,29 @@ while [ $# -gt 0 ]; do
     --records) records=$2; shift 2 ;;
     --value-size) value_size=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
+    --zdb-bin) zdb_bin=$2; shift 2 ;;
     *) echo "unknown option $1 (see the usage at the top of $0)" >&2; exit 2 ;;
   esac
 done
 
 command -v python3 >/dev/null || { echo "python3 is needed to print the table: apt-get install python3" >&2; exit 1; }
-if ! command -v etcd >/dev/null; then
-  echo "installing etcd-server (Debian package)" >&2
+missing=()
+command -v etcd >/dev/null || missing+=(etcd-server)
+command -v etcdctl >/dev/null || missing+=(etcd-client)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing ${missing[*]} (Debian packages)" >&2
   sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq etcd-server >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 echo "etcd: $(etcd --version | head -1)" >&2
 
-target=${CARGO_TARGET_DIR:-target}
-cargo build --release -p zdb-node -p zdbctl -p zdb-bench >&2
-bin="$target/release"
+if [ -n "$zdb_bin" ]; then
+  bin=$zdb_bin
+else
+  target=${CARGO_TARGET_DIR:-target}
+  cargo build --release -p zdb-node -p zdbctl -p zdb-bench >&2
+  bin="$target/release"
+fi
 work=$(mktemp -d)
 results=${out:-$work/results}
 mkdir -p "$results"

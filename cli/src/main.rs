@@ -3,7 +3,9 @@
 //! - `data`: put, get, del, scan, cas against any cluster (`--endpoints`).
 //! - `status`: what each node reports about itself and its ranges.
 //! - `local`: `local up` starts and supervises a cluster of `zdb-node`
-//!   processes on 127.0.0.1, keeping its data in one folder.
+//!   processes on 127.0.0.1, keeping its data in one folder; `local
+//!   add-node` and `local remove-node` ask it, through its control socket,
+//!   to start or stop one.
 
 mod data;
 mod local;
@@ -42,8 +44,10 @@ enum Command {
     Ranges,
     /// Split the range holding KEY at KEY.
     Split { key: String },
-    /// One line per node: id, address, state, replicas, leaders.
+    /// One line per node: id, address, state, replicas, leaders, zone.
     Nodes,
+    /// Record the zone (failure domain) NODE runs in; "" for unknown.
+    Zone { node: u64, zone: String },
     /// Move every replica and leadership off NODE; it takes no new ones.
     Drain { node: u64 },
     /// Retire NODE for good: everything moves off and it hosts nothing again.
@@ -74,6 +78,7 @@ async fn main() -> ExitCode {
                     Command::Ranges => status::ranges(&client).await,
                     Command::Split { key } => status::split(&client, &key).await,
                     Command::Nodes => status::nodes(&client).await,
+                    Command::Zone { node, zone } => status::set_zone(&client, node, &zone).await,
                     Command::Drain { node } => {
                         status::set_state(&client, node, zdb_client::NodeState::Draining).await
                     }

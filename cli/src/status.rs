@@ -111,7 +111,7 @@ pub async fn split(client: &Client, key: &str) -> Result<ExitCode> {
 }
 
 pub async fn nodes(client: &Client) -> Result<ExitCode> {
-    println!("NODE\tADDRESS\tSTATE\tREPLICAS\tLEADERS");
+    println!("NODE\tADDRESS\tSTATE\tREPLICAS\tLEADERS\tZONE");
     for node in client.list_nodes().await? {
         let state = zdb_client::NodeState::try_from(node.state).map_or("?".into(), |s| {
             s.as_str_name()
@@ -125,10 +125,26 @@ pub async fn nodes(client: &Client) -> Result<ExitCode> {
             ),
             Err(_) => ("down".into(), "down".into()),
         };
+        let zone = if node.zone.is_empty() {
+            "-"
+        } else {
+            &node.zone
+        };
         println!(
-            "{}\t{}\t{state}\t{replicas}\t{leaders}",
+            "{}\t{}\t{state}\t{replicas}\t{leaders}\t{zone}",
             node.node_id, node.address
         );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn set_zone(client: &Client, node: u64, zone: &str) -> Result<ExitCode> {
+    client.set_node_zone(node, zone).await?;
+    match zone {
+        "" => println!("node {node}'s zone is unknown now"),
+        zone => println!(
+            "node {node} runs in zone {zone}; placement spreads each range's replicas over zones"
+        ),
     }
     Ok(ExitCode::SUCCESS)
 }

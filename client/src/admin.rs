@@ -293,6 +293,22 @@ impl Client {
         }
     }
 
+    /// Records the zone node `node_id` runs in (empty: unknown); placement
+    /// spreads each range's replicas over zones.
+    pub async fn set_node_zone(&self, node_id: u64, zone: &str) -> Result<()> {
+        let zone = zone.to_owned();
+        self.on_leader(None, None, |mut admin| {
+            let zone = zone.clone();
+            async move {
+                admin
+                    .set_node_zone(pb::SetNodeZoneRequest { node_id, zone })
+                    .await
+            }
+        })
+        .await?;
+        Ok(())
+    }
+
     /// Status of the node at `endpoint` (one of the configured ones or any other).
     pub async fn node_status(&self, endpoint: &str) -> Result<NodeStatusResponse> {
         let mut admin = AdminClient::new(self.channel(endpoint)?);

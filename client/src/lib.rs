@@ -2,13 +2,19 @@
 //!
 //! - [`Client`]: the data API (get, put, delete, scan, batches,
 //!   compare-and-swap) over a pool of gRPC channels, one per node. It routes
-//!   each request to the leader of the range that owns the key, follows
-//!   `NotLeader` redirects, refreshes its range cache on `EpochNotMatch` /
-//!   `KeyNotInRange`, and retries with backoff within a deadline; writes
-//!   that may have applied are never retried unless they are idempotent.
-//! - `admin`: splits, membership changes, node states, node inspection.
+//!   each request to the leader of the range that owns the key (naming the
+//!   range and epoch, so nodes answer with typed redirects rather than pass
+//!   it on), follows `NotLeader` redirects, refreshes its range cache on
+//!   `EpochNotMatch` / `KeyNotInRange`, and retries with backoff within a
+//!   deadline; writes that may have applied are never retried unless they
+//!   are idempotent. Nodes it learns of from the cluster join the
+//!   configured endpoints as places to start from.
+//! - `admin`: splits, membership changes, node states and zones, node
+//!   inspection; calls about a range follow it to its leader.
 //! - `routing`: the range cache (filled from the meta range by `Locate`).
-//! - `retry`: how a failed attempt is classified.
+//! - `retry`: how a failed attempt is classified: by the typed error kind
+//!   the node sent, else by the gRPC code and whether anything was sent;
+//!   never by message text.
 //! - [`Error`]: what an application sees when a call fails.
 
 mod admin;

@@ -101,6 +101,7 @@ impl Kv for LossyNode {
                     node_id: *node_id,
                     address: address.clone(),
                     state: 0,
+                    zone: String::new(),
                 })
                 .collect(),
         }))

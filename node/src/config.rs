@@ -28,6 +28,9 @@ pub struct NodeConfig {
     pub peers: BTreeMap<u64, String>,
     /// Names the cluster; peers refuse traffic from another cluster.
     pub cluster_id: String,
+    /// The failure domain this node runs in, announced to the registry
+    /// (empty: unknown, or set by an operator through the admin API).
+    pub zone: String,
     pub limits: Limits,
     pub raft: RaftConfig,
     /// How often the leader removes expired keys from disk.

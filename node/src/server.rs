@@ -180,6 +180,7 @@ fn start(
         meta,
         identity.node_id,
         advertised,
+        config.zone.clone(),
         stop.clone(),
     ));
     let running = Running {

@@ -41,6 +41,8 @@ pub struct NodeView {
     /// range descriptors naming it.
     pub replicas: u64,
     pub leaders: u64,
+    /// The zone the registry has for the node; empty when unknown.
+    pub zone: String,
 }
 
 /// One range: its voters and current leader.
@@ -92,6 +94,14 @@ pub trait ClusterAdmin: Send + Sync {
         endpoints: &'a [String],
         range_id: u64,
         to: u64,
+    ) -> BoxFuture<'a, Result<(), AdminError>>;
+
+    /// Records the zone node `node_id` runs in, for placement.
+    fn set_node_zone<'a>(
+        &'a self,
+        endpoints: &'a [String],
+        node_id: u64,
+        zone: &'a str,
     ) -> BoxFuture<'a, Result<(), AdminError>>;
 }
 
@@ -196,6 +206,7 @@ impl ZdbAdmin {
                     replicas: own
                         .map_or(in_descriptors, |(replicas, _)| replicas.max(in_descriptors)),
                     leaders: own.map_or(led, |(_, leaders)| leaders),
+                    zone: entry.zone.clone(),
                 }
             })
             .collect();
@@ -244,6 +255,22 @@ impl ClusterAdmin for ZdbAdmin {
                     AdminError(format!(
                         "moving the leadership of range {range_id} to node {to}: {err}"
                     ))
+                })
+        })
+    }
+
+    fn set_node_zone<'a>(
+        &'a self,
+        endpoints: &'a [String],
+        node_id: u64,
+        zone: &'a str,
+    ) -> BoxFuture<'a, Result<(), AdminError>> {
+        Box::pin(async move {
+            self.client(endpoints)?
+                .set_node_zone(node_id, zone)
+                .await
+                .map_err(|err| {
+                    AdminError(format!("recording node {node_id}'s zone {zone:?}: {err}"))
                 })
         })
     }

@@ -94,6 +94,7 @@ pub async fn observe(
             },
             live,
             dead,
+            zone: entry.zone.clone(),
         });
         for replica in status.into_iter().flat_map(|s| s.replicas) {
             if replica.role != RaftRole::Leader as i32 {

@@ -1,10 +1,12 @@
 //! zdb placement.
 //!
 //! - [`planner`]: pure decisions from a snapshot of the cluster (no I/O):
-//!   which ranges to split. Membership and balancing decisions join it later.
+//!   splits, replicas to add and remove (replication factor, leaving and
+//!   dead nodes, zones), leaderships to move, balance.
 //! - [`driver`]: the loop that reads the cluster through the admin API, asks
-//!   the planner, and carries out its actions. `zdbctl local up` runs it; the
-//!   operator will run the same driver.
+//!   the planner, carries out its actions and reports each step by kind
+//!   (an unreadable cluster is a failure, never an empty one). `zdbctl local
+//!   up` and the operator run it.
 
 pub mod driver;
 pub mod planner;

@@ -4,9 +4,12 @@
 //! Rules, in order: split ranges that are too big or too hot; move
 //! leaderships off nodes that are leaving; bring every range to the
 //! replication factor on healthy nodes (replacing replicas on draining,
-//! decommissioned or dead nodes); then balance replica and leader counts.
-//! A removal never leaves a range without a live majority, never takes the
+//! decommissioned or dead nodes); then spread ranges whose replicas share a
+//! zone over more zones; then balance replica and leader counts. A
+//! removal never leaves a range without a live majority, never takes the
 //! leader, and happens only once the range has enough healthy voters.
+//! Wherever a node is chosen, one in a zone the range does not use yet
+//! wins over a less loaded one (nodes with no zone share none).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -28,6 +31,8 @@ pub struct NodeInfo {
     pub live: bool,
     /// Unreachable for longer than the dead timeout: its replicas are replaced.
     pub dead: bool,
+    /// The failure domain the node runs in; empty when unknown.
+    pub zone: String,
 }
 
 impl NodeInfo {
@@ -147,6 +152,28 @@ pub fn plan_splits(ranges: &[RangeLoad], settings: &SplitSettings) -> Vec<Action
         .collect()
 }
 
+/// The zones of `voters` (those known), counting each voter once.
+fn zone_counts<'a>(
+    nodes: &'a [NodeInfo],
+    voters: impl Iterator<Item = &'a u64>,
+) -> BTreeMap<&'a str, usize> {
+    let mut zones = BTreeMap::new();
+    for id in voters {
+        if let Some(node) = nodes.iter().find(|n| n.id == *id && !n.zone.is_empty()) {
+            *zones.entry(node.zone.as_str()).or_default() += 1;
+        }
+    }
+    zones
+}
+
+/// Whether `node` is in a zone one of the range's voters (other than
+/// `except`) is in already.
+fn zone_taken(nodes: &[NodeInfo], range: &RangeLoad, node: &NodeInfo, except: u64) -> bool {
+    !node.zone.is_empty()
+        && zone_counts(nodes, range.voters.iter().filter(|id| **id != except))
+            .contains_key(node.zone.as_str())
+}
+
 /// Everything the planner wants done now, splits first.
 pub fn plan(nodes: &[NodeInfo], ranges: &[RangeLoad], settings: &Settings) -> Vec<Action> {
     let mut actions = plan_splits(ranges, &settings.split);
@@ -198,11 +225,15 @@ pub fn plan(nodes: &[NodeInfo], ranges: &[RangeLoad], settings: &Settings) -> Ve
             continue;
         }
         if good.len() < rf {
-            // Add on the least loaded node that can take it.
+            // Add in a zone the range does not use, on the least loaded
+            // node that can take it.
             if let Some(target) = nodes
                 .iter()
                 .filter(|n| n.can_take_replicas() && !held.contains(&n.id))
-                .min_by_key(|n| (replicas_per_node.get(&n.id).copied().unwrap_or(0), n.id))
+                .min_by_key(|n| {
+                    let load = replicas_per_node.get(&n.id).copied().unwrap_or(0);
+                    (zone_taken(nodes, range, n, 0), load, n.id)
+                })
             {
                 actions.push(Action::AddReplica {
                     range_id: range.range_id,
@@ -222,13 +253,22 @@ pub fn plan(nodes: &[NodeInfo], ranges: &[RangeLoad], settings: &Settings) -> Ve
             .copied()
             .or_else(|| range.voters.iter().copied().find(|id| !healthy(*id)))
             .or_else(|| {
+                // Over the factor: one whose zone another voter shares
+                // first, then the most loaded.
+                let zones = zone_counts(nodes, range.voters.iter());
+                let shares_zone = |id: &u64| {
+                    node(*id).is_some_and(|n| zones.get(n.zone.as_str()).is_some_and(|c| *c > 1))
+                };
                 (range.voters.len() > rf).then(|| {
                     range
                         .voters
                         .iter()
                         .copied()
                         .filter(|id| *id != range.leader)
-                        .max_by_key(|id| (replicas_per_node.get(id).copied().unwrap_or(0), *id))
+                        .max_by_key(|id| {
+                            let load = replicas_per_node.get(id).copied().unwrap_or(0);
+                            (shares_zone(id), load, *id)
+                        })
                 })?
             });
         if let Some(victim) = victim.filter(|id| *id != range.leader) {
@@ -265,14 +305,51 @@ pub fn plan(nodes: &[NodeInfo], ranges: &[RangeLoad], settings: &Settings) -> Ve
     actions
 }
 
-/// One step towards even replica counts (at most one apart across active
-/// nodes), else towards even leader counts.
+/// A range two of whose voters share a zone while a node that can take a
+/// replica is in a zone the range does not use: a copy goes there (the next
+/// round sees the range over the factor and removes a voter of the shared
+/// zone).
+fn spread_zones(
+    nodes: &[NodeInfo],
+    ranges: &[RangeLoad],
+    replicas: &BTreeMap<u64, usize>,
+) -> Option<Action> {
+    ranges.iter().find_map(|range| {
+        let zones = zone_counts(nodes, range.voters.iter());
+        let (crowded, _) = zones.iter().find(|(_, count)| **count > 1)?;
+        let target = nodes
+            .iter()
+            .filter(|n| {
+                n.can_take_replicas()
+                    && !range.voters.contains(&n.id)
+                    && !range.learners.contains(&n.id)
+                    && !n.zone.is_empty()
+                    && !zones.contains_key(n.zone.as_str())
+            })
+            .min_by_key(|n| (replicas.get(&n.id).copied().unwrap_or(0), n.id))?;
+        Some(Action::AddReplica {
+            range_id: range.range_id,
+            node_id: target.id,
+            reason: format!(
+                "spread over zones: range {} has two replicas in {crowded}, none in {}",
+                range.range_id, target.zone
+            ),
+        })
+    })
+}
+
+/// One step towards replicas in distinct zones, else towards even replica
+/// counts (at most one apart across active nodes), else towards even
+/// leader counts.
 fn balance(
     nodes: &[NodeInfo],
     ranges: &[RangeLoad],
     replicas: &BTreeMap<u64, usize>,
     leaders: &BTreeMap<u64, usize>,
 ) -> Option<Action> {
+    if let Some(spread) = spread_zones(nodes, ranges, replicas) {
+        return Some(spread);
+    }
     let active: Vec<&NodeInfo> = nodes.iter().filter(|n| n.can_take_replicas()).collect();
     let count = |map: &BTreeMap<u64, usize>, id: u64| map.get(&id).copied().unwrap_or(0);
     let fullest = active
@@ -286,11 +363,13 @@ fn balance(
         // sees it over-replicated and removes the copy on the fullest node.
         // Not a range the fullest node leads: the removal that follows must
         // be able to take the fullest node's copy.
+        // Nor one the move would crowd into one zone.
         if let Some(range) = ranges.iter().find(|r| {
             r.voters.contains(&fullest.id)
                 && r.leader != fullest.id
                 && !r.voters.contains(&emptiest.id)
                 && !r.learners.contains(&emptiest.id)
+                && !zone_taken(nodes, r, emptiest, fullest.id)
         }) {
             return Some(Action::AddReplica {
                 range_id: range.range_id,

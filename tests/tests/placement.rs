@@ -217,3 +217,48 @@ async fn the_driver_follows_the_meta_range_off_the_nodes_it_started_with() {
         "{ranges:?}"
     );
 }
+
+/// Issue 16: with zones recorded in the registry (the operator reads them
+/// from the Kubernetes nodes), placement keeps each range's replicas in
+/// different zones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_spread_over_the_zones_recorded_in_the_registry() {
+    let mut cluster = Cluster::start(3, &[]);
+    cluster.wait_for_leader(WAIT).await;
+    let client = cluster.client();
+    for key in ["g", "p"] {
+        client.split_at(key.as_bytes()).await.unwrap();
+    }
+    let mut ids = vec![1, 2, 3];
+    for _ in 0..3 {
+        ids.push(cluster.join_node(1).await);
+    }
+    // Nodes 1 and 2 share zone a: every range starts with two replicas there.
+    let zones = ["a", "a", "b", "b", "c", "c"];
+    for (id, zone) in ids.iter().zip(zones) {
+        client.set_node_zone(*id, zone).await.unwrap();
+    }
+    let listed = client.list_nodes().await.unwrap();
+    assert!(
+        listed.iter().all(|node| !node.zone.is_empty()),
+        "{listed:?}"
+    );
+
+    let zone_of = |id: u64| zones[ids.iter().position(|n| *n == id).unwrap()];
+    let mut liveness = Liveness::default();
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let ranges = settle(&client, &mut liveness).await;
+        let spread = ranges.iter().all(|range| {
+            let used: BTreeSet<&str> = range.voters.iter().map(|id| zone_of(*id)).collect();
+            used.len() == 3 && range.voters.len() == 3
+        });
+        if spread {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "replicas share zones: {ranges:?}"
+        );
+    }
+}

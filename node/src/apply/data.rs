@@ -8,19 +8,13 @@ use zdb_proto::v1::{
 };
 
 use super::Outcome;
-use crate::engine::{keys, value, Engine, ReadView, CF_DATA, CF_TTL};
+use crate::engine::{keys, value, Engine, OverlayBatch, CF_DATA, CF_TTL};
 use crate::error::Result;
 use crate::metrics;
 
-/// Writes to user keys going into one write batch, readable before the
-/// batch is written: a compare-and-swap later in the batch must see what an
-/// earlier command wrote.
-pub struct DataBatch<'a> {
-    engine: &'a Engine,
-    batch: &'a mut WriteBatch,
-    /// Raw stored value per key written in this batch; None for deleted.
-    written: &'a mut HashMap<Vec<u8>, Option<Vec<u8>>>,
-}
+/// The batch's writes to user keys (and their TTL index), readable before
+/// the batch is written.
+pub struct DataBatch<'a>(OverlayBatch<'a>);
 
 impl<'a> DataBatch<'a> {
     pub fn new(
@@ -28,40 +22,33 @@ impl<'a> DataBatch<'a> {
         batch: &'a mut WriteBatch,
         written: &'a mut HashMap<Vec<u8>, Option<Vec<u8>>>,
     ) -> Self {
-        DataBatch {
-            engine,
-            batch,
-            written,
-        }
+        DataBatch(OverlayBatch::new(engine, batch, CF_DATA, written))
     }
 
     fn put(&mut self, put: &StoredPut) {
-        let raw = value::encode(&put.value, put.expire_at_ms);
-        self.batch.put_cf(self.engine.cf(CF_DATA), &put.key, &raw);
+        self.0
+            .put(&put.key, value::encode(&put.value, put.expire_at_ms));
         if put.expire_at_ms != 0 {
-            self.batch.put_cf(
-                self.engine.cf(CF_TTL),
+            let (engine, batch) = self.0.side();
+            batch.put_cf(
+                engine.cf(CF_TTL),
                 keys::ttl_key(put.expire_at_ms, &put.key),
                 [],
             );
         }
-        self.written.insert(put.key.clone(), Some(raw));
     }
 
     fn delete(&mut self, key: &[u8]) {
-        self.batch.delete_cf(self.engine.cf(CF_DATA), key);
-        self.written.insert(key.to_vec(), None);
+        self.0.delete(key);
     }
 
-    fn raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        match self.written.get(key) {
-            Some(raw) => Ok(raw.clone()),
-            None => self.engine.get(CF_DATA, key),
-        }
+    fn forget_expiry(&mut self, expire_at_ms: u64, key: &[u8]) {
+        let (engine, batch) = self.0.side();
+        batch.delete_cf(engine.cf(CF_TTL), keys::ttl_key(expire_at_ms, key));
     }
 
     fn live_value(&self, key: &[u8], now_ms: u64) -> Result<Option<Vec<u8>>> {
-        let Some(raw) = self.raw(key)? else {
+        let Some(raw) = self.0.get(key)? else {
             return Ok(None);
         };
         let stored = value::decode(&raw)?;
@@ -102,7 +89,7 @@ pub fn compare_and_swap(
 /// version (a newer write to the key keeps it).
 pub fn expire(data: &mut DataBatch<'_>, expire: &ExpireCommand, now_ms: u64) -> Result<Outcome> {
     for expired in &expire.keys {
-        let still_that_version = match data.raw(&expired.key)? {
+        let still_that_version = match data.0.get(&expired.key)? {
             Some(raw) => {
                 let stored = value::decode(&raw)?;
                 stored.expire_at_ms == expired.expire_at_ms && !stored.is_live_at(now_ms)
@@ -113,10 +100,7 @@ pub fn expire(data: &mut DataBatch<'_>, expire: &ExpireCommand, now_ms: u64) -> 
             data.delete(&expired.key);
             metrics::TTL_KEYS_REMOVED.inc();
         }
-        data.batch.delete_cf(
-            data.engine.cf(CF_TTL),
-            keys::ttl_key(expired.expire_at_ms, &expired.key),
-        );
+        data.forget_expiry(expired.expire_at_ms, &expired.key);
     }
     Ok(Outcome::Written)
 }

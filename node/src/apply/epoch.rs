@@ -48,7 +48,8 @@ impl CommandKind {
             command::Kind::MetaUpdate(_)
             | command::Kind::AllocateRangeId(_)
             | command::Kind::RegisterNode(_)
-            | command::Kind::SetNodeState(_) => CommandKind::System,
+            | command::Kind::SetNodeState(_)
+            | command::Kind::SetNodeZone(_) => CommandKind::System,
         })
     }
 

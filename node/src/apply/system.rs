@@ -19,7 +19,11 @@ pub fn apply(system: &mut SystemBatch<'_>, kind: &command::Kind) -> Result<ExecR
         }
         command::Kind::AllocateRangeId(_) => Outcome::RangeId(table::allocate_range_id(system)?),
         command::Kind::RegisterNode(register) if register.node_id == 0 => {
-            Outcome::NodeId(table::register_node(system, &register.address)?)
+            let node_id = table::register_node(system, &register.address)?;
+            if !register.zone.is_empty() {
+                table::set_node_zone(system, node_id, &register.zone);
+            }
+            Outcome::NodeId(node_id)
         }
         command::Kind::RegisterNode(register) => {
             if !table::announce_node(system, register.node_id, &register.address)? {
@@ -28,7 +32,17 @@ pub fn apply(system: &mut SystemBatch<'_>, kind: &command::Kind) -> Result<ExecR
                     register.node_id
                 ));
             }
+            if !register.zone.is_empty() {
+                table::set_node_zone(system, register.node_id, &register.zone);
+            }
             Outcome::NodeId(register.node_id)
+        }
+        command::Kind::SetNodeZone(change) => {
+            if !table::is_registered(system, change.node_id)? {
+                return refused(format!("node {} is not in the registry", change.node_id));
+            }
+            table::set_node_zone(system, change.node_id, &change.zone);
+            Outcome::Written
         }
         command::Kind::SetNodeState(change) => {
             if !table::is_registered(system, change.node_id)? {

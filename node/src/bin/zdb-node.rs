@@ -38,6 +38,10 @@ struct Args {
     /// Names the cluster; nodes refuse peers from another cluster.
     #[arg(long, default_value = "zdb")]
     cluster_id: String,
+    /// The failure domain this node runs in (a zone, a rack): placement
+    /// keeps each range's replicas in different zones when it can.
+    #[arg(long, env = "ZDB_ZONE", default_value = "")]
+    zone: String,
     #[arg(long, default_value_t = Limits::default().max_key_bytes)]
     max_key_bytes: usize,
     #[arg(long, default_value_t = Limits::default().max_value_bytes)]
@@ -112,6 +116,7 @@ fn config(args: Args) -> Result<NodeConfig, String> {
         data_dir: args.data,
         peers: parse_peers(&args.peers)?,
         cluster_id: args.cluster_id,
+        zone: args.zone,
         limits: Limits {
             max_key_bytes: args.max_key_bytes,
             max_value_bytes: args.max_value_bytes,

@@ -74,10 +74,16 @@ pub const CLUSTER_ID_KEY: &[u8] = b"cluster_id";
 pub const NEXT_NODE_ID_KEY: &[u8] = b"next_node_id";
 const NODE_PREFIX: u8 = b'n';
 const NODE_STATE_PREFIX: u8 = b's';
+const NODE_ZONE_PREFIX: u8 = b'z';
 
 /// Node registry: node id -> state (absent: active).
 pub fn meta_node_state_key(node_id: u64) -> Vec<u8> {
     [&[NODE_STATE_PREFIX][..], &node_id.to_be_bytes()].concat()
+}
+
+/// Node registry: node id -> zone (absent: unknown).
+pub fn meta_node_zone_key(node_id: u64) -> Vec<u8> {
+    [&[NODE_ZONE_PREFIX][..], &node_id.to_be_bytes()].concat()
 }
 
 /// Node registry entry: node id -> gRPC address.

@@ -1,6 +1,7 @@
 //! The node's single RocksDB instance and the column families in it.
 
 pub mod keys;
+mod overlay;
 pub mod value;
 mod view;
 
@@ -17,6 +18,7 @@ use crate::error::{Error, Result};
 use crate::metrics;
 
 pub use keys::{CF_DATA, CF_META, CF_RAFT, CF_SYSTEM, CF_TTL};
+pub use overlay::OverlayBatch;
 pub use view::{ReadView, Snapshot};
 
 /// Shared handle to the node's RocksDB. Cheap to clone.

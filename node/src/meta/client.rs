@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use zdb_proto::v1::{
     command, AllocateRangeIdCommand, Command, LocateRequest, LocateResponse, MetaUpdateCommand,
     NodeAddress, RangeDescriptor, RangeLocation, RegisterNodeCommand, RequestHeader,
-    SetNodeStateCommand, SetNodeStateRequest, UpdateMetaRequest,
+    SetNodeStateCommand, SetNodeStateRequest, SetNodeZoneCommand, SetNodeZoneRequest,
+    UpdateMetaRequest,
 };
 
 use zdb_proto::v1::error::Kind;
@@ -181,12 +182,14 @@ impl MetaClient {
         .await
     }
 
-    /// Registers a joining node's address and returns its new node id
-    /// (`node_id` 0), or records where member `node_id` serves.
-    pub async fn register_node(&self, address: &str, node_id: u64) -> Result<u64> {
+    /// Registers a joining node's address (and zone, if not empty) and
+    /// returns its new node id (`node_id` 0), or records where member
+    /// `node_id` serves.
+    pub async fn register_node(&self, address: &str, node_id: u64, zone: &str) -> Result<u64> {
         let kind = command::Kind::RegisterNode(RegisterNodeCommand {
             address: address.to_owned(),
             node_id,
+            zone: zone.to_owned(),
         });
         self.on_leader(
             || async {
@@ -199,6 +202,7 @@ impl MetaClient {
                 let request = zdb_proto::v1::JoinRequest {
                     address: address.to_owned(),
                     node_id,
+                    zone: zone.to_owned(),
                 };
                 Ok(self
                     .remote
@@ -219,6 +223,28 @@ impl MetaClient {
                 let request = SetNodeStateRequest { node_id, state };
                 self.remote
                     .set_node_state(&leader, META_CALL_TIMEOUT, request)
+                    .await
+                    .map(drop)
+            },
+        )
+        .await
+    }
+
+    /// Records the zone a node runs in (refused for an unknown node).
+    pub async fn set_node_zone(&self, node_id: u64, zone: &str) -> Result<()> {
+        let kind = command::Kind::SetNodeZone(SetNodeZoneCommand {
+            node_id,
+            zone: zone.to_owned(),
+        });
+        self.on_leader(
+            || async { self.propose_local(kind.clone()).await.map(drop) },
+            |leader| async move {
+                let request = SetNodeZoneRequest {
+                    node_id,
+                    zone: zone.to_owned(),
+                };
+                self.remote
+                    .set_node_zone(&leader, META_CALL_TIMEOUT, request)
                     .await
                     .map(drop)
             },

@@ -23,18 +23,20 @@ async fn pause(stop: &mut watch::Receiver<bool>, how_long: Duration) -> bool {
     }
 }
 
-/// Records this node's own address in the registry, through Raft, once per
-/// start. Founding members wrote the registry from their own `--peers`,
-/// which may name the others by a route (a proxy) rather than where they
-/// serve; and an address may change between starts.
+/// Records this node's own address (and its zone, if it was given one) in
+/// the registry, through Raft, once per start. Founding members wrote the
+/// registry from their own `--peers`, which may name the others by a route
+/// (a proxy) rather than where they serve; and an address may change
+/// between starts.
 pub async fn announce_address(
     meta: MetaClient,
     node_id: u64,
     address: String,
+    zone: String,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
-        match meta.register_node(&address, node_id).await {
+        match meta.register_node(&address, node_id, &zone).await {
             Ok(_) => {
                 tracing::debug!(node_id, %address, "address announced");
                 return;

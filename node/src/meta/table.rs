@@ -10,20 +10,15 @@ use prost::Message as _;
 use rocksdb::WriteBatch;
 use zdb_proto::v1::{NodeAddress, NodeState, RangeDescriptor, RangeEpoch};
 
-use crate::engine::{keys, Engine, ReadView, CF_SYSTEM};
+use crate::engine::{keys, Engine, OverlayBatch, ReadView, CF_SYSTEM};
 use crate::error::Result;
 
 /// The range that replicates the system keyspace.
 pub const META_RANGE_ID: u64 = 1;
 
-/// Writes to the system keyspace going into one write batch, readable
-/// before the batch is written: a command later in the same batch must see
-/// what an earlier one wrote.
-pub struct SystemBatch<'a> {
-    engine: &'a Engine,
-    batch: &'a mut WriteBatch,
-    written: &'a mut HashMap<Vec<u8>, Option<Vec<u8>>>,
-}
+/// The batch's writes to the system keyspace, readable before the batch is
+/// written: a command later in the same batch sees what an earlier one wrote.
+pub struct SystemBatch<'a>(OverlayBatch<'a>);
 
 impl<'a> SystemBatch<'a> {
     pub fn new(
@@ -31,27 +26,18 @@ impl<'a> SystemBatch<'a> {
         batch: &'a mut WriteBatch,
         written: &'a mut HashMap<Vec<u8>, Option<Vec<u8>>>,
     ) -> Self {
-        SystemBatch {
-            engine,
-            batch,
-            written,
-        }
+        SystemBatch(OverlayBatch::new(engine, batch, CF_SYSTEM, written))
     }
 
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        match self.written.get(key) {
-            Some(value) => Ok(value.clone()),
-            None => self.engine.get(CF_SYSTEM, key),
-        }
+        self.0.get(key)
     }
 
     fn put(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
-        let cf = self.engine.cf(CF_SYSTEM);
-        match &value {
-            Some(value) => self.batch.put_cf(cf, &key, value),
-            None => self.batch.delete_cf(cf, &key),
+        match value {
+            Some(value) => self.0.put(&key, value),
+            None => self.0.delete(&key),
         }
-        self.written.insert(key, value);
     }
 
     fn counter(&self, key: &[u8], first: u64) -> Result<u64> {
@@ -186,6 +172,12 @@ pub fn announce_node(system: &mut SystemBatch<'_>, node_id: u64, address: &str) 
     Ok(true)
 }
 
+/// Records the zone a node runs in; an empty zone forgets it.
+pub fn set_node_zone(system: &mut SystemBatch<'_>, node_id: u64, zone: &str) {
+    let value = (!zone.is_empty()).then(|| zone.as_bytes().to_vec());
+    system.put(keys::meta_node_zone_key(node_id), value);
+}
+
 /// Records a node's state.
 pub fn set_node_state(system: &mut SystemBatch<'_>, node_id: u64, state: i32) {
     system.put(
@@ -207,10 +199,15 @@ pub fn registry(view: &impl ReadView) -> Result<Vec<NodeAddress>> {
             .get(CF_SYSTEM, &keys::meta_node_state_key(node_id))?
             .and_then(|raw| raw.try_into().ok().map(i32::from_be_bytes))
             .unwrap_or(NodeState::Active as i32);
+        let zone = view
+            .get(CF_SYSTEM, &keys::meta_node_zone_key(node_id))?
+            .map(|raw| String::from_utf8_lossy(&raw).into_owned())
+            .unwrap_or_default();
         nodes.push(NodeAddress {
             node_id,
             address,
             state,
+            zone,
         });
     }
     Ok(nodes)

@@ -215,6 +215,28 @@ impl Ops {
         Ok(SetNodeStateResponse {})
     }
 
+    /// Records the zone a node runs in (refused for a node the registry does
+    /// not know).
+    pub async fn set_node_zone(
+        &self,
+        req: SetNodeZoneRequest,
+        ctx: &CallContext,
+    ) -> Result<SetNodeZoneResponse> {
+        if req.zone.len() > 253 || req.zone.chars().any(char::is_control) {
+            return Err(Error::InvalidArgument(
+                "a zone is at most 253 printable characters".into(),
+            ));
+        }
+        self.meta_for(ctx)
+            .set_node_zone(req.node_id, &req.zone)
+            .await
+            .map_err(|err| match err {
+                Error::FailedPrecondition(reason) => Error::NotFound(reason),
+                other => other,
+            })?;
+        Ok(SetNodeZoneResponse {})
+    }
+
     /// A new node joins (node id 0: it gets a fresh id), or a member
     /// announces where it serves.
     pub async fn join(&self, req: JoinRequest, ctx: &CallContext) -> Result<JoinResponse> {
@@ -225,7 +247,9 @@ impl Ops {
             )));
         }
         let meta = self.meta_for(ctx);
-        let node_id = meta.register_node(&req.address, req.node_id).await?;
+        let node_id = meta
+            .register_node(&req.address, req.node_id, &req.zone)
+            .await?;
         let cluster_id = self.identity.cluster_id.clone();
         if req.node_id != 0 {
             return Ok(JoinResponse {
@@ -241,6 +265,7 @@ impl Ops {
                 node_id,
                 address: req.address,
                 state: NodeState::Active as i32,
+                zone: req.zone,
             });
         }
         tracing::info!(node_id, "registered a joining node");

@@ -109,6 +109,16 @@ impl Admin for AdminService {
         .await
     }
 
+    async fn set_node_zone(
+        &self,
+        request: Request<SetNodeZoneRequest>,
+    ) -> Result<Response<SetNodeZoneResponse>, Status> {
+        serve("SetNodeZone", request, async |req, ctx| {
+            self.ops.set_node_zone(req, ctx).await
+        })
+        .await
+    }
+
     async fn join(&self, request: Request<JoinRequest>) -> Result<Response<JoinResponse>, Status> {
         serve("Join", request, async |req, ctx| {
             self.ops.join(req, ctx).await

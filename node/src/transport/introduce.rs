@@ -69,9 +69,10 @@ pub async fn join(dialer: &Dialer, seeds: &str, my_address: &str) -> Result<Join
                 Error::Config(reason) => Error::Config(format!("--join {seed:?}: {reason}")),
                 other => other,
             })?;
+            // The zone follows once the node runs (it announces itself).
             let mut request = tonic::Request::new(JoinRequest {
                 address: my_address.to_owned(),
-                node_id: 0,
+                ..JoinRequest::default()
             });
             request.set_timeout(Duration::from_secs(5));
             AdminClient::new(channel)

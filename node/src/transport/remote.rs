@@ -248,6 +248,18 @@ impl Remote {
         .await
     }
 
+    pub async fn set_node_zone(
+        &self,
+        to: &str,
+        timeout: Duration,
+        req: SetNodeZoneRequest,
+    ) -> Result<SetNodeZoneResponse> {
+        self.admin(to, timeout, req, |mut admin, r| async move {
+            admin.set_node_zone(r).await
+        })
+        .await
+    }
+
     pub async fn update_meta(
         &self,
         to: &str,

@@ -5,7 +5,8 @@
 //!
 //! - [`observe`]: what a pass reads; [`pods`]: what the pods say.
 //! - [`scale`], [`upgrade`]: pure decisions; [`migrate`]: StatefulSets an
-//!   update cannot fix; [`volumes`]: growing claims.
+//!   update cannot fix; [`volumes`]: growing claims; [`zones`]: the zone of
+//!   each node, recorded for placement.
 //! - [`apply`], [`events`], [`status`]: what a pass writes.
 
 pub mod apply;
@@ -18,6 +19,7 @@ pub mod scale;
 pub mod status;
 pub mod upgrade;
 pub mod volumes;
+pub mod zones;
 
 #[cfg(test)]
 mod tests;

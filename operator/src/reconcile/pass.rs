@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Event as CoreEvent, PersistentVolumeClaim, PersistentVolumeClaimSpec, Pod, Service,
+    ConfigMap, Event as CoreEvent, Node, PersistentVolumeClaim, PersistentVolumeClaimSpec, Pod,
+    Service,
 };
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -27,7 +28,7 @@ use super::status::{
     RECREATING_STATEFULSET, ROLLOUT_BLOCKED, VOLUME_EXPANSION_FAILED,
 };
 use super::upgrade::{PodInfo, StatefulSetInfo};
-use super::{cluster_key, migrate, observe, pods, scale, upgrade, volumes, Context};
+use super::{cluster_key, migrate, observe, pods, scale, upgrade, volumes, zones, Context};
 use crate::admin::{ClusterView, NodeState};
 use crate::crd::{Phase, ZdbCluster, ZdbClusterStatus};
 use crate::error::{Error, Result};
@@ -169,6 +170,55 @@ impl Report<'_> {
             },
         )
         .await
+    }
+}
+
+/// Records in the registry the zone of every node whose pod runs in another
+/// zone than the registry says.
+async fn record_zones(
+    ctx: &Context,
+    endpoints: &[String],
+    view: &ClusterView,
+    pods: &[Pod],
+    names: &ClusterNames,
+    events: &Events<'_>,
+    failures: &mut Vec<Problem>,
+) {
+    let nodes: Api<Node> = Api::all(ctx.client.clone());
+    let known = match zones::zones_of(&nodes, pods).await {
+        Ok(known) => known,
+        Err(error) => {
+            failures.push(Problem::new(
+                READ_FAILED,
+                format!(
+                    "cannot read the Kubernetes nodes the pods run on (for their zones): {}",
+                    describe(&error)
+                ),
+            ));
+            return;
+        }
+    };
+    for change in zones::changes(view, pods, &known, names) {
+        match ctx
+            .admin
+            .set_node_zone(endpoints, change.node_id, &change.zone)
+            .await
+        {
+            Ok(()) => {
+                events
+                    .publish(
+                        EventType::Normal,
+                        "NodeZoneRecorded",
+                        "RecordZone",
+                        format!(
+                            "node {} (pod {}) runs in zone {}",
+                            change.node_id, change.pod, change.zone
+                        ),
+                    )
+                    .await
+            }
+            Err(error) => failures.push(Problem::new(ADMIN_CALL_FAILED, error.to_string())),
+        }
     }
 }
 
@@ -389,6 +439,9 @@ pub async fn run(cluster: &ZdbCluster, ctx: &Context) -> Result<Outcome> {
             }
             Err(error) => failures.push(Problem::new(ADMIN_CALL_FAILED, error.to_string())),
         }
+    }
+    if let Some(view) = &view {
+        record_zones(ctx, &endpoints, view, &pods, &names, &events, &mut failures).await;
     }
     let mut deleted_pods: Vec<&str> = Vec::new();
     for (pod, why) in &rollout.delete_pods {

@@ -198,6 +198,7 @@ mod tests {
                     reachable: true,
                     replicas,
                     leaders: 0,
+                    zone: String::new(),
                 })
                 .collect(),
             ranges: Vec::new(),

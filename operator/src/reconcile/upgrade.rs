@@ -325,6 +325,7 @@ mod tests {
                     reachable: true,
                     replicas: 1,
                     leaders: u64::from(ordinal == 0),
+                    zone: String::new(),
                 })
                 .collect(),
             ranges: vec![RangeView {

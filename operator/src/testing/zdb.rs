@@ -84,6 +84,27 @@ impl ClusterAdmin for FakeZdb {
         });
         Box::pin(async { Ok(()) })
     }
+
+    fn set_node_zone<'a>(
+        &'a self,
+        _endpoints: &'a [String],
+        node_id: u64,
+        zone: &'a str,
+    ) -> BoxFuture<'a, Result<(), AdminError>> {
+        self.zone_recorded(node_id, zone);
+        Box::pin(async { Ok(()) })
+    }
+}
+
+impl FakeZdb {
+    fn zone_recorded(&self, node_id: u64, zone: &str) {
+        self.record(format!("set_node_zone({node_id}, {zone})"));
+        self.edit(|view| {
+            if let Some(node) = view.nodes.iter_mut().find(|n| n.node_id == node_id) {
+                node.zone = zone.to_owned();
+            }
+        });
+    }
 }
 
 /// Records which clusters have a placement driver.

@@ -9,6 +9,14 @@ fn node(id: u64, state: NodeState) -> NodeInfo {
         state,
         live: true,
         dead: false,
+        zone: String::new(),
+    }
+}
+
+fn zoned(id: u64, zone: &str) -> NodeInfo {
+    NodeInfo {
+        zone: zone.to_owned(),
+        ..node(id, NodeState::Active)
     }
 }
 
@@ -163,6 +171,47 @@ fn splits_big_and_hot_ranges_biggest_first() {
     assert_eq!(ids, vec![3, 2, 4]);
 }
 
+#[test]
+fn a_new_replica_goes_to_a_zone_the_range_lacks() {
+    let nodes = [zoned(1, "a"), zoned(2, "b"), zoned(3, "a"), zoned(4, "c")];
+    // Node 3 holds nothing, node 4 a replica of another range: zone c wins.
+    let ranges = [range(1, &[1, 2]), range(2, &[4, 1, 2])];
+    let actions = plan(&nodes, &ranges, &settings());
+    assert!(
+        actions.iter().any(|a| matches!(
+            a,
+            Action::AddReplica {
+                range_id: 1,
+                node_id: 4,
+                ..
+            }
+        )),
+        "{actions:?}"
+    );
+}
+
+#[test]
+fn ranges_crowded_into_one_zone_spread_over_every_zone() {
+    let nodes = [
+        zoned(1, "a"),
+        zoned(2, "a"),
+        zoned(3, "b"),
+        zoned(4, "b"),
+        zoned(5, "c"),
+        zoned(6, "c"),
+    ];
+    let mut ranges: Vec<RangeLoad> = (1..=4).map(|id| range(id, &[1, 2, 3])).collect();
+    assert!(converge(&nodes, &mut ranges, &settings()).is_some());
+    for range in &ranges {
+        let zones: BTreeSet<&str> = range
+            .voters
+            .iter()
+            .map(|id| nodes.iter().find(|n| n.id == *id).unwrap().zone.as_str())
+            .collect();
+        assert_eq!(zones.len(), 3, "{range:?}");
+    }
+}
+
 fn arbitrary_cluster() -> impl Strategy<Value = (Vec<NodeInfo>, Vec<RangeLoad>)> {
     (3u64..8).prop_flat_map(|node_count| {
         let states = proptest::collection::vec(0u8..10, node_count as usize);
@@ -187,6 +236,12 @@ fn arbitrary_cluster() -> impl Strategy<Value = (Vec<NodeInfo>, Vec<RangeLoad>)>
                     },
                     live: !(roll == 2 && id <= 2),
                     dead: roll == 2 && id <= 2,
+                    // Three zones; some nodes do not say theirs.
+                    zone: if roll % 3 == 0 {
+                        String::new()
+                    } else {
+                        format!("z{}", id % 3)
+                    },
                 })
                 .collect();
             let ranges = replica_sets

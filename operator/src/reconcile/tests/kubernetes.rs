@@ -192,9 +192,24 @@ async fn the_disruption_budget_follows_the_replication_factor() {
 /// are exactly the ones the chart's ClusterRole grants.
 #[tokio::test]
 async fn the_chart_grants_exactly_the_calls_the_operator_makes() {
-    // Bootstrap, scale, grow volumes, re-create a StatefulSet.
+    // Bootstrap, scale, grow volumes, re-create a StatefulSet; the pods
+    // run on a Kubernetes node whose zone is read.
     let harness = bootstrapped(3).await;
     harness.api.namespace("zdb-system", json!({}));
+    harness.api.put(
+        "",
+        "nodes",
+        "",
+        json!({"apiVersion": "v1", "kind": "Node",
+               "metadata": {"name": "worker", "labels": {crate::reconcile::zones::ZONE_LABEL: "a"}}}),
+    );
+    for ordinal in 0..3 {
+        harness
+            .api
+            .edit("", "pods", NS, &harness.names.pod(ordinal), |pod| {
+                pod["spec"]["nodeName"] = json!("worker");
+            });
+    }
     put_claims(&harness, "expandable", true);
     harness
         .edit_spec(|spec| spec["storage"]["size"] = json!("20Gi"))
@@ -286,5 +301,58 @@ async fn the_chart_grants_exactly_the_calls_the_operator_makes() {
     assert!(
         unused.is_empty(),
         "the chart grants what the operator never uses: {unused:?}"
+    );
+}
+
+/// The zone of the Kubernetes node each pod runs on goes into the zdb
+/// registry, once, for placement to spread replicas over zones; a node
+/// without a zone label is left alone.
+#[tokio::test]
+async fn each_nodes_zone_is_recorded_from_its_kubernetes_node() {
+    use crate::reconcile::zones::ZONE_LABEL;
+
+    let harness = bootstrapped(3).await;
+    let scheduled = [
+        ("worker-a", Some("zone-a")),
+        ("worker-b", Some("zone-b")),
+        ("worker-c", None),
+    ];
+    for (ordinal, (node, zone)) in scheduled.into_iter().enumerate() {
+        let labels = match zone {
+            Some(zone) => json!({ ZONE_LABEL: zone }),
+            None => json!({}),
+        };
+        harness.api.put(
+            "",
+            "nodes",
+            "",
+            json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": node, "labels": labels}}),
+        );
+        harness
+            .api
+            .edit("", "pods", NS, &harness.names.pod(ordinal as i32), |pod| {
+                pod["spec"]["nodeName"] = json!(node);
+            });
+    }
+    let (_, requests, calls) = harness.reconcile().await;
+    let zone_calls: Vec<&String> = calls
+        .iter()
+        .filter(|c| c.starts_with("set_node_zone"))
+        .collect();
+    assert_eq!(
+        zone_calls,
+        ["set_node_zone(1, zone-a)", "set_node_zone(2, zone-b)"]
+    );
+    assert_eq!(
+        events(&requests)
+            .iter()
+            .filter(|reason| *reason == "NodeZoneRecorded")
+            .count(),
+        2
+    );
+    let (_, _, calls) = harness.reconcile().await;
+    assert!(
+        calls.iter().all(|c| !c.starts_with("set_node_zone")),
+        "{calls:?}"
     );
 }

@@ -245,6 +245,7 @@ impl Harness {
                     reachable: true,
                     replicas: 3,
                     leaders: 1,
+                    zone: String::new(),
                 })
                 .collect(),
             ranges: (0..nodes as u64)
