@@ -184,7 +184,11 @@ pub async fn run(config: RunConfig) -> Result<RunSummary> {
     );
     let nemesis = tokio::spawn(nemesis.run(stopped.clone()));
 
-    tokio::time::sleep(config.duration).await;
+    // Halfway, a timestamp from the oracle: at the end, every replica must
+    // also hold the same past as of it.
+    tokio::time::sleep(config.duration / 2).await;
+    let midpoint = final_client.now().await.ok();
+    tokio::time::sleep(config.duration - config.duration / 2).await;
     let _ = stop.send(true);
     let faults = nemesis.await.unwrap_or_default();
     for worker in workers {
@@ -206,7 +210,7 @@ pub async fn run(config: RunConfig) -> Result<RunSummary> {
         .await
         .map_err(|err| ChaosError::Config(format!("the checker panicked: {err}")))?;
     let lost_writes = set::check(&history.set_calls());
-    let replicas = replicas::check(&admin, &addresses, Duration::from_secs(60)).await;
+    let replicas = replicas::check(&admin, &addresses, Duration::from_secs(60), midpoint).await;
     let node_health = node_health(&node_logs);
     let check_time = check_started.elapsed();
     drop(cluster.lock().await); // nodes keep running until the report has their logs

@@ -296,12 +296,13 @@ fn kv_requests_with_arbitrary_fields_are_validated() {
     let cases: Vec<(&'static str, BoxedStrategy<Vec<u8>>)> = vec![
         (
             "/zdb.v1.Kv/Get",
-            (request_header(), bytes(64), any::<i32>())
-                .prop_map(|(header, key, consistency)| {
+            (request_header(), bytes(64), any::<i32>(), any::<u64>())
+                .prop_map(|(header, key, consistency, read_ts)| {
                     GetRequest {
                         header,
                         key,
                         consistency,
+                        read_ts,
                     }
                     .encode_to_vec()
                 })
@@ -330,9 +331,10 @@ fn kv_requests_with_arbitrary_fields_are_validated() {
                 any::<u32>(),
                 any::<bool>(),
                 any::<i32>(),
+                any::<u64>(),
             )
                 .prop_map(
-                    |(header, start_key, end_key, limit, reverse, consistency)| {
+                    |(header, start_key, end_key, limit, reverse, consistency, read_ts)| {
                         ScanRequest {
                             header,
                             start_key,
@@ -340,6 +342,7 @@ fn kv_requests_with_arbitrary_fields_are_validated() {
                             limit,
                             reverse,
                             consistency,
+                            read_ts,
                         }
                         .encode_to_vec()
                     },
@@ -352,12 +355,14 @@ fn kv_requests_with_arbitrary_fields_are_validated() {
                 request_header(),
                 proptest::collection::vec(bytes(16), 0..8),
                 any::<i32>(),
+                any::<u64>(),
             )
-                .prop_map(|(header, keys, consistency)| {
+                .prop_map(|(header, keys, consistency, read_ts)| {
                     BatchGetRequest {
                         header,
                         keys,
                         consistency,
+                        read_ts,
                     }
                     .encode_to_vec()
                 })

@@ -105,7 +105,7 @@ async fn restart_replays_a_split_and_installs_the_new_ranges_snapshot() {
         .into_iter()
         .filter_map(|id| Some((id, cluster.address(id)?)))
         .collect();
-    let verdict = replicas::check(&client, &nodes, Duration::from_secs(60)).await;
+    let verdict = replicas::check(&client, &nodes, Duration::from_secs(60), None).await;
     assert_eq!(verdict, Verdict::Pass, "replicas differ: {verdict}");
     assert!(
         cluster.crashed_nodes().is_empty(),
@@ -204,7 +204,7 @@ async fn splits_survive_the_new_ranges_leader_arriving_first() {
         );
         parent = right;
     }
-    let verdict = replicas::check(&client, &nodes, Duration::from_secs(60)).await;
+    let verdict = replicas::check(&client, &nodes, Duration::from_secs(60), None).await;
     assert!(
         cluster.crashed_nodes().is_empty(),
         "a node crashed: {:?}",

@@ -22,8 +22,11 @@ pub enum DataCommand {
     Get {
         key: String,
         /// Allow a possibly stale answer from any node.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "at")]
         stale: bool,
+        /// The value as of timestamp TS (from `zdbctl now`).
+        #[arg(long, value_name = "TS")]
+        at: Option<u64>,
     },
     /// Delete KEY.
     Del { key: String },
@@ -35,6 +38,9 @@ pub enum DataCommand {
         limit: usize,
         #[arg(long)]
         reverse: bool,
+        /// The pairs as of timestamp TS (from `zdbctl now`).
+        #[arg(long, value_name = "TS")]
+        at: Option<u64>,
     },
     /// Set KEY to NEW if it holds EXPECTED: `cas KEY EXPECTED NEW`, or
     /// `cas KEY NEW --absent` to set it only if it does not exist.
@@ -55,13 +61,17 @@ pub async fn run(client: &Client, command: DataCommand) -> Result<ExitCode> {
             client.put_with_ttl(key, value, ttl.unwrap_or(0)).await?;
             writeln!(out, "OK")?;
         }
-        DataCommand::Get { key, stale } => {
+        DataCommand::Get { key, stale, at } => {
             let consistency = if stale {
                 zdb_client::Consistency::Stale
             } else {
                 zdb_client::Consistency::Linearizable
             };
-            match client.get_with(key, consistency).await? {
+            let value = match at {
+                Some(ts) => client.get_at(key, ts).await?,
+                None => client.get_with(key, consistency).await?,
+            };
+            match value {
                 Some(value) => {
                     out.write_all(&value)?;
                     writeln!(out)?;
@@ -81,8 +91,13 @@ pub async fn run(client: &Client, command: DataCommand) -> Result<ExitCode> {
             end,
             limit,
             reverse,
+            at,
         } => {
-            for pair in client.scan(start, end, limit, reverse).await? {
+            let pairs = match at {
+                Some(ts) => client.scan_at(start, end, limit, reverse, ts).await?,
+                None => client.scan(start, end, limit, reverse).await?,
+            };
+            for pair in pairs {
                 out.write_all(&pair.key)?;
                 out.write_all(b"\t")?;
                 out.write_all(&pair.value)?;

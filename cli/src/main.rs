@@ -2,6 +2,7 @@
 //!
 //! - `data`: put, get, del, scan, cas against any cluster (`--endpoints`).
 //! - `status`: what each node reports about itself and its ranges.
+//! - `time`: the oracle's time (`now`) and garbage collection (`gc`).
 //! - `local`: `local up` starts and supervises a cluster of `zdb-node`
 //!   processes on 127.0.0.1, keeping its data in one folder; `local
 //!   add-node` and `local remove-node` ask it, through its control socket,
@@ -10,6 +11,7 @@
 mod data;
 mod local;
 mod status;
+mod time;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -52,6 +54,15 @@ enum Command {
     Drain { node: u64 },
     /// Retire NODE for good: everything moves off and it hosts nothing again.
     Decommission { node: u64 },
+    /// Print a timestamp from the cluster's oracle (for `get --at`, `scan --at`).
+    Now,
+    /// Show the GC safe point, life time and versions collected.
+    Gc {
+        /// Keep old versions this long (for example 10m): reads may name
+        /// timestamps that far back.
+        #[arg(long, value_name = "DURATION")]
+        life_time: Option<String>,
+    },
     /// Run a cluster of local processes.
     #[command(subcommand)]
     Local(local::LocalCommand),
@@ -86,6 +97,8 @@ async fn main() -> ExitCode {
                         status::set_state(&client, node, zdb_client::NodeState::Decommissioned)
                             .await
                     }
+                    Command::Now => time::now(&client).await,
+                    Command::Gc { life_time } => time::gc(&client, life_time.as_deref()).await,
                     Command::Local(_) => unreachable!("handled above"),
                 },
             }

@@ -309,6 +309,40 @@ impl Client {
         Ok(())
     }
 
+    /// The GC safe point and life time, and what the node at `endpoint`
+    /// collected (any node, when `endpoint` is None).
+    pub async fn gc_status(&self, endpoint: Option<&str>) -> Result<pb::GcStatusResponse> {
+        match endpoint {
+            Some(endpoint) => {
+                let mut admin = AdminClient::new(self.channel(endpoint)?);
+                let request = timed(pb::GcStatusRequest {}, self.timeout().min(MAX_ATTEMPT));
+                admin
+                    .gc_status(request)
+                    .await
+                    .map(tonic::Response::into_inner)
+                    .map_err(Error::from_final_status)
+            }
+            None => {
+                self.on_leader(None, None, |mut admin| async move {
+                    admin.gc_status(pb::GcStatusRequest {}).await
+                })
+                .await
+            }
+        }
+    }
+
+    /// Sets how long old versions are kept (reads may go that far back).
+    pub async fn set_gc_life_time(&self, life_time: std::time::Duration) -> Result<()> {
+        let life_time_ms = life_time.as_millis() as u64;
+        self.on_leader(None, None, |mut admin| async move {
+            admin
+                .set_gc_life_time(pb::SetGcLifeTimeRequest { life_time_ms })
+                .await
+        })
+        .await?;
+        Ok(())
+    }
+
     /// Status of the node at `endpoint` (one of the configured ones or any other).
     pub async fn node_status(&self, endpoint: &str) -> Result<NodeStatusResponse> {
         let mut admin = AdminClient::new(self.channel(endpoint)?);

@@ -395,9 +395,25 @@ impl Client {
         key: impl Into<Vec<u8>>,
         consistency: Consistency,
     ) -> Result<Option<Vec<u8>>> {
+        self.get_from(key.into(), consistency, 0).await
+    }
+
+    /// The value `key` had at timestamp `ts` (from [`Client::now`]).
+    pub async fn get_at(&self, key: impl Into<Vec<u8>>, ts: u64) -> Result<Option<Vec<u8>>> {
+        self.get_from(key.into(), Consistency::Linearizable, ts)
+            .await
+    }
+
+    async fn get_from(
+        &self,
+        key: Vec<u8>,
+        consistency: Consistency,
+        read_ts: u64,
+    ) -> Result<Option<Vec<u8>>> {
         let request = pb::GetRequest {
-            key: key.into(),
+            key,
             consistency: consistency.to_proto(),
+            read_ts,
             ..Default::default()
         };
         let response = self
@@ -413,6 +429,35 @@ impl Client {
             })
             .await?;
         Ok(response.found.then_some(response.value))
+    }
+
+    /// A timestamp from the cluster's oracle, above every write acknowledged
+    /// before the call: reads at it see one consistent snapshot.
+    pub async fn now(&self) -> Result<u64> {
+        let mut attempts = self.attempts();
+        loop {
+            let remaining = attempts.remaining()?;
+            let endpoint = self.any_endpoint();
+            attempts.count += 1;
+            let request = timed(
+                pb::NowRequest {
+                    header: None,
+                    count: 1,
+                },
+                remaining.min(MAX_ATTEMPT),
+            );
+            match self.kv(&endpoint)?.now(request).await {
+                Ok(response) => return Ok(response.into_inner().timestamp),
+                Err(status) => {
+                    attempts.last =
+                        format!("{endpoint}: now: {}: {}", status.code(), status.message());
+                    if classify(&status) == Next::Fail {
+                        return Err(Error::from_final_status(status));
+                    }
+                    attempts.back_off().await;
+                }
+            }
+        }
     }
 
     pub async fn put(&self, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) -> Result<()> {
@@ -475,8 +520,9 @@ impl Client {
 
     /// Keys in `[start, end)` (empty `end`: no bound), at most `limit`
     /// (0: all), in order or reversed, across as many ranges as the span
-    /// covers. Each page is a consistent read of one range; a scan of several
-    /// pages or ranges is not one snapshot.
+    /// covers, as one snapshot: a scan that one page of one range answers
+    /// reads its latest state; a longer one reads every page at one
+    /// timestamp from the oracle.
     pub async fn scan(
         &self,
         start: impl Into<Vec<u8>>,
@@ -484,8 +530,40 @@ impl Client {
         limit: usize,
         reverse: bool,
     ) -> Result<Vec<KeyValue>> {
-        let start = start.into();
-        let end = end.into();
+        let (start, end) = (start.into(), end.into());
+        if let Some(pairs) = self.scan_pages(&start, &end, limit, reverse, 0).await? {
+            return Ok(pairs);
+        }
+        let ts = self.now().await?;
+        self.scan_at(start, end, limit, reverse, ts).await
+    }
+
+    /// As [`Client::scan`], as of timestamp `ts`.
+    pub async fn scan_at(
+        &self,
+        start: impl Into<Vec<u8>>,
+        end: impl Into<Vec<u8>>,
+        limit: usize,
+        reverse: bool,
+        ts: u64,
+    ) -> Result<Vec<KeyValue>> {
+        let pages = self
+            .scan_pages(&start.into(), &end.into(), limit, reverse, ts.max(1))
+            .await?;
+        Ok(pages.unwrap_or_default())
+    }
+
+    /// The scan's pages at `read_ts`; at 0 (the latest state), None as soon
+    /// as a second page or range would be needed.
+    async fn scan_pages(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+        reverse: bool,
+        read_ts: u64,
+    ) -> Result<Option<Vec<KeyValue>>> {
+        let (start, end) = (start.to_vec(), end.to_vec());
         let mut attempts = self.attempts();
         let mut pairs: Vec<KeyValue> = Vec::new();
         // Forward scans move `lower` up; reverse scans move `upper` down.
@@ -518,6 +596,7 @@ impl Client {
                 end_key: sub_end.clone(),
                 limit: want,
                 reverse,
+                read_ts,
                 ..Default::default()
             };
             let page = match self
@@ -545,14 +624,14 @@ impl Client {
             pairs.extend(page.pairs);
             if limit != 0 && pairs.len() >= limit {
                 pairs.truncate(limit);
-                return Ok(pairs);
+                return Ok(Some(pairs));
             }
             let last_key = pairs.last().map(|kv| kv.key.clone());
             if reverse {
                 upper = match (more, last_key) {
                     (true, Some(key)) => key,
                     _ if range.start_key.is_empty() || range.start_key <= lower => {
-                        return Ok(pairs)
+                        return Ok(Some(pairs))
                     }
                     _ => range.start_key.clone(),
                 };
@@ -560,27 +639,56 @@ impl Client {
                 lower = match (more, last_key) {
                     (true, Some(key)) => [key.as_slice(), &[0]].concat(),
                     _ if sub_end.is_empty() || (!end.is_empty() && sub_end >= end) => {
-                        return Ok(pairs)
+                        return Ok(Some(pairs))
                     }
                     _ => sub_end,
                 };
             }
+            if read_ts == 0 {
+                return Ok(None);
+            }
         }
     }
 
-    /// The keys that exist among `keys`, in request order. Keys of one range
-    /// are read at one point in time; keys in different ranges are read
-    /// range by range.
+    /// The keys that exist among `keys`, in request order, as one snapshot:
+    /// keys of one range are read at its latest state, keys of several
+    /// ranges at one timestamp from the oracle.
     pub async fn batch_get(&self, keys: Vec<Vec<u8>>) -> Result<Vec<KeyValue>> {
+        if let Some(pairs) = self.batch_get_from(&keys, 0).await? {
+            return Ok(pairs);
+        }
+        let ts = self.now().await?;
+        self.batch_get_at(keys, ts).await
+    }
+
+    /// The keys that existed among `keys` at timestamp `ts`, in request order.
+    pub async fn batch_get_at(&self, keys: Vec<Vec<u8>>, ts: u64) -> Result<Vec<KeyValue>> {
+        Ok(self
+            .batch_get_from(&keys, ts.max(1))
+            .await?
+            .unwrap_or_default())
+    }
+
+    /// At `read_ts` 0 (the latest state), None when the keys turn out to
+    /// be in more than one range.
+    async fn batch_get_from(
+        &self,
+        keys: &[Vec<u8>],
+        read_ts: u64,
+    ) -> Result<Option<Vec<KeyValue>>> {
         let mut attempts = self.attempts();
         let mut found: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
-        let mut pending = keys.clone();
+        let mut pending = keys.to_vec();
         while !pending.is_empty() {
             let groups = self.group_by_range(pending, &mut attempts).await?;
+            if read_ts == 0 && (groups.len() > 1 || !found.is_empty()) {
+                return Ok(None);
+            }
             pending = Vec::new();
             for (cached, group) in groups {
                 let request = pb::BatchGetRequest {
                     keys: group.clone(),
+                    read_ts,
                     ..Default::default()
                 };
                 let step = self
@@ -608,15 +716,16 @@ impl Client {
                 }
             }
         }
-        Ok(keys
-            .into_iter()
-            .filter_map(|key| {
-                found.get(&key).map(|value| KeyValue {
-                    value: value.clone(),
-                    key,
+        Ok(Some(
+            keys.iter()
+                .filter_map(|key| {
+                    found.get(key).map(|value| KeyValue {
+                        value: value.clone(),
+                        key: key.clone(),
+                    })
                 })
-            })
-            .collect())
+                .collect(),
+        ))
     }
 
     async fn group_by_range(

@@ -27,6 +27,10 @@ pub enum Error {
     #[error("no endpoints given; pass --endpoints or set ZDB_ENDPOINTS")]
     NoEndpoints,
 
+    /// A read named a timestamp below the GC safe point.
+    #[error("read timestamp {read_ts} is below the GC safe point {safe_point}: the versions it needs may be collected; read at a newer timestamp")]
+    TimestampTooOld { read_ts: u64, safe_point: u64 },
+
     /// Any other error status from the node.
     #[error("{}: {}", .0.code(), .0.message())]
     Rpc(Box<Status>),
@@ -34,6 +38,13 @@ pub enum Error {
 
 impl Error {
     pub(crate) fn from_final_status(status: Status) -> Self {
+        let kind = zdb_proto::decode_error_details(status.details()).and_then(|error| error.kind);
+        if let Some(zdb_proto::v1::error::Kind::TimestampTooOld(too_old)) = kind {
+            return Error::TimestampTooOld {
+                read_ts: too_old.read_ts,
+                safe_point: too_old.safe_point,
+            };
+        }
         match status.code() {
             Code::InvalidArgument | Code::OutOfRange => {
                 Error::InvalidArgument(status.message().to_owned())

@@ -39,6 +39,8 @@ pub fn classify(status: &Status) -> Next {
         // Definitely not applied: the node says so.
         Some(Kind::NotApplied(_) | Kind::ShuttingDown(_) | Kind::ServerBusy(_)) => Next::Retry,
         Some(Kind::OutcomeUnknown(_)) => Next::Ambiguous,
+        // The versions the read needs may be gone: a newer timestamp is the fix.
+        Some(Kind::TimestampTooOld(_)) => Next::Fail,
         None => match status.code() {
             Code::Unavailable if never_sent(status) => Next::Retry,
             // The request may have reached a node and applied before the

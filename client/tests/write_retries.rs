@@ -70,6 +70,9 @@ impl Kv for LossyNode {
     ) -> Result<Response<CompareAndSwapResponse>, Status> {
         self.write(CompareAndSwapResponse::default())
     }
+    async fn now(&self, _: Request<NowRequest>) -> Result<Response<NowResponse>, Status> {
+        Err(Status::unimplemented("this test node has no oracle"))
+    }
     async fn locate(&self, _: Request<LocateRequest>) -> Result<Response<LocateResponse>, Status> {
         let range = RangeDescriptor {
             range_id: 7,

@@ -2,6 +2,7 @@
 //! load, and the wall clock stamped on commands (TTL decisions at apply use
 //! the proposer's stamp). A test drives a manual clock instead.
 
+use std::sync::OnceLock;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 pub trait Clock: Send + Sync {
@@ -22,11 +23,27 @@ impl Clock for SystemClock {
     }
 }
 
+/// Testing knob: `ZDB_TESTING_CLOCK_OFFSET_MS` shifts this node's wall
+/// clock (by a signed number of ms), so that tests can run nodes whose
+/// clocks disagree, as real machines' do.
+pub const CLOCK_OFFSET_ENV: &str = "ZDB_TESTING_CLOCK_OFFSET_MS";
+
+fn offset_ms() -> i64 {
+    static OFFSET: OnceLock<i64> = OnceLock::new();
+    *OFFSET.get_or_init(|| {
+        std::env::var(CLOCK_OFFSET_ENV)
+            .ok()
+            .and_then(|offset| offset.parse().ok())
+            .unwrap_or(0)
+    })
+}
+
 pub fn wall_ms() -> u64 {
-    SystemTime::now()
+    let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|elapsed| elapsed.as_millis() as u64)
-        .unwrap_or_default()
+        .unwrap_or_default();
+    now.saturating_add_signed(offset_ms())
 }
 
 #[cfg(test)]

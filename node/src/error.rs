@@ -59,6 +59,14 @@ pub enum Error {
     #[error("{0}")]
     NotFound(String),
 
+    /// A read below the GC safe point: the versions it needs may be gone.
+    #[error("read timestamp {read_ts} is below the GC safe point {safe_point}; read at a newer timestamp")]
+    TimestampTooOld { read_ts: u64, safe_point: u64 },
+
+    /// No timestamp could be had from the oracle; nothing was proposed.
+    #[error("the timestamp oracle could not be reached ({0}); nothing was applied, retry")]
+    OracleUnavailable(String),
+
     #[error("the node is shutting down")]
     ShuttingDown,
 

@@ -7,13 +7,16 @@
 //!   pass on to the leader, propose or pass the read barrier, read from a
 //!   snapshot; admin sequences (split, add and remove replicas, hand off
 //!   leaderships);
-//! - [`meta`]: the meta range as the cluster's table (routing, registry),
-//!   read and written through its leader from any node;
+//! - [`meta`]: the meta range as the cluster's table (routing, registry,
+//!   GC safe point), read and written through its leader from any node,
+//!   and the timestamp oracle its leader serves;
 //! - [`store`]: the event loop driving every replica on the node: ticks,
 //!   Readies, one write per pass, group commit by the WAL syncer;
 //! - [`apply`]: one apply delegate per replica: checks each command's epoch
 //!   at apply, applies data, system, split and membership commands, returns
 //!   exec results;
+//! - [`mvcc`]: versions of user keys by commit timestamp: key layout,
+//!   reads as of a timestamp, garbage collection below the safe point;
 //! - [`range`], [`raftlog`], [`engine`]: replica state, Raft log storage,
 //!   RocksDB column families and key layouts;
 //! - [`transport`]: the one dialer for every outbound connection, Raft
@@ -32,6 +35,7 @@ pub mod health;
 pub mod logging;
 pub mod meta;
 pub mod metrics;
+pub mod mvcc;
 pub mod ops;
 pub mod planted;
 pub mod raftlog;

@@ -76,6 +76,35 @@ pub static TTL_KEYS_REMOVED: LazyLock<IntCounter> = LazyLock::new(|| {
     )
 });
 
+pub static GC_VERSIONS_COLLECTED: LazyLock<IntCounter> = LazyLock::new(|| {
+    counter(
+        "zdb_gc_versions_collected_total",
+        "versions below the GC safe point removed from disk",
+    )
+});
+
+pub static DATA_BYTES: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!(
+        "zdb_data_bytes",
+        "bytes the user data takes in the engine (table files and memtables), every version included"
+    )
+    .expect("metric registers once")
+});
+
+pub static ORACLE_TIMESTAMPS: LazyLock<IntCounter> = LazyLock::new(|| {
+    counter(
+        "zdb_oracle_timestamps_total",
+        "timestamps this node handed out as the oracle (the meta range's leader)",
+    )
+});
+
+pub static ORACLE_BATCHES: LazyLock<IntCounter> = LazyLock::new(|| {
+    counter(
+        "zdb_oracle_batches_total",
+        "requests this node sent to the oracle, each for the timestamps of many callers",
+    )
+});
+
 pub static FSYNC_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
     histogram(
         "zdb_fsync_duration_seconds",

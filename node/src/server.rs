@@ -22,10 +22,12 @@ use crate::config::NodeConfig;
 use crate::engine::{keys, Engine, ReadView, CF_META};
 use crate::error::{Error, Result};
 use crate::health::{Health, Phase};
-use crate::meta::{reporter, MetaClient};
+use crate::meta::gc::{self, GcParts};
+use crate::meta::{reporter, MetaClient, Timestamps};
+use crate::mvcc::Horizon;
 use crate::ops::{Identity, Ops, OpsParts};
 use crate::service::{admin::AdminService, grpc_health, kv::KvService, status_http};
-use crate::store::{self, msg::StoreMsg, Store, StoreParts};
+use crate::store::{self, msg::StoreMsg, MetaLease, Store, StoreParts};
 use crate::transport::{self, Dialer, Outbox, PeerDirectory, RaftTransportService, Remote};
 
 /// How long a client request may wait for its proposal or read to complete.
@@ -64,6 +66,7 @@ pub async fn run(
     };
 
     let engine = Engine::open(&config.data_dir.join("db"))?;
+    engine.check_format()?;
     let dialer = Dialer::new();
     let identity = settle_identity(&engine, &config, &dialer).await?;
     tracing::info!(
@@ -128,6 +131,8 @@ fn start(
         dialer.clone(),
         tokio::runtime::Handle::current(),
     );
+    let horizon = Arc::new(Horizon::default());
+    let meta_lease = Arc::new(MetaLease::default());
     let (store, store_thread, store_sender) = Store::start(StoreParts {
         node_id: identity.node_id,
         engine: engine.clone(),
@@ -138,6 +143,8 @@ fn start(
         logger: crate::logging::raft_logger(),
         clock: Arc::new(SystemClock),
         health: health.clone(),
+        horizon: horizon.clone(),
+        meta_lease: meta_lease.clone(),
     })?;
     outbox.connect_store(store_sender.clone());
     let store_thread = tokio::task::spawn_blocking(move || {
@@ -147,7 +154,24 @@ fn start(
     });
 
     let remote = Remote::new(dialer);
-    let meta = MetaClient::new(store.clone(), engine.clone(), peers.clone(), remote.clone());
+    let meta = MetaClient::new(
+        store.clone(),
+        engine.clone(),
+        peers.clone(),
+        remote.clone(),
+        meta_lease,
+    );
+    let timestamps = Timestamps::start(meta.clone(), horizon.clone());
+    tokio::spawn(gc::run(
+        GcParts {
+            meta: meta.clone(),
+            timestamps: timestamps.clone(),
+            store: store.clone(),
+            engine: engine.clone(),
+            horizon: horizon.clone(),
+        },
+        stop.clone(),
+    ));
     let ops = Ops::new(OpsParts {
         identity: Identity {
             node_id: identity.node_id,
@@ -162,6 +186,8 @@ fn start(
         limits: config.limits.clone(),
         timeout: REQUEST_TIMEOUT,
         health: health.clone(),
+        timestamps,
+        horizon,
     });
     let transport = RaftTransportService::new(
         identity.node_id,

@@ -5,6 +5,7 @@
 //!   command format (raft.proto);
 //! - `google.rpc.Status`: the rich-error envelope that carries a typed
 //!   [`v1::Error`] in a failed call's status details;
+//! - [`timestamp`]: the hybrid timestamps of the oracle and of versions;
 //! - [`codec`]: the gRPC codec of every service (malformed bytes are an
 //!   INVALID_ARGUMENT);
 //! - [`FILE_DESCRIPTOR_SET`]: the protocol's descriptors, for reflection.
@@ -18,6 +19,7 @@ pub mod google_rpc {
 }
 
 pub mod codec;
+pub mod timestamp;
 
 /// Every message and service of the protocol, encoded, for gRPC reflection
 /// (`grpcurl`, `grpcui`, clients that discover the API at run time).

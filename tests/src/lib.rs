@@ -64,6 +64,8 @@ pub struct Node {
     pub data_dir: PathBuf,
     pub log: PathBuf,
     process: Option<Child>,
+    /// Extra environment of the node's process.
+    env: Vec<(String, String)>,
 }
 
 pub struct Cluster {
@@ -76,6 +78,15 @@ pub struct Cluster {
 impl Cluster {
     /// Starts `count` nodes with fast Raft timings plus `extra_args`.
     pub fn start(count: u64, extra_args: &[&str]) -> Cluster {
+        Self::start_with_env(count, extra_args, |_| Vec::new())
+    }
+
+    /// As `start`, each node with the environment `env` gives it.
+    pub fn start_with_env(
+        count: u64,
+        extra_args: &[&str],
+        env: impl Fn(u64) -> Vec<(String, String)>,
+    ) -> Cluster {
         let dir = tempfile::Builder::new()
             .prefix("zdb-e2e-")
             .tempdir()
@@ -88,6 +99,7 @@ impl Cluster {
                 data_dir: dir.path().join(format!("node-{id}")),
                 log: dir.path().join(format!("node-{id}.log")),
                 process: None,
+                env: env(id),
             })
             .collect();
         let mut cluster = Cluster {
@@ -188,6 +200,7 @@ impl Cluster {
             data_dir,
             log,
             process: Some(child),
+            env: Vec::new(),
         });
         node_id
     }
@@ -209,6 +222,7 @@ impl Cluster {
             .arg(format!("--peers={peers}"))
             .arg(format!("--cluster-id={}", self.cluster_id))
             .args(&self.extra_args)
+            .envs(node.env.iter().map(|(key, value)| (key, value)))
             .stdin(Stdio::null());
         command
     }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use tonic::Code;
 use zdb_node::engine::ReadView;
+use zdb_node::mvcc;
 use zdb_proto::v1::kv_client::KvClient;
 use zdb_proto::v1::{self as pb, error::Kind};
 use zdb_tests::{eventually, Cluster};
@@ -214,22 +215,36 @@ async fn expired_keys_vanish_at_once_and_leave_the_disk_later() {
         .collect();
     assert_eq!(keys, vec![b"forever".to_vec()]);
 
-    // The leader's sweep removes it from RocksDB itself, through Raft.
-    eventually("the sweeper to remove the expired key", WAIT, || {
+    // The leader's sweep ends it with a tombstone, through Raft; once the
+    // GC safe point passes the tombstone, both versions leave the disk.
+    eventually("the sweeper to end the expired key", WAIT, || {
         let cluster = &cluster;
         async move { (cluster.metric(1, "zdb_ttl_keys_removed_total").await >= 1.0).then_some(()) }
+    })
+    .await;
+    client
+        .set_gc_life_time(Duration::from_secs(1))
+        .await
+        .unwrap();
+    eventually("the expired key's versions to be collected", WAIT, || {
+        let cluster = &cluster;
+        async move { (cluster.metric(1, "zdb_gc_versions_collected_total").await >= 2.0).then_some(()) }
     })
     .await;
     cluster.stop(1);
     let engine = zdb_node::engine::Engine::open(&cluster.node(1).data_dir.join("db"))
         .expect("open the node's RocksDB");
-    assert_eq!(
-        engine.get(zdb_node::engine::CF_DATA, b"short").unwrap(),
-        None,
-        "the expired key is still on disk"
-    );
-    assert!(engine
-        .get(zdb_node::engine::CF_DATA, b"forever")
-        .unwrap()
-        .is_some());
+    let stored = |key: &[u8]| {
+        let mut versions = 0;
+        let (start, end) = (mvcc::keys::encode_key(key), mvcc::keys::versions_end(key));
+        engine
+            .scan(zdb_node::engine::CF_DATA, &start, &end, false, |_, _| {
+                versions += 1;
+                Ok(true)
+            })
+            .unwrap();
+        versions
+    };
+    assert_eq!(stored(b"short"), 0, "the expired key is still on disk");
+    assert_eq!(stored(b"forever"), 1);
 }

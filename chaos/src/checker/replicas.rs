@@ -1,7 +1,8 @@
 //! Replica consistency, once the cluster is quiet: every member of each
 //! range's current descriptor has applied the same log index and holds the
-//! same keys and values (read with stale reads at each node, which serve
-//! that node's own copy), and no two ranges overlap. For the meta range
+//! same keys and values, now and as of a timestamp taken during the run
+//! (read with stale reads at each node, which serve that node's own
+//! copy), and no two ranges overlap. For the meta range
 //! (range 1) that covers the user keys of its span; its system keys (routing
 //! table, node registry) are not reachable through the KV API.
 
@@ -32,11 +33,17 @@ fn epoch_of(range: &RangeDescriptor) -> (u64, u64) {
 }
 
 /// Polls until the replicas agree or `timeout` passes; returns the verdict
-/// of the last attempt.
-pub async fn check(client: &Client, nodes: &[(u64, String)], timeout: Duration) -> Verdict {
+/// of the last attempt. With `past`, the replicas must also agree on their
+/// state as of that timestamp.
+pub async fn check(
+    client: &Client,
+    nodes: &[(u64, String)],
+    timeout: Duration,
+    past: Option<u64>,
+) -> Verdict {
     let deadline = Instant::now() + timeout;
     loop {
-        let verdict = check_once(client, nodes).await;
+        let verdict = check_once(client, nodes, past).await;
         if verdict.passed() || Instant::now() >= deadline {
             return verdict;
         }
@@ -44,7 +51,7 @@ pub async fn check(client: &Client, nodes: &[(u64, String)], timeout: Duration) 
     }
 }
 
-async fn check_once(client: &Client, nodes: &[(u64, String)]) -> Verdict {
+async fn check_once(client: &Client, nodes: &[(u64, String)], past: Option<u64>) -> Verdict {
     let mut views: BTreeMap<u64, Vec<ReplicaView>> = BTreeMap::new();
     for (node, address) in nodes {
         let status = match client.node_status(address).await {
@@ -105,20 +112,27 @@ async fn check_once(client: &Client, nodes: &[(u64, String)]) -> Verdict {
             ));
             continue;
         }
-        let mut contents: Vec<(u64, Result<Vec<KeyValue>, String>)> = Vec::new();
-        for view in &holders {
-            contents.push((view.node, scan_replica(&view.address, &newest).await));
-        }
-        let reference = &contents[0];
-        for other in &contents[1..] {
-            if other.1 != reference.1 {
-                problems.push(format!(
-                    "range {range_id}: node {} and node {} hold different data at applied index {}: {}",
-                    reference.0,
-                    other.0,
-                    applied[0].1,
-                    difference(&reference.1, &other.1)
-                ));
+        for read_ts in std::iter::once(0).chain(past) {
+            let mut contents: Vec<(u64, Result<Vec<KeyValue>, String>)> = Vec::new();
+            for view in &holders {
+                let held = scan_replica(&view.address, &newest, read_ts).await;
+                contents.push((view.node, held));
+            }
+            let reference = &contents[0];
+            let when = match read_ts {
+                0 => "now".to_owned(),
+                ts => format!("as of timestamp {ts}"),
+            };
+            for other in &contents[1..] {
+                if other.1 != reference.1 {
+                    problems.push(format!(
+                        "range {range_id}: node {} and node {} hold different data {when} at applied index {}: {}",
+                        reference.0,
+                        other.0,
+                        applied[0].1,
+                        difference(&reference.1, &other.1)
+                    ));
+                }
             }
         }
         current.push(newest);
@@ -172,8 +186,13 @@ fn difference(a: &Result<Vec<KeyValue>, String>, b: &Result<Vec<KeyValue>, Strin
     }
 }
 
-/// The range's keys and values as the node at `address` holds them.
-async fn scan_replica(address: &str, range: &RangeDescriptor) -> Result<Vec<KeyValue>, String> {
+/// The range's keys and values as the node at `address` holds them, as of
+/// `read_ts` (0: its latest).
+async fn scan_replica(
+    address: &str,
+    range: &RangeDescriptor,
+    read_ts: u64,
+) -> Result<Vec<KeyValue>, String> {
     let channel = Endpoint::from_shared(format!("http://{address}"))
         .map_err(|err| err.to_string())?
         .connect_timeout(Duration::from_secs(1))
@@ -195,6 +214,7 @@ async fn scan_replica(address: &str, range: &RangeDescriptor) -> Result<Vec<KeyV
             limit: 0,
             reverse: false,
             consistency: ReadConsistency::Stale as i32,
+            read_ts,
         };
         let page = kv
             .scan(request)

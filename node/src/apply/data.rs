@@ -1,4 +1,6 @@
-//! Commands on user keys: puts and deletes, compare-and-swap, expiry.
+//! Commands on user keys: puts and deletes, compare-and-swap, expiry. Each
+//! writes new versions at the command's commit timestamp; nothing older is
+//! changed (a delete is a tombstone version).
 
 use std::collections::HashMap;
 
@@ -8,30 +10,51 @@ use zdb_proto::v1::{
 };
 
 use super::Outcome;
-use crate::engine::{keys, value, Engine, OverlayBatch, CF_DATA, CF_TTL};
+use crate::engine::{keys, Engine, CF_DATA, CF_TTL};
 use crate::error::Result;
 use crate::metrics;
+use crate::mvcc::{self, record, Record, Versions};
 
-/// The batch's writes to user keys (and their TTL index), readable before
+/// The batch's versions of user keys (and their TTL index), readable before
 /// the batch is written.
-pub struct DataBatch<'a>(OverlayBatch<'a>);
+pub struct DataBatch<'a> {
+    engine: &'a Engine,
+    batch: &'a mut WriteBatch,
+    /// The newest record this batch wrote for each user key.
+    written: &'a mut HashMap<Vec<u8>, Vec<u8>>,
+    /// The commit timestamp of the command being applied.
+    ts: u64,
+}
 
 impl<'a> DataBatch<'a> {
     pub fn new(
         engine: &'a Engine,
         batch: &'a mut WriteBatch,
-        written: &'a mut HashMap<Vec<u8>, Option<Vec<u8>>>,
+        written: &'a mut HashMap<Vec<u8>, Vec<u8>>,
+        ts: u64,
     ) -> Self {
-        DataBatch(OverlayBatch::new(engine, batch, CF_DATA, written))
+        DataBatch {
+            engine,
+            batch,
+            written,
+            ts,
+        }
+    }
+
+    fn write_version(&mut self, key: &[u8], raw: Vec<u8>) {
+        self.batch.put_cf(
+            self.engine.cf(CF_DATA),
+            mvcc::keys::version_key(key, self.ts),
+            &raw,
+        );
+        self.written.insert(key.to_vec(), raw);
     }
 
     fn put(&mut self, put: &StoredPut) {
-        self.0
-            .put(&put.key, value::encode(&put.value, put.expire_at_ms));
+        self.write_version(&put.key, record::encode_put(&put.value, put.expire_at_ms));
         if put.expire_at_ms != 0 {
-            let (engine, batch) = self.0.side();
-            batch.put_cf(
-                engine.cf(CF_TTL),
+            self.batch.put_cf(
+                self.engine.cf(CF_TTL),
                 keys::ttl_key(put.expire_at_ms, &put.key),
                 [],
             );
@@ -39,20 +62,29 @@ impl<'a> DataBatch<'a> {
     }
 
     fn delete(&mut self, key: &[u8]) {
-        self.0.delete(key);
+        self.write_version(key, record::encode_tombstone());
     }
 
     fn forget_expiry(&mut self, expire_at_ms: u64, key: &[u8]) {
-        let (engine, batch) = self.0.side();
-        batch.delete_cf(engine.cf(CF_TTL), keys::ttl_key(expire_at_ms, key));
+        self.batch
+            .delete_cf(self.engine.cf(CF_TTL), keys::ttl_key(expire_at_ms, key));
+    }
+
+    /// The newest record of `key`, this batch's writes included.
+    fn latest(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        if let Some(raw) = self.written.get(key) {
+            return Ok(Some(raw.clone()));
+        }
+        Ok(Versions::new(self.engine)
+            .version_at(key, mvcc::LATEST)?
+            .map(|(_, raw)| raw))
     }
 
     fn live_value(&self, key: &[u8], now_ms: u64) -> Result<Option<Vec<u8>>> {
-        let Some(raw) = self.0.get(key)? else {
+        let Some(raw) = self.latest(key)? else {
             return Ok(None);
         };
-        let stored = value::decode(&raw)?;
-        Ok(stored.is_live_at(now_ms).then(|| stored.value.to_vec()))
+        Ok(record::decode(&raw)?.live_value(now_ms).map(<[u8]>::to_vec))
     }
 }
 
@@ -85,15 +117,18 @@ pub fn compare_and_swap(
     Ok(Outcome::CompareAndSwap { succeeded, current })
 }
 
-/// Removes keys whose time to live ran out, if they still hold the expired
-/// version (a newer write to the key keeps it).
+/// Ends the keys whose time to live ran out with a tombstone, if they still
+/// hold the expired version (a newer write to the key keeps it). Reads
+/// already saw them as absent; older reads still see the value.
 pub fn expire(data: &mut DataBatch<'_>, expire: &ExpireCommand, now_ms: u64) -> Result<Outcome> {
     for expired in &expire.keys {
-        let still_that_version = match data.0.get(&expired.key)? {
-            Some(raw) => {
-                let stored = value::decode(&raw)?;
-                stored.expire_at_ms == expired.expire_at_ms && !stored.is_live_at(now_ms)
-            }
+        let still_that_version = match data.latest(&expired.key)? {
+            Some(raw) => match record::decode(&raw)? {
+                record @ Record::Put { expire_at_ms, .. } => {
+                    expire_at_ms == expired.expire_at_ms && record.live_value(now_ms).is_none()
+                }
+                Record::Tombstone => false,
+            },
             None => false,
         };
         if still_that_version {

@@ -49,7 +49,10 @@ impl CommandKind {
             | command::Kind::AllocateRangeId(_)
             | command::Kind::RegisterNode(_)
             | command::Kind::SetNodeState(_)
-            | command::Kind::SetNodeZone(_) => CommandKind::System,
+            | command::Kind::SetNodeZone(_)
+            | command::Kind::ExtendOracleWindow(_)
+            | command::Kind::SetGcSafePoint(_)
+            | command::Kind::SetGcLifeTime(_) => CommandKind::System,
         })
     }
 

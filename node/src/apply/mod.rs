@@ -50,6 +50,9 @@ pub enum Outcome {
     RangeId(u64),
     /// A fresh node id from the meta range (or a member's own, announced).
     NodeId(u64),
+    /// The oracle's window end or the GC safe point as it stands after the
+    /// command (which never lowers either).
+    Timestamp(u64),
     /// The range's membership changed; its new descriptor.
     ConfChanged(RangeDescriptor),
     Split {
@@ -135,9 +138,9 @@ pub struct ApplyContext<'a> {
 
 pub struct ApplyDelegate {
     descriptor: RangeDescriptor,
-    /// User keys and system keys written into the pass's batch so far
-    /// (raw stored value; None: deleted).
-    data_written: HashMap<Vec<u8>, Option<Vec<u8>>>,
+    /// The newest version of each user key written into the pass's batch
+    /// so far (the stored record), and the system keys (None: deleted).
+    data_written: HashMap<Vec<u8>, Vec<u8>>,
     system_written: HashMap<Vec<u8>, Option<Vec<u8>>>,
 }
 
@@ -222,7 +225,7 @@ impl ApplyDelegate {
             }));
         }
         let kind_body = command.kind.as_ref().expect("a kind, checked above");
-        let mut data = DataBatch::new(ctx.engine, ctx.batch, &mut self.data_written);
+        let mut data = DataBatch::new(ctx.engine, ctx.batch, &mut self.data_written, command.ts);
         Ok(match kind_body {
             command::Kind::Write(write) => ExecResult::Applied(data::write(&mut data, write)),
             command::Kind::Cas(cas) => {

@@ -1,5 +1,5 @@
 //! Commands on the meta range's system keyspace: routing table updates, id
-//! allocation, the node registry.
+//! allocation, the node registry, the oracle's window, the GC safe point.
 
 use zdb_proto::v1::command;
 
@@ -49,6 +49,16 @@ pub fn apply(system: &mut SystemBatch<'_>, kind: &command::Kind) -> Result<ExecR
                 return refused(format!("node {} is not in the registry", change.node_id));
             }
             table::set_node_state(system, change.node_id, change.state);
+            Outcome::Written
+        }
+        command::Kind::ExtendOracleWindow(extend) => {
+            Outcome::Timestamp(table::extend_oracle_window(system, extend.end)?)
+        }
+        command::Kind::SetGcSafePoint(set) => {
+            Outcome::Timestamp(table::raise_gc_safe_point(system, set.safe_point)?)
+        }
+        command::Kind::SetGcLifeTime(set) => {
+            table::set_gc_life_time(system, set.life_time_ms);
             Outcome::Written
         }
         _ => return refused("not a system command".into()),

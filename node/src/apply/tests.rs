@@ -6,7 +6,8 @@ use rocksdb::WriteBatch;
 use zdb_proto::v1::*;
 
 use super::*;
-use crate::engine::{value, ReadView, CF_DATA, CF_TTL};
+use crate::engine::{ReadView, CF_TTL};
+use crate::mvcc::{record, Record, Versions, LATEST};
 
 fn range(start: &str, end: &str) -> RangeDescriptor {
     RangeDescriptor {
@@ -43,6 +44,7 @@ fn stored(key: &str, value: &str, expire_at_ms: u64) -> StoredPut {
 fn write(header: Option<CommandHeader>, now_ms: u64, puts: Vec<StoredPut>) -> Command {
     Command {
         now_ms,
+        ts: now_ms,
         header,
         kind: Some(command::Kind::Write(WriteBatchCommand {
             mutations: puts
@@ -64,6 +66,7 @@ fn cas(
 ) -> Command {
     Command {
         now_ms,
+        ts: now_ms,
         header,
         kind: Some(command::Kind::Cas(CompareAndSwapCommand {
             key: key.into(),
@@ -121,8 +124,13 @@ impl Fixture {
     }
 
     fn value(&self, key: &str) -> Option<Vec<u8>> {
-        let raw = self.engine.get(CF_DATA, key.as_bytes()).unwrap()?;
-        Some(value::decode(&raw).unwrap().value.to_vec())
+        let (_, raw) = Versions::new(&self.engine)
+            .version_at(key.as_bytes(), LATEST)
+            .unwrap()?;
+        match record::decode(&raw).unwrap() {
+            Record::Put { value, .. } => Some(value.to_vec()),
+            Record::Tombstone => None,
+        }
     }
 }
 
@@ -163,6 +171,7 @@ fn an_expired_value_counts_as_absent_and_is_removed_only_if_unchanged() {
     let mut fixture = Fixture::new(range);
     let expire = Command {
         now_ms: 200,
+        ts: 200,
         header: h,
         kind: Some(command::Kind::Expire(ExpireCommand {
             keys: ["old", "new"]
@@ -191,7 +200,12 @@ fn an_expired_value_counts_as_absent_and_is_removed_only_if_unchanged() {
             current: None
         })
     ));
-    assert_eq!(fixture.value("old"), None);
+    assert_eq!(fixture.value("old"), None, "ended by a tombstone");
+    assert_eq!(
+        Versions::new(&fixture.engine).get(b"old", 199, 50).unwrap(),
+        Some(b"x".to_vec()),
+        "a read before the expiry still sees the value"
+    );
     assert_eq!(fixture.value("new"), Some(b"fresh".to_vec()));
     let mut ttl_entries = 0;
     fixture

@@ -16,6 +16,8 @@ const RAFT_HARD_STATE: u8 = 0x02;
 const RAFT_APPLY_STATE: u8 = 0x03;
 
 pub const NODE_IDENTITY_KEY: &[u8] = b"node_identity";
+/// How user data is laid out; a node refuses a directory of another layout.
+pub const STORAGE_FORMAT_KEY: &[u8] = b"storage_format";
 const RANGE_DESCRIPTOR_PREFIX: &[u8] = b"range/";
 const PEER_STORE_PREFIX: &[u8] = b"peer_store/";
 
@@ -72,6 +74,10 @@ const META_ID_PREFIX: u8 = b'i';
 pub const NEXT_RANGE_ID_KEY: &[u8] = b"next_range_id";
 pub const CLUSTER_ID_KEY: &[u8] = b"cluster_id";
 pub const NEXT_NODE_ID_KEY: &[u8] = b"next_node_id";
+/// The timestamp oracle's window end, the GC safe point and life time.
+pub const ORACLE_WINDOW_END_KEY: &[u8] = b"oracle_window_end";
+pub const GC_SAFE_POINT_KEY: &[u8] = b"gc_safe_point";
+pub const GC_LIFE_TIME_KEY: &[u8] = b"gc_life_time_ms";
 const NODE_PREFIX: u8 = b'n';
 const NODE_STATE_PREFIX: u8 = b's';
 const NODE_ZONE_PREFIX: u8 = b'z';

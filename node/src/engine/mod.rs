@@ -2,7 +2,6 @@
 
 pub mod keys;
 mod overlay;
-pub mod value;
 mod view;
 
 use std::path::Path;
@@ -20,6 +19,9 @@ use crate::metrics;
 pub use keys::{CF_DATA, CF_META, CF_RAFT, CF_SYSTEM, CF_TTL};
 pub use overlay::OverlayBatch;
 pub use view::{ReadView, Snapshot};
+
+/// Version 2: every user key is stored as versions (see `mvcc::keys`).
+const STORAGE_FORMAT: u32 = 2;
 
 /// Shared handle to the node's RocksDB. Cheap to clone.
 #[derive(Clone)]
@@ -68,6 +70,30 @@ impl Engine {
         Ok(Engine { db: Arc::new(db) })
     }
 
+    /// Records the storage format in a new data directory; refuses one
+    /// written in another (user data without versions, from before MVCC).
+    pub fn check_format(&self) -> Result<()> {
+        let stored = self.db.get_cf(self.cf(CF_META), keys::STORAGE_FORMAT_KEY)?;
+        let has_identity = self
+            .db
+            .get_cf(self.cf(CF_META), keys::NODE_IDENTITY_KEY)?
+            .is_some();
+        match stored {
+            Some(format) if format == STORAGE_FORMAT.to_be_bytes() => Ok(()),
+            None if !has_identity => self.put(
+                CF_META,
+                keys::STORAGE_FORMAT_KEY,
+                &STORAGE_FORMAT.to_be_bytes(),
+                true,
+            ),
+            _ => Err(Error::Config(format!(
+                "the data directory holds user data in an older storage format (without \
+                 versions); this zdb reads format {STORAGE_FORMAT} only: start the node on an \
+                 empty data directory and copy the data over with a client"
+            ))),
+        }
+    }
+
     pub fn cf(&self, name: &'static str) -> &ColumnFamily {
         self.db
             .cf_handle(name)
@@ -101,13 +127,23 @@ impl Engine {
         self.write(batch, sync)
     }
 
-    /// Approximate bytes in the data column family (for status and metrics).
-    pub fn approximate_data_bytes(&self) -> u64 {
+    /// Compacts the whole data column family (after many versions were
+    /// collected: their space returns only once compaction drops them).
+    pub fn compact_data(&self) {
         self.db
-            .property_int_value_cf(self.cf(CF_DATA), "rocksdb.estimate-live-data-size")
-            .ok()
-            .flatten()
-            .unwrap_or(0)
+            .compact_range_cf(self.cf(CF_DATA), None::<&[u8]>, None::<&[u8]>);
+    }
+
+    /// Bytes the data column family takes: its table files and memtables.
+    pub fn data_bytes(&self) -> u64 {
+        let property = |name: &str| {
+            self.db
+                .property_int_value_cf(self.cf(CF_DATA), name)
+                .ok()
+                .flatten()
+                .unwrap_or(0)
+        };
+        property("rocksdb.total-sst-files-size") + property("rocksdb.cur-size-all-mem-tables")
     }
 }
 
@@ -147,6 +183,21 @@ mod tests {
             vec![b"c".to_vec(), b"b".to_vec()]
         );
         assert_eq!(collect(b"b", b"", true).len(), 3);
+    }
+
+    #[test]
+    fn a_directory_from_before_versions_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::open(dir.path()).unwrap();
+        engine.check_format().unwrap();
+        engine.check_format().unwrap();
+        let old = tempfile::tempdir().unwrap();
+        let engine = Engine::open(old.path()).unwrap();
+        engine
+            .put(CF_META, keys::NODE_IDENTITY_KEY, b"someone", false)
+            .unwrap();
+        let err = engine.check_format().unwrap_err().to_string();
+        assert!(err.contains("older storage format"), "{err}");
     }
 
     #[test]

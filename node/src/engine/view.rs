@@ -2,7 +2,7 @@
 //! one RocksDB snapshot (every read sees the same moment, so a multi-key read
 //! never sees half of a batch the store wrote meanwhile).
 
-use rocksdb::{DBAccess, Direction, IteratorMode, ReadOptions};
+use rocksdb::{DBAccess, DBRawIteratorWithThreadMode, Direction, IteratorMode, ReadOptions, DB};
 
 use super::Engine;
 use crate::error::Result;
@@ -21,6 +21,15 @@ pub trait ReadView {
         reverse: bool,
         visit: impl FnMut(&[u8], &[u8]) -> Result<bool>,
     ) -> Result<()>;
+
+    /// An iterator over `[lower, upper)` of `cf` (empty: unbounded), for
+    /// readers that seek.
+    fn raw_iterator(
+        &self,
+        cf: &'static str,
+        lower: &[u8],
+        upper: &[u8],
+    ) -> DBRawIteratorWithThreadMode<'_, DB>;
 }
 
 /// Every read through it sees the engine as it was when it was taken.
@@ -40,7 +49,9 @@ impl Engine {
 
 fn bounded(start: &[u8], end: &[u8]) -> ReadOptions {
     let mut opts = ReadOptions::default();
-    opts.set_iterate_lower_bound(start.to_vec());
+    if !start.is_empty() {
+        opts.set_iterate_lower_bound(start.to_vec());
+    }
     if !end.is_empty() {
         opts.set_iterate_upper_bound(end.to_vec());
     }
@@ -86,6 +97,16 @@ impl ReadView for Engine {
                 .iterator_cf_opt(self.cf(cf), bounded(start, end), mode(start, reverse));
         visit_all(iterator, visit)
     }
+
+    fn raw_iterator(
+        &self,
+        cf: &'static str,
+        lower: &[u8],
+        upper: &[u8],
+    ) -> DBRawIteratorWithThreadMode<'_, DB> {
+        self.db()
+            .raw_iterator_cf_opt(self.cf(cf), bounded(lower, upper))
+    }
 }
 
 impl ReadView for Snapshot<'_> {
@@ -107,6 +128,16 @@ impl ReadView for Snapshot<'_> {
             mode(start, reverse),
         );
         visit_all(iterator, visit)
+    }
+
+    fn raw_iterator(
+        &self,
+        cf: &'static str,
+        lower: &[u8],
+        upper: &[u8],
+    ) -> DBRawIteratorWithThreadMode<'_, DB> {
+        self.snapshot
+            .raw_iterator_cf_opt(self.engine.cf(cf), bounded(lower, upper))
     }
 }
 

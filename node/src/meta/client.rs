@@ -10,19 +10,20 @@ use std::time::{Duration, Instant};
 
 use zdb_proto::v1::{
     command, AllocateRangeIdCommand, Command, LocateRequest, LocateResponse, MetaUpdateCommand,
-    NodeAddress, RangeDescriptor, RangeLocation, RegisterNodeCommand, RequestHeader,
-    SetNodeStateCommand, SetNodeStateRequest, SetNodeZoneCommand, SetNodeZoneRequest,
-    UpdateMetaRequest,
+    NodeAddress, NowRequest, RangeDescriptor, RangeLocation, RegisterNodeCommand, RequestHeader,
+    SetGcLifeTimeCommand, SetGcLifeTimeRequest, SetGcSafePointCommand, SetNodeStateCommand,
+    SetNodeStateRequest, SetNodeZoneCommand, SetNodeZoneRequest, UpdateMetaRequest,
 };
 
 use zdb_proto::v1::error::Kind;
 
+use super::oracle::Oracle;
 use super::table::{self, META_RANGE_ID};
 use crate::apply::Outcome;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::store::msg::{ReadKind, Target};
-use crate::store::StoreHandle;
+use crate::store::{MetaLease, StoreHandle};
 use crate::transport::{PeerDirectory, Remote};
 
 const META_CALL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -35,6 +36,7 @@ pub struct MetaClient {
     engine: Engine,
     peers: Arc<PeerDirectory>,
     remote: Remote,
+    oracle: Arc<Oracle>,
     /// Whether calls the local replica cannot serve go to other nodes. Off
     /// for calls another node passed on here: they answer from this node
     /// or say where the leader is, so calls never bounce between nodes.
@@ -77,8 +79,10 @@ impl MetaClient {
         engine: Engine,
         peers: Arc<PeerDirectory>,
         remote: Remote,
+        meta_lease: Arc<MetaLease>,
     ) -> Self {
         MetaClient {
+            oracle: Arc::new(Oracle::new(store.clone(), engine.clone(), meta_lease)),
             store,
             engine,
             peers,
@@ -158,7 +162,7 @@ impl MetaClient {
     /// leader's, or returns where the leader is.
     async fn read_local(&self) -> Result<()> {
         self.store
-            .read_barrier(meta_target(), ReadKind::Linearizable, META_CALL_TIMEOUT)
+            .read_barrier(meta_target(), ReadKind::Linearizable, 0, META_CALL_TIMEOUT)
             .await
     }
 
@@ -272,6 +276,78 @@ impl MetaClient {
             },
         )
         .await
+    }
+
+    /// `count` consecutive timestamps from the oracle, wherever the meta
+    /// range's leader is; returns the first.
+    pub async fn timestamps(&self, count: u32) -> Result<u64> {
+        self.on_leader(
+            || self.oracle.take(count),
+            |leader| async move {
+                let request = NowRequest {
+                    header: Some(RequestHeader {
+                        range_id: META_RANGE_ID,
+                        epoch: None,
+                    }),
+                    count,
+                };
+                let reply = self.remote.now(&leader, META_CALL_TIMEOUT, request).await?;
+                Ok(reply.timestamp)
+            },
+        )
+        .await
+    }
+
+    /// The oracle as this node runs it, for calls that must be answered
+    /// here (or refused with where the meta range's leader is).
+    pub async fn timestamps_here(&self, count: u32) -> Result<u64> {
+        self.oracle.take(count).await
+    }
+
+    /// The GC safe point and life time, as the meta range's leader knows them.
+    pub async fn gc_settings(&self) -> Result<(u64, u64)> {
+        self.on_leader(
+            || async {
+                self.read_local().await?;
+                Ok((
+                    table::gc_safe_point(&self.engine)?,
+                    table::gc_life_time_ms(&self.engine)?,
+                ))
+            },
+            |leader| async move {
+                let reply = self.remote.gc_status(&leader, META_CALL_TIMEOUT).await?;
+                Ok((reply.safe_point, reply.life_time_ms))
+            },
+        )
+        .await
+    }
+
+    pub async fn set_gc_life_time(&self, life_time_ms: u64) -> Result<()> {
+        let kind = command::Kind::SetGcLifeTime(SetGcLifeTimeCommand { life_time_ms });
+        self.on_leader(
+            || async { self.propose_local(kind.clone()).await.map(drop) },
+            |leader| async move {
+                self.remote
+                    .set_gc_life_time(
+                        &leader,
+                        META_CALL_TIMEOUT,
+                        SetGcLifeTimeRequest { life_time_ms },
+                    )
+                    .await
+                    .map(drop)
+            },
+        )
+        .await
+    }
+
+    /// Raises the GC safe point, here: only the meta range's leader moves
+    /// it. Returns the safe point as it stands after.
+    pub async fn raise_gc_safe_point_here(&self, safe_point: u64) -> Result<u64> {
+        let kind = command::Kind::SetGcSafePoint(SetGcSafePointCommand { safe_point });
+        match self.propose_local(kind).await? {
+            Outcome::Timestamp(stored) => Ok(stored),
+            other => Err(unexpected(other)),
+        }
     }
 
     /// The node registry, as the meta range's leader knows it.

@@ -1,6 +1,7 @@
 //! The meta range's system keyspace as a table: the routing table (each
 //! range's descriptor keyed by its end key, so locating a key is one seek),
-//! the node registry, and the id counters. Only range 1 writes here, through
+//! the node registry, the id counters, the timestamp oracle's window and
+//! the GC safe point. Only range 1 writes here, through
 //! its Raft log; everything else reads it through the meta range's leader
 //! (see `meta::client`) or, on a replica of range 1, from its own copy.
 
@@ -90,6 +91,53 @@ pub fn upsert(system: &mut SystemBatch<'_>, range: &RangeDescriptor) -> Result<b
     system.put(route, Some(range.encode_to_vec()));
     system.put(id_key, Some(range.end_key.clone()));
     Ok(true)
+}
+
+/// How far behind the oracle's time the GC safe point trails, unless the
+/// cluster sets another life time (TiKV's default too).
+pub const DEFAULT_GC_LIFE_TIME_MS: u64 = 10 * 60 * 1000;
+
+fn read_u64(view: &impl ReadView, key: &[u8]) -> Result<Option<u64>> {
+    Ok(view
+        .get(CF_SYSTEM, key)?
+        .and_then(|raw| raw.try_into().ok().map(u64::from_be_bytes)))
+}
+
+/// Raises a stored timestamp to `value`; a lower value changes nothing.
+fn raise(system: &mut SystemBatch<'_>, key: &[u8], value: u64) -> Result<u64> {
+    let current = system.counter(key, 0)?;
+    if value > current {
+        system.put(key.to_vec(), Some(value.to_be_bytes().to_vec()));
+    }
+    Ok(current.max(value))
+}
+
+/// The highest timestamp the oracle may have handed out (0: none yet).
+pub fn oracle_window_end(view: &impl ReadView) -> Result<u64> {
+    Ok(read_u64(view, keys::ORACLE_WINDOW_END_KEY)?.unwrap_or(0))
+}
+
+pub fn extend_oracle_window(system: &mut SystemBatch<'_>, end: u64) -> Result<u64> {
+    raise(system, keys::ORACLE_WINDOW_END_KEY, end)
+}
+
+pub fn gc_safe_point(view: &impl ReadView) -> Result<u64> {
+    Ok(read_u64(view, keys::GC_SAFE_POINT_KEY)?.unwrap_or(0))
+}
+
+pub fn raise_gc_safe_point(system: &mut SystemBatch<'_>, safe_point: u64) -> Result<u64> {
+    raise(system, keys::GC_SAFE_POINT_KEY, safe_point)
+}
+
+pub fn gc_life_time_ms(view: &impl ReadView) -> Result<u64> {
+    Ok(read_u64(view, keys::GC_LIFE_TIME_KEY)?.unwrap_or(DEFAULT_GC_LIFE_TIME_MS))
+}
+
+pub fn set_gc_life_time(system: &mut SystemBatch<'_>, life_time_ms: u64) {
+    system.put(
+        keys::GC_LIFE_TIME_KEY.to_vec(),
+        Some(life_time_ms.to_be_bytes().to_vec()),
+    );
 }
 
 /// Takes the next range id (the counter starts at 2: range 1 is the meta range).

@@ -1,14 +1,18 @@
 //! Requests on the keys of one range: validate, then propose through Raft
-//! or read once the read barrier passed; passed on to the leader when this
-//! node cannot serve them.
+//! (with a commit timestamp from the oracle) or read once the read barrier
+//! passed (the latest versions, or those as of the request's timestamp);
+//! passed on to the leader when this node cannot serve them.
+
+use std::time::Instant;
 
 use zdb_proto::v1::*;
 
+use super::time::ReadAt;
 use super::{routed, validate, CallContext, Ops};
 use crate::apply::Outcome;
 use crate::clock::wall_ms;
-use crate::engine::{value, ReadView, CF_DATA};
 use crate::error::{Error, Result};
+use crate::mvcc::Versions;
 use crate::store::msg::{ReadKind, Target};
 
 fn single(op: stored_mutation::Op) -> command::Kind {
@@ -32,12 +36,6 @@ pub(super) fn local_only(consistency: i32) -> bool {
     consistency == ReadConsistency::LocalReplica as i32
 }
 
-/// The live value of a stored record at `now_ms` (None: expired).
-pub(super) fn live(raw: &[u8], now_ms: u64) -> Result<Option<Vec<u8>>> {
-    let stored = value::decode(raw)?;
-    Ok(stored.is_live_at(now_ms).then(|| stored.value.to_vec()))
-}
-
 fn stored_put(key: Vec<u8>, value: Vec<u8>, ttl_seconds: u64) -> Result<StoredPut> {
     Ok(StoredPut {
         key,
@@ -55,8 +53,10 @@ impl Ops {
         keys: Vec<Vec<u8>>,
         kind: command::Kind,
     ) -> Result<Outcome> {
+        let ts_taken_at = Instant::now();
         let command = Command {
             kind: Some(kind),
+            ts: self.timestamps.now().await?,
             ..Default::default()
         };
         let target = Target {
@@ -64,16 +64,20 @@ impl Ops {
             keys,
             span_end: None,
         };
-        self.store.propose(target, command, self.timeout).await
+        self.store
+            .propose_timestamped(target, command, Some(ts_taken_at), self.timeout)
+            .await
     }
 
-    /// Waits until the local engine may be read as `consistency` asks.
+    /// Waits until the local engine may be read as `consistency` asks, at
+    /// `read_ts` (0: the latest state).
     pub(super) async fn read_barrier(
         &self,
         header: Option<RequestHeader>,
         keys: Vec<Vec<u8>>,
         span_end: Option<Vec<u8>>,
         consistency: i32,
+        read_ts: u64,
     ) -> Result<()> {
         let target = Target {
             header,
@@ -81,7 +85,7 @@ impl Ops {
             span_end,
         };
         self.store
-            .read_barrier(target, read_kind(consistency)?, self.timeout)
+            .read_barrier(target, read_kind(consistency)?, read_ts, self.timeout)
             .await
     }
 
@@ -102,11 +106,22 @@ impl Ops {
     }
 
     async fn get_here(&self, req: &GetRequest) -> Result<GetResponse> {
-        self.read_barrier(req.header, vec![req.key.clone()], None, req.consistency)
-            .await?;
-        let value = match self.engine.get(CF_DATA, &req.key)? {
-            Some(raw) => live(&raw, wall_ms())?,
-            None => None,
+        self.check_read_ts(req.read_ts).await?;
+        self.read_barrier(
+            req.header,
+            vec![req.key.clone()],
+            None,
+            req.consistency,
+            req.read_ts,
+        )
+        .await?;
+        let at = ReadAt::of(req.read_ts);
+        let value = if req.read_ts == 0 {
+            Versions::new(&self.engine).get(&req.key, at.ts, at.now_ms)?
+        } else {
+            let snapshot = self.engine.snapshot();
+            self.check_safe_point(req.read_ts)?;
+            Versions::new(&snapshot).get(&req.key, at.ts, at.now_ms)?
         };
         Ok(match value {
             Some(value) => GetResponse { found: true, value },

@@ -11,6 +11,7 @@
 //! - [`admin`]: node status, splits, the node registry, joining;
 //! - [`membership`]: adding and removing replicas, moving leaderships;
 //! - [`shutdown`]: handing this node's leaderships away before it stops;
+//! - [`time`]: timestamps from the oracle, read timestamp checks, GC settings;
 //! - [`validate`], [`range_stats`]: request checks and range sizes.
 
 pub mod admin;
@@ -20,6 +21,7 @@ pub mod membership;
 pub mod range_stats;
 pub mod reads;
 pub mod shutdown;
+pub mod time;
 pub mod validate;
 
 use std::sync::Arc;
@@ -31,7 +33,8 @@ use crate::config::Limits;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::health::Health;
-use crate::meta::MetaClient;
+use crate::meta::{MetaClient, Timestamps};
+use crate::mvcc::Horizon;
 use crate::store::StoreHandle;
 use crate::transport::{PeerDirectory, Remote};
 
@@ -103,6 +106,8 @@ pub struct Ops {
     timeout: Duration,
     health: Health,
     sizes: Arc<range_stats::SizeCache>,
+    timestamps: Timestamps,
+    horizon: Arc<Horizon>,
 }
 
 /// What [`Ops`] is made of.
@@ -116,6 +121,8 @@ pub struct OpsParts {
     pub limits: Limits,
     pub timeout: Duration,
     pub health: Health,
+    pub timestamps: Timestamps,
+    pub horizon: Arc<Horizon>,
 }
 
 impl Ops {
@@ -131,6 +138,8 @@ impl Ops {
             timeout: parts.timeout,
             health: parts.health,
             sizes: Arc::default(),
+            timestamps: parts.timestamps,
+            horizon: parts.horizon,
         }
     }
 

@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 use zdb_proto::v1::RangeDescriptor;
 
 use crate::clock::wall_ms as now_ms;
-use crate::engine::{value, Engine, ReadView, CF_DATA};
+use crate::engine::Engine;
 use crate::error::Result;
+use crate::mvcc::{Versions, LATEST};
 
 /// A measurement is reused for this long, or for CACHE_COST_FACTOR times as
 /// long as it took if that is longer: measuring then never takes more than
@@ -28,17 +29,14 @@ pub struct RangeSize {
 pub fn measure(engine: &Engine, range: &RangeDescriptor) -> Result<RangeSize> {
     let now = now_ms();
     let mut size = RangeSize::default();
-    engine.scan(
-        CF_DATA,
-        &range.start_key,
-        &range.end_key,
+    Versions::new(engine).scan(
+        (&range.start_key, &range.end_key),
+        LATEST,
         false,
-        |key, raw| {
-            let stored = value::decode(raw)?;
-            if stored.is_live_at(now) {
-                size.keys += 1;
-                size.bytes += (key.len() + stored.value.len()) as u64;
-            }
+        now,
+        |key, value| {
+            size.keys += 1;
+            size.bytes += (key.len() + value.len()) as u64;
             Ok(true)
         },
     )?;
@@ -51,17 +49,17 @@ pub fn middle_key(engine: &Engine, range: &RangeDescriptor) -> Result<Option<Vec
     let total = measure(engine, range)?.bytes;
     let mut seen = 0u64;
     let mut middle = None;
-    engine.scan(
-        CF_DATA,
-        &range.start_key,
-        &range.end_key,
+    Versions::new(engine).scan(
+        (&range.start_key, &range.end_key),
+        LATEST,
         false,
-        |key, raw| {
-            if seen * 2 >= total && key > range.start_key.as_slice() {
-                middle = Some(key.to_vec());
+        now_ms(),
+        |key, value| {
+            if seen * 2 >= total && key > range.start_key {
+                middle = Some(key);
                 return Ok(false);
             }
-            seen += (key.len() + value::decode(raw)?.value.len()) as u64;
+            seen += (key.len() + value.len()) as u64;
             Ok(true)
         },
     )?;
@@ -114,16 +112,25 @@ impl SizeCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::CF_DATA;
+    use crate::mvcc::{keys, record};
     use crate::range::descriptor;
+
+    fn put(engine: &Engine, key: &[u8], ts: u64, value: &[u8]) {
+        let raw = record::encode_put(value, 0);
+        engine
+            .put(CF_DATA, &keys::version_key(key, ts), &raw, false)
+            .unwrap();
+    }
 
     #[test]
     fn middle_key_halves_by_bytes() {
         let dir = tempfile::tempdir().unwrap();
         let engine = Engine::open(dir.path()).unwrap();
         for i in 0..10u8 {
-            engine
-                .put(CF_DATA, &[b'k', i], &value::encode(&[0; 98], 0), false)
-                .unwrap();
+            // Older versions do not count: the range holds what reads see.
+            put(&engine, &[b'k', i], 1, &[0; 500]);
+            put(&engine, &[b'k', i], 2, &[0; 98]);
         }
         let range = descriptor::initial(&[1]);
         assert_eq!(
@@ -137,9 +144,7 @@ mod tests {
 
         let single = tempfile::tempdir().unwrap();
         let engine = Engine::open(single.path()).unwrap();
-        engine
-            .put(CF_DATA, b"only", &value::encode(b"v", 0), false)
-            .unwrap();
+        put(&engine, b"only", 1, b"v");
         let range = RangeDescriptor {
             start_key: b"only".to_vec(),
             ..descriptor::initial(&[1])

@@ -2,18 +2,20 @@
 //! snapshot taken after the read barrier, so it never sees half of an
 //! atomic batch the store wrote meanwhile. For a client that does not route
 //! itself, a request spanning several ranges is split here by range (each
-//! share served where its range is led) and the answers joined.
+//! share served where its range is led) and the answers joined; every share
+//! reads at one timestamp (the request's, or one from the oracle), so the
+//! whole is one snapshot.
 
 use std::time::Instant;
 
 use zdb_proto::v1::*;
 
-use super::kv::{live, local_only};
+use super::kv::local_only;
+use super::time::ReadAt;
 use super::{routed, validate, CallContext, Ops};
-use crate::clock::wall_ms;
-use crate::engine::{ReadView, CF_DATA};
 use crate::error::{Error, Result};
 use crate::meta::client::MAX_LOCATE;
+use crate::mvcc::Versions;
 
 fn header_of(range: &RangeDescriptor) -> Option<RequestHeader> {
     Some(RequestHeader {
@@ -66,37 +68,37 @@ impl Ops {
     }
 
     async fn scan_here(&self, req: &ScanRequest) -> Result<ScanResponse> {
+        self.check_read_ts(req.read_ts).await?;
         self.read_barrier(
             req.header,
             vec![req.start_key.clone()],
             Some(req.end_key.clone()),
             req.consistency,
+            req.read_ts,
         )
         .await?;
         let limit = match req.limit {
             0 => self.limits.max_scan_limit,
             limit => limit,
         } as usize;
-        let now = wall_ms();
-        let mut page = ScanResponse::default();
+        let at = ReadAt::of(req.read_ts);
+        let mut page = ScanResponse {
+            read_ts: req.read_ts,
+            ..ScanResponse::default()
+        };
         let snapshot = self.engine.snapshot();
-        snapshot.scan(
-            CF_DATA,
-            &req.start_key,
-            &req.end_key,
+        self.check_safe_point(req.read_ts)?;
+        Versions::new(&snapshot).scan(
+            (&req.start_key, &req.end_key),
+            at.ts,
             req.reverse,
-            |key, raw| {
-                let Some(value) = live(raw, now)? else {
-                    return Ok(true);
-                };
+            at.now_ms,
+            |key, value| {
                 if page.pairs.len() == limit {
                     page.more = true;
                     return Ok(false);
                 }
-                page.pairs.push(KeyValue {
-                    key: key.to_vec(),
-                    value,
-                });
+                page.pairs.push(KeyValue { key, value });
                 Ok(true)
             },
         )?;
@@ -104,8 +106,12 @@ impl Ops {
     }
 
     /// A scan over several ranges, range by range in key order (or reverse
-    /// order), until the limit is reached.
+    /// order), until the limit is reached, all at one timestamp.
     async fn scan_across(&self, req: ScanRequest, ctx: &mut CallContext) -> Result<ScanResponse> {
+        let read_ts = match req.read_ts {
+            0 => self.timestamps.now().await?,
+            ts => ts,
+        };
         let limit = match req.limit {
             0 => self.limits.max_scan_limit,
             limit => limit,
@@ -121,7 +127,11 @@ impl Ops {
             } else {
                 ranges.first()
             }) else {
-                return Ok(ScanResponse { pairs, more: false });
+                return Ok(ScanResponse {
+                    pairs,
+                    more: false,
+                    read_ts,
+                });
             };
             let start = lower.clone().max(range.start_key.clone());
             let end = match (upper.is_empty(), range.end_key.is_empty()) {
@@ -136,6 +146,7 @@ impl Ops {
                 limit: (limit - pairs.len()) as u32,
                 reverse: req.reverse,
                 consistency: req.consistency,
+                read_ts,
             };
             let page = match Box::pin(self.scan(share, &mut ctx.share())).await {
                 Ok(page) => page,
@@ -154,10 +165,15 @@ impl Ops {
                 return Ok(ScanResponse {
                     pairs,
                     more: more_here || !last_range,
+                    read_ts,
                 });
             }
             if last_range {
-                return Ok(ScanResponse { pairs, more: false });
+                return Ok(ScanResponse {
+                    pairs,
+                    more: false,
+                    read_ts,
+                });
             }
             if req.reverse {
                 upper = range.start_key.clone();
@@ -212,30 +228,45 @@ impl Ops {
     }
 
     async fn batch_get_here(&self, req: &BatchGetRequest) -> Result<BatchGetResponse> {
-        self.read_barrier(req.header, req.keys.clone(), None, req.consistency)
-            .await?;
-        let now = wall_ms();
+        self.check_read_ts(req.read_ts).await?;
+        self.read_barrier(
+            req.header,
+            req.keys.clone(),
+            None,
+            req.consistency,
+            req.read_ts,
+        )
+        .await?;
+        let at = ReadAt::of(req.read_ts);
         let snapshot = self.engine.snapshot();
+        self.check_safe_point(req.read_ts)?;
+        let versions = Versions::new(&snapshot);
         let mut pairs = Vec::new();
         for key in &req.keys {
-            if let Some(raw) = snapshot.get(CF_DATA, key)? {
-                if let Some(value) = live(&raw, now)? {
-                    pairs.push(KeyValue {
-                        key: key.clone(),
-                        value,
-                    });
-                }
+            if let Some(value) = versions.get(key, at.ts, at.now_ms)? {
+                pairs.push(KeyValue {
+                    key: key.clone(),
+                    value,
+                });
             }
         }
-        Ok(BatchGetResponse { pairs })
+        Ok(BatchGetResponse {
+            pairs,
+            read_ts: req.read_ts,
+        })
     }
 
-    /// Keys of several ranges: one read per range, answers in request order.
+    /// Keys of several ranges: one read per range, all at one timestamp,
+    /// answers in request order.
     async fn batch_get_across(
         &self,
         req: BatchGetRequest,
         ctx: &mut CallContext,
     ) -> Result<BatchGetResponse> {
+        let read_ts = match req.read_ts {
+            0 => self.timestamps.now().await?,
+            ts => ts,
+        };
         let deadline = Instant::now() + self.timeout;
         let mut found = std::collections::HashMap::new();
         let mut pending: Vec<Vec<u8>> = req.keys.clone();
@@ -265,6 +296,7 @@ impl Ops {
                     header: header_of(&range),
                     keys: keys.clone(),
                     consistency: req.consistency,
+                    read_ts,
                 };
                 match Box::pin(self.batch_get(share, &mut ctx.share())).await {
                     Ok(response) => {
@@ -291,6 +323,6 @@ impl Ops {
                     .map(|value| KeyValue { key, value })
             })
             .collect();
-        Ok(BatchGetResponse { pairs })
+        Ok(BatchGetResponse { pairs, read_ts })
     }
 }

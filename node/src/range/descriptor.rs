@@ -102,16 +102,8 @@ pub fn destroy(engine: &Engine, batch: &mut WriteBatch, range: &RangeDescriptor)
         engine.cf(CF_META),
         keys::range_descriptor_key(range.range_id),
     );
-    let end = if range.end_key.is_empty() {
-        vec![0xff; crate::config::MAX_KEY_BYTES_CEILING + 1]
-    } else {
-        range.end_key.clone()
-    };
-    batch.delete_range_cf(
-        engine.cf(crate::engine::CF_DATA),
-        range.start_key.clone(),
-        end,
-    );
+    let (lower, upper) = crate::mvcc::keys::delete_bounds(&range.start_key, &range.end_key);
+    batch.delete_range_cf(engine.cf(crate::engine::CF_DATA), lower, upper);
     if range.range_id == crate::meta::table::META_RANGE_ID {
         crate::meta::table::forget(engine, batch);
     }

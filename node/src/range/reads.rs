@@ -9,6 +9,10 @@
 //! anyone else for an election timeout; we count the lease from when the round
 //! was *sent*, with margin, on the monotonic clock (a paused process sees its
 //! lease expired when it resumes).
+//!
+//! A read at a timestamp also waits for every entry in the leader's log
+//! when it arrived (its `min_index`): a write proposed before the read may
+//! carry a lower timestamp and must be applied before the snapshot is read.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -21,8 +25,9 @@ pub type ReadResponder = oneshot::Sender<Result<()>>;
 
 #[derive(Default)]
 pub struct ReadQueue {
-    /// Reads waiting for the next ReadIndex round.
-    unsent: Vec<ReadResponder>,
+    /// Reads waiting for the next ReadIndex round, each with the index it
+    /// must see applied whatever the round's read index.
+    unsent: Vec<(u64, ReadResponder)>,
     /// Rounds sent and not yet answered, by context.
     in_flight: HashMap<u64, Round>,
     /// Reads confirmed at a read index, waiting for the apply to reach it.
@@ -34,7 +39,7 @@ pub struct ReadQueue {
 struct Round {
     sent_at: Instant,
     term: u64,
-    readers: Vec<ReadResponder>,
+    readers: Vec<(u64, ReadResponder)>,
 }
 
 struct Lease {
@@ -43,6 +48,14 @@ struct Lease {
 }
 
 impl ReadQueue {
+    /// Until when the lease of `term` runs, if there is one.
+    pub fn lease_until(&self, term: u64) -> Option<Instant> {
+        self.lease
+            .as_ref()
+            .filter(|lease| lease.term == term)
+            .map(|lease| lease.until)
+    }
+
     pub fn lease_valid(&self, term: u64, now: Instant) -> bool {
         self.lease
             .as_ref()
@@ -64,8 +77,8 @@ impl ReadQueue {
         self.lease = None;
     }
 
-    pub fn push_unsent(&mut self, reader: ReadResponder) {
-        self.unsent.push(reader);
+    pub fn push_unsent(&mut self, min_index: u64, reader: ReadResponder) {
+        self.unsent.push((min_index, reader));
     }
 
     pub fn has_unsent(&self) -> bool {
@@ -108,7 +121,7 @@ impl ReadQueue {
             return;
         };
         if round.term != term {
-            for reader in round.readers {
+            for (_, reader) in round.readers {
                 let _ = reader.send(Err(Error::NotApplied(
                     "the leadership changed before the read was confirmed",
                 )));
@@ -120,8 +133,12 @@ impl ReadQueue {
             Some(lease) if lease.term == term => lease.until = lease.until.max(until),
             _ => self.lease = Some(Lease { term, until }),
         }
-        self.awaiting_apply
-            .extend(round.readers.into_iter().map(|reader| (index, reader)));
+        self.awaiting_apply.extend(
+            round
+                .readers
+                .into_iter()
+                .map(|(min_index, reader)| (index.max(min_index), reader)),
+        );
     }
 
     /// Rounds that got no answer (lost heartbeats) go out again.
@@ -164,7 +181,7 @@ impl ReadQueue {
         let readers = std::mem::take(&mut self.unsent)
             .into_iter()
             .chain(self.in_flight.drain().flat_map(|(_, round)| round.readers));
-        for reader in readers {
+        for (_, reader) in readers {
             let _ = reader.send(Err(Error::NotLeader {
                 range_id,
                 leader_id,
@@ -184,7 +201,7 @@ mod tests {
     fn confirmed_round_grants_lease_from_send_time_and_releases_after_apply() {
         let mut queue = ReadQueue::default();
         let (tx, mut rx) = oneshot::channel();
-        queue.push_unsent(tx);
+        queue.push_unsent(0, tx);
         let sent = Instant::now();
         let ctx = queue.start_round(3, sent);
         assert!(!queue.lease_valid(3, sent));
@@ -206,10 +223,10 @@ mod tests {
         let mut queue = ReadQueue::default();
         let (confirmed, mut confirmed_rx) = oneshot::channel();
         let (unsent, mut unsent_rx) = oneshot::channel();
-        queue.push_unsent(confirmed);
+        queue.push_unsent(0, confirmed);
         let ctx = queue.start_round(1, Instant::now());
         queue.round_confirmed(&ctx, 10, 1, LEASE);
-        queue.push_unsent(unsent);
+        queue.push_unsent(0, unsent);
         queue.lost_leadership(1, 2, "n2".into());
         assert!(matches!(
             unsent_rx.try_recv(),
@@ -221,10 +238,26 @@ mod tests {
     }
 
     #[test]
+    fn a_read_waits_for_its_own_index_when_it_is_above_the_read_index() {
+        let mut queue = ReadQueue::default();
+        let (tx, mut rx) = oneshot::channel();
+        queue.push_unsent(50, tx);
+        let ctx = queue.start_round(1, Instant::now());
+        queue.round_confirmed(&ctx, 42, 1, LEASE);
+        queue.applied(42);
+        assert!(
+            rx.try_recv().is_err(),
+            "entries up to 50 were proposed before the read"
+        );
+        queue.applied(50);
+        assert!(rx.try_recv().unwrap().is_ok());
+    }
+
+    #[test]
     fn stale_round_is_resent() {
         let mut queue = ReadQueue::default();
         let (tx, _rx) = oneshot::channel();
-        queue.push_unsent(tx);
+        queue.push_unsent(0, tx);
         let start = Instant::now();
         queue.start_round(1, start);
         queue.resend_stale_rounds(start + Duration::from_secs(1), Duration::from_millis(500));

@@ -3,7 +3,7 @@
 //! once the batch is written, hand the Ready back to Raft.
 
 use std::collections::HashSet;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use raft::eraftpb::{Entry, Message, Snapshot};
 use raft::{Ready, StateRole};
@@ -71,6 +71,8 @@ pub struct Pass<'a> {
     /// Messages that may leave before the batch is durable (a leader's appends).
     pub outgoing: &'a mut Vec<(u64, Message)>,
     pub lease_length: Duration,
+    /// When the pass runs, on the store's clock.
+    pub now: Instant,
     pub must_sync: bool,
     pub appended: usize,
 }
@@ -102,7 +104,7 @@ impl Replica {
         let range_id = self.range_id();
         let mut ready = self.raw.ready();
         if let Some(soft) = ready.ss() {
-            self.on_role_change(soft.raft_state, soft.leader_id, pass.peers);
+            self.on_role_change(soft.raft_state, soft.leader_id, pass.peers, pass.now);
         }
         // A leader may send its appends before its own copy is durable.
         stage(pass.outgoing, range_id, ready.take_messages());
@@ -164,8 +166,15 @@ impl Replica {
         }
     }
 
-    fn on_role_change(&mut self, role: StateRole, leader_id: u64, peers: &PeerDirectory) {
+    fn on_role_change(
+        &mut self,
+        role: StateRole,
+        leader_id: u64,
+        peers: &PeerDirectory,
+        now: Instant,
+    ) {
         if role == StateRole::Leader {
+            self.timestamps.leader_since = Some((self.raw.raft.term, now));
             metrics::RAFT_LEADER_ELECTED.inc();
             tracing::info!(
                 range_id = self.range_id(),

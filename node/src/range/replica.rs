@@ -25,6 +25,15 @@ use crate::raftlog::RangeStorage;
 
 pub type ProposalResponder = oneshot::Sender<Result<Outcome>>;
 
+/// Whether a command writes versions of user keys (and so needs a commit
+/// timestamp).
+fn writes_versions(command: &Command) -> bool {
+    matches!(
+        command.kind,
+        Some(command::Kind::Write(_) | command::Kind::Cas(_) | command::Kind::Expire(_))
+    )
+}
+
 pub(super) struct Proposal {
     pub(super) term: u64,
     pub(super) responder: Option<ProposalResponder>,
@@ -51,6 +60,23 @@ pub struct Replica {
     lease_in_use: bool,
     /// A membership change removed this node: the store destroys the replica.
     pub(super) removed: bool,
+    pub(super) timestamps: LeaderTimestamps,
+}
+
+/// What the leader keeps to give its writes commit timestamps that never
+/// fall below what a snapshot read already saw, nor below an earlier
+/// write of the range (so versions follow the log's order). Not
+/// replicated: a new leader's writes take their timestamps from the oracle
+/// after it became leader, above everything served before.
+#[derive(Debug, Default)]
+pub(super) struct LeaderTimestamps {
+    /// The highest timestamp a snapshot read was served at as leader.
+    max_read_ts: u64,
+    /// The highest commit timestamp proposed as leader.
+    last_proposed: u64,
+    /// The term this replica last became leader in, and when: a timestamp
+    /// taken before that may be below reads its predecessor served.
+    pub(super) leader_since: Option<(u64, Instant)>,
 }
 
 impl Replica {
@@ -94,6 +120,7 @@ impl Replica {
             load: Load::new(now),
             lease_in_use: false,
             removed: false,
+            timestamps: LeaderTimestamps::default(),
         })
     }
 
@@ -158,6 +185,16 @@ impl Replica {
         self.load.read();
     }
 
+    /// The term and end of this leader's lease, unless the leadership is
+    /// moving (the next leader may start before the lease would run out).
+    pub fn lease(&self) -> Option<(u64, Instant)> {
+        if !self.is_leader() || self.raw.raft.lead_transferee.is_some() {
+            return None;
+        }
+        let term = self.raw.raft.term;
+        self.reads.lease_until(term).map(|until| (term, until))
+    }
+
     /// Hands the leadership to `to`; reads stop using the lease at once (the
     /// new leader may serve writes before this lease would run out).
     pub fn transfer_leader(&mut self, to: u64) {
@@ -220,11 +257,22 @@ impl Replica {
 
     /// Appends a command to the log under the range's current epoch;
     /// `responder` hears the outcome once it applies, or at once if it
-    /// cannot be proposed (without one, a refusal is only logged).
-    pub fn propose(&mut self, mut command: Command, responder: Option<ProposalResponder>) {
+    /// cannot be proposed (without one, a refusal is only logged). A
+    /// command that writes versions gets its commit timestamp here, from
+    /// the oracle's `command.ts` taken at `ts_taken_at`.
+    pub fn propose(
+        &mut self,
+        mut command: Command,
+        ts_taken_at: Option<Instant>,
+        responder: Option<ProposalResponder>,
+    ) {
         let refusal = if self.raw.raft.lead_transferee.is_some() {
             // Moving the leadership: raft-rs drops proposals meanwhile.
             Some(Error::NotApplied("the leadership of the range is moving"))
+        } else if writes_versions(&command) && !self.assign_commit_ts(&mut command, ts_taken_at) {
+            Some(Error::NotApplied(
+                "the range's leadership changed while the write's timestamp was taken",
+            ))
         } else {
             command.header = Some(self.header());
             self.raw
@@ -255,6 +303,35 @@ impl Replica {
         self.load.write();
         let term = self.raw.raft.term;
         self.proposals.insert(index, Proposal { term, responder });
+    }
+
+    /// Raises the command's timestamp above every snapshot read served and
+    /// every write proposed as leader; false for a timestamp taken before
+    /// this replica became leader (or before the store saw it become
+    /// leader in this term).
+    fn assign_commit_ts(&mut self, command: &mut Command, ts_taken_at: Option<Instant>) -> bool {
+        let term = self.raw.raft.term;
+        let stamps = &mut self.timestamps;
+        if let Some(taken) = ts_taken_at {
+            match stamps.leader_since {
+                Some((since_term, since)) if since_term == term && taken >= since => {}
+                _ => return false,
+            }
+        }
+        command.ts = command
+            .ts
+            .max(stamps.last_proposed)
+            .max(stamps.max_read_ts + 1);
+        stamps.last_proposed = command.ts;
+        true
+    }
+
+    /// A snapshot read at `read_ts` arrives on the leader: later writes
+    /// commit above it. Returns the index every write proposed so far has,
+    /// which the read must see applied.
+    pub fn note_snapshot_read(&mut self, read_ts: u64) -> u64 {
+        self.timestamps.max_read_ts = self.timestamps.max_read_ts.max(read_ts);
+        self.raw.raft.raft_log.last_index()
     }
 
     /// Proposes a membership change decided on the range at `epoch`;
@@ -291,20 +368,20 @@ impl Replica {
 
     /// A linearizable read arrives on the leader: answer it from the lease if
     /// that is valid, otherwise queue it for the next ReadIndex round.
-    pub fn read(&mut self, reader: ReadResponder, now: Instant) {
+    pub fn read(&mut self, reader: ReadResponder, now: Instant, min_index: u64) {
         self.load.read();
         let lease_usable = self.raw.raft.lead_transferee.is_none()
             && self.reads.lease_valid(self.raw.raft.term, now);
         if lease_usable {
             self.lease_in_use = true;
-            let committed = self.raw.raft.raft_log.committed;
-            if self.raw.store().applied_index() >= committed {
+            let target = self.raw.raft.raft_log.committed.max(min_index);
+            if self.raw.store().applied_index() >= target {
                 let _ = reader.send(Ok(()));
             } else {
-                self.reads.await_apply(committed, reader);
+                self.reads.await_apply(target, reader);
             }
         } else {
-            self.reads.push_unsent(reader);
+            self.reads.push_unsent(min_index, reader);
         }
     }
 

@@ -3,47 +3,31 @@
 
 use prost::Message as _;
 use rocksdb::WriteBatch;
-use zdb_proto::v1::{KeyValue, SnapshotData, StoredPut};
+use zdb_proto::v1::{KeyValue, SnapshotData};
 
 use super::descriptor;
-use crate::engine::{keys, value, Engine, ReadView, CF_DATA, CF_SYSTEM, CF_TTL};
+use crate::engine::{keys, Engine, ReadView, CF_DATA, CF_SYSTEM, CF_TTL};
 use crate::error::{Error, Result};
 use crate::meta::table::{self as meta, META_RANGE_ID};
+use crate::mvcc::{self, record, Record};
 
-fn span_end(end_key: &[u8]) -> Vec<u8> {
-    if end_key.is_empty() {
-        // 0xff followed by anything sorts after 0xff alone; extend so that the
-        // bound is above any key that fits the configured key size limit.
-        vec![0xff; crate::config::MAX_KEY_BYTES_CEILING + 1]
-    } else {
-        end_key.to_vec()
-    }
-}
-
-/// Encodes the range's descriptor and every pair in its span, all read from
-/// one RocksDB snapshot (the meta range's system keyspace too).
+/// Encodes the range's descriptor and every version in its span, all read
+/// from one RocksDB snapshot (the meta range's system keyspace too).
 pub fn build(engine: &Engine, range_id: u64) -> Result<Vec<u8>> {
     let view = engine.snapshot();
     let range = descriptor::load_all(&view)?
         .into_iter()
         .find(|range| range.range_id == range_id)
         .ok_or(Error::RangeNotFound(range_id))?;
-    let mut pairs = Vec::new();
-    view.scan(
-        CF_DATA,
-        &range.start_key,
-        &span_end(&range.end_key),
-        false,
-        |key, raw| {
-            let stored = value::decode(raw)?;
-            pairs.push(StoredPut {
-                key: key.to_vec(),
-                value: stored.value.to_vec(),
-                expire_at_ms: stored.expire_at_ms,
-            });
-            Ok(true)
-        },
-    )?;
+    let (lower, upper) = mvcc::keys::delete_bounds(&range.start_key, &range.end_key);
+    let mut versions = Vec::new();
+    view.scan(CF_DATA, &lower, &upper, false, |key, raw| {
+        versions.push(KeyValue {
+            key: key.to_vec(),
+            value: raw.to_vec(),
+        });
+        Ok(true)
+    })?;
     let system = if range_id == META_RANGE_ID {
         meta::dump(&view)?
             .into_iter()
@@ -54,7 +38,7 @@ pub fn build(engine: &Engine, range_id: u64) -> Result<Vec<u8>> {
     };
     Ok(SnapshotData {
         range: Some(range),
-        pairs,
+        versions,
         system,
     }
     .encode_to_vec())
@@ -68,24 +52,26 @@ pub fn install(engine: &Engine, batch: &mut WriteBatch, data: &[u8]) -> Result<S
         .as_ref()
         .ok_or_else(|| Error::corruption("snapshot", "no range descriptor"))?;
     let data_cf = engine.cf(CF_DATA);
-    batch.delete_range_cf(data_cf, range.start_key.clone(), span_end(&range.end_key));
-    for pair in &snapshot.pairs {
-        batch.put_cf(
-            data_cf,
-            &pair.key,
-            value::encode(&pair.value, pair.expire_at_ms),
-        );
-        if pair.expire_at_ms != 0 {
-            batch.put_cf(
-                engine.cf(CF_TTL),
-                keys::ttl_key(pair.expire_at_ms, &pair.key),
-                [],
-            );
+    let (lower, upper) = mvcc::keys::delete_bounds(&range.start_key, &range.end_key);
+    batch.delete_range_cf(data_cf, lower, upper);
+    for version in &snapshot.versions {
+        let (key, _) = mvcc::keys::decode(&version.key)?;
+        if !descriptor::contains(range, &key) {
+            return Err(Error::corruption(
+                "snapshot",
+                "a version outside the range's span",
+            ));
         }
+        if let Record::Put { expire_at_ms, .. } = record::decode(&version.value)? {
+            if expire_at_ms != 0 {
+                batch.put_cf(engine.cf(CF_TTL), keys::ttl_key(expire_at_ms, &key), []);
+            }
+        }
+        batch.put_cf(data_cf, &version.key, &version.value);
     }
     if range.range_id == META_RANGE_ID {
         let system_cf = engine.cf(CF_SYSTEM);
-        batch.delete_range_cf(system_cf, Vec::new(), span_end(&[]));
+        batch.delete_range_cf(system_cf, Vec::new(), mvcc::keys::delete_bounds(b"", b"").1);
         for pair in &snapshot.system {
             batch.put_cf(system_cf, &pair.key, &pair.value);
         }
@@ -97,50 +83,64 @@ pub fn install(engine: &Engine, batch: &mut WriteBatch, data: &[u8]) -> Result<S
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mvcc::{Versions, LATEST};
+
+    fn put(engine: &Engine, key: &[u8], ts: u64, value: &[u8], expire_at_ms: u64) {
+        let raw = record::encode_put(value, expire_at_ms);
+        engine
+            .put(CF_DATA, &mvcc::keys::version_key(key, ts), &raw, false)
+            .unwrap();
+    }
 
     #[test]
-    fn round_trip_replaces_the_span() {
+    fn round_trip_replaces_the_span_with_every_version() {
         let source_dir = tempfile::tempdir().unwrap();
         let source = Engine::open(source_dir.path()).unwrap();
         let mut batch = WriteBatch::default();
         descriptor::save(&source, &mut batch, &descriptor::initial(&[1, 2, 3]));
         source.write(batch, false).unwrap();
-        source
-            .put(CF_DATA, b"a", &value::encode(b"1", 0), false)
-            .unwrap();
-        source
-            .put(CF_DATA, b"b", &value::encode(b"2", 99), false)
-            .unwrap();
-        source
-            .put(CF_DATA, b"\xff\xff", &value::encode(b"3", 0), false)
-            .unwrap();
+        put(&source, b"a", 5, b"1", 0);
+        put(&source, b"a", 9, b"1b", 0);
+        put(&source, b"b", 5, b"2", 99);
+        put(&source, b"\xff\xff", 5, b"3", 0);
         let payload = build(&source, 1).unwrap();
 
         let target_dir = tempfile::tempdir().unwrap();
         let target = Engine::open(target_dir.path()).unwrap();
-        target
-            .put(CF_DATA, b"stale", &value::encode(b"x", 0), false)
-            .unwrap();
+        put(&target, b"stale", 1, b"x", 0);
         let mut batch = WriteBatch::default();
         let installed = install(&target, &mut batch, &payload).unwrap();
         target.write(batch, false).unwrap();
-        assert_eq!(installed.pairs.len(), 3);
+        assert_eq!(installed.versions.len(), 4);
 
         let mut seen = Vec::new();
-        target
-            .scan(CF_DATA, b"", b"", false, |k, v| {
-                seen.push((k.to_vec(), value::decode(v)?.value.to_vec()));
+        Versions::new(&target)
+            .scan((b"", b""), LATEST, false, 0, |k, v| {
+                seen.push((k, v));
                 Ok(true)
             })
             .unwrap();
         assert_eq!(
             seen,
             vec![
-                (b"a".to_vec(), b"1".to_vec()),
+                (b"a".to_vec(), b"1b".to_vec()),
                 (b"b".to_vec(), b"2".to_vec()),
                 (b"\xff\xff".to_vec(), b"3".to_vec())
             ]
         );
+        assert_eq!(
+            Versions::new(&target).get(b"a", 8, 0).unwrap(),
+            Some(b"1".to_vec()),
+            "older versions travel too"
+        );
+        let mut expiring = 0;
+        target
+            .scan(CF_TTL, b"", b"", false, |_, _| {
+                expiring += 1;
+                Ok(true)
+            })
+            .unwrap();
+        assert_eq!(expiring, 1);
         assert_eq!(
             descriptor::load_all(&target).unwrap(),
             vec![descriptor::initial(&[1, 2, 3])]

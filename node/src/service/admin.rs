@@ -119,6 +119,29 @@ impl Admin for AdminService {
         .await
     }
 
+    async fn gc_status(
+        &self,
+        request: Request<GcStatusRequest>,
+    ) -> Result<Response<GcStatusResponse>, Status> {
+        serve("GcStatus", request, async |_req, ctx| {
+            self.ops.gc_status(ctx).await
+        })
+        .await
+    }
+
+    async fn set_gc_life_time(
+        &self,
+        request: Request<SetGcLifeTimeRequest>,
+    ) -> Result<Response<SetGcLifeTimeResponse>, Status> {
+        serve("SetGcLifeTime", request, async |req, ctx| {
+            self.ops
+                .set_gc_life_time(req.life_time_ms, ctx)
+                .await
+                .map(|()| SetGcLifeTimeResponse {})
+        })
+        .await
+    }
+
     async fn join(&self, request: Request<JoinRequest>) -> Result<Response<JoinResponse>, Status> {
         serve("Join", request, async |req, ctx| {
             self.ops.join(req, ctx).await

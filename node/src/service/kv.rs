@@ -89,4 +89,11 @@ impl Kv for KvService {
         })
         .await
     }
+
+    async fn now(&self, request: Request<NowRequest>) -> Result<Response<NowResponse>, Status> {
+        serve("Now", request, async |req, ctx| {
+            self.ops.now(req, ctx).await
+        })
+        .await
+    }
 }

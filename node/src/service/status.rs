@@ -54,6 +54,22 @@ impl From<Error> for Status {
                 message,
                 Kind::NotApplied(v1::NotApplied {}),
             ),
+            Error::OracleUnavailable(_) => with_detail(
+                Code::Unavailable,
+                message,
+                Kind::NotApplied(v1::NotApplied {}),
+            ),
+            Error::TimestampTooOld {
+                read_ts,
+                safe_point,
+            } => with_detail(
+                Code::FailedPrecondition,
+                message,
+                Kind::TimestampTooOld(v1::TimestampTooOld {
+                    read_ts,
+                    safe_point,
+                }),
+            ),
             Error::ShuttingDown => with_detail(
                 Code::Unavailable,
                 message,

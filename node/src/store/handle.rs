@@ -50,28 +50,55 @@ impl StoreHandle {
         command: Command,
         timeout: Duration,
     ) -> Result<Outcome> {
+        self.propose_timestamped(target, command, None, timeout)
+            .await
+    }
+
+    /// Proposes a command whose timestamp (`command.ts`) was asked of the
+    /// oracle at `ts_taken_at`.
+    pub async fn propose_timestamped(
+        &self,
+        target: Target,
+        command: Command,
+        ts_taken_at: Option<Instant>,
+        timeout: Duration,
+    ) -> Result<Outcome> {
         let make = |responder| StoreMsg::Propose {
             target,
             command,
+            ts_taken_at,
             responder,
         };
         self.ask(make, timeout, Error::OutcomeUnknown).await?
     }
 
-    /// Waits until reading the local engine is as good as `kind` asks for.
+    /// Waits until reading the local engine is as good as `kind` asks for;
+    /// with a `read_ts` (not 0), until it holds every write that may commit
+    /// at or below it.
     pub async fn read_barrier(
         &self,
         target: Target,
         kind: ReadKind,
+        read_ts: u64,
         timeout: Duration,
     ) -> Result<()> {
         let make = |responder| StoreMsg::Read {
             target,
             kind,
+            read_ts,
             responder,
         };
         let late = Error::Timeout("the read could not be confirmed by a quorum in time");
         self.ask(make, timeout, late).await?
+    }
+
+    /// The term this node leads `range_id` in, or where its leader is.
+    pub async fn leader_term(&self, range_id: u64) -> Result<u64> {
+        let make = |responder| StoreMsg::LeaderTerm {
+            range_id,
+            responder,
+        };
+        self.ask(make, LOCAL_TIMEOUT, LOCAL_LATE).await?
     }
 
     /// Proposes a membership change decided on the range at `epoch`.

@@ -14,14 +14,15 @@ use zdb_proto::v1::{
     StoredMutation, StoredPut, WriteBatchCommand,
 };
 
-use super::msg::{StoreMsg, Target};
+use super::msg::{ReadKind, StoreMsg, Target};
 use super::{Durability, MessageSink, Store, StoreParts};
 use crate::apply::Outcome;
 use crate::clock::{Clock, ManualClock};
 use crate::config::RaftConfig;
-use crate::engine::{value, Engine, ReadView, CF_DATA};
+use crate::engine::{Engine, ReadView, CF_DATA};
 use crate::error::Result;
 use crate::health::Health;
+use crate::mvcc::{Versions, LATEST};
 use crate::transport::PeerDirectory;
 
 /// A message on the wire: from, to, range, message.
@@ -114,6 +115,8 @@ impl Harness {
                 logger: slog::Logger::root(slog::Discard, slog::o!()),
                 clock: Arc::new(harness.clock.clone()),
                 health: Health::default(),
+                horizon: Arc::default(),
+                meta_lease: Arc::default(),
             };
             let store = Store::open(parts, inbox, Durability::Inline).expect("store opens");
             harness.nodes.insert(
@@ -258,6 +261,18 @@ impl Harness {
         keys: Vec<Vec<u8>>,
         kind: command::Kind,
     ) -> Answer {
+        self.propose_at(node, header, keys, kind, 0)
+    }
+
+    /// Proposes with the timestamp `ts` the oracle would have given it.
+    pub fn propose_at(
+        &mut self,
+        node: u64,
+        header: RequestHeader,
+        keys: Vec<Vec<u8>>,
+        kind: command::Kind,
+        ts: u64,
+    ) -> Answer {
         let (responder, answer) = oneshot::channel();
         let msg = StoreMsg::Propose {
             target: Target {
@@ -267,12 +282,44 @@ impl Harness {
             },
             command: Command {
                 kind: Some(kind),
+                ts,
                 ..Default::default()
             },
+            ts_taken_at: None,
             responder,
         };
         self.nodes[&node].sender.send(msg).expect("store inbox");
         answer
+    }
+
+    /// Asks `node` for a linearizable read of `key` at `read_ts`.
+    pub fn read_at(
+        &mut self,
+        node: u64,
+        range: &RangeDescriptor,
+        key: &str,
+        read_ts: u64,
+    ) -> oneshot::Receiver<Result<()>> {
+        let (responder, answer) = oneshot::channel();
+        let msg = StoreMsg::Read {
+            target: Target {
+                header: Some(header(range)),
+                keys: vec![key.into()],
+                span_end: None,
+            },
+            kind: ReadKind::Linearizable,
+            read_ts,
+            responder,
+        };
+        self.nodes[&node].sender.send(msg).expect("store inbox");
+        answer
+    }
+
+    /// The value of `key` on `node` as of `ts`.
+    pub fn value_at(&self, node: u64, key: &str, ts: u64) -> Option<Vec<u8>> {
+        Versions::new(&self.nodes[&node].engine)
+            .get(key.as_bytes(), ts, 0)
+            .expect("read")
     }
 
     /// A put of `key`, proposed to `range` as the client sees it.
@@ -294,36 +341,48 @@ impl Harness {
         self.propose(node, header(range), Vec::new(), split)
     }
 
-    /// Every live key and value in `node`'s data column family.
+    /// Every live key and its latest value on `node`.
     pub fn data(&self, node: u64) -> BTreeMap<Vec<u8>, Vec<u8>> {
         let mut data = BTreeMap::new();
-        self.nodes[&node]
-            .engine
-            .scan(CF_DATA, b"", b"", false, |key, raw| {
-                data.insert(key.to_vec(), value::decode(raw)?.value.to_vec());
+        Versions::new(&self.nodes[&node].engine)
+            .scan((b"", b""), LATEST, false, 0, |key, value| {
+                data.insert(key, value);
                 Ok(true)
             })
             .expect("scan");
         data
     }
 
+    /// Every version `node` stores, as stored (key with timestamp, record).
+    pub fn versions(&self, node: u64) -> BTreeMap<Vec<u8>, Vec<u8>> {
+        let mut versions = BTreeMap::new();
+        self.nodes[&node]
+            .engine
+            .scan(CF_DATA, b"", b"", false, |key, raw| {
+                versions.insert(key.to_vec(), raw.to_vec());
+                Ok(true)
+            })
+            .expect("scan");
+        versions
+    }
+
     /// Runs rounds (ticking: followers learn of commits with heartbeats)
     /// until every node holds the same data.
     pub fn converge(&mut self) {
         self.run_until("every replica holds the same data", 100, |h| {
-            let first = h.data(*h.nodes.keys().next().expect("a node"));
-            h.nodes.keys().all(|&node| h.data(node) == first)
+            let first = h.versions(*h.nodes.keys().next().expect("a node"));
+            h.nodes.keys().all(|&node| h.versions(node) == first)
         });
     }
 
-    /// Asserts that every node holds the same data.
+    /// Asserts that every node holds the same versions.
     pub fn assert_replicas_identical(&self) {
         let mut nodes = self.nodes.keys();
         let first = *nodes.next().expect("a node");
-        let expected = self.data(first);
+        let expected = self.versions(first);
         for &other in nodes {
             assert_eq!(
-                self.data(other),
+                self.versions(other),
                 expected,
                 "node {other} holds other data than node {first}"
             );

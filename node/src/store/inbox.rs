@@ -20,11 +20,19 @@ impl Store {
             StoreMsg::Propose {
                 target,
                 command,
+                ts_taken_at,
                 responder,
-            } => self.propose(&target, command, responder),
+            } => self.propose(&target, command, ts_taken_at, responder),
+            StoreMsg::LeaderTerm {
+                range_id,
+                responder,
+            } => {
+                let _ = responder.send(self.led(range_id).map(|replica| replica.term_and_vote().0));
+            }
             StoreMsg::Read {
                 target,
                 kind,
+                read_ts,
                 responder,
             } => match self.route(&target) {
                 Err(err) => {
@@ -40,7 +48,11 @@ impl Store {
                     } else if !replica.is_leader() {
                         let _ = responder.send(Err(not_leader(replica, &peers)));
                     } else {
-                        replica.read(responder, now);
+                        let min_index = match read_ts {
+                            0 => 0,
+                            ts => replica.note_snapshot_read(ts),
+                        };
+                        replica.read(responder, now, min_index);
                     }
                 }
             },
@@ -79,6 +91,8 @@ impl Store {
                 let result = self
                     .led(range_id)
                     .map(|replica| replica.transfer_leader(to));
+                // Before the transfer's message leaves: the oracle stops now.
+                self.publish_meta_lease();
                 let _ = responder.send(result);
             }
             StoreMsg::Progress {
@@ -113,6 +127,7 @@ impl Store {
         &mut self,
         target: &Target,
         mut command: zdb_proto::v1::Command,
+        ts_taken_at: Option<std::time::Instant>,
         responder: ProposalResponder,
     ) {
         let range_id = match self.route(target) {
@@ -133,9 +148,9 @@ impl Store {
             && matches!(command.kind, Some(command::Kind::Write(_)))
         {
             let _ = responder.send(Ok(Outcome::Written));
-            return replica.propose(command, None);
+            return replica.propose(command, ts_taken_at, None);
         }
-        replica.propose(command, Some(responder));
+        replica.propose(command, ts_taken_at, Some(responder));
     }
 }
 

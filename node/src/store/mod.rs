@@ -15,6 +15,7 @@
 //! - `pass`: one pass (ticks, reads, Readies, the write, replies);
 //! - `routing`: which local replica a request is for;
 //! - `lifecycle`: replicas created by splits and messages, destroyed on removal;
+//! - `meta_lease`: the meta range's lease, published for the oracle;
 //! - `syncer`, `ttl`, `bootstrap`, `handle`, `msg`.
 //!
 //! The pass functions take the time from a [`Clock`] and hand messages to
@@ -26,6 +27,7 @@ mod event_loop;
 mod handle;
 mod inbox;
 mod lifecycle;
+pub mod meta_lease;
 pub mod msg;
 mod pass;
 mod routing;
@@ -47,6 +49,7 @@ use raft::eraftpb::Message;
 
 pub use bootstrap::bootstrap;
 pub use handle::StoreHandle;
+pub use meta_lease::MetaLease;
 use msg::StoreMsg;
 use routing::not_leader;
 use syncer::Syncer;
@@ -56,6 +59,7 @@ use crate::config::RaftConfig;
 use crate::engine::Engine;
 use crate::error::Result;
 use crate::health::Health;
+use crate::mvcc::Horizon;
 use crate::range::descriptor;
 use crate::range::Replica;
 use crate::transport::PeerDirectory;
@@ -77,6 +81,9 @@ pub struct StoreParts {
     pub logger: slog::Logger,
     pub clock: Arc<dyn Clock>,
     pub health: Health,
+    /// The oracle's time as this node knows it (for the TTL sweep's tombstones).
+    pub horizon: Arc<Horizon>,
+    pub meta_lease: Arc<MetaLease>,
 }
 
 /// How a pass's writes become durable.
@@ -118,6 +125,8 @@ pub struct Store {
     early_votes: Vec<(u64, Message)>,
     clock: Arc<dyn Clock>,
     health: Health,
+    horizon: Arc<Horizon>,
+    meta_lease: Arc<MetaLease>,
     next_tick: Instant,
 }
 
@@ -130,6 +139,15 @@ struct Unsynced {
 }
 
 impl Store {
+    /// Publishes the meta range's lease as it stands now.
+    fn publish_meta_lease(&self) {
+        let lease = self
+            .replicas
+            .get(&crate::meta::META_RANGE_ID)
+            .and_then(Replica::lease);
+        self.meta_lease.publish(lease);
+    }
+
     /// Opens every replica found on disk.
     fn open(
         parts: StoreParts,
@@ -169,6 +187,8 @@ impl Store {
             raft: parts.raft,
             clock: parts.clock,
             health: parts.health,
+            horizon: parts.horizon,
+            meta_lease: parts.meta_lease,
         })
     }
 

@@ -36,12 +36,22 @@ pub enum StoreMsg {
     Propose {
         target: Target,
         command: Command,
+        /// When the command's timestamp (`command.ts`) was asked of the
+        /// oracle, if it has one.
+        ts_taken_at: Option<Instant>,
         responder: ProposalResponder,
     },
     Read {
         target: Target,
         kind: ReadKind,
+        /// A snapshot read at this timestamp (0: the latest state).
+        read_ts: u64,
         responder: ReadResponder,
+    },
+    /// The term this node leads the range in (NotLeader if it does not).
+    LeaderTerm {
+        range_id: u64,
+        responder: oneshot::Sender<Result<u64>>,
     },
     /// A message to `to` could not be delivered (the peer is down or slow).
     Unreachable {

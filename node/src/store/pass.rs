@@ -25,7 +25,8 @@ impl Store {
             replica.flush_reads(now, &self.raft);
         }
         self.release_synced();
-        let result = self.process_ready();
+        let result = self.process_ready(now);
+        self.publish_meta_lease();
         self.flush_outgoing();
         let stepped = self.step_early_votes();
         result.map(|()| stepped)
@@ -45,18 +46,28 @@ impl Store {
         self.health.store_beat(behind);
     }
 
+    /// Ends keys whose time to live ran out by the oracle's time as this
+    /// node knows it: their tombstones then commit above the moment they
+    /// expired, and a read at an earlier timestamp still sees the value.
     fn sweep_expired_keys(&mut self, now: Instant) {
         if !self.ttl.due(now) {
             return;
         }
-        let now_ms = self.clock.wall_ms();
+        let oracle_seen = self.horizon.oracle_seen();
+        if oracle_seen == 0 {
+            return;
+        }
+        let now_ms = zdb_proto::timestamp::physical_ms(oracle_seen).min(self.clock.wall_ms());
         for replica in self
             .replicas
             .values_mut()
             .filter(|replica| replica.is_leader())
         {
             match super::ttl::expired_in_range(&self.engine, replica.descriptor(), now_ms) {
-                Ok(Some(command)) => replica.propose(command, None),
+                Ok(Some(mut command)) => {
+                    command.ts = oracle_seen;
+                    replica.propose(command, None, None)
+                }
                 Ok(None) => {}
                 Err(err) => tracing::warn!(error = %err, "TTL sweep failed"),
             }
@@ -112,7 +123,7 @@ impl Store {
             .retain(|unsynced| unsynced.range_id != range_id);
     }
 
-    fn process_ready(&mut self) -> Result<()> {
+    fn process_ready(&mut self, now: Instant) -> Result<()> {
         let existing: HashSet<u64> = self
             .replicas
             .iter()
@@ -129,6 +140,7 @@ impl Store {
             created: Vec::new(),
             outgoing: &mut outgoing,
             lease_length: self.raft.lease_length(),
+            now,
             must_sync: false,
             appended: 0,
         };

@@ -414,3 +414,74 @@ fn a_follower_that_missed_compacted_entries_catches_up_by_snapshot() {
     harness.run_until("node 3 caught up", 300, |h| h.data(3).len() == 200);
     harness.assert_replicas_identical();
 }
+
+/// Issue 17: a write whose oracle timestamp is older than a snapshot read
+/// the leader served commits above that read, so the read's snapshot never
+/// changes; and a read at a timestamp waits for the writes proposed before it.
+#[test]
+fn writes_commit_above_every_snapshot_read_the_leader_served() {
+    let mut harness = three_nodes();
+    let range = harness.descriptor(1, 1).unwrap();
+    let mut first = harness.propose_at(
+        1,
+        super::harness::header(&range),
+        vec![b"x".to_vec()],
+        super::harness::put("x", "1"),
+        10,
+    );
+    harness.settle();
+    answered(&mut first).unwrap();
+
+    // A write is proposed (oracle timestamp 40) and a read at 100 arrives
+    // before it commits: the read waits for it.
+    harness.set_rule(|_| false);
+    let mut in_flight = harness.propose_at(
+        1,
+        super::harness::header(&range),
+        vec![b"x".to_vec()],
+        super::harness::put("x", "2"),
+        40,
+    );
+    let mut read = harness.read_at(1, &range, "x", 100);
+    harness.round(false);
+    assert!(
+        read.try_recv().is_err(),
+        "the read went ahead of a write proposed before it"
+    );
+    harness.set_rule(|_| true);
+    harness.settle();
+    answered(&mut in_flight).unwrap();
+    read.try_recv().expect("answered").unwrap();
+    assert_eq!(harness.value_at(1, "x", 100), Some(b"2".to_vec()));
+
+    // A write that took its timestamp (50) before the read at 100 commits
+    // above it: the state at 100 stays as the read saw it.
+    let mut late = harness.propose_at(
+        1,
+        super::harness::header(&range),
+        vec![b"x".to_vec()],
+        super::harness::put("x", "3"),
+        50,
+    );
+    harness.settle();
+    answered(&mut late).unwrap();
+    harness.converge();
+    for node in 1..=3 {
+        assert_eq!(
+            harness.value_at(node, "x", 100),
+            Some(b"2".to_vec()),
+            "node {node}"
+        );
+        assert_eq!(
+            harness.value_at(node, "x", 101),
+            Some(b"3".to_vec()),
+            "node {node}"
+        );
+        assert_eq!(
+            harness.value_at(node, "x", 39),
+            Some(b"1".to_vec()),
+            "node {node}"
+        );
+    }
+    harness.assert_replicas_identical();
+}

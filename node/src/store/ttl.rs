@@ -58,7 +58,7 @@ pub fn expired_in_range(
     }
     Ok(Some(Command {
         now_ms,
-        header: None,
         kind: Some(command::Kind::Expire(ExpireCommand { keys: expired })),
+        ..Default::default()
     }))
 }

@@ -204,6 +204,36 @@ impl Remote {
         .await
     }
 
+    pub async fn now(&self, to: &str, timeout: Duration, req: NowRequest) -> Result<NowResponse> {
+        self.kv(
+            to,
+            1,
+            timeout,
+            req,
+            |mut kv, r| async move { kv.now(r).await },
+        )
+        .await
+    }
+
+    pub async fn gc_status(&self, to: &str, timeout: Duration) -> Result<GcStatusResponse> {
+        self.admin(to, timeout, GcStatusRequest {}, |mut admin, r| async move {
+            admin.gc_status(r).await
+        })
+        .await
+    }
+
+    pub async fn set_gc_life_time(
+        &self,
+        to: &str,
+        timeout: Duration,
+        req: SetGcLifeTimeRequest,
+    ) -> Result<SetGcLifeTimeResponse> {
+        self.admin(to, timeout, req, |mut admin, r| async move {
+            admin.set_gc_life_time(r).await
+        })
+        .await
+    }
+
     pub async fn list_nodes(&self, to: &str, timeout: Duration) -> Result<ListNodesResponse> {
         self.admin(
             to,
