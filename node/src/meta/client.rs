@@ -43,7 +43,7 @@ pub struct MetaClient {
     forward: bool,
 }
 
-fn meta_target() -> Target {
+pub(super) fn meta_target() -> Target {
     Target {
         header: Some(RequestHeader {
             range_id: META_RANGE_ID,

@@ -14,15 +14,16 @@ use std::time::Instant;
 
 use tokio::sync::Mutex;
 use zdb_proto::timestamp::{at_ms, LOGICAL_BITS};
-use zdb_proto::v1::{command, Command, ExtendOracleWindowCommand, RequestHeader};
+use zdb_proto::v1::{command, Command, ExtendOracleWindowCommand};
 
+use super::client::meta_target;
 use super::table::{self, META_RANGE_ID};
 use crate::apply::Outcome;
 use crate::clock::wall_ms;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::metrics;
-use crate::store::msg::{ReadKind, Target};
+use crate::store::msg::ReadKind;
 use crate::store::{MetaLease, StoreHandle};
 
 /// How far ahead of the wall clock a window reaches, and how close to its
@@ -45,16 +46,6 @@ struct State {
     term: u64,
     last_handed_out: u64,
     window_end: u64,
-}
-
-fn meta_target() -> Target {
-    Target {
-        header: Some(RequestHeader {
-            range_id: META_RANGE_ID,
-            epoch: None,
-        }),
-        ..Target::default()
-    }
 }
 
 fn ms(duration_ms: u64) -> u64 {

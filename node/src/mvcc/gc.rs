@@ -55,11 +55,12 @@ impl Collector {
                     self.resume = part.to_vec();
                     break;
                 }
-                group = part.to_vec();
+                group.clear();
+                group.extend_from_slice(part);
                 kept_below = false;
             }
             slice.examined += 1;
-            let (_, ts) = keys::decode(raw_key)?;
+            let ts = keys::commit_ts(raw_key)?;
             if ts <= horizon {
                 if kept_below {
                     batch.delete_cf(engine.cf(CF_DATA), raw_key);
@@ -96,18 +97,7 @@ impl Collector {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mvcc::record::{encode_put, encode_tombstone};
-    use crate::mvcc::{Versions, LATEST};
-
-    fn put(engine: &Engine, key: &[u8], ts: u64, value: Option<&[u8]>) {
-        let raw = match value {
-            Some(value) => encode_put(value, 0),
-            None => encode_tombstone(),
-        };
-        engine
-            .put(CF_DATA, &keys::version_key(key, ts), &raw, false)
-            .unwrap();
-    }
+    use crate::mvcc::{put_version as put, Versions, LATEST};
 
     fn version_count(engine: &Engine) -> usize {
         let mut count = 0;

@@ -72,29 +72,32 @@ pub fn versions_end(key: &[u8]) -> Vec<u8> {
 /// The user key and commit timestamp of a stored version key.
 pub fn decode(raw: &[u8]) -> Result<(Vec<u8>, u64)> {
     let corrupt = |why: &str| Error::corruption("version key", format!("{why}: {raw:x?}"));
-    let mut key = Vec::with_capacity(raw.len().saturating_sub(2 + TS_LEN));
-    let mut i = 0;
-    loop {
-        match raw.get(i) {
-            None => return Err(corrupt("no terminator")),
-            Some(&ESCAPE) => match raw.get(i + 1) {
-                Some(&ESCAPED_ZERO) => key.push(ESCAPE),
-                Some(&TERMINATOR) => break,
-                _ => return Err(corrupt("bad escape")),
-            },
-            Some(&byte) => {
-                key.push(byte);
-                i += 1;
-                continue;
-            }
-        }
-        i += 2;
+    let ts = commit_ts(raw)?;
+    let body = key_part(raw)
+        .strip_suffix(&[ESCAPE, TERMINATOR])
+        .ok_or_else(|| corrupt("no terminator"))?;
+    if !body.contains(&ESCAPE) {
+        // Most keys hold no zero byte: nothing to unescape.
+        return Ok((body.to_vec(), ts));
     }
-    let ts = raw
-        .get(i + 2..)
-        .and_then(|rest| <[u8; TS_LEN]>::try_from(rest).ok())
-        .ok_or_else(|| corrupt("no timestamp"))?;
-    Ok((key, !u64::from_be_bytes(ts)))
+    let mut key = Vec::with_capacity(body.len());
+    let mut bytes = body.iter();
+    while let Some(&byte) = bytes.next() {
+        key.push(byte);
+        if byte == ESCAPE && bytes.next() != Some(&ESCAPED_ZERO) {
+            return Err(corrupt("bad escape"));
+        }
+    }
+    Ok((key, ts))
+}
+
+/// The commit timestamp of a stored version key.
+pub fn commit_ts(raw: &[u8]) -> Result<u64> {
+    raw.len()
+        .checked_sub(TS_LEN)
+        .and_then(|at| <[u8; TS_LEN]>::try_from(&raw[at..]).ok())
+        .map(|inverted| !u64::from_be_bytes(inverted))
+        .ok_or_else(|| Error::corruption("version key", format!("no timestamp: {raw:x?}")))
 }
 
 /// The encoded-key part of a version key (everything but the timestamp),
@@ -120,6 +123,11 @@ mod tests {
         assert!(decode(b"a\x00").is_err());
         assert!(decode(b"a\x00\x01abc").is_err());
         assert!(decode(b"a\x00\x07xxxxxxxx").is_err());
+        assert!(
+            decode(b"a\x00b\x00\x01xxxxxxxx").is_err(),
+            "a zero not escaped"
+        );
+        assert_eq!(commit_ts(&version_key(b"k", 42)).unwrap(), 42);
     }
 
     fn key() -> impl Strategy<Value = Vec<u8>> {

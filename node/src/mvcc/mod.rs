@@ -19,3 +19,20 @@ pub mod record;
 pub use horizon::Horizon;
 pub use reader::{Versions, LATEST};
 pub use record::Record;
+
+/// Writes one version straight into the engine (None: a tombstone).
+#[cfg(test)]
+pub fn put_version(engine: &crate::engine::Engine, key: &[u8], ts: u64, value: Option<&[u8]>) {
+    let raw = match value {
+        Some(value) => record::encode_put(value, 0),
+        None => record::encode_tombstone(),
+    };
+    engine
+        .put(
+            crate::engine::CF_DATA,
+            &keys::version_key(key, ts),
+            &raw,
+            false,
+        )
+        .expect("write a version");
+}

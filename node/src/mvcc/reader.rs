@@ -29,10 +29,7 @@ impl<'a, V: ReadView> Versions<'a, V> {
             .raw_iterator(CF_DATA, &from, &keys::versions_end(key));
         iter.seek(&from);
         match (iter.key(), iter.value()) {
-            (Some(raw_key), Some(raw)) => {
-                let (_, commit_ts) = keys::decode(raw_key)?;
-                Ok(Some((commit_ts, raw.to_vec())))
-            }
+            (Some(raw_key), Some(raw)) => Ok(Some((keys::commit_ts(raw_key)?, raw.to_vec()))),
             _ => {
                 iter.status()?;
                 Ok(None)
@@ -83,7 +80,7 @@ impl<'a, V: ReadView> Versions<'a, V> {
                     }
                     group = keys::key_part(raw_key).to_vec();
                 }
-                if keys::decode(raw_key)?.1 <= ts {
+                if keys::commit_ts(raw_key)? <= ts {
                     candidate = Some((raw_key.to_vec(), raw.to_vec()));
                 }
                 iter.prev();
@@ -98,9 +95,10 @@ impl<'a, V: ReadView> Versions<'a, V> {
         let mut done: Vec<u8> = Vec::new();
         while let (Some(raw_key), Some(raw)) = (iter.key(), iter.value()) {
             let part = keys::key_part(raw_key);
-            if part != done.as_slice() && keys::decode(raw_key)?.1 <= ts {
+            if part != done.as_slice() && keys::commit_ts(raw_key)? <= ts {
                 // Newest first: the first version at or below `ts` is the one.
-                done = part.to_vec();
+                done.clear();
+                done.extend_from_slice(part);
                 if !emit(raw_key, raw)? {
                     return Ok(());
                 }
@@ -115,7 +113,8 @@ impl<'a, V: ReadView> Versions<'a, V> {
 mod tests {
     use super::*;
     use crate::engine::Engine;
-    use crate::mvcc::record::{encode_put, encode_tombstone};
+    use crate::mvcc::put_version;
+    use crate::mvcc::record::encode_put;
 
     /// Key, commit timestamp, value (None: a tombstone).
     type Version<'a> = (&'a [u8], u64, Option<&'a [u8]>);
@@ -124,13 +123,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let engine = Engine::open(dir.path()).unwrap();
         for &(key, ts, value) in versions {
-            let raw = match value {
-                Some(value) => encode_put(value, 0),
-                None => encode_tombstone(),
-            };
-            engine
-                .put(CF_DATA, &keys::version_key(key, ts), &raw, false)
-                .unwrap();
+            put_version(&engine, key, ts, value);
         }
         (dir, engine)
     }
