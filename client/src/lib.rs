@@ -8,9 +8,12 @@
 //!   `EpochNotMatch` / `KeyNotInRange`, and retries with backoff within a
 //!   deadline; writes that may have applied are never retried unless they
 //!   are idempotent. Nodes it learns of from the cluster join the
-//!   configured endpoints as places to start from.
+//!   configured endpoints as places to start from. Timestamps come from
+//!   the cluster's oracle (`now`); reads may name one (`get_at`,
+//!   `scan_at`, `batch_get_at`), and a scan or batch get that spans pages
+//!   or ranges reads all of them at one.
 //! - `admin`: splits, membership changes, node states and zones, node
-//!   inspection; calls about a range follow it to its leader.
+//!   inspection, GC settings; calls about a range follow it to its leader.
 //! - `routing`: the range cache (filled from the meta range by `Locate`).
 //! - `retry`: how a failed attempt is classified: by the typed error kind
 //!   the node sent, else by the gRPC code and whether anything was sent;

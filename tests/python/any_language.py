@@ -65,10 +65,14 @@ def main(address, prefix, count):
         )
         assert not refused.succeeded and refused.current_value == b"v2", (key, refused)
 
-    # One scan over every range the keys span, seven keys a page.
+    # One scan over every range the keys span, seven keys a page, every
+    # page at one timestamp from the oracle: one snapshot.
+    ts = call(kv.Now, kv_pb2.NowRequest(), read=True).timestamp
     seen, start, end = [], f"{prefix}-".encode(), f"{prefix}.".encode()
     while True:
-        page = call(kv.Scan, kv_pb2.ScanRequest(start_key=start, end_key=end, limit=7), read=True)
+        request = kv_pb2.ScanRequest(start_key=start, end_key=end, limit=7, read_ts=ts)
+        page = call(kv.Scan, request, read=True)
+        assert page.read_ts == ts, page.read_ts
         seen += [(pair.key, pair.value) for pair in page.pairs]
         if not page.more:
             break
@@ -81,6 +85,8 @@ def main(address, prefix, count):
 
     call(kv.Delete, kv_pb2.DeleteRequest(key=keys[0]))
     assert not call(kv.Get, kv_pb2.GetRequest(key=keys[0]), read=True).found
+    past = call(kv.Get, kv_pb2.GetRequest(key=keys[0], read_ts=ts), read=True)
+    assert past.found and past.value == b"v2", past
     print(f"ok: {count} keys through {address}")
 
 
