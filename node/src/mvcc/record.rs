@@ -43,9 +43,9 @@ pub fn decode(raw: &[u8]) -> Result<Record<'_>> {
     match raw.split_first() {
         Some((&PUT, rest)) => {
             let (time, value) = rest
-                .split_at_checked(8)
+                .split_first_chunk::<8>()
                 .ok_or_else(|| corrupt(format!("{} bytes, shorter than its header", raw.len())))?;
-            let expire_at_ms = u64::from_be_bytes(time.try_into().expect("split at 8"));
+            let expire_at_ms = u64::from_be_bytes(*time);
             Ok(Record::Put {
                 value,
                 expire_at_ms,
