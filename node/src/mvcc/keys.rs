@@ -63,9 +63,10 @@ pub fn delete_bounds(start: &[u8], end: &[u8]) -> (Vec<u8>, Vec<u8>) {
 
 /// Just past the last version of `key`.
 pub fn versions_end(key: &[u8]) -> Vec<u8> {
+    // The encoded key with its terminator's last byte raised by one.
     let mut out = encode_key(key);
-    *out.last_mut()
-        .expect("an encoded key ends with its terminator") = TERMINATOR + 1;
+    out.pop();
+    out.push(TERMINATOR + 1);
     out
 }
 
