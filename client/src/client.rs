@@ -747,17 +747,19 @@ impl Client {
         Ok(groups)
     }
 
-    /// Applies all mutations or none. Atomicity holds within one range, so
-    /// every key must belong to the same range; a batch that spans ranges is
-    /// refused with [`Error::CrossRange`] (see [`Client::batch_write_per_range`]).
+    /// Applies all mutations or none: in one command when one range holds
+    /// every key, as a transaction (through a node's `Txn.Atomic`) when they
+    /// span ranges.
     pub async fn batch_write(&self, mutations: Vec<Mutation>) -> Result<()> {
+        let original = mutations.clone();
         let mutations: Vec<pb::Mutation> = mutations.into_iter().map(to_proto_mutation).collect();
         let keys: Vec<Vec<u8>> = mutations.iter().map(mutation_key).collect();
         let mut attempts = self.attempts();
         loop {
             let groups = self.group_by_range(keys.clone(), &mut attempts).await?;
             if groups.len() > 1 {
-                return Err(Error::CrossRange(groups.len()));
+                self.atomic(Vec::new(), original, Vec::new()).await?;
+                return Ok(());
             }
             let Some((cached, _)) = groups.into_iter().next() else {
                 return Err(Error::InvalidArgument("batch is empty".into()));
@@ -803,11 +805,7 @@ impl Client {
             }
         }
         for (_, group) in groups {
-            match self.batch_write(group.clone()).await {
-                // The range split in the meantime: regroup this share.
-                Err(Error::CrossRange(_)) => Box::pin(self.batch_write_per_range(group)).await?,
-                other => other?,
-            }
+            self.batch_write(group).await?;
         }
         Ok(())
     }
@@ -859,7 +857,7 @@ fn mutation_key(mutation: &pb::Mutation) -> Vec<u8> {
     }
 }
 
-fn to_proto_mutation(mutation: Mutation) -> pb::Mutation {
+pub(crate) fn to_proto_mutation(mutation: Mutation) -> pb::Mutation {
     let op = match mutation {
         Mutation::Put {
             key,

@@ -12,6 +12,11 @@
 //!   the cluster's oracle (`now`); reads may name one (`get_at`,
 //!   `scan_at`, `batch_get_at`), and a scan or batch get that spans pages
 //!   or ranges reads all of them at one.
+//! - [`Transaction`]: transactions across ranges, serializable by default
+//!   ([`Isolation`], [`TxnOptions`]). The node that answers `begin`
+//!   coordinates one, so every call of it goes there; `transaction` runs a
+//!   closure in one and runs it again when it was aborted. `atomic` is a
+//!   one-call transaction as etcd's Txn ([`Compare`]).
 //! - `admin`: splits, membership changes, node states and zones, node
 //!   inspection, GC settings; calls about a range follow it to its leader.
 //! - `routing`: the range cache (filled from the meta range by `Locate`).
@@ -25,7 +30,9 @@ mod client;
 mod error;
 mod retry;
 mod routing;
+mod txn;
 
 pub use client::{CasOutcome, Client, ClientConfig, Consistency, Mutation};
 pub use error::{Error, Result};
+pub use txn::{Compare, Isolation, Transaction, TxnFuture, TxnOptions};
 pub use zdb_proto::v1::{KeyValue, NodeAddress, NodeState, NodeStatusResponse, RangeDescriptor};

@@ -36,11 +36,25 @@ pub fn classify(status: &Status) -> Next {
         },
         Some(Kind::EpochNotMatch(epoch)) => Next::Refresh(epoch.current),
         Some(Kind::KeyNotInRange(_) | Kind::RangeNotFound(_)) => Next::Relocate,
-        // Definitely not applied: the node says so.
-        Some(Kind::NotApplied(_) | Kind::ShuttingDown(_) | Kind::ServerBusy(_)) => Next::Retry,
+        // Definitely not applied: the node says so. A transaction's lock
+        // that outlasted the request goes away when the transaction ends
+        // (or its lock expires and is resolved).
+        Some(
+            Kind::NotApplied(_) | Kind::ShuttingDown(_) | Kind::ServerBusy(_) | Kind::KeyLocked(_),
+        ) => Next::Retry,
         Some(Kind::OutcomeUnknown(_)) => Next::Ambiguous,
         // The versions the read needs may be gone: a newer timestamp is the fix.
         Some(Kind::TimestampTooOld(_)) => Next::Fail,
+        // The transaction is over: sending the call again cannot help, only
+        // running the whole transaction again can (`Client::transaction`).
+        Some(
+            Kind::WriteConflict(_)
+            | Kind::SerializationFailure(_)
+            | Kind::Deadlock(_)
+            | Kind::LockWaitTimeout(_)
+            | Kind::TxnAborted(_)
+            | Kind::TxnNotFound(_),
+        ) => Next::Fail,
         None => match status.code() {
             Code::Unavailable if never_sent(status) => Next::Retry,
             // The request may have reached a node and applied before the
@@ -150,6 +164,22 @@ mod tests {
             (Kind::ShuttingDown(v1::ShuttingDown {}), Next::Retry),
             (Kind::ServerBusy(v1::ServerBusy {}), Next::Retry),
             (Kind::OutcomeUnknown(v1::OutcomeUnknown {}), Next::Ambiguous),
+            (Kind::KeyLocked(v1::KeyLocked { lock: None }), Next::Retry),
+            (
+                Kind::WriteConflict(v1::WriteConflict::default()),
+                Next::Fail,
+            ),
+            (
+                Kind::SerializationFailure(v1::SerializationFailure::default()),
+                Next::Fail,
+            ),
+            (Kind::Deadlock(v1::Deadlock::default()), Next::Fail),
+            (
+                Kind::LockWaitTimeout(v1::LockWaitTimeout::default()),
+                Next::Fail,
+            ),
+            (Kind::TxnAborted(v1::TxnAborted::default()), Next::Fail),
+            (Kind::TxnNotFound(v1::TxnNotFound::default()), Next::Fail),
         ];
         for text in texts {
             for (kind, next) in &typed {
@@ -169,6 +199,62 @@ mod tests {
                 "{text:?}"
             );
             assert_eq!(classify(&Status::deadline_exceeded(text)), Next::Ambiguous);
+        }
+    }
+
+    /// A lock in the way applied nothing: retry. A transaction abort is
+    /// final for the call, whatever gRPC code carries it (a DEADLINE_EXCEEDED
+    /// LockWaitTimeout is not an ambiguous timeout, a NOT_FOUND TxnNotFound
+    /// is not a missing range).
+    #[test]
+    fn locks_are_retried_and_transaction_aborts_are_final() {
+        let kind_with_code = |code: Code, kind: Kind| {
+            let detail = v1::Error { kind: Some(kind) };
+            let bytes = zdb_proto::encode_error_details(code as i32, "txn", &detail);
+            Status::with_details(code, "txn", bytes.into())
+        };
+        let locked = kind_with_code(
+            Code::Unavailable,
+            Kind::KeyLocked(v1::KeyLocked {
+                lock: Some(v1::LockInfo {
+                    key: b"k".to_vec(),
+                    primary: b"p".to_vec(),
+                    start_ts: 3,
+                    ..Default::default()
+                }),
+            }),
+        );
+        assert_eq!(classify(&locked), Next::Retry);
+        let aborts = [
+            (
+                Code::Aborted,
+                Kind::WriteConflict(v1::WriteConflict {
+                    key: b"k".to_vec(),
+                    start_ts: 1,
+                    conflict_ts: 2,
+                }),
+            ),
+            (
+                Code::Aborted,
+                Kind::SerializationFailure(v1::SerializationFailure::default()),
+            ),
+            (Code::Aborted, Kind::Deadlock(v1::Deadlock::default())),
+            (
+                Code::DeadlineExceeded,
+                Kind::LockWaitTimeout(v1::LockWaitTimeout::default()),
+            ),
+            (Code::Aborted, Kind::TxnAborted(v1::TxnAborted::default())),
+            (
+                Code::NotFound,
+                Kind::TxnNotFound(v1::TxnNotFound { txn_id: 4 }),
+            ),
+        ];
+        for (code, kind) in aborts {
+            assert_eq!(
+                classify(&kind_with_code(code, kind.clone())),
+                Next::Fail,
+                "{kind:?}"
+            );
         }
     }
 

@@ -1,4 +1,4 @@
-use zdb_proto::v1::RangeDescriptor;
+use zdb_proto::v1::{LockInfo, RangeDescriptor};
 
 /// Everything that can go wrong inside a node.
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +69,32 @@ pub enum Error {
 
     #[error("the node is shutting down")]
     ShuttingDown,
+
+    /// A transaction's lock keeps the request out; nothing was applied.
+    #[error("key {:?} is locked by transaction {} (primary {:?})", String::from_utf8_lossy(&.0.key), .0.start_ts, String::from_utf8_lossy(&.0.primary))]
+    KeyLocked(Box<LockInfo>),
+
+    #[error("write conflict on key {:?}: a version committed at {conflict_ts} is newer than the transaction's snapshot {start_ts} (or another transaction holds the key); run the transaction again", String::from_utf8_lossy(key))]
+    WriteConflict {
+        key: Vec<u8>,
+        start_ts: u64,
+        conflict_ts: u64,
+    },
+
+    #[error("serialization failure: key {:?}, read by the transaction at {start_ts}, changed before it could commit; run the transaction again", String::from_utf8_lossy(key))]
+    SerializationFailure { key: Vec<u8>, start_ts: u64 },
+
+    #[error("deadlock: the transaction waited for key {:?} in the cycle {cycle:?}; it was aborted to break it, run it again", String::from_utf8_lossy(key))]
+    Deadlock { cycle: Vec<u64>, key: Vec<u8> },
+
+    #[error("lock wait timeout: key {:?} stayed locked by transaction {holder}; run the transaction again later", String::from_utf8_lossy(key))]
+    LockWaitTimeout { key: Vec<u8>, holder: u64 },
+
+    #[error("transaction {start_ts} was rolled back: {reason}; run it again")]
+    TxnAborted { start_ts: u64, reason: String },
+
+    #[error("transaction {0} is unknown to this node (it ended, idled out, or another node coordinates it); begin a new one")]
+    TxnNotFound(u64),
 
     #[error("node {node_id} is known to this cluster under another store id; its data directory was wiped. Start it as a new node instead of reusing id {node_id}")]
     IdentityChanged { node_id: u64 },

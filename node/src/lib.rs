@@ -17,6 +17,8 @@
 //!   exec results;
 //! - [`mvcc`]: versions of user keys by commit timestamp: key layout,
 //!   reads as of a timestamp, garbage collection below the safe point;
+//! - [`txn`]: what transactions keep beside versions: key and span locks,
+//!   and each transaction's fate in its primary's range;
 //! - [`range`], [`raftlog`], [`engine`]: replica state, Raft log storage,
 //!   RocksDB column families and key layouts;
 //! - [`transport`]: the one dialer for every outbound connection, Raft
@@ -44,6 +46,7 @@ pub mod server;
 pub mod service;
 pub mod store;
 pub mod transport;
+pub mod txn;
 
 pub use config::NodeConfig;
 pub use error::{Error, Result};

@@ -13,6 +13,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tonic::transport::server::TcpIncoming;
 use zdb_proto::v1::admin_server::AdminServer;
+use zdb_proto::v1::txn_range_server::TxnRangeServer;
+use zdb_proto::v1::txn_server::TxnServer;
 use zdb_proto::v1::kv_server::KvServer;
 use zdb_proto::v1::raft_transport_server::RaftTransportServer;
 use zdb_proto::v1::{NodeIdentity, PeerHeader};
@@ -26,6 +28,7 @@ use crate::meta::gc::{self, GcParts};
 use crate::meta::{reporter, MetaClient, Timestamps};
 use crate::mvcc::Horizon;
 use crate::ops::{Identity, Ops, OpsParts};
+use crate::service::txn::{TxnRangeService, TxnService};
 use crate::service::{admin::AdminService, grpc_health, kv::KvService, status_http};
 use crate::store::{self, msg::StoreMsg, MetaLease, Store, StoreParts};
 use crate::transport::{self, Dialer, Outbox, PeerDirectory, RaftTransportService, Remote};
@@ -209,6 +212,7 @@ fn start(
         config.zone.clone(),
         stop.clone(),
     ));
+    tokio::spawn(ops.clone().keep_transactions());
     let running = Running {
         ops,
         outbox,
@@ -248,6 +252,16 @@ async fn serve(
                 .max_encoding_message_size(usize::MAX),
         )
         .add_service(AdminServer::new(AdminService::new(node.ops.clone())))
+        .add_service(
+            TxnServer::new(TxnService::new(node.ops.clone()))
+                .max_decoding_message_size(max_message)
+                .max_encoding_message_size(usize::MAX),
+        )
+        .add_service(
+            TxnRangeServer::new(TxnRangeService::new(node.ops.clone()))
+                .max_decoding_message_size(max_message)
+                .max_encoding_message_size(usize::MAX),
+        )
         .add_service(
             RaftTransportServer::new(transport)
                 .max_decoding_message_size(usize::MAX)

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use zdb_client::{Error, Mutation};
+use zdb_client::Mutation;
 use zdb_proto::v1::RaftRole;
 use zdb_tests::{eventually, Cluster};
 
@@ -152,16 +152,9 @@ async fn splits_under_load_lose_and_duplicate_nothing() {
             ttl_seconds: 0,
         },
     ];
-    assert!(matches!(
-        client.batch_write(cross.clone()).await,
-        Err(Error::CrossRange(2))
-    ));
-    assert_eq!(
-        client.get("a-atomic").await.unwrap(),
-        None,
-        "a refused batch writes nothing"
-    );
-    client.batch_write_per_range(cross).await.unwrap();
+    // Across ranges, atomic as a transaction.
+    client.batch_write(cross).await.unwrap();
+    assert_eq!(client.get("a-atomic").await.unwrap(), Some(b"1".to_vec()));
     assert_eq!(client.get("z-atomic").await.unwrap(), Some(b"2".to_vec()));
 
     // Every node holds the same 7 ranges.

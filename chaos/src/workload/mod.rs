@@ -21,6 +21,5 @@ pub fn definitely_not_applied(error: &Error) -> bool {
         Error::InvalidArgument(_)
             | Error::BadEndpoint { .. }
             | Error::NoEndpoints
-            | Error::CrossRange(_)
     )
 }

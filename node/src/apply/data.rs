@@ -9,6 +9,7 @@ use zdb_proto::v1::{
     stored_mutation, CompareAndSwapCommand, ExpireCommand, StoredPut, WriteBatchCommand,
 };
 
+use super::txn::{self, TxnBatch};
 use super::Outcome;
 use crate::engine::{keys, Engine, CF_DATA, CF_TTL};
 use crate::error::Result;
@@ -20,8 +21,9 @@ use crate::mvcc::{self, record, Record, Versions};
 pub struct DataBatch<'a> {
     engine: &'a Engine,
     batch: &'a mut WriteBatch,
-    /// The newest record this batch wrote for each user key.
-    written: &'a mut HashMap<Vec<u8>, Vec<u8>>,
+    /// The newest version this batch wrote for each user key (commit
+    /// timestamp, stored record).
+    written: &'a mut HashMap<Vec<u8>, (u64, Vec<u8>)>,
     /// The commit timestamp of the command being applied.
     ts: u64,
 }
@@ -30,7 +32,7 @@ impl<'a> DataBatch<'a> {
     pub fn new(
         engine: &'a Engine,
         batch: &'a mut WriteBatch,
-        written: &'a mut HashMap<Vec<u8>, Vec<u8>>,
+        written: &'a mut HashMap<Vec<u8>, (u64, Vec<u8>)>,
         ts: u64,
     ) -> Self {
         DataBatch {
@@ -47,10 +49,22 @@ impl<'a> DataBatch<'a> {
             mvcc::keys::version_key(key, self.ts),
             &raw,
         );
-        self.written.insert(key.to_vec(), raw);
+        self.written.insert(key.to_vec(), (self.ts, raw));
     }
 
-    fn put(&mut self, put: &StoredPut) {
+    pub fn engine(&self) -> &'a Engine {
+        self.engine
+    }
+
+    pub fn batch_mut(&mut self) -> &mut WriteBatch {
+        self.batch
+    }
+
+    pub fn ts(&self) -> u64 {
+        self.ts
+    }
+
+    pub(super) fn put(&mut self, put: &StoredPut) {
         self.write_version(&put.key, record::encode_put(&put.value, put.expire_at_ms));
         if put.expire_at_ms != 0 {
             self.batch.put_cf(
@@ -61,7 +75,7 @@ impl<'a> DataBatch<'a> {
         }
     }
 
-    fn delete(&mut self, key: &[u8]) {
+    pub(super) fn delete(&mut self, key: &[u8]) {
         self.write_version(key, record::encode_tombstone());
     }
 
@@ -70,14 +84,30 @@ impl<'a> DataBatch<'a> {
             .delete_cf(self.engine.cf(CF_TTL), keys::ttl_key(expire_at_ms, key));
     }
 
-    /// The newest record of `key`, this batch's writes included.
-    fn latest(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        if let Some(raw) = self.written.get(key) {
-            return Ok(Some(raw.clone()));
+    /// The newest version of `key` (commit timestamp, stored record), this
+    /// batch's writes included.
+    pub(super) fn latest_version(&self, key: &[u8]) -> Result<Option<(u64, Vec<u8>)>> {
+        if let Some(version) = self.written.get(key) {
+            return Ok(Some(version.clone()));
         }
-        Ok(Versions::new(self.engine)
-            .version_at(key, mvcc::LATEST)?
-            .map(|(_, raw)| raw))
+        Versions::new(self.engine).version_at(key, mvcc::LATEST)
+    }
+
+    /// A key in `[start, end)` this batch wrote a version of above `ts`.
+    pub(super) fn written_after(&self, ts: u64, span: (&[u8], &[u8])) -> Option<(Vec<u8>, u64)> {
+        let (start, end) = span;
+        self.written
+            .iter()
+            .find(|(key, (written_ts, _))| {
+                *written_ts > ts
+                    && key.as_slice() >= start
+                    && (end.is_empty() || key.as_slice() < end)
+            })
+            .map(|(key, (written_ts, _))| (key.clone(), *written_ts))
+    }
+
+    fn latest(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.latest_version(key)?.map(|(_, raw)| raw))
     }
 
     fn live_value(&self, key: &[u8], now_ms: u64) -> Result<Option<Vec<u8>>> {
@@ -120,8 +150,17 @@ pub fn compare_and_swap(
 /// Ends the keys whose time to live ran out with a tombstone, if they still
 /// hold the expired version (a newer write to the key keeps it). Reads
 /// already saw them as absent; older reads still see the value.
-pub fn expire(data: &mut DataBatch<'_>, expire: &ExpireCommand, now_ms: u64) -> Result<Outcome> {
+pub fn expire(
+    txn: &mut TxnBatch<'_, '_>,
+    expire: &ExpireCommand,
+    now_ms: u64,
+) -> Result<Outcome> {
     for expired in &expire.keys {
+        if !txn::may_expire(txn, &expired.key)? {
+            // A transaction holds the key: the next sweep looks again.
+            continue;
+        }
+        let data = &mut *txn.data;
         let still_that_version = match data.latest(&expired.key)? {
             Some(raw) => match record::decode(&raw)? {
                 record @ Record::Put { expire_at_ms, .. } => {

@@ -18,6 +18,9 @@ pub enum CommandKind {
     CompareAndSwap,
     /// Removal of expired keys, proposed by the leader's TTL sweep.
     Expire,
+    /// A transaction's prewrite, locks, commit, rollback or keep-alive on
+    /// the range's keys.
+    Txn,
     Split,
     /// A membership change proposed by an admin call.
     ChangeMembership,
@@ -45,6 +48,11 @@ impl CommandKind {
             command::Kind::Cas(_) => CommandKind::CompareAndSwap,
             command::Kind::Expire(_) => CommandKind::Expire,
             command::Kind::Split(_) => CommandKind::Split,
+            command::Kind::TxnPrewrite(_)
+            | command::Kind::TxnLock(_)
+            | command::Kind::TxnCommit(_)
+            | command::Kind::TxnRollback(_)
+            | command::Kind::TxnKeepAlive(_) => CommandKind::Txn,
             command::Kind::MetaUpdate(_)
             | command::Kind::AllocateRangeId(_)
             | command::Kind::RegisterNode(_)
@@ -64,7 +72,10 @@ impl CommandKind {
             bumps_conf_ver,
         };
         match self {
-            CommandKind::Write | CommandKind::CompareAndSwap | CommandKind::Expire => {
+            CommandKind::Write
+            | CommandKind::CompareAndSwap
+            | CommandKind::Expire
+            | CommandKind::Txn => {
                 rule(true, false, false, false)
             }
             CommandKind::Split => rule(true, true, true, false),

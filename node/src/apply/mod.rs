@@ -17,16 +17,21 @@
 //! - [`data`]: puts, deletes, compare-and-swap, expiry;
 //! - [`system`]: the meta range's routing table and registry;
 //! - [`split`]: cutting the range in two;
-//! - [`membership`]: recording a membership change in the descriptor.
+//! - [`membership`]: recording a membership change in the descriptor;
+//! - [`txn`]: transactions' prewrites, locks, commits and rollbacks, and
+//!   the lock check of plain writes.
 
 pub mod data;
 pub mod epoch;
 pub mod membership;
 pub mod split;
 pub mod system;
+pub mod txn;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod txn_tests;
 
 use std::collections::{HashMap, HashSet};
 
@@ -37,10 +42,13 @@ use zdb_proto::v1::{command, stored_mutation, Command, CommandHeader, RangeDescr
 
 use self::data::DataBatch;
 use self::epoch::CommandKind;
+use self::txn::{TxnBatch, TxnWritten};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::meta::table::{SystemBatch, META_RANGE_ID};
 use crate::range::descriptor;
+use crate::txn::records::Fate;
+use crate::txn::Conflict;
 
 /// What a command did, for the client that proposed it.
 #[derive(Debug, Clone, PartialEq)]
@@ -64,6 +72,9 @@ pub enum Outcome {
         /// The live value before the command, if any.
         current: Option<Vec<u8>>,
     },
+    /// A transaction's fate after a rollback command: rolled back, committed
+    /// (nothing was rolled back), or None: alive, not expired.
+    TxnFate(Option<Fate>),
 }
 
 /// Why a command was not applied. Every replica refuses alike.
@@ -87,6 +98,9 @@ pub enum Refusal {
     Precondition(String),
     /// The entry does not decode.
     Malformed(String),
+    /// A transaction's lock, a newer version or the transaction's own fate
+    /// keeps the command out (`start_ts` 0: a plain write).
+    Txn { start_ts: u64, conflict: Conflict },
 }
 
 /// What applying one entry did, for the replica to act on.
@@ -122,6 +136,15 @@ impl Refusal {
             },
             Refusal::Precondition(reason) => Error::FailedPrecondition(reason),
             Refusal::Malformed(reason) => Error::InvalidArgument(reason),
+            Refusal::Txn { start_ts, conflict } => match conflict {
+                Conflict::Locked(lock) => Error::KeyLocked(Box::new(lock)),
+                Conflict::Write { key, conflict_ts } => Error::WriteConflict {
+                    key,
+                    start_ts,
+                    conflict_ts,
+                },
+                Conflict::Aborted(reason) => Error::TxnAborted { start_ts, reason },
+            },
         }
     }
 }
@@ -140,8 +163,9 @@ pub struct ApplyDelegate {
     descriptor: RangeDescriptor,
     /// The newest version of each user key written into the pass's batch
     /// so far (the stored record), and the system keys (None: deleted).
-    data_written: HashMap<Vec<u8>, Vec<u8>>,
+    data_written: HashMap<Vec<u8>, (u64, Vec<u8>)>,
     system_written: HashMap<Vec<u8>, Option<Vec<u8>>>,
+    txn_written: TxnWritten,
 }
 
 impl ApplyDelegate {
@@ -150,6 +174,7 @@ impl ApplyDelegate {
             descriptor,
             data_written: HashMap::new(),
             system_written: HashMap::new(),
+            txn_written: HashMap::new(),
         }
     }
 
@@ -167,6 +192,7 @@ impl ApplyDelegate {
     pub fn begin_batch(&mut self) {
         self.data_written.clear();
         self.system_written.clear();
+        self.txn_written.clear();
     }
 
     pub fn apply(&mut self, ctx: &mut ApplyContext<'_>, entry: &Entry) -> Result<ExecResult> {
@@ -226,14 +252,30 @@ impl ApplyDelegate {
         }
         let kind_body = command.kind.as_ref().expect("a kind, checked above");
         let mut data = DataBatch::new(ctx.engine, ctx.batch, &mut self.data_written, command.ts);
+        let mut txn = TxnBatch::new(&mut data, &mut self.txn_written, &self.descriptor);
+        if matches!(kind, CommandKind::Write | CommandKind::CompareAndSwap) {
+            if let Some(refusal) = txn::check_plain_write(&txn, touched_keys(command))? {
+                return Ok(ExecResult::Refused(refusal));
+            }
+        }
+        let now_ms = command.now_ms;
+        let decided = |result: Result<Outcome, Refusal>| match result {
+            Ok(outcome) => ExecResult::Applied(outcome),
+            Err(refusal) => ExecResult::Refused(refusal),
+        };
         Ok(match kind_body {
-            command::Kind::Write(write) => ExecResult::Applied(data::write(&mut data, write)),
+            command::Kind::Write(write) => ExecResult::Applied(data::write(txn.data, write)),
             command::Kind::Cas(cas) => {
-                ExecResult::Applied(data::compare_and_swap(&mut data, cas, command.now_ms)?)
+                ExecResult::Applied(data::compare_and_swap(txn.data, cas, now_ms)?)
             }
             command::Kind::Expire(expire) => {
-                ExecResult::Applied(data::expire(&mut data, expire, command.now_ms)?)
+                ExecResult::Applied(data::expire(&mut txn, expire, now_ms)?)
             }
+            command::Kind::TxnPrewrite(cmd) => decided(txn::prewrite(&mut txn, cmd, now_ms)?),
+            command::Kind::TxnLock(cmd) => decided(txn::lock(&mut txn, cmd, now_ms)?),
+            command::Kind::TxnCommit(cmd) => decided(txn::commit(&mut txn, cmd)?),
+            command::Kind::TxnRollback(cmd) => decided(txn::rollback(&mut txn, cmd, now_ms)?),
+            command::Kind::TxnKeepAlive(cmd) => decided(txn::keep_alive(&mut txn, cmd, now_ms)?),
             command::Kind::Split(split) => split::apply(
                 ctx.engine,
                 ctx.batch,
@@ -293,6 +335,23 @@ pub fn touched_keys(command: &Command) -> Box<dyn Iterator<Item = &[u8]> + '_> {
         Some(command::Kind::Cas(cas)) => Box::new(std::iter::once(cas.key.as_slice())),
         Some(command::Kind::Expire(expire)) => {
             Box::new(expire.keys.iter().map(|expired| expired.key.as_slice()))
+        }
+        Some(command::Kind::TxnPrewrite(prewrite)) => Box::new(
+            prewrite
+                .locks
+                .iter()
+                .map(|lock| lock.key.as_slice())
+                .chain(prewrite.spans.iter().map(|span| span.start_key.as_slice())),
+        ),
+        Some(command::Kind::TxnLock(lock)) => {
+            Box::new(lock.locks.iter().map(|lock| lock.key.as_slice()))
+        }
+        Some(command::Kind::TxnCommit(commit)) => Box::new(commit.keys.iter().map(Vec::as_slice)),
+        Some(command::Kind::TxnRollback(rollback)) => {
+            Box::new(rollback.keys.iter().map(Vec::as_slice))
+        }
+        Some(command::Kind::TxnKeepAlive(keep_alive)) => {
+            Box::new(std::iter::once(keep_alive.primary.as_slice()))
         }
         _ => Box::new(std::iter::empty()),
     }

@@ -10,7 +10,7 @@ use zdb_proto::v1::{RangeDescriptor, SplitCommand};
 
 use super::epoch::{bumped, CommandKind};
 use super::{ExecResult, Refusal};
-use crate::engine::Engine;
+use crate::engine::{Engine, ReadView};
 use crate::error::Result;
 use crate::raftlog::RangeStorage;
 use crate::range::descriptor;
@@ -42,6 +42,23 @@ pub fn apply(
     if !conf_state.voters_outgoing.is_empty() || !conf_state.learners_next.is_empty() {
         return Ok(ExecResult::Refused(Refusal::Precondition(format!(
             "range {} is in the middle of a membership change; split it once the change is done",
+            current.range_id
+        ))));
+    }
+    // A span lock is kept by the range holding its start; cut in two, the
+    // right half's writers would not see it.
+    let (lower, upper) =
+        crate::mvcc::keys::delete_bounds(&current.start_key, &current.end_key);
+    let mut crosses = false;
+    engine.scan(crate::engine::CF_SPAN_LOCKS, &lower, &upper, false, |_, raw| {
+        let span = crate::txn::SpanLock::decode(raw)?;
+        crosses = span.0.start_key.as_slice() < key && span.covers(key);
+        Ok(!crosses)
+    })?;
+    if crosses {
+        return Ok(ExecResult::Refused(Refusal::Precondition(format!(
+            "a transaction holds a lock on a span across {:?} in range {}; split once it ends",
+            String::from_utf8_lossy(key),
             current.range_id
         ))));
     }

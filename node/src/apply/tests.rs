@@ -9,7 +9,7 @@ use super::*;
 use crate::engine::{ReadView, CF_TTL};
 use crate::mvcc::{record, Record, Versions, LATEST};
 
-fn range(start: &str, end: &str) -> RangeDescriptor {
+pub(super) fn range(start: &str, end: &str) -> RangeDescriptor {
     RangeDescriptor {
         range_id: 7,
         start_key: start.into(),
@@ -26,14 +26,14 @@ fn range(start: &str, end: &str) -> RangeDescriptor {
     }
 }
 
-fn header_of(range: &RangeDescriptor) -> Option<CommandHeader> {
+pub(super) fn header_of(range: &RangeDescriptor) -> Option<CommandHeader> {
     Some(CommandHeader {
         range_id: range.range_id,
         epoch: range.epoch,
     })
 }
 
-fn stored(key: &str, value: &str, expire_at_ms: u64) -> StoredPut {
+pub(super) fn stored(key: &str, value: &str, expire_at_ms: u64) -> StoredPut {
     StoredPut {
         key: key.into(),
         value: value.into(),
@@ -41,7 +41,7 @@ fn stored(key: &str, value: &str, expire_at_ms: u64) -> StoredPut {
     }
 }
 
-fn write(header: Option<CommandHeader>, now_ms: u64, puts: Vec<StoredPut>) -> Command {
+pub(super) fn write(header: Option<CommandHeader>, now_ms: u64, puts: Vec<StoredPut>) -> Command {
     Command {
         now_ms,
         ts: now_ms,
@@ -77,7 +77,7 @@ fn cas(
     }
 }
 
-fn entry(command: &Command) -> Entry {
+pub(super) fn entry(command: &Command) -> Entry {
     Entry {
         data: command.encode_to_vec().into(),
         ..Default::default()
@@ -85,14 +85,14 @@ fn entry(command: &Command) -> Entry {
 }
 
 /// Applies entries to one delegate in one batch, then writes the batch.
-struct Fixture {
+pub(super) struct Fixture {
     _dir: tempfile::TempDir,
-    engine: Engine,
+    pub(super) engine: Engine,
     delegate: ApplyDelegate,
 }
 
 impl Fixture {
-    fn new(range: RangeDescriptor) -> Fixture {
+    pub(super) fn new(range: RangeDescriptor) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let engine = Engine::open(dir.path()).unwrap();
         Fixture {
@@ -102,7 +102,7 @@ impl Fixture {
         }
     }
 
-    fn apply(&mut self, entries: &[Entry]) -> Vec<ExecResult> {
+    pub(super) fn apply(&mut self, entries: &[Entry]) -> Vec<ExecResult> {
         let mut batch = WriteBatch::default();
         let conf_state = ConfState::from((vec![1], vec![]));
         let existing = HashSet::new();
@@ -123,7 +123,7 @@ impl Fixture {
         results
     }
 
-    fn value(&self, key: &str) -> Option<Vec<u8>> {
+    pub(super) fn value(&self, key: &str) -> Option<Vec<u8>> {
         let (_, raw) = Versions::new(&self.engine)
             .version_at(key.as_bytes(), LATEST)
             .unwrap()?;

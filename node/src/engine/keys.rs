@@ -10,6 +10,11 @@ pub const CF_TTL: &str = "ttl";
 /// The cluster's system keyspace (routing table, id counters), replicated by
 /// the meta range, range 1.
 pub const CF_SYSTEM: &str = "system";
+/// Transactions' locks on user keys, their span locks, and the record of
+/// each transaction's fate (see `txn`).
+pub const CF_LOCKS: &str = "locks";
+pub const CF_SPAN_LOCKS: &str = "span_locks";
+pub const CF_TXN: &str = "txns";
 
 const RAFT_LOG_ENTRY: u8 = 0x01;
 const RAFT_HARD_STATE: u8 = 0x02;

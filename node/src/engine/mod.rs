@@ -16,7 +16,7 @@ use rocksdb::{
 use crate::error::{Error, Result};
 use crate::metrics;
 
-pub use keys::{CF_DATA, CF_META, CF_RAFT, CF_SYSTEM, CF_TTL};
+pub use keys::{CF_DATA, CF_LOCKS, CF_META, CF_RAFT, CF_SPAN_LOCKS, CF_SYSTEM, CF_TTL, CF_TXN};
 pub use overlay::OverlayBatch;
 pub use view::{ReadView, Snapshot};
 
@@ -59,12 +59,21 @@ impl Engine {
             keys::RAFT_KEY_PREFIX_LEN
         ))?;
 
+        // Locks live for the length of a transaction: almost every lookup
+        // finds nothing, which the bloom filter answers.
+        let mut small_opts = Options::default();
+        small_opts.set_block_based_table_factory(&table);
+        small_opts.set_write_buffer_size(16 << 20);
+
         let cfs = vec![
             ColumnFamilyDescriptor::new(CF_DATA, data_opts),
             ColumnFamilyDescriptor::new(CF_RAFT, raft_opts),
             ColumnFamilyDescriptor::new(CF_META, Options::default()),
             ColumnFamilyDescriptor::new(CF_TTL, Options::default()),
             ColumnFamilyDescriptor::new(CF_SYSTEM, Options::default()),
+            ColumnFamilyDescriptor::new(CF_LOCKS, small_opts.clone()),
+            ColumnFamilyDescriptor::new(CF_SPAN_LOCKS, small_opts.clone()),
+            ColumnFamilyDescriptor::new(CF_TXN, small_opts),
         ];
         let db = DB::open_cf_descriptors(&db_opts, path, cfs)?;
         Ok(Engine { db: Arc::new(db) })

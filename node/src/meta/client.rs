@@ -13,10 +13,12 @@ use zdb_proto::v1::{
     NodeAddress, NowRequest, RangeDescriptor, RangeLocation, RegisterNodeCommand, RequestHeader,
     SetGcLifeTimeCommand, SetGcLifeTimeRequest, SetGcSafePointCommand, SetNodeStateCommand,
     SetNodeStateRequest, SetNodeZoneCommand, SetNodeZoneRequest, UpdateMetaRequest,
+    WaitForRequest,
 };
 
 use zdb_proto::v1::error::Kind;
 
+use super::deadlock::WaitForGraph;
 use super::oracle::Oracle;
 use super::table::{self, META_RANGE_ID};
 use crate::apply::Outcome;
@@ -37,6 +39,8 @@ pub struct MetaClient {
     peers: Arc<PeerDirectory>,
     remote: Remote,
     oracle: Arc<Oracle>,
+    /// The wait-for graph, used while this node leads the meta range.
+    waits: Arc<std::sync::Mutex<WaitForGraph>>,
     /// Whether calls the local replica cannot serve go to other nodes. Off
     /// for calls another node passed on here: they answer from this node
     /// or say where the leader is, so calls never bounce between nodes.
@@ -83,6 +87,7 @@ impl MetaClient {
     ) -> Self {
         MetaClient {
             oracle: Arc::new(Oracle::new(store.clone(), engine.clone(), meta_lease)),
+            waits: Arc::default(),
             store,
             engine,
             peers,
@@ -296,6 +301,44 @@ impl MetaClient {
             },
         )
         .await
+    }
+
+    /// Records a lock wait in the cluster's wait-for graph: the cycle it
+    /// would close, if any (then the waiter must abort).
+    pub async fn wait_for(&self, request: WaitForRequest) -> Result<Vec<u64>> {
+        self.on_leader(
+            || self.wait_for_here(&request),
+            |leader| {
+                let request = WaitForRequest {
+                    header: Some(RequestHeader {
+                        range_id: META_RANGE_ID,
+                        epoch: None,
+                    }),
+                    ..request.clone()
+                };
+                async move {
+                    let reply = self
+                        .remote
+                        .wait_for(&leader, META_CALL_TIMEOUT, request)
+                        .await?;
+                    Ok(reply.cycle)
+                }
+            },
+        )
+        .await
+    }
+
+    /// The wait-for graph as this node keeps it, if it leads the meta range.
+    pub async fn wait_for_here(&self, request: &WaitForRequest) -> Result<Vec<u64>> {
+        self.store.leader_term(META_RANGE_ID).await?;
+        let mut graph = self.waits.lock().unwrap_or_else(|p| p.into_inner());
+        if request.done {
+            graph.done(request.waiter);
+            return Ok(Vec::new());
+        }
+        Ok(graph
+            .wait(request.waiter, request.holder, &request.key, Instant::now())
+            .unwrap_or_default())
     }
 
     /// The oracle as this node runs it, for calls that must be answered

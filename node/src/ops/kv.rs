@@ -8,11 +8,13 @@ use std::time::Instant;
 use zdb_proto::v1::*;
 
 use super::time::ReadAt;
+use super::txn::LockedRetries;
 use super::{routed, validate, CallContext, Ops};
 use crate::apply::Outcome;
 use crate::clock::wall_ms;
 use crate::error::{Error, Result};
 use crate::mvcc::Versions;
+use crate::txn::unlocked_for_read;
 use crate::store::msg::{ReadKind, Target};
 
 fn single(op: stored_mutation::Op) -> command::Kind {
@@ -46,8 +48,24 @@ fn stored_put(key: Vec<u8>, value: Vec<u8>, ttl_seconds: u64) -> Result<StoredPu
 
 impl Ops {
     /// Proposes a command on the keys `keys` of the range `header` names
-    /// (or that holds them) and waits until it applied.
+    /// (or that holds them) and waits until it applied; a key a
+    /// transaction holds is waited for (its lock resolved when stale).
     async fn write(
+        &self,
+        header: Option<RequestHeader>,
+        keys: Vec<Vec<u8>>,
+        kind: command::Kind,
+    ) -> Result<Outcome> {
+        let mut retries = LockedRetries::new(self.timeout);
+        loop {
+            match self.write_once(header, keys.clone(), kind.clone()).await {
+                Err(Error::KeyLocked(lock)) => self.settle_for_write(*lock, &mut retries).await?,
+                written => return written,
+            }
+        }
+    }
+
+    async fn write_once(
         &self,
         header: Option<RequestHeader>,
         keys: Vec<Vec<u8>>,
@@ -105,7 +123,20 @@ impl Ops {
             .await
     }
 
+    /// Reads the key here, settling the transactions' locks it meets.
     async fn get_here(&self, req: &GetRequest) -> Result<GetResponse> {
+        let mut retries = LockedRetries::new(self.timeout);
+        loop {
+            match self.get_once(req, &retries.bypass).await {
+                Err(Error::KeyLocked(lock)) => {
+                    self.settle_for_read(*lock, req.read_ts, &mut retries).await?
+                }
+                read => return read,
+            }
+        }
+    }
+
+    async fn get_once(&self, req: &GetRequest, bypass: &[u64]) -> Result<GetResponse> {
         self.check_read_ts(req.read_ts).await?;
         self.read_barrier(
             req.header,
@@ -117,10 +148,12 @@ impl Ops {
         .await?;
         let at = ReadAt::of(req.read_ts);
         let value = if req.read_ts == 0 {
+            unlocked_for_read(&self.engine, &req.key, at.ts, bypass)?;
             Versions::new(&self.engine).get(&req.key, at.ts, at.now_ms)?
         } else {
             let snapshot = self.engine.snapshot();
             self.check_safe_point(req.read_ts)?;
+            unlocked_for_read(&snapshot, &req.key, at.ts, bypass)?;
             Versions::new(&snapshot).get(&req.key, at.ts, at.now_ms)?
         };
         Ok(match value {
@@ -179,7 +212,8 @@ impl Ops {
             .await
     }
 
-    /// Applies puts and deletes atomically, all in one range.
+    /// Applies puts and deletes atomically: in one command when one range
+    /// holds every key, as a transaction otherwise.
     pub async fn batch_write(
         &self,
         req: BatchWriteRequest,
@@ -216,12 +250,10 @@ impl Ops {
         let routed = routed(&req.header);
         let to = match self.forward_to(err, routed, &first, ctx).await {
             Ok(to) => to,
+            // Keys of several ranges: atomic as a transaction.
             Err(Error::KeyNotInRange { .. }) if !routed => {
-                return Err(Error::FailedPrecondition(
-                    "the batch's keys belong to more than one range, and a batch is atomic \
-                     within one range only: send one batch per range"
-                        .into(),
-                ))
+                self.batch_write_as_txn(&req.mutations).await?;
+                return Ok(BatchWriteResponse {});
             }
             Err(err) => return Err(err),
         };

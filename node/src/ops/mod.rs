@@ -12,6 +12,8 @@
 //! - [`membership`]: adding and removing replicas, moving leaderships;
 //! - [`shutdown`]: handing this node's leaderships away before it stops;
 //! - [`time`]: timestamps from the oracle, read timestamp checks, GC settings;
+//! - [`txn`]: transactions this node coordinates, and the per-range
+//!   transaction protocol (prewrite, locks, commit, rollback, status);
 //! - [`validate`], [`range_stats`]: request checks and range sizes.
 
 pub mod admin;
@@ -22,6 +24,7 @@ pub mod range_stats;
 pub mod reads;
 pub mod shutdown;
 pub mod time;
+pub mod txn;
 pub mod validate;
 
 use std::sync::Arc;
@@ -108,6 +111,8 @@ pub struct Ops {
     sizes: Arc<range_stats::SizeCache>,
     timestamps: Timestamps,
     horizon: Arc<Horizon>,
+    transactions: txn::Transactions,
+    lock_waits: txn::locking::WaitQueues,
 }
 
 /// What [`Ops`] is made of.
@@ -140,6 +145,8 @@ impl Ops {
             sizes: Arc::default(),
             timestamps: parts.timestamps,
             horizon: parts.horizon,
+            transactions: txn::Transactions::default(),
+            lock_waits: txn::locking::WaitQueues::default(),
         }
     }
 

@@ -16,6 +16,8 @@ use super::{routed, validate, CallContext, Ops};
 use crate::error::{Error, Result};
 use crate::meta::client::MAX_LOCATE;
 use crate::mvcc::Versions;
+use crate::txn::{blocking_scan_lock, unlocked_for_read};
+use super::txn::LockedRetries;
 
 fn header_of(range: &RangeDescriptor) -> Option<RequestHeader> {
     Some(RequestHeader {
@@ -67,7 +69,20 @@ impl Ops {
             .await
     }
 
+    /// Scans here, settling the transactions' locks the span holds.
     async fn scan_here(&self, req: &ScanRequest) -> Result<ScanResponse> {
+        let mut retries = LockedRetries::new(self.timeout);
+        loop {
+            match self.scan_once(req, &retries.bypass).await {
+                Err(Error::KeyLocked(lock)) => {
+                    self.settle_for_read(*lock, req.read_ts, &mut retries).await?
+                }
+                page => return page,
+            }
+        }
+    }
+
+    async fn scan_once(&self, req: &ScanRequest, bypass: &[u64]) -> Result<ScanResponse> {
         self.check_read_ts(req.read_ts).await?;
         self.read_barrier(
             req.header,
@@ -88,6 +103,10 @@ impl Ops {
         };
         let snapshot = self.engine.snapshot();
         self.check_safe_point(req.read_ts)?;
+        let span = (req.start_key.as_slice(), req.end_key.as_slice());
+        if let Some(lock) = blocking_scan_lock(&snapshot, span, at.ts, bypass)? {
+            return Err(Error::KeyLocked(Box::new(lock)));
+        }
         Versions::new(&snapshot).scan(
             (&req.start_key, &req.end_key),
             at.ts,
@@ -184,7 +203,7 @@ impl Ops {
     }
 
     /// The ranges of the routing table covering `[start, end)`, in order.
-    async fn ranges_covering(
+    pub(super) async fn ranges_covering(
         &self,
         start: &[u8],
         end: &[u8],
@@ -227,7 +246,24 @@ impl Ops {
             .await
     }
 
+    /// Reads the keys here, settling the transactions' locks they hold.
     async fn batch_get_here(&self, req: &BatchGetRequest) -> Result<BatchGetResponse> {
+        let mut retries = LockedRetries::new(self.timeout);
+        loop {
+            match self.batch_get_once(req, &retries.bypass).await {
+                Err(Error::KeyLocked(lock)) => {
+                    self.settle_for_read(*lock, req.read_ts, &mut retries).await?
+                }
+                read => return read,
+            }
+        }
+    }
+
+    async fn batch_get_once(
+        &self,
+        req: &BatchGetRequest,
+        bypass: &[u64],
+    ) -> Result<BatchGetResponse> {
         self.check_read_ts(req.read_ts).await?;
         self.read_barrier(
             req.header,
@@ -240,6 +276,9 @@ impl Ops {
         let at = ReadAt::of(req.read_ts);
         let snapshot = self.engine.snapshot();
         self.check_safe_point(req.read_ts)?;
+        for key in &req.keys {
+            unlocked_for_read(&snapshot, key, at.ts, bypass)?;
+        }
         let versions = Versions::new(&snapshot);
         let mut pairs = Vec::new();
         for key in &req.keys {

@@ -1,6 +1,6 @@
 //! Request checks done before anything is proposed: a refused request changes nothing.
 
-use zdb_proto::v1::{mutation, Mutation};
+use zdb_proto::v1::{mutation, LockInfo, LockKind, Mutation, SpanLockInfo};
 
 use crate::config::Limits;
 use crate::error::{Error, Result};
@@ -107,6 +107,41 @@ pub fn expiry(now_ms: u64, ttl_seconds: u64) -> Result<u64> {
         .checked_mul(1000)
         .and_then(|ttl_ms| now_ms.checked_add(ttl_ms))
         .ok_or_else(|| invalid(format!("ttl of {ttl_seconds} seconds is too large")))
+}
+
+/// The keys of a transaction call on one range: present, within limits,
+/// each once.
+pub fn txn_keys(limits: &Limits, keys: &[Vec<u8>]) -> Result<()> {
+    batch_len(limits, "key list", keys.len())?;
+    let mut seen = std::collections::HashSet::new();
+    for (i, k) in keys.iter().enumerate() {
+        key(limits, k).map_err(|err| invalid(format!("key {i}: {err}")))?;
+        if !seen.insert(k) {
+            return Err(invalid(format!("key {i} appears twice")));
+        }
+    }
+    Ok(())
+}
+
+/// A prewrite's or lock call's locks and spans.
+pub fn txn_locks(limits: &Limits, locks: &[LockInfo], spans: &[SpanLockInfo]) -> Result<()> {
+    batch_len(limits, "lock list", locks.len() + spans.len())?;
+    let keys: Vec<Vec<u8>> = locks.iter().map(|lock| lock.key.clone()).collect();
+    if !keys.is_empty() {
+        txn_keys(limits, &keys)?;
+    }
+    for lock in locks {
+        if LockKind::try_from(lock.kind).is_err() {
+            return Err(invalid(format!("unknown lock kind {}", lock.kind)));
+        }
+        value(limits, &lock.value)?;
+    }
+    for span in spans {
+        if !span.end_key.is_empty() && span.end_key <= span.start_key {
+            return Err(invalid("a span's end must be above its start".into()));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -25,13 +25,23 @@ use crate::raftlog::RangeStorage;
 
 pub type ProposalResponder = oneshot::Sender<Result<Outcome>>;
 
-/// Whether a command writes versions of user keys (and so needs a commit
-/// timestamp).
+/// Whether a command writes versions of user keys at a commit timestamp
+/// the leader assigns (a transaction's one-phase commit included).
 fn writes_versions(command: &Command) -> bool {
-    matches!(
-        command.kind,
-        Some(command::Kind::Write(_) | command::Kind::Cas(_) | command::Kind::Expire(_))
-    )
+    match &command.kind {
+        Some(command::Kind::Write(_) | command::Kind::Cas(_) | command::Kind::Expire(_)) => true,
+        Some(command::Kind::TxnPrewrite(prewrite)) => prewrite.one_phase,
+        _ => false,
+    }
+}
+
+/// A transaction's commit: its versions take the commit timestamp the
+/// coordinator chose, which the leader cannot raise (other ranges commit
+/// the same transaction at it). Reads at or above it are safe anyway: they
+/// met the transaction's locks, which were in place before the timestamp
+/// was taken.
+fn has_fixed_commit_ts(command: &Command) -> bool {
+    matches!(command.kind, Some(command::Kind::TxnCommit(_)))
 }
 
 pub(super) struct Proposal {
@@ -274,6 +284,10 @@ impl Replica {
                 "the range's leadership changed while the write's timestamp was taken",
             ))
         } else {
+            if has_fixed_commit_ts(&command) {
+                let stamps = &mut self.timestamps;
+                stamps.last_proposed = stamps.last_proposed.max(command.ts);
+            }
             command.header = Some(self.header());
             self.raw
                 .propose(Vec::new(), command.encode_to_vec())

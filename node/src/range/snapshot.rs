@@ -6,10 +6,16 @@ use rocksdb::WriteBatch;
 use zdb_proto::v1::{KeyValue, SnapshotData};
 
 use super::descriptor;
-use crate::engine::{keys, Engine, ReadView, CF_DATA, CF_SYSTEM, CF_TTL};
+use crate::engine::{
+    keys, Engine, ReadView, CF_DATA, CF_LOCKS, CF_SPAN_LOCKS, CF_SYSTEM, CF_TTL, CF_TXN,
+};
 use crate::error::{Error, Result};
 use crate::meta::table::{self as meta, META_RANGE_ID};
 use crate::mvcc::{self, record, Record};
+
+/// The column families keyed by escaped user key: a range owns the same
+/// span of each.
+pub const SPAN_FAMILIES: [&str; 4] = [CF_DATA, CF_LOCKS, CF_SPAN_LOCKS, CF_TXN];
 
 /// Encodes the range's descriptor and every version in its span, all read
 /// from one RocksDB snapshot (the meta range's system keyspace too).
@@ -20,14 +26,21 @@ pub fn build(engine: &Engine, range_id: u64) -> Result<Vec<u8>> {
         .find(|range| range.range_id == range_id)
         .ok_or(Error::RangeNotFound(range_id))?;
     let (lower, upper) = mvcc::keys::delete_bounds(&range.start_key, &range.end_key);
-    let mut versions = Vec::new();
-    view.scan(CF_DATA, &lower, &upper, false, |key, raw| {
-        versions.push(KeyValue {
-            key: key.to_vec(),
-            value: raw.to_vec(),
-        });
-        Ok(true)
-    })?;
+    let span_of = |cf| -> Result<Vec<KeyValue>> {
+        let mut pairs = Vec::new();
+        view.scan(cf, &lower, &upper, false, |key, raw| {
+            pairs.push(KeyValue {
+                key: key.to_vec(),
+                value: raw.to_vec(),
+            });
+            Ok(true)
+        })?;
+        Ok(pairs)
+    };
+    let versions = span_of(CF_DATA)?;
+    let locks = span_of(CF_LOCKS)?;
+    let span_locks = span_of(CF_SPAN_LOCKS)?;
+    let txn_records = span_of(CF_TXN)?;
     let system = if range_id == META_RANGE_ID {
         meta::dump(&view)?
             .into_iter()
@@ -40,6 +53,9 @@ pub fn build(engine: &Engine, range_id: u64) -> Result<Vec<u8>> {
         range: Some(range),
         versions,
         system,
+        locks,
+        span_locks,
+        txn_records,
     }
     .encode_to_vec())
 }
@@ -53,7 +69,9 @@ pub fn install(engine: &Engine, batch: &mut WriteBatch, data: &[u8]) -> Result<S
         .ok_or_else(|| Error::corruption("snapshot", "no range descriptor"))?;
     let data_cf = engine.cf(CF_DATA);
     let (lower, upper) = mvcc::keys::delete_bounds(&range.start_key, &range.end_key);
-    batch.delete_range_cf(data_cf, lower, upper);
+    for cf in SPAN_FAMILIES {
+        batch.delete_range_cf(engine.cf(cf), &lower, &upper);
+    }
     for version in &snapshot.versions {
         let (key, _) = mvcc::keys::decode(&version.key)?;
         if !descriptor::contains(range, &key) {
@@ -68,6 +86,18 @@ pub fn install(engine: &Engine, batch: &mut WriteBatch, data: &[u8]) -> Result<S
             }
         }
         batch.put_cf(data_cf, &version.key, &version.value);
+    }
+    for (cf, pairs) in [
+        (CF_LOCKS, &snapshot.locks),
+        (CF_SPAN_LOCKS, &snapshot.span_locks),
+        (CF_TXN, &snapshot.txn_records),
+    ] {
+        for pair in pairs {
+            if pair.key < lower || pair.key >= upper {
+                return Err(Error::corruption("snapshot", "a lock outside the range's span"));
+            }
+            batch.put_cf(engine.cf(cf), &pair.key, &pair.value);
+        }
     }
     if range.range_id == META_RANGE_ID {
         let system_cf = engine.cf(CF_SYSTEM);

@@ -1,5 +1,5 @@
 //! The protocol adapters over the node's operations (`crate::ops`): the
-//! gRPC KV and admin services (decode, call, encode), the gRPC health
+//! gRPC KV, transaction and admin services (decode, call, encode), the gRPC health
 //! service fed from the node's real health, errors as gRPC statuses, and
 //! the HTTP status port (metrics, liveness, readiness).
 
@@ -10,3 +10,4 @@ pub mod kv;
 mod observe;
 pub mod status;
 pub mod status_http;
+pub mod txn;

@@ -85,6 +85,49 @@ impl From<Error> for Status {
                 message,
                 Kind::OutcomeUnknown(v1::OutcomeUnknown {}),
             ),
+            Error::KeyLocked(lock) => with_detail(
+                Code::Unavailable,
+                message,
+                Kind::KeyLocked(v1::KeyLocked { lock: Some(*lock) }),
+            ),
+            Error::WriteConflict {
+                key,
+                start_ts,
+                conflict_ts,
+            } => with_detail(
+                Code::Aborted,
+                message,
+                Kind::WriteConflict(v1::WriteConflict {
+                    key,
+                    start_ts,
+                    conflict_ts,
+                }),
+            ),
+            Error::SerializationFailure { key, start_ts } => with_detail(
+                Code::Aborted,
+                message,
+                Kind::SerializationFailure(v1::SerializationFailure { key, start_ts }),
+            ),
+            Error::Deadlock { cycle, key } => with_detail(
+                Code::Aborted,
+                message,
+                Kind::Deadlock(v1::Deadlock { cycle, key }),
+            ),
+            Error::LockWaitTimeout { key, holder } => with_detail(
+                Code::DeadlineExceeded,
+                message,
+                Kind::LockWaitTimeout(v1::LockWaitTimeout { key, holder }),
+            ),
+            Error::TxnAborted { start_ts, reason } => with_detail(
+                Code::Aborted,
+                message,
+                Kind::TxnAborted(v1::TxnAborted { start_ts, reason }),
+            ),
+            Error::TxnNotFound(txn_id) => with_detail(
+                Code::NotFound,
+                message,
+                Kind::TxnNotFound(v1::TxnNotFound { txn_id }),
+            ),
             Error::Timeout(_) | Error::WaitTimedOut(_) => Status::deadline_exceeded(message),
             Error::FailedPrecondition(_) | Error::IdentityChanged { .. } => {
                 Status::failed_precondition(message)

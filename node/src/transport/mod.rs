@@ -2,7 +2,8 @@
 //! through, one gRPC stream per peer carrying batches of Raft messages, a
 //! streaming call per snapshot, the peer identity checks that keep a wiped
 //! node from voting under its old name, and [`Remote`] calls on another
-//! node's APIs (forwarding, the meta range's leader).
+//! node's APIs (forwarding, the meta range's leader, the ranges a
+//! transaction touches).
 
 mod dialer;
 mod introduce;
@@ -10,12 +11,14 @@ mod outbox;
 mod peers;
 mod remote;
 mod server;
+mod txn_remote;
 
 pub use dialer::Dialer;
 pub use introduce::{introduce, join};
 pub use outbox::Outbox;
 pub use peers::PeerDirectory;
 pub use remote::{Remote, HOPS_METADATA};
+pub use txn_remote::localized;
 pub use server::RaftTransportService;
 
 /// Snapshot messages are cut into chunks of this size.

@@ -20,12 +20,12 @@ pub const HOPS_METADATA: &str = "zdb-forward-hops";
 
 #[derive(Clone)]
 pub struct Remote {
-    dialer: Dialer,
+    pub(super) dialer: Dialer,
 }
 
 /// A gRPC failure as the node passes it on: the remote node's status,
 /// unless the connection could not even be made (then nothing was sent).
-fn from_status(address: &str, status: Status) -> Error {
+pub(super) fn from_status(address: &str, status: Status) -> Error {
     if never_sent(&status) {
         return Error::NotApplied("the node the request was for could not be reached");
     }
@@ -54,7 +54,7 @@ impl Remote {
         Remote { dialer }
     }
 
-    fn request<T>(message: T, hops: u32, timeout: Duration) -> tonic::Request<T> {
+    pub(super) fn request<T>(message: T, hops: u32, timeout: Duration) -> tonic::Request<T> {
         let mut request = tonic::Request::new(message);
         request.set_timeout(timeout);
         request.metadata_mut().insert(HOPS_METADATA, hops.into());
