@@ -98,12 +98,41 @@ pub struct SetCall {
     pub outcome: Outcome<SetReply>,
 }
 
+/// One step of a list-append transaction: append a unique element to a
+/// key's list, or read the list (None until the read completes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Micro {
+    Append { key: String, element: u64 },
+    Read { key: String, list: Option<Vec<u64>> },
+}
+
+/// A list-append transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxnCall {
+    pub process: u64,
+    pub ops: Vec<Micro>,
+    pub invoked: u64,
+    pub completed: u64,
+    pub outcome: Outcome<()>,
+}
+
+/// A snapshot read of every bank account (None: the read failed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BankRead {
+    pub process: u64,
+    pub invoked: u64,
+    pub completed: u64,
+    pub balances: Option<Vec<(String, i64)>>,
+}
+
 /// Shared by all workers of a run.
 #[derive(Clone)]
 pub struct History {
     start: Instant,
     registers: Arc<Mutex<Vec<RegisterCall>>>,
     set: Arc<Mutex<Vec<SetCall>>>,
+    txns: Arc<Mutex<Vec<TxnCall>>>,
+    bank: Arc<Mutex<Vec<BankRead>>>,
 }
 
 impl Default for History {
@@ -118,6 +147,8 @@ impl History {
             start: Instant::now(),
             registers: Arc::default(),
             set: Arc::default(),
+            txns: Arc::default(),
+            bank: Arc::default(),
         }
     }
 
@@ -154,6 +185,34 @@ impl History {
             .clone()
     }
 
+    pub fn record_txn(&self, call: TxnCall) {
+        self.txns
+            .lock()
+            .expect("history lock is never poisoned")
+            .push(call);
+    }
+
+    pub fn record_bank_read(&self, read: BankRead) {
+        self.bank
+            .lock()
+            .expect("history lock is never poisoned")
+            .push(read);
+    }
+
+    pub fn txns(&self) -> Vec<TxnCall> {
+        self.txns
+            .lock()
+            .expect("history lock is never poisoned")
+            .clone()
+    }
+
+    pub fn bank_reads(&self) -> Vec<BankRead> {
+        self.bank
+            .lock()
+            .expect("history lock is never poisoned")
+            .clone()
+    }
+
     /// One line per operation, in invocation order, for the failure report.
     pub fn render(&self) -> String {
         let mut registers = self.registers();
@@ -175,6 +234,30 @@ impl History {
                 out,
                 "set p{} {:?} [{} .. {}] {outcome}",
                 call.process, call.op, call.invoked, call.completed
+            );
+        }
+        let mut txns = self.txns();
+        txns.sort_by_key(|call| call.invoked);
+        for call in &txns {
+            let _ = writeln!(
+                out,
+                "txn p{} {:?} [{} .. {}] {}",
+                call.process,
+                call.ops,
+                call.invoked,
+                call.completed,
+                call.outcome.label()
+            );
+        }
+        for read in self.bank_reads() {
+            let total: Option<i64> = read
+                .balances
+                .as_ref()
+                .map(|balances| balances.iter().map(|(_, b)| b).sum());
+            let _ = writeln!(
+                out,
+                "bank-read p{} [{} .. {}] total {total:?}",
+                read.process, read.invoked, read.completed
             );
         }
         out

@@ -10,13 +10,14 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{watch, Mutex};
 
-use crate::checker::{linearizability, replicas, set, Verdict};
+use crate::checker::{self, linearizability, replicas, set, Verdict};
 use crate::cluster::{ChaosCluster, ClusterConfig};
 use crate::error::{ChaosError, Result};
 use crate::history::{History, Outcome, RegisterOp, SetOp};
 use crate::nemesis::{FaultLog, Nemesis, Schedule};
 use crate::workload::register::{self, RegisterWorkload};
 use crate::workload::set as set_workload;
+use crate::workload::{bank, list_append};
 
 #[derive(Debug, Clone)]
 pub struct RunConfig {
@@ -26,6 +27,10 @@ pub struct RunConfig {
     pub schedule: Schedule,
     pub register_workers: usize,
     pub set_adders: usize,
+    /// Transfer workers of the bank workload (0: no bank).
+    pub bank_workers: usize,
+    /// List-append transaction workers (0: none).
+    pub list_append_workers: usize,
     /// Register keys in use at a time.
     pub keys: usize,
     /// Deadline of one client call, retries included.
@@ -47,6 +52,8 @@ impl RunConfig {
             schedule,
             register_workers: 6,
             set_adders: 2,
+            bank_workers: 2,
+            list_append_workers: 2,
             keys: 6,
             client_timeout: Duration::from_secs(5),
             out: None,
@@ -69,6 +76,8 @@ pub struct RunSummary {
     pub linearizability: Verdict,
     pub lost_writes: Verdict,
     pub replicas: Verdict,
+    pub bank: Verdict,
+    pub list_append: Verdict,
     /// No node died on its own (a panic or an error exit).
     pub node_health: Verdict,
     pub check_time: Duration,
@@ -80,6 +89,8 @@ impl RunSummary {
         self.linearizability.passed()
             && self.lost_writes.passed()
             && self.replicas.passed()
+            && self.bank.passed()
+            && self.list_append.passed()
             && self.node_health.passed()
     }
 }
@@ -106,6 +117,8 @@ impl fmt::Display for RunSummary {
         writeln!(f, "    linearizability: {}", self.linearizability)?;
         writeln!(f, "    lost writes:     {}", self.lost_writes)?;
         writeln!(f, "    replicas:        {}", self.replicas)?;
+        writeln!(f, "    bank:            {}", self.bank)?;
+        writeln!(f, "    list-append:     {}", self.list_append)?;
         writeln!(f, "    node health:     {}", self.node_health)?;
         match &self.report {
             Some(dir) => writeln!(f, "  report saved in {}", dir.display())?,
@@ -132,8 +145,16 @@ pub async fn run(config: RunConfig) -> Result<RunSummary> {
         .collect();
     let admin = cluster.client(Duration::from_secs(5))?;
     // Each workload in its own ranges from the start, away from the meta range.
-    for key in ["reg/", "set/"] {
+    let mut splits: Vec<String> = ["reg/", "set/", bank::PREFIX, list_append::PREFIX]
+        .map(String::from)
+        .into();
+    splits.extend(bank::split_points());
+    splits.extend(list_append::split_points());
+    for key in splits {
         admin.split_at(key.as_bytes()).await?;
+    }
+    if config.bank_workers > 0 {
+        bank::open_accounts(&admin).await?;
     }
     let node_logs = cluster.log_files();
     let history = History::new();
@@ -161,6 +182,33 @@ pub async fn run(config: RunConfig) -> Result<RunSummary> {
             process,
             cluster.client(config.client_timeout)?,
             history.clone(),
+            stopped.clone(),
+        )));
+    }
+    for worker in 0..config.bank_workers {
+        workers.push(tokio::spawn(bank::run_transfers(
+            cluster.client(config.client_timeout)?,
+            config.seed.wrapping_add(1_000 + worker as u64),
+            stopped.clone(),
+        )));
+    }
+    if config.bank_workers > 0 {
+        process += 1;
+        workers.push(tokio::spawn(bank::run_reader(
+            process,
+            cluster.client(config.client_timeout)?,
+            history.clone(),
+            Duration::from_millis(500),
+            stopped.clone(),
+        )));
+    }
+    for worker in 0..config.list_append_workers {
+        process += 1;
+        workers.push(tokio::spawn(list_append::run_worker(
+            process,
+            cluster.client(config.client_timeout)?,
+            history.clone(),
+            config.seed.wrapping_add(2_000 + worker as u64),
             stopped.clone(),
         )));
     }
@@ -203,6 +251,7 @@ pub async fn run(config: RunConfig) -> Result<RunSummary> {
         .wait_ready(Duration::from_secs(60))
         .await?;
     final_reads(&final_client, &workload, &history).await?;
+    final_transaction_reads(&final_client, &history, &config).await?;
 
     let check_started = Instant::now();
     let registers = history.registers();
@@ -211,6 +260,12 @@ pub async fn run(config: RunConfig) -> Result<RunSummary> {
         .map_err(|err| ChaosError::Config(format!("the checker panicked: {err}")))?;
     let lost_writes = set::check(&history.set_calls());
     let replicas = replicas::check(&admin, &addresses, Duration::from_secs(60), midpoint).await;
+    let bank = if config.bank_workers > 0 {
+        checker::bank::check(&history.bank_reads())
+    } else {
+        Verdict::Pass
+    };
+    let list_append = checker::list_append::check(&history.txns());
     let node_health = node_health(&node_logs);
     let check_time = check_started.elapsed();
     drop(cluster.lock().await); // nodes keep running until the report has their logs
@@ -225,6 +280,8 @@ pub async fn run(config: RunConfig) -> Result<RunSummary> {
         linearizability,
         lost_writes,
         replicas,
+        bank,
+        list_append,
         node_health,
         check_time,
         report: None,
@@ -276,6 +333,28 @@ async fn final_reads(
     Ok(())
 }
 
+/// Reads the bank and every list once more, quiet, until the reads succeed.
+async fn final_transaction_reads(
+    client: &zdb_client::Client,
+    history: &History,
+    config: &RunConfig,
+) -> Result<()> {
+    const FINAL_READER: u64 = 0;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while config.bank_workers > 0 && !bank::read_all(FINAL_READER, client, history, true).await {
+        if Instant::now() >= deadline {
+            return Err(ChaosError::Timeout("the final bank read".into()));
+        }
+    }
+    while config.list_append_workers > 0 && !list_append::final_reads(FINAL_READER, client, history).await
+    {
+        if Instant::now() >= deadline {
+            return Err(ChaosError::Timeout("the final list reads".into()));
+        }
+    }
+    Ok(())
+}
+
 fn count_operations(history: &History) -> BTreeMap<(&'static str, &'static str), usize> {
     let mut counts = BTreeMap::new();
     for call in history.registers() {
@@ -293,6 +372,13 @@ fn count_operations(history: &History) -> BTreeMap<(&'static str, &'static str),
             SetOp::ReadAll { .. } => "set-read",
         };
         *counts.entry((op, call.outcome.label())).or_default() += 1;
+    }
+    for call in history.txns() {
+        *counts.entry(("txn", call.outcome.label())).or_default() += 1;
+    }
+    for read in history.bank_reads() {
+        let outcome = if read.balances.is_some() { "ok" } else { "failed" };
+        *counts.entry(("bank-read", outcome)).or_default() += 1;
     }
     counts
 }

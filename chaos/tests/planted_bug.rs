@@ -35,3 +35,31 @@ async fn acknowledging_before_commit_fails_the_checks() {
         "acknowledged-but-uncommitted writes went unnoticed:\n{summary}"
     );
 }
+
+/// A zdb-node whose transactions skip the write-conflict check must fail the
+/// transaction checkers: appends are lost (list-append) or money is made or
+/// destroyed (bank) by concurrent read-modify-write transactions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skipping_the_write_conflict_check_fails_the_transaction_checks() {
+    let seed = std::env::var("ZDB_CHAOS_SEED")
+        .ok()
+        .and_then(|seed| seed.parse().ok())
+        .unwrap_or(3);
+    println!("planted bug run: seed {seed}");
+    let mut config = RunConfig::new(3, Duration::from_secs(15), seed, Schedule::Pauses);
+    config.node_env = vec![("ZDB_PLANTED_BUG".into(), "skip-conflict-check".into())];
+    config.register_workers = 1;
+    config.set_adders = 1;
+    config.bank_workers = 4;
+    config.list_append_workers = 4;
+    let summary = run(config).await.expect("the run completes");
+    println!("{summary}");
+    assert!(
+        !summary.list_append.passed() || !summary.bank.passed(),
+        "conflicting transactions committed unnoticed:\n{summary}"
+    );
+    assert!(
+        summary.linearizability.passed() && summary.lost_writes.passed(),
+        "the bug touches transactions only:\n{summary}"
+    );
+}

@@ -9,6 +9,10 @@ pub enum PlantedBug {
     /// The leader acknowledges a write as soon as it is proposed, before a
     /// quorum has it: a leader that loses its quorum loses acknowledged writes.
     AckBeforeCommit,
+    /// Transactions' prewrites skip the check for versions committed after
+    /// their snapshot (and of what serializable transactions read): lost
+    /// updates and write skew go through.
+    SkipConflictCheck,
 }
 
 pub const ENV: &str = "ZDB_PLANTED_BUG";
@@ -19,6 +23,7 @@ pub fn active() -> Option<PlantedBug> {
     static ACTIVE: std::sync::OnceLock<Option<PlantedBug>> = std::sync::OnceLock::new();
     *ACTIVE.get_or_init(|| match std::env::var(ENV).ok()?.as_str() {
         "ack-before-commit" => Some(PlantedBug::AckBeforeCommit),
+        "skip-conflict-check" => Some(PlantedBug::SkipConflictCheck),
         _ => None,
     })
 }

@@ -5,9 +5,15 @@
 //! - [`set`]: the set workload: no acknowledged add is lost, nothing
 //!   appears that was never added, nothing seen disappears;
 //! - [`replicas`]: once the cluster is quiet, every replica of each range
-//!   holds the same data, and no two ranges overlap.
+//!   holds the same data, and no two ranges overlap;
+//! - [`bank`]: every snapshot of the accounts holds all the money, none
+//!   overdrawn;
+//! - [`list_append`]: Elle's dependency graph of list-append transactions
+//!   has no cycle (serializability), no aborted read, no lost append.
 
+pub mod bank;
 pub mod linearizability;
+pub mod list_append;
 pub mod model;
 pub mod replicas;
 pub mod set;

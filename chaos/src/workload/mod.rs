@@ -5,8 +5,14 @@
 //! - [`register`]: get / put / delete / compare-and-swap on a few keys, with
 //!   unique values, for the linearizability checker;
 //! - [`set`]: adds of unique elements (one key each) and full reads, for the
-//!   lost-write checker.
+//!   lost-write checker;
+//! - [`bank`]: serializable transfers between accounts in 16 ranges and
+//!   snapshot reads of them all, for the bank checker;
+//! - [`list_append`]: serializable transactions appending to and reading
+//!   lists, for the dependency-cycle checker.
 
+pub mod bank;
+pub mod list_append;
 pub mod register;
 pub mod set;
 
