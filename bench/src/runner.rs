@@ -162,11 +162,13 @@ async fn execute(
             }
             bail!("read-modify-write lost {attempts} compare-and-swaps in {timeout:?}")
         }
+        Operation::Transaction(keys) => backend.read_modify_write(keys.clone(), value).await,
+        Operation::Batch(keys) => backend.batch_put(keys.clone(), value.to_vec()).await,
     }
 }
 
 /// The record with its first byte changed: same size, different content.
-fn modified(value: &[u8]) -> Vec<u8> {
+pub fn modified(value: &[u8]) -> Vec<u8> {
     let mut changed = value.to_vec();
     match changed.first_mut() {
         Some(first) => *first = first.wrapping_add(1),

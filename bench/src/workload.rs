@@ -29,6 +29,12 @@ pub enum Workload {
     Update,
     /// New keys only.
     Insert,
+    /// Read-modify-write of 2 (or 4) random records in one serializable
+    /// transaction.
+    Txn(usize),
+    /// Blind writes of 2 (or 4) random records in one atomic batch, the
+    /// non-transactional way to write several keys at once.
+    Batch(usize),
 }
 
 impl FromStr for Workload {
@@ -43,8 +49,13 @@ impl FromStr for Workload {
             "f" => Ok(Workload::F),
             "update" => Ok(Workload::Update),
             "insert" => Ok(Workload::Insert),
+            "txn2" => Ok(Workload::Txn(2)),
+            "txn4" => Ok(Workload::Txn(4)),
+            "batch2" => Ok(Workload::Batch(2)),
+            "batch4" => Ok(Workload::Batch(4)),
             other => Err(format!(
-                "unknown workload {other:?}; choose a, b, c, d, e, f, update or insert"
+                "unknown workload {other:?}; choose a, b, c, d, e, f, update, insert, txn2, txn4, \
+                 batch2 or batch4"
             )),
         }
     }
@@ -61,6 +72,10 @@ impl fmt::Display for Workload {
             Workload::F => "f (50% read, 50% read-modify-write)",
             Workload::Update => "update (update only)",
             Workload::Insert => "insert (new keys only)",
+            Workload::Txn(2) => "txn2 (read-modify-write of 2 keys in a transaction)",
+            Workload::Txn(_) => "txn4 (read-modify-write of 4 keys in a transaction)",
+            Workload::Batch(2) => "batch2 (atomic batch write of 2 keys)",
+            Workload::Batch(_) => "batch4 (atomic batch write of 4 keys)",
         })
     }
 }
@@ -81,6 +96,10 @@ pub enum Operation {
     /// Read the record, then write it back changed only if nobody wrote it
     /// in between (compare-and-swap).
     ReadModifyWrite(Vec<u8>),
+    /// Read these records and write each back changed, in one transaction.
+    Transaction(Vec<Vec<u8>>),
+    /// Write these records in one atomic batch.
+    Batch(Vec<Vec<u8>>),
 }
 
 impl Operation {
@@ -91,6 +110,8 @@ impl Operation {
             Operation::Insert(_) => "insert",
             Operation::Scan { .. } => "scan",
             Operation::ReadModifyWrite(_) => "rmw",
+            Operation::Transaction(_) => "txn",
+            Operation::Batch(_) => "batch",
         }
     }
 }
@@ -112,6 +133,12 @@ impl Workload {
     /// The next operation. `next_record` counts records written so far and
     /// hands out numbers for inserts.
     pub fn next(self, rng: &mut impl Rng, keys: &KeyChooser, next_record: &AtomicU64) -> Operation {
+        let newest = next_record.load(Ordering::Relaxed).saturating_sub(1);
+        match self {
+            Workload::Txn(count) => return Operation::Transaction(distinct(rng, keys, newest, count)),
+            Workload::Batch(count) => return Operation::Batch(distinct(rng, keys, newest, count)),
+            _ => {}
+        }
         let (first_share, first, second) = self.mix();
         let kind = if rng.random_bool(first_share) {
             first
@@ -150,8 +177,24 @@ impl Workload {
             Workload::F => (0.5, Kind::Read, Kind::ReadModifyWrite),
             Workload::Update => (1.0, Kind::Update, Kind::Update),
             Workload::Insert => (1.0, Kind::Insert, Kind::Insert),
+            Workload::Txn(_) | Workload::Batch(_) => (1.0, Kind::Update, Kind::Update),
         }
     }
+}
+
+/// `count` different record keys (fewer only if there are fewer records).
+fn distinct(rng: &mut impl Rng, keys: &KeyChooser, newest: u64, count: usize) -> Vec<Vec<u8>> {
+    let mut chosen: Vec<u64> = Vec::with_capacity(count);
+    for _ in 0..count * 8 {
+        if chosen.len() == count {
+            break;
+        }
+        let record = keys.next(rng, newest);
+        if !chosen.contains(&record) {
+            chosen.push(record);
+        }
+    }
+    chosen.into_iter().map(key).collect()
 }
 
 #[derive(Clone, Copy)]
@@ -196,6 +239,24 @@ mod tests {
         assert!((share(&e, "scan") - 0.95).abs() < 0.01);
         let f = mix(Workload::F);
         assert!((share(&f, "rmw") - 0.5).abs() < 0.03);
+        assert_eq!(mix(Workload::Txn(2)).keys().copied().collect::<Vec<_>>(), ["txn"]);
+    }
+
+    #[test]
+    fn transactions_touch_distinct_keys() {
+        let keys = KeyChooser::new(Distribution::Zipfian, 1000);
+        let next_record = AtomicU64::new(1000);
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(5);
+        for _ in 0..100 {
+            let Operation::Transaction(touched) = Workload::Txn(4).next(&mut rng, &keys, &next_record)
+            else {
+                panic!("a transaction");
+            };
+            let mut unique = touched.clone();
+            unique.sort();
+            unique.dedup();
+            assert_eq!(unique.len(), 4);
+        }
     }
 
     #[test]

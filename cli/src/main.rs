@@ -1,6 +1,8 @@
 //! `zdbctl`: read and write data, inspect nodes, and run a local cluster.
 //!
 //! - `data`: put, get, del, scan, cas against any cluster (`--endpoints`).
+//! - `txn`: a script of gets (plain or locking), puts, dels and scans run
+//!   in one transaction, parsed whole before anything is sent.
 //! - `status`: what each node reports about itself and its ranges.
 //! - `time`: the oracle's time (`now`) and garbage collection (`gc`).
 //! - `local`: `local up` starts and supervises a cluster of `zdb-node`
@@ -12,6 +14,7 @@ mod data;
 mod local;
 mod status;
 mod time;
+mod txn;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -40,6 +43,9 @@ struct Cli {
 enum Command {
     #[command(flatten)]
     Data(data::DataCommand),
+    /// Run a script of gets, puts, dels and scans in one transaction.
+    #[command(after_help = txn::SCRIPT_HELP)]
+    Txn(txn::TxnArgs),
     /// Show each node's view of its ranges.
     Status,
     /// Print the range table: span, epoch, leader, size and load of every range.
@@ -85,6 +91,7 @@ async fn main() -> ExitCode {
                 Err(err) => Err(err.into()),
                 Ok(client) => match command {
                     Command::Data(command) => data::run(&client, command).await,
+                    Command::Txn(args) => txn::run(&client, args).await,
                     Command::Status => status::run(&client).await,
                     Command::Ranges => status::ranges(&client).await,
                     Command::Split { key } => status::split(&client, &key).await,

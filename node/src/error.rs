@@ -74,7 +74,7 @@ pub enum Error {
     #[error("key {:?} is locked by transaction {} (primary {:?})", String::from_utf8_lossy(&.0.key), .0.start_ts, String::from_utf8_lossy(&.0.primary))]
     KeyLocked(Box<LockInfo>),
 
-    #[error("write conflict on key {:?}: a version committed at {conflict_ts} is newer than the transaction's snapshot {start_ts} (or another transaction holds the key); run the transaction again", String::from_utf8_lossy(key))]
+    #[error("write conflict on key {:?}: another transaction committed it (or holds its lock) at {conflict_ts}, after this transaction's snapshot {start_ts}; run the transaction again", String::from_utf8_lossy(key))]
     WriteConflict {
         key: Vec<u8>,
         start_ts: u64,

@@ -1,8 +1,9 @@
 //! Issue 15, "any-language clients": a Python application with a client
 //! generated from the repository's .proto files (grpcio-tools) and one
 //! address works, through a node that leads nothing, and through each node
-//! in turn while leaderships move. Needs `python3 -m pip install grpcio
-//! grpcio-tools` (`.ci/run` installs them).
+//! in turn while leaderships move; its transactions (the Txn service) span
+//! ranges through that one address too. Needs `python3 -m pip install
+//! grpcio grpcio-tools` (`.ci/run` installs them).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -30,7 +31,11 @@ fn generate_python_client(out: &Path) {
         .arg(repository().join("proto/proto"))
         .arg(format!("--python_out={}", out.display()))
         .arg(format!("--grpc_python_out={}", out.display()))
-        .args(["zdb/v1/kv.proto", "google/rpc/status.proto"])
+        .args([
+            "zdb/v1/kv.proto",
+            "zdb/v1/txn.proto",
+            "google/rpc/status.proto",
+        ])
         .output()
         .expect("python3 runs");
     assert!(

@@ -1,12 +1,14 @@
 //! `zdbctl` as users and scripts run it: `local up` starts a cluster, the
-//! data commands follow their output contract, and a second `local up` on
-//! the same folder brings the same data back.
+//! data commands follow their output contract, a second `local up` on the
+//! same folder brings the same data back, and `txn` runs a script as one
+//! transaction.
 
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use zdb_tests::binary;
+use zdb_client::{Isolation, TxnOptions};
+use zdb_tests::{binary, Cluster};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -90,6 +92,45 @@ fn zdbctl(endpoints: &str, args: &[&str]) -> Output {
 
 fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// `zdbctl txn ARGS` with `script` on its stdin, off the async runtime.
+async fn txn_script(endpoints: &str, args: &[&str], script: &str) -> Output {
+    let (endpoints, script) = (endpoints.to_owned(), script.to_owned());
+    let args: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let mut child = Command::new(binary("zdbctl"))
+            .env("ZDB_ENDPOINTS", endpoints)
+            .arg("txn")
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("zdbctl runs");
+        child
+            .stdin
+            .take()
+            .expect("piped stdin")
+            .write_all(script.as_bytes())
+            .expect("zdbctl reads its script");
+        child.wait_with_output().expect("zdbctl runs")
+    })
+    .await
+    .unwrap()
+}
+
+async fn value(client: &zdb_client::Client, key: &str) -> Option<String> {
+    client
+        .get(key)
+        .await
+        .unwrap()
+        .map(|v| String::from_utf8(v).unwrap())
 }
 
 #[test]
@@ -324,4 +365,110 @@ fn local_nodes_stop_with_local_up_however_it_ends() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// `zdbctl txn` runs a script as one transaction over keys in two ranges;
+/// a script with a syntax error is refused, naming its line, before
+/// anything is sent; a conflict says the script can be run again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn txn_runs_a_script_in_one_transaction_across_ranges() {
+    let cluster = Cluster::start(3, &[]);
+    cluster.wait_for_leader(WAIT).await;
+    let client = cluster.client();
+    client.split_at(b"txn-m").await.unwrap();
+    let ranges = client.ranges(b"txn-a", b"txn-z").await.unwrap();
+    assert_eq!(ranges.len(), 2, "txn-a.. and txn-t.. are in two ranges");
+    let endpoints = cluster.endpoints();
+
+    let script = "\
+# two keys in two ranges, one transaction
+put txn-a1 hello world
+put txn-t1 second
+
+get txn-a1
+get txn-none
+scan txn- txn.
+commit
+";
+    let run = txn_script(&endpoints, &[], script).await;
+    assert!(run.status.success(), "{run:?}");
+    let out = stdout(&run);
+    let lines: Vec<&str> = out.lines().collect();
+    let (commit_ts, results) = lines.split_last().expect("output");
+    assert_eq!(
+        results,
+        [
+            "OK",
+            "OK",
+            "hello world",
+            "txn-a1\thello world",
+            "txn-t1\tsecond"
+        ],
+        "{out}"
+    );
+    assert!(
+        commit_ts.parse::<u64>().is_ok_and(|ts| ts > 0),
+        "commit prints its timestamp: {out}"
+    );
+    assert!(
+        stderr(&run).contains("line 6 (get txn-none): not found"),
+        "{run:?}"
+    );
+    assert_eq!(
+        value(&client, "txn-a1").await.as_deref(),
+        Some("hello world")
+    );
+    assert_eq!(value(&client, "txn-t1").await.as_deref(), Some("second"));
+
+    // From a file, without commit or rollback: committed at the end.
+    let file = cluster.dir.path().join("script.txn");
+    std::fs::write(
+        &file,
+        "get-for-update txn-a1\ndel txn-a1\nput txn-t1 third\n",
+    )
+    .unwrap();
+    let file_arg = file.to_str().unwrap().to_owned();
+    let run = txn_script(&endpoints, &["--isolation", "snapshot", &file_arg], "").await;
+    assert!(run.status.success(), "{run:?}");
+    let out = stdout(&run);
+    assert!(out.starts_with("hello world\nOK\nOK\n"), "{out}");
+    assert_eq!(value(&client, "txn-a1").await, None);
+    assert_eq!(value(&client, "txn-t1").await.as_deref(), Some("third"));
+
+    let run = txn_script(&endpoints, &[], "put txn-a2 x\nput txn-t2 y\nrollback\n").await;
+    assert!(run.status.success(), "{run:?}");
+    assert_eq!(stdout(&run), "OK\nOK\nrolled back\n");
+    assert_eq!(value(&client, "txn-a2").await, None);
+    assert_eq!(value(&client, "txn-t2").await, None);
+
+    // A syntax error on line 2: refused whole, nothing written.
+    let run = txn_script(&endpoints, &[], "put txn-a3 x\nputt txn-t3 y\ncommit\n").await;
+    assert_eq!(run.status.code(), Some(2), "{run:?}");
+    let err = stderr(&run);
+    assert!(err.contains("line 2 (putt txn-t3 y)"), "{err}");
+    assert!(err.contains("unknown command"), "{err}");
+    assert_eq!(stdout(&run), "");
+    assert_eq!(value(&client, "txn-a3").await, None);
+    assert_eq!(value(&client, "txn-t3").await, None);
+
+    // Another transaction holds a lock on txn-t4: the script's commit meets
+    // a write conflict, applies nothing, and says it can be run again.
+    let mut holder = client
+        .begin(TxnOptions::new(Isolation::Snapshot))
+        .await
+        .unwrap();
+    holder.get_for_update("txn-t4").await.unwrap();
+    let script = "put txn-a4 x\nput txn-t4 y\ncommit\n";
+    let run = txn_script(&endpoints, &[], script).await;
+    assert_eq!(run.status.code(), Some(3), "{run:?}");
+    let err = stderr(&run);
+    assert!(err.contains("line 3 (commit): write conflict"), "{err}");
+    assert!(err.contains("not committed"), "{err}");
+    assert!(err.contains("run the script again"), "{err}");
+    assert_eq!(value(&client, "txn-a4").await, None);
+    holder.rollback().await.unwrap();
+    let run = txn_script(&endpoints, &[], script).await;
+    assert!(run.status.success(), "{run:?}");
+    assert_eq!(value(&client, "txn-a4").await.as_deref(), Some("x"));
+    assert_eq!(value(&client, "txn-t4").await.as_deref(), Some("y"));
 }

@@ -279,3 +279,48 @@ async fn locks_of_a_killed_coordinator_node_are_released_within_two_ttls() {
     );
     assert_eq!(text(client.get("a-kill").await.unwrap()).as_deref(), Some("free"));
 }
+
+/// A transaction that runs longer than its locks' time to live keeps them
+/// (its coordinator renews the primary); one whose client goes quiet past
+/// its idle timeout is rolled back, its locks released.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_transactions_keep_their_locks_and_idle_ones_lose_them() {
+    let (_cluster, client) = three_ranges().await;
+    let ttl = Duration::from_millis(500);
+    let mut long = client
+        .begin(TxnOptions {
+            lock_ttl: ttl,
+            ..TxnOptions::new(Isolation::Serializable)
+        })
+        .await
+        .unwrap();
+    long.get_for_update("a-long").await.unwrap();
+    long.get_for_update("t-long").await.unwrap();
+    // Time passing is what is tested here: five lifetimes of the locks.
+    tokio::time::sleep(ttl * 5).await;
+    long.put("a-long", "kept").await.unwrap();
+    long.put("t-long", "kept").await.unwrap();
+    long.commit().await.unwrap();
+    assert_eq!(text(client.get("t-long").await.unwrap()).as_deref(), Some("kept"));
+
+    let mut idle = client
+        .begin(TxnOptions {
+            lock_ttl: ttl,
+            idle_timeout: Duration::from_secs(1),
+            ..TxnOptions::new(Isolation::Serializable)
+        })
+        .await
+        .unwrap();
+    idle.get_for_update("a-long").await.unwrap();
+    let went_idle = Instant::now();
+    client.put("a-long", "free").await.unwrap();
+    assert!(
+        went_idle.elapsed() < Duration::from_millis(3_000),
+        "the idle transaction's lock outlived its idle timeout: {:?}",
+        went_idle.elapsed()
+    );
+    match idle.commit().await {
+        Err(Error::TxnNotFound(_)) | Err(Error::TxnAborted { .. }) => {}
+        other => panic!("an idle transaction must be gone, got {other:?}"),
+    }
+}

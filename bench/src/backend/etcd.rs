@@ -75,4 +75,32 @@ impl EtcdBackend {
             current: current.flatten(),
         })
     }
+
+    pub async fn read_modify_write(&self, keys: Vec<Vec<u8>>, value: &[u8]) -> Result<()> {
+        loop {
+            let mut compares = Vec::with_capacity(keys.len());
+            let mut puts = Vec::with_capacity(keys.len());
+            for key in &keys {
+                let response = self.kv.clone().get(key.clone(), None).await?;
+                let current = response.kvs().first();
+                let revision = current.map_or(0, |kv| kv.mod_revision());
+                let changed = crate::runner::modified(current.map_or(value, |kv| kv.value()));
+                compares.push(Compare::mod_revision(key.clone(), CompareOp::Equal, revision));
+                puts.push(TxnOp::put(key.clone(), changed, None));
+            }
+            let txn = Txn::new().when(compares).and_then(puts);
+            if self.kv.clone().txn(txn).await?.succeeded() {
+                return Ok(());
+            }
+        }
+    }
+
+    pub async fn batch_put(&self, keys: Vec<Vec<u8>>, value: Vec<u8>) -> Result<()> {
+        let puts: Vec<TxnOp> = keys
+            .into_iter()
+            .map(|key| TxnOp::put(key, value.clone(), None))
+            .collect();
+        self.kv.clone().txn(Txn::new().and_then(puts)).await?;
+        Ok(())
+    }
 }

@@ -72,6 +72,26 @@ impl Backend {
     }
 }
 
+impl Backend {
+    /// Reads `keys` and writes each back changed, atomically: a
+    /// serializable transaction on zdb (retried on conflicts); on etcd one
+    /// Txn comparing every key's revision, retried until none changed.
+    pub async fn read_modify_write(&self, keys: Vec<Vec<u8>>, value: &[u8]) -> Result<()> {
+        match self {
+            Backend::Zdb(zdb) => zdb.read_modify_write(keys, value).await,
+            Backend::Etcd(etcd) => etcd.read_modify_write(keys, value).await,
+        }
+    }
+
+    /// Writes every key in one atomic batch (an etcd Txn of puts).
+    pub async fn batch_put(&self, keys: Vec<Vec<u8>>, value: Vec<u8>) -> Result<()> {
+        match self {
+            Backend::Zdb(zdb) => zdb.batch_put(keys, value).await,
+            Backend::Etcd(etcd) => etcd.batch_put(keys, value).await,
+        }
+    }
+}
+
 /// Whether a compare-and-swap wrote; if not, what the key held instead, so
 /// that a retry needs no extra read.
 pub struct CasResult {

@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use zdb_client::{Client, ClientConfig};
+use zdb_client::{Client, ClientConfig, Isolation, Mutation};
 
 use super::CasResult;
 
@@ -45,5 +45,41 @@ impl ZdbBackend {
             succeeded: outcome.succeeded,
             current: outcome.previous,
         })
+    }
+
+    pub async fn read_modify_write(&self, keys: Vec<Vec<u8>>, value: &[u8]) -> Result<()> {
+        let value = value.to_vec();
+        self.client
+            .transaction(Isolation::Serializable, |txn| {
+                let keys = keys.clone();
+                let value = value.clone();
+                Box::pin(async move {
+                    let current: std::collections::HashMap<Vec<u8>, Vec<u8>> = txn
+                        .batch_get(keys.clone())
+                        .await?
+                        .into_iter()
+                        .map(|kv| (kv.key, kv.value))
+                        .collect();
+                    for key in keys {
+                        let old = current.get(&key).map_or(value.as_slice(), Vec::as_slice);
+                        txn.put(key, crate::runner::modified(old)).await?;
+                    }
+                    Ok(())
+                })
+            })
+            .await?;
+        Ok(())
+    }
+
+    pub async fn batch_put(&self, keys: Vec<Vec<u8>>, value: Vec<u8>) -> Result<()> {
+        let mutations = keys
+            .into_iter()
+            .map(|key| Mutation::Put {
+                key,
+                value: value.clone(),
+                ttl_seconds: 0,
+            })
+            .collect();
+        Ok(self.client.batch_write(mutations).await?)
     }
 }

@@ -12,8 +12,12 @@ use super::super::{CallContext, Ops};
 use crate::clock::wall_ms;
 use crate::txn::locks;
 
-/// How often the keeper looks.
-pub const KEEPER_TICK: Duration = Duration::from_millis(500);
+/// How often the keeper renews primary locks and looks for idle
+/// transactions: often enough for a lock time to live of a few hundred ms.
+pub const KEEPER_TICK: Duration = Duration::from_millis(100);
+
+/// How often it looks for expired locks stored here.
+const EXPIRED_LOCKS_EVERY: u32 = 5;
 
 /// Most expired locks settled per tick.
 const MAX_RESOLVED_PER_TICK: usize = 256;
@@ -23,9 +27,14 @@ impl Ops {
     pub async fn keep_transactions(self) {
         let mut tick = tokio::time::interval(KEEPER_TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut round = 0u32;
         loop {
             tick.tick().await;
+            round = round.wrapping_add(1);
             self.renew_and_reap().await;
+            if round % EXPIRED_LOCKS_EVERY != 0 {
+                continue;
+            }
             if let Err(err) = self.resolve_expired_locks().await {
                 tracing::debug!(error = %err, "expired locks not resolved this round");
             }

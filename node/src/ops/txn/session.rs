@@ -13,6 +13,8 @@ use crate::error::{Error, Result};
 const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(3);
 const DEFAULT_LOCK_TTL: Duration = Duration::from_secs(3);
 const DEFAULT_IDLE: Duration = Duration::from_secs(30);
+/// Shorter lock lifetimes would run out between two keep-alives.
+const MIN_LOCK_TTL_MS: u64 = 300;
 
 fn or_default(ms: u64, default: Duration) -> Duration {
     match ms {
@@ -41,6 +43,12 @@ impl Ops {
         let isolation = Isolation::try_from(req.isolation).map_err(|_| {
             Error::InvalidArgument(format!("unknown isolation level {}", req.isolation))
         })?;
+        if req.lock_ttl_ms != 0 && req.lock_ttl_ms < MIN_LOCK_TTL_MS {
+            return Err(Error::InvalidArgument(format!(
+                "lock_ttl_ms {} is below the minimum of {MIN_LOCK_TTL_MS} ms (0: 3 s)",
+                req.lock_ttl_ms
+            )));
+        }
         let options = TxnOptions {
             isolation,
             lock_wait_timeout: or_default(req.lock_wait_timeout_ms, DEFAULT_LOCK_WAIT),
@@ -268,7 +276,19 @@ impl Ops {
 
     pub async fn txn_commit(&self, req: CommitRequest) -> Result<CommitResponse> {
         self.admit()?;
+        if !req.mutations.is_empty() {
+            validate::mutations(&self.limits, &req.mutations)?;
+        }
         let (_, mut txn) = self.running(req.txn_id).await?;
+        for mutation in &req.mutations {
+            let key = match &mutation.op {
+                Some(mutation::Op::Put(put)) => &put.key,
+                Some(mutation::Op::Delete(delete)) => &delete.key,
+                None => return Err(Error::InvalidArgument("a mutation is empty".into())),
+            };
+            self.check_txn_size(&txn, key)?;
+        }
+        buffer_mutations(&mut txn, &req.mutations)?;
         txn.ending = true;
         let committed = self.commit_state(&mut txn).await;
         self.transactions.remove(req.txn_id);
