@@ -28,7 +28,7 @@ fn header_of(range: &RangeDescriptor) -> Option<RequestHeader> {
 
 /// A range changed or moved its leader while a request spanning ranges
 /// ran: locate again.
-fn range_moved(err: &Error) -> bool {
+pub(super) fn range_moved(err: &Error) -> bool {
     use zdb_proto::v1::error::Kind;
     matches!(
         err,

@@ -14,6 +14,7 @@ use futures::future::join_all;
 use zdb_proto::v1::*;
 
 use super::super::{CallContext, Ops};
+use super::super::reads::range_moved;
 use super::table::TxnState;
 use crate::error::{Error, Result};
 use crate::range::descriptor;
@@ -31,6 +32,17 @@ impl Share {
     }
 }
 
+/// Where a commit learns which range holds each key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Routes {
+    /// The descriptors of this node's replicas first (no round trip; a
+    /// stale one is refused at the range and the commit groups again),
+    /// the routing table for the keys none of them holds.
+    Local,
+    /// The routing table in the meta range.
+    Meta,
+}
+
 /// How long the secondaries' commit keeps trying after the answer.
 const SECONDARY_COMMIT_BUDGET: Duration = Duration::from_secs(30);
 
@@ -45,6 +57,20 @@ impl Ops {
                 .await;
             return Ok(0);
         }
+        self.check_not_too_old(txn.start_ts)?;
+        let deadline = Instant::now() + self.timeout;
+        let mut routes = Routes::Local;
+        loop {
+            match self.commit_once(txn, routes).await {
+                // A range split or moved under the grouping: group again,
+                // from the routing table.
+                Err(err) if range_moved(&err) && Instant::now() < deadline => routes = Routes::Meta,
+                outcome => return outcome,
+            }
+        }
+    }
+
+    async fn commit_once(&self, txn: &mut TxnState, routes: Routes) -> Result<u64> {
         let locks = locks_of(txn);
         let primary = txn
             .primary
@@ -52,7 +78,7 @@ impl Ops {
             .unwrap_or_else(|| locks[0].key.clone());
         txn.primary = Some(primary.clone());
         let spans: Vec<(Vec<u8>, Vec<u8>)> = txn.spans.clone();
-        let shares = self.shares(locks, &spans).await?;
+        let shares = self.shares(locks, &spans, routes).await?;
         let check_conflicts = txn.options.isolation != Isolation::ReadCommitted;
         let ttl_ms = txn.options.lock_ttl.as_millis() as u64;
         if shares.len() == 1 {
@@ -61,8 +87,9 @@ impl Ops {
             return match self.prewrite_share(request, txn).await {
                 Ok(response) => Ok(response.commit_ts),
                 Err(err) => {
-                    // Its pessimistic locks go with it.
-                    if !txn.locked.is_empty() {
+                    // Its pessimistic locks go with it, unless it is
+                    // grouped again and retried.
+                    if !txn.locked.is_empty() && !range_moved(&err) {
                         self.roll_back_keys(txn.start_ts, share.keys(), Some(primary))
                             .await;
                     }
@@ -77,7 +104,10 @@ impl Ops {
         let results = join_all(prewrites).await;
         if let Some(err) = results.into_iter().find_map(Result::err) {
             let keys = shares.iter().flat_map(Share::keys).collect();
-            self.roll_back_keys(txn.start_ts, keys, Some(primary)).await;
+            // A retry after grouping again prewrites the primary anew: its
+            // rollback is recorded only when the transaction gives up.
+            let record = (!range_moved(&err)).then_some(primary);
+            self.roll_back_keys(txn.start_ts, keys, record).await;
             return Err(serialization_error(txn, err));
         }
         let commit_ts = self.timestamps.now().await?;
@@ -93,6 +123,25 @@ impl Ops {
             ops.commit_secondaries(start_ts, commit_ts, secondaries).await;
         });
         Ok(commit_ts)
+    }
+
+    /// Refuses to commit a transaction whose snapshot is closer to the GC
+    /// safe point than half the GC life time. Replicas collect on their own
+    /// schedule, and a conflict check against versions that one replica
+    /// collected and another not yet could decide differently; a margin of
+    /// half the life time keeps the checked versions far above what any
+    /// replica may collect.
+    fn check_not_too_old(&self, start_ts: u64) -> Result<()> {
+        use zdb_proto::timestamp::physical_ms;
+        let safe_point = physical_ms(self.horizon.safe_point());
+        let life_time = physical_ms(self.horizon.oracle_seen()).saturating_sub(safe_point);
+        if safe_point != 0 && physical_ms(start_ts) < safe_point + life_time / 2 {
+            return Err(Error::TxnAborted {
+                start_ts,
+                reason: "it ran longer than half the GC life time (zdbctl gc --life-time)".into(),
+            });
+        }
+        Ok(())
     }
 
     /// Prewrites one range's share, settling stale locks it meets. A lock
@@ -225,7 +274,7 @@ impl Ops {
                 keys.push(primary.clone());
             }
         }
-        let groups = match self.group_keys(keys).await {
+        let groups = match self.group_keys(keys, Routes::Meta).await {
             Ok(groups) => groups,
             Err(err) => {
                 tracing::warn!(start_ts, error = %err, "rollback left to resolvers");
@@ -258,11 +307,18 @@ impl Ops {
     }
 
     /// `keys` grouped by the range that holds them now.
-    pub(super) async fn group_keys(&self, mut keys: Vec<Vec<u8>>) -> Result<Vec<Vec<Vec<u8>>>> {
+    pub(super) async fn group_keys(
+        &self,
+        mut keys: Vec<Vec<u8>>,
+        routes: Routes,
+    ) -> Result<Vec<Vec<Vec<u8>>>> {
         keys.sort();
         keys.dedup();
         let mut groups: Vec<(RangeDescriptor, Vec<Vec<u8>>)> = Vec::new();
-        let mut ranges: Vec<RangeDescriptor> = Vec::new();
+        let mut ranges: Vec<RangeDescriptor> = match routes {
+            Routes::Local => descriptor::load_all(&self.engine)?,
+            Routes::Meta => Vec::new(),
+        };
         let ctx = CallContext::new(0, None);
         for key in keys {
             if !ranges.iter().any(|range| descriptor::contains(range, &key)) {
@@ -284,10 +340,11 @@ impl Ops {
         &self,
         locks: Vec<LockInfo>,
         spans: &[(Vec<u8>, Vec<u8>)],
+        routes: Routes,
     ) -> Result<Vec<Share>> {
         let keys = locks.iter().map(|lock| lock.key.clone()).collect();
         let mut shares: Vec<Share> = self
-            .group_keys(keys)
+            .group_keys(keys, routes)
             .await?
             .into_iter()
             .map(|keys| Share {
