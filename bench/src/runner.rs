@@ -150,7 +150,7 @@ async fn execute(
             let mut attempts = 0;
             while Instant::now() < deadline {
                 attempts += 1;
-                let changed = modified(current.as_deref().unwrap_or(value));
+                let changed = crate::workload::modified(current.as_deref().unwrap_or(value));
                 let cas = backend
                     .compare_and_swap(key.clone(), current, changed)
                     .await?;
@@ -165,14 +165,4 @@ async fn execute(
         Operation::Transaction(keys) => backend.read_modify_write(keys.clone(), value).await,
         Operation::Batch(keys) => backend.batch_put(keys.clone(), value.to_vec()).await,
     }
-}
-
-/// The record with its first byte changed: same size, different content.
-pub fn modified(value: &[u8]) -> Vec<u8> {
-    let mut changed = value.to_vec();
-    match changed.first_mut() {
-        Some(first) => *first = first.wrapping_add(1),
-        None => changed.push(0),
-    }
-    changed
 }

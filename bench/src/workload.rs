@@ -135,7 +135,9 @@ impl Workload {
     pub fn next(self, rng: &mut impl Rng, keys: &KeyChooser, next_record: &AtomicU64) -> Operation {
         let newest = next_record.load(Ordering::Relaxed).saturating_sub(1);
         match self {
-            Workload::Txn(count) => return Operation::Transaction(distinct(rng, keys, newest, count)),
+            Workload::Txn(count) => {
+                return Operation::Transaction(distinct(rng, keys, newest, count))
+            }
             Workload::Batch(count) => return Operation::Batch(distinct(rng, keys, newest, count)),
             _ => {}
         }
@@ -180,6 +182,16 @@ impl Workload {
             Workload::Txn(_) | Workload::Batch(_) => (1.0, Kind::Update, Kind::Update),
         }
     }
+}
+
+/// The record with its first byte changed: same size, different content.
+pub fn modified(value: &[u8]) -> Vec<u8> {
+    let mut changed = value.to_vec();
+    match changed.first_mut() {
+        Some(first) => *first = first.wrapping_add(1),
+        None => changed.push(0),
+    }
+    changed
 }
 
 /// `count` different record keys (fewer only if there are fewer records).
@@ -239,7 +251,10 @@ mod tests {
         assert!((share(&e, "scan") - 0.95).abs() < 0.01);
         let f = mix(Workload::F);
         assert!((share(&f, "rmw") - 0.5).abs() < 0.03);
-        assert_eq!(mix(Workload::Txn(2)).keys().copied().collect::<Vec<_>>(), ["txn"]);
+        assert_eq!(
+            mix(Workload::Txn(2)).keys().copied().collect::<Vec<_>>(),
+            ["txn"]
+        );
     }
 
     #[test]
@@ -248,7 +263,8 @@ mod tests {
         let next_record = AtomicU64::new(1000);
         let mut rng = rand::rngs::SmallRng::seed_from_u64(5);
         for _ in 0..100 {
-            let Operation::Transaction(touched) = Workload::Txn(4).next(&mut rng, &keys, &next_record)
+            let Operation::Transaction(touched) =
+                Workload::Txn(4).next(&mut rng, &keys, &next_record)
             else {
                 panic!("a transaction");
             };

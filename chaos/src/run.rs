@@ -346,7 +346,8 @@ async fn final_transaction_reads(
             return Err(ChaosError::Timeout("the final bank read".into()));
         }
     }
-    while config.list_append_workers > 0 && !list_append::final_reads(FINAL_READER, client, history).await
+    while config.list_append_workers > 0
+        && !list_append::final_reads(FINAL_READER, client, history).await
     {
         if Instant::now() >= deadline {
             return Err(ChaosError::Timeout("the final list reads".into()));
@@ -377,7 +378,11 @@ fn count_operations(history: &History) -> BTreeMap<(&'static str, &'static str),
         *counts.entry(("txn", call.outcome.label())).or_default() += 1;
     }
     for read in history.bank_reads() {
-        let outcome = if read.balances.is_some() { "ok" } else { "failed" };
+        let outcome = if read.balances.is_some() {
+            "ok"
+        } else {
+            "failed"
+        };
         *counts.entry(("bank-read", outcome)).or_default() += 1;
     }
     counts

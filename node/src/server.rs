@@ -13,10 +13,10 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tonic::transport::server::TcpIncoming;
 use zdb_proto::v1::admin_server::AdminServer;
-use zdb_proto::v1::txn_range_server::TxnRangeServer;
-use zdb_proto::v1::txn_server::TxnServer;
 use zdb_proto::v1::kv_server::KvServer;
 use zdb_proto::v1::raft_transport_server::RaftTransportServer;
+use zdb_proto::v1::txn_range_server::TxnRangeServer;
+use zdb_proto::v1::txn_server::TxnServer;
 use zdb_proto::v1::{NodeIdentity, PeerHeader};
 
 use crate::clock::SystemClock;

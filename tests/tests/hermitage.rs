@@ -126,6 +126,11 @@ impl Table {
     }
 
     /// `select * from test where id = <id>`: the row's value as a string.
+    /// Reads row `id` in `txn` and checks it holds `expected`.
+    async fn expect(&self, txn: &mut Transaction, id: u32, expected: Option<&str>, what: String) {
+        assert_eq!(self.get(txn, id).await.as_deref(), expected, "{what}");
+    }
+
     async fn get(&self, txn: &mut Transaction, id: u32) -> Option<String> {
         txn.get(self.key(id))
             .await
@@ -356,18 +361,10 @@ async fn g1c(client: Client, test: Table, level: Isolation) {
     let mut t2 = begin(&client, level).await;
     t1.put(test.key(1), "11").await.unwrap();
     t2.put(test.key(2), "22").await.unwrap();
-    assert_eq!(
-        test.get(&mut t1, 2).await.as_deref(),
-        Some("20"),
-        "{}",
-        what("T1 reads row 2")
-    );
-    assert_eq!(
-        test.get(&mut t2, 1).await.as_deref(),
-        Some("10"),
-        "{}",
-        what("T2 reads row 1")
-    );
+    test.expect(&mut t1, 2, Some("20"), what("T1 reads row 2"))
+        .await;
+    test.expect(&mut t2, 1, Some("10"), what("T2 reads row 1"))
+        .await;
     commits(t1, &what("T1's commit")).await;
     match level {
         Isolation::ReadCommitted | Isolation::Snapshot => {
@@ -408,35 +405,34 @@ async fn otv(client: Client, test: Table, level: Isolation) {
     t2.put(test.key(1), "12").await.unwrap();
     commits(t1, &what("T1's commit")).await;
     let mut t3 = begin(&client, level).await;
-    assert_eq!(
-        test.get(&mut t3, 1).await.as_deref(),
-        Some("11"),
-        "{}",
-        what("T3 reads row 1")
-    );
+    test.expect(&mut t3, 1, Some("11"), what("T3 reads row 1"))
+        .await;
     t2.put(test.key(2), "18").await.unwrap();
-    assert_eq!(
-        test.get(&mut t3, 2).await.as_deref(),
+    test.expect(
+        &mut t3,
+        2,
         Some("19"),
-        "{}",
-        what("T3 reads row 2 before T2's commit")
-    );
+        what("T3 reads row 2 before T2's commit"),
+    )
+    .await;
     match level {
         Isolation::ReadCommitted => {
             commits(t2, &what("T2's commit")).await;
             // All of T2 now: row 2 and row 1 both moved on.
-            assert_eq!(
-                test.get(&mut t3, 2).await.as_deref(),
+            test.expect(
+                &mut t3,
+                2,
                 Some("18"),
-                "{}",
-                what("T3 reads row 2 after T2's commit")
-            );
-            assert_eq!(
-                test.get(&mut t3, 1).await.as_deref(),
+                what("T3 reads row 2 after T2's commit"),
+            )
+            .await;
+            test.expect(
+                &mut t3,
+                1,
                 Some("12"),
-                "{}",
-                what("T3 reads row 1 after T2's commit")
-            );
+                what("T3 reads row 1 after T2's commit"),
+            )
+            .await;
             commits_read_only(t3, &what("T3's commit")).await;
             assert_eq!(
                 test.committed(&client).await,
@@ -447,18 +443,20 @@ async fn otv(client: Client, test: Table, level: Isolation) {
         }
         Isolation::Snapshot | Isolation::Serializable => {
             fails_with_write_conflict(t2, &[test.key(1), test.key(2)], &what("T2's commit")).await;
-            assert_eq!(
-                test.get(&mut t3, 2).await.as_deref(),
+            test.expect(
+                &mut t3,
+                2,
                 Some("19"),
-                "{}",
-                what("T3 reads row 2 after T2's commit")
-            );
-            assert_eq!(
-                test.get(&mut t3, 1).await.as_deref(),
+                what("T3 reads row 2 after T2's commit"),
+            )
+            .await;
+            test.expect(
+                &mut t3,
+                1,
                 Some("11"),
-                "{}",
-                what("T3 reads row 1 after T2's commit")
-            );
+                what("T3 reads row 1 after T2's commit"),
+            )
+            .await;
             commits_read_only(t3, &what("T3's commit")).await;
             assert_eq!(
                 test.committed(&client).await,
@@ -519,18 +517,10 @@ async fn p4(client: Client, test: Table, level: Isolation) {
     let what = |step: &str| format!("P4 at {level:?}: {step}");
     let mut t1 = begin(&client, level).await;
     let mut t2 = begin(&client, level).await;
-    assert_eq!(
-        test.get(&mut t1, 1).await.as_deref(),
-        Some("10"),
-        "{}",
-        what("T1 reads row 1")
-    );
-    assert_eq!(
-        test.get(&mut t2, 1).await.as_deref(),
-        Some("10"),
-        "{}",
-        what("T2 reads row 1")
-    );
+    test.expect(&mut t1, 1, Some("10"), what("T1 reads row 1"))
+        .await;
+    test.expect(&mut t2, 1, Some("10"), what("T2 reads row 1"))
+        .await;
     t1.put(test.key(1), "11").await.unwrap();
     t2.put(test.key(1), "11").await.unwrap();
     commits(t1, &what("T1's commit")).await;
@@ -561,24 +551,12 @@ async fn g_single(client: Client, test: Table, level: Isolation) {
     let what = |step: &str| format!("G-single at {level:?}: {step}");
     let mut t1 = begin(&client, level).await;
     let mut t2 = begin(&client, level).await;
-    assert_eq!(
-        test.get(&mut t1, 1).await.as_deref(),
-        Some("10"),
-        "{}",
-        what("T1 reads row 1")
-    );
-    assert_eq!(
-        test.get(&mut t2, 1).await.as_deref(),
-        Some("10"),
-        "{}",
-        what("T2 reads row 1")
-    );
-    assert_eq!(
-        test.get(&mut t2, 2).await.as_deref(),
-        Some("20"),
-        "{}",
-        what("T2 reads row 2")
-    );
+    test.expect(&mut t1, 1, Some("10"), what("T1 reads row 1"))
+        .await;
+    test.expect(&mut t2, 1, Some("10"), what("T2 reads row 1"))
+        .await;
+    test.expect(&mut t2, 2, Some("20"), what("T2 reads row 2"))
+        .await;
     t2.put(test.key(1), "12").await.unwrap();
     t2.put(test.key(2), "18").await.unwrap();
     commits(t2, &what("T2's commit")).await;
@@ -586,12 +564,8 @@ async fn g_single(client: Client, test: Table, level: Isolation) {
         Isolation::ReadCommitted => "18",
         Isolation::Snapshot | Isolation::Serializable => "20",
     };
-    assert_eq!(
-        test.get(&mut t1, 2).await.as_deref(),
-        Some(expected),
-        "{}",
-        what("T1 reads row 2")
-    );
+    test.expect(&mut t1, 2, Some(expected), what("T1 reads row 2"))
+        .await;
     commits_read_only(t1, &what("T1's commit")).await;
     assert_eq!(
         test.committed(&client).await,

@@ -83,8 +83,12 @@ async fn the_first_committer_wins_and_the_second_gets_a_write_conflict() {
     let mut first = client.begin(options.clone()).await.unwrap();
     let mut second = client.begin(options).await.unwrap();
     for txn in [&mut first, &mut second] {
-        txn.put("a-conflict", format!("{}", txn.id())).await.unwrap();
-        txn.put("t-conflict", format!("{}", txn.id())).await.unwrap();
+        txn.put("a-conflict", format!("{}", txn.id()))
+            .await
+            .unwrap();
+        txn.put("t-conflict", format!("{}", txn.id()))
+            .await
+            .unwrap();
     }
     let first_id = first.id();
     first.commit().await.unwrap();
@@ -101,7 +105,11 @@ async fn the_first_committer_wins_and_the_second_gets_a_write_conflict() {
 }
 
 /// Pessimistic transactions lock `keys` in order, then write them all.
-async fn lock_in_order(client: Client, keys: Vec<&'static str>, hold: Arc<tokio::sync::Barrier>) -> Result<u64, Error> {
+async fn lock_in_order(
+    client: Client,
+    keys: Vec<&'static str>,
+    hold: Arc<tokio::sync::Barrier>,
+) -> Result<u64, Error> {
     let mut txn = client
         .begin(TxnOptions {
             lock_wait_timeout: Duration::from_secs(20),
@@ -140,9 +148,17 @@ async fn deadlock_of(cycle: Vec<Vec<&'static str>>) {
             Err(other) => panic!("expected commit or deadlock, got {other}"),
         }
     }
-    assert_eq!(deadlocks.len(), 1, "exactly one transaction breaks the cycle");
+    assert_eq!(
+        deadlocks.len(),
+        1,
+        "exactly one transaction breaks the cycle"
+    );
     assert_eq!(committed, count - 1, "the others commit");
-    assert_eq!(deadlocks[0].len(), count, "the cycle names every transaction in it");
+    assert_eq!(
+        deadlocks[0].len(),
+        count,
+        "the cycle names every transaction in it"
+    );
     assert!(
         started.elapsed() < Duration::from_secs(15),
         "found by the detector, not by the 20 s lock wait timeout"
@@ -197,8 +213,14 @@ async fn a_dead_coordinators_locks_are_resolved_from_the_primary() {
 
     // Prewrote both, committed nothing, then vanished.
     let start_ts = client.now().await.unwrap();
-    range_api.prewrite(prewrite(start_ts, "a-dead", "lost")).await.unwrap();
-    range_api.prewrite(prewrite(start_ts, "t-dead", "lost")).await.unwrap();
+    range_api
+        .prewrite(prewrite(start_ts, "a-dead", "lost"))
+        .await
+        .unwrap();
+    range_api
+        .prewrite(prewrite(start_ts, "t-dead", "lost"))
+        .await
+        .unwrap();
     let prewritten = Instant::now();
     // A plain write waits for the locks; they are rolled back in time.
     client.put("t-dead", "after").await.unwrap();
@@ -208,7 +230,10 @@ async fn a_dead_coordinators_locks_are_resolved_from_the_primary() {
         "resolved after {:?}",
         prewritten.elapsed()
     );
-    assert_eq!(text(client.get("a-dead").await.unwrap()).as_deref(), Some("after"));
+    assert_eq!(
+        text(client.get("a-dead").await.unwrap()).as_deref(),
+        Some("after")
+    );
     let late_commit = CommitKeysRequest {
         start_ts,
         commit_ts: client.now().await.unwrap(),
@@ -221,8 +246,14 @@ async fn a_dead_coordinators_locks_are_resolved_from_the_primary() {
 
     // Prewrote both, committed the primary, then vanished.
     let start_ts = client.now().await.unwrap();
-    range_api.prewrite(prewrite(start_ts, "a-dead", "won")).await.unwrap();
-    range_api.prewrite(prewrite(start_ts, "t-dead", "won")).await.unwrap();
+    range_api
+        .prewrite(prewrite(start_ts, "a-dead", "won"))
+        .await
+        .unwrap();
+    range_api
+        .prewrite(prewrite(start_ts, "t-dead", "won"))
+        .await
+        .unwrap();
     let commit_ts = client.now().await.unwrap();
     range_api
         .commit_keys(CommitKeysRequest {
@@ -234,7 +265,10 @@ async fn a_dead_coordinators_locks_are_resolved_from_the_primary() {
         })
         .await
         .unwrap();
-    assert_eq!(text(client.get("t-dead").await.unwrap()).as_deref(), Some("won"));
+    assert_eq!(
+        text(client.get("t-dead").await.unwrap()).as_deref(),
+        Some("won")
+    );
     assert_eq!(
         text(client.get_at("t-dead", commit_ts).await.unwrap()).as_deref(),
         Some("won")
@@ -265,7 +299,12 @@ async fn locks_of_a_killed_coordinator_node_are_released_within_two_ttls() {
     cluster.kill(3);
     let killed = Instant::now();
     std::mem::forget(txn);
-    let client = Client::connect(&format!("{},{}", cluster.node(1).address, cluster.node(2).address)).unwrap();
+    let client = Client::connect(&format!(
+        "{},{}",
+        cluster.node(1).address,
+        cluster.node(2).address
+    ))
+    .unwrap();
     eventually("the killed coordinator's locks to go", WAIT, || {
         let client = client.clone();
         async move { client.put("t-kill", "free").await.ok() }
@@ -277,7 +316,10 @@ async fn locks_of_a_killed_coordinator_node_are_released_within_two_ttls() {
         "released after {:?}",
         killed.elapsed()
     );
-    assert_eq!(text(client.get("a-kill").await.unwrap()).as_deref(), Some("free"));
+    assert_eq!(
+        text(client.get("a-kill").await.unwrap()).as_deref(),
+        Some("free")
+    );
 }
 
 /// A transaction that runs longer than its locks' time to live keeps them
@@ -301,7 +343,10 @@ async fn running_transactions_keep_their_locks_and_idle_ones_lose_them() {
     long.put("a-long", "kept").await.unwrap();
     long.put("t-long", "kept").await.unwrap();
     long.commit().await.unwrap();
-    assert_eq!(text(client.get("t-long").await.unwrap()).as_deref(), Some("kept"));
+    assert_eq!(
+        text(client.get("t-long").await.unwrap()).as_deref(),
+        Some("kept")
+    );
 
     let mut idle = client
         .begin(TxnOptions {

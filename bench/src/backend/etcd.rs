@@ -84,8 +84,12 @@ impl EtcdBackend {
                 let response = self.kv.clone().get(key.clone(), None).await?;
                 let current = response.kvs().first();
                 let revision = current.map_or(0, |kv| kv.mod_revision());
-                let changed = crate::runner::modified(current.map_or(value, |kv| kv.value()));
-                compares.push(Compare::mod_revision(key.clone(), CompareOp::Equal, revision));
+                let changed = crate::workload::modified(current.map_or(value, |kv| kv.value()));
+                compares.push(Compare::mod_revision(
+                    key.clone(),
+                    CompareOp::Equal,
+                    revision,
+                ));
                 puts.push(TxnOp::put(key.clone(), changed, None));
             }
             let txn = Txn::new().when(compares).and_then(puts);

@@ -62,7 +62,7 @@ impl ZdbBackend {
                         .collect();
                     for key in keys {
                         let old = current.get(&key).map_or(value.as_slice(), Vec::as_slice);
-                        txn.put(key, crate::runner::modified(old)).await?;
+                        txn.put(key, crate::workload::modified(old)).await?;
                     }
                     Ok(())
                 })

@@ -73,6 +73,9 @@ mod tests {
         overdrawn[0] = -10;
         overdrawn[1] += 110;
         assert!(!check(&[read(overdrawn)]).passed(), "below zero");
-        assert!(!check(&[read(even[1..].to_vec())]).passed(), "an account missing");
+        assert!(
+            !check(&[read(even[1..].to_vec())]).passed(),
+            "an account missing"
+        );
     }
 }

@@ -44,12 +44,11 @@ pub fn check(calls: &[TxnCall]) -> Verdict {
         for element in order {
             match writer.get(element) {
                 None => problems.push(format!("{key}: element {element} was never appended")),
-                Some(&index) if matches!(calls[index].outcome, Outcome::Failed(_)) => problems.push(
-                    format!(
+                Some(&index) if matches!(calls[index].outcome, Outcome::Failed(_)) => problems
+                    .push(format!(
                         "{key}: element {element} of an aborted transaction was read (G1a): {:?}",
                         calls[index].ops
-                    ),
-                ),
+                    )),
                 Some(&index) => {
                     observed.insert(index);
                 }
@@ -84,7 +83,10 @@ pub fn check(calls: &[TxnCall]) -> Verdict {
 
 /// Each key's order, from its longest committed read; None (with the
 /// problems recorded) when two reads disagree or a list repeats an element.
-fn list_orders(calls: &[TxnCall], problems: &mut Vec<String>) -> Option<BTreeMap<String, Vec<u64>>> {
+fn list_orders(
+    calls: &[TxnCall],
+    problems: &mut Vec<String>,
+) -> Option<BTreeMap<String, Vec<u64>>> {
     let mut orders: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     let reads = || {
         calls
@@ -264,7 +266,11 @@ mod tests {
         let calls = vec![
             txn(1, vec![append("x", 1), append("y", 2)], Outcome::Ok(())),
             txn(2, vec![read("x", &[1]), append("x", 3)], Outcome::Ok(())),
-            txn(3, vec![read("x", &[1, 3]), read("y", &[2])], Outcome::Ok(())),
+            txn(
+                3,
+                vec![read("x", &[1, 3]), read("y", &[2])],
+                Outcome::Ok(()),
+            ),
         ];
         assert_eq!(check(&calls), Verdict::Pass);
     }

@@ -24,7 +24,9 @@ pub fn account(i: usize) -> String {
 
 /// Where the bank's ranges begin (after the first).
 pub fn split_points() -> Vec<String> {
-    (1..RANGES).map(|r| account(r * ACCOUNTS / RANGES)).collect()
+    (1..RANGES)
+        .map(|r| account(r * ACCOUNTS / RANGES))
+        .collect()
 }
 
 /// Opens every account with the opening balance, in one atomic batch.
@@ -46,7 +48,12 @@ fn balance(value: Option<Vec<u8>>) -> zdb_client::Result<i64> {
         .map_err(|_| zdb_client::Error::InvalidArgument(format!("not a balance: {text:?}")))
 }
 
-async fn transfer(txn: &mut Transaction, from: String, to: String, amount: i64) -> zdb_client::Result<()> {
+async fn transfer(
+    txn: &mut Transaction,
+    from: String,
+    to: String,
+    amount: i64,
+) -> zdb_client::Result<()> {
     let from_balance = balance(txn.get(from.clone()).await?)?;
     let to_balance = balance(txn.get(to.clone()).await?)?;
     if from_balance < amount {
@@ -104,7 +111,12 @@ pub async fn read_all(process: u64, client: &Client, history: &History, in_txn: 
             .into_iter()
             .map(|kv| {
                 let key = String::from_utf8_lossy(&kv.key).into_owned();
-                (key, String::from_utf8_lossy(&kv.value).parse().unwrap_or(i64::MIN))
+                (
+                    key,
+                    String::from_utf8_lossy(&kv.value)
+                        .parse()
+                        .unwrap_or(i64::MIN),
+                )
             })
             .collect()
     });

@@ -35,7 +35,10 @@ pub fn parse(value: Option<Vec<u8>>) -> Vec<u64> {
 }
 
 fn render(list: &[u64]) -> String {
-    list.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
+    list.iter()
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Runs the steps; fills in what each read returned.
@@ -115,7 +118,9 @@ pub async fn run_worker(
 }
 
 async fn attempt(client: &Client, ops: &mut [Micro]) -> zdb_client::Result<()> {
-    let mut txn = client.begin(TxnOptions::new(Isolation::Serializable)).await?;
+    let mut txn = client
+        .begin(TxnOptions::new(Isolation::Serializable))
+        .await?;
     if let Err(err) = execute(&mut txn, ops).await {
         let _ = txn.rollback().await;
         return Err(err);

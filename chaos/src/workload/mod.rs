@@ -24,8 +24,6 @@ use zdb_client::Error;
 pub fn definitely_not_applied(error: &Error) -> bool {
     matches!(
         error,
-        Error::InvalidArgument(_)
-            | Error::BadEndpoint { .. }
-            | Error::NoEndpoints
+        Error::InvalidArgument(_) | Error::BadEndpoint { .. } | Error::NoEndpoints
     )
 }

@@ -17,8 +17,8 @@ use std::pin::Pin;
 use std::time::Instant;
 
 use tonic::transport::Channel;
-use zdb_proto::v1::txn_client::TxnClient;
 use zdb_proto::v1 as pb;
+use zdb_proto::v1::txn_client::TxnClient;
 
 pub use options::{Compare, Isolation, TxnOptions};
 pub use transaction::Transaction;

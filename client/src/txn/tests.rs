@@ -9,8 +9,8 @@ use std::time::Duration;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Code, Request, Response, Status};
 use zdb_proto::v1::error::Kind;
-use zdb_proto::v1::KeyValue;
 use zdb_proto::v1::txn_server::{Txn, TxnServer};
+use zdb_proto::v1::KeyValue;
 
 use super::*;
 use crate::client::ClientConfig;
@@ -73,7 +73,9 @@ fn comparisons_and_mutations_convert() {
     let delete = to_proto_mutation(Mutation::Delete { key: b"b".to_vec() });
     assert_eq!(
         delete.op,
-        Some(pb::mutation::Op::Delete(pb::DeleteOp { key: b"b".to_vec() }))
+        Some(pb::mutation::Op::Delete(pb::DeleteOp {
+            key: b"b".to_vec()
+        }))
     );
 }
 
@@ -575,7 +577,10 @@ async fn refusals_that_applied_nothing_are_sent_again_to_the_coordinator() {
     txn.put("k", "v").await.unwrap();
     txn.scan("a", "z", 0).await.unwrap();
     txn.commit().await.unwrap();
-    assert_eq!(fake.methods(), ["begin", "put", "put", "put", "scan", "commit"]);
+    assert_eq!(
+        fake.methods(),
+        ["begin", "put", "put", "put", "scan", "commit"]
+    );
 }
 
 /// Applications run transactions on spawned tasks.

@@ -289,7 +289,10 @@ impl Transaction {
                     .await?;
                 }
                 None => {
-                    let request = pb::TxnDeleteRequest { txn_id: self.id, key };
+                    let request = pb::TxnDeleteRequest {
+                        txn_id: self.id,
+                        key,
+                    };
                     self.call("delete", false, |mut rpc, timeout| {
                         let request = timed(request.clone(), timeout);
                         async move { rpc.delete(request).await }

@@ -9,7 +9,6 @@ use zdb_proto::v1::{
     stored_mutation, CompareAndSwapCommand, ExpireCommand, StoredPut, WriteBatchCommand,
 };
 
-use super::txn::{self, TxnBatch};
 use super::Outcome;
 use crate::engine::{keys, Engine, CF_DATA, CF_TTL};
 use crate::error::Result;
@@ -150,17 +149,8 @@ pub fn compare_and_swap(
 /// Ends the keys whose time to live ran out with a tombstone, if they still
 /// hold the expired version (a newer write to the key keeps it). Reads
 /// already saw them as absent; older reads still see the value.
-pub fn expire(
-    txn: &mut TxnBatch<'_, '_>,
-    expire: &ExpireCommand,
-    now_ms: u64,
-) -> Result<Outcome> {
+pub fn expire(data: &mut DataBatch<'_>, expire: &ExpireCommand, now_ms: u64) -> Result<Outcome> {
     for expired in &expire.keys {
-        if !txn::may_expire(txn, &expired.key)? {
-            // A transaction holds the key: the next sweep looks again.
-            continue;
-        }
-        let data = &mut *txn.data;
         let still_that_version = match data.latest(&expired.key)? {
             Some(raw) => match record::decode(&raw)? {
                 record @ Record::Put { expire_at_ms, .. } => {

@@ -75,9 +75,7 @@ impl CommandKind {
             CommandKind::Write
             | CommandKind::CompareAndSwap
             | CommandKind::Expire
-            | CommandKind::Txn => {
-                rule(true, false, false, false)
-            }
+            | CommandKind::Txn => rule(true, false, false, false),
             CommandKind::Split => rule(true, true, true, false),
             CommandKind::ChangeMembership => rule(true, true, false, true),
             CommandKind::LeaveJoint => rule(false, false, false, true),

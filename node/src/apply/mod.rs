@@ -269,7 +269,15 @@ impl ApplyDelegate {
                 ExecResult::Applied(data::compare_and_swap(txn.data, cas, now_ms)?)
             }
             command::Kind::Expire(expire) => {
-                ExecResult::Applied(data::expire(&mut txn, expire, now_ms)?)
+                // A key a transaction holds waits for the next sweep.
+                let mut unlocked = expire.clone();
+                unlocked.keys.clear();
+                for expired in &expire.keys {
+                    if txn::may_expire(&txn, &expired.key)? {
+                        unlocked.keys.push(expired.clone());
+                    }
+                }
+                ExecResult::Applied(data::expire(txn.data, &unlocked, now_ms)?)
             }
             command::Kind::TxnPrewrite(cmd) => decided(txn::prewrite(&mut txn, cmd, now_ms)?),
             command::Kind::TxnLock(cmd) => decided(txn::lock(&mut txn, cmd, now_ms)?),

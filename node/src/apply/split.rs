@@ -47,14 +47,19 @@ pub fn apply(
     }
     // A span lock is kept by the range holding its start; cut in two, the
     // right half's writers would not see it.
-    let (lower, upper) =
-        crate::mvcc::keys::delete_bounds(&current.start_key, &current.end_key);
+    let (lower, upper) = crate::mvcc::keys::delete_bounds(&current.start_key, &current.end_key);
     let mut crosses = false;
-    engine.scan(crate::engine::CF_SPAN_LOCKS, &lower, &upper, false, |_, raw| {
-        let span = crate::txn::SpanLock::decode(raw)?;
-        crosses = span.0.start_key.as_slice() < key && span.covers(key);
-        Ok(!crosses)
-    })?;
+    engine.scan(
+        crate::engine::CF_SPAN_LOCKS,
+        &lower,
+        &upper,
+        false,
+        |_, raw| {
+            let span = crate::txn::SpanLock::decode(raw)?;
+            crosses = span.0.start_key.as_slice() < key && span.covers(key);
+            Ok(!crosses)
+        },
+    )?;
     if crosses {
         return Ok(ExecResult::Refused(Refusal::Precondition(format!(
             "a transaction holds a lock on a span across {:?} in range {}; split once it ends",

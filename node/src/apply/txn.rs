@@ -15,7 +15,9 @@ use super::{Outcome, Refusal};
 use crate::engine::{ReadView, CF_LOCKS, CF_SPAN_LOCKS, CF_TXN};
 use crate::error::Result;
 use crate::mvcc::keys as version_keys;
-use crate::txn::locks::{self, is_shared, lock_key, span_lock_key, stages_write, LockSet, SpanLock};
+use crate::txn::locks::{
+    self, is_shared, lock_key, span_lock_key, stages_write, LockSet, SpanLock,
+};
 use crate::txn::records::{self, Fate};
 use crate::txn::Conflict;
 
@@ -131,8 +133,8 @@ impl<'a, 'b> TxnBatch<'a, 'b> {
 /// spans by range).
 fn span_inside(range: &RangeDescriptor, span: &SpanLockInfo) -> bool {
     let start_inside = crate::range::descriptor::contains(range, &span.start_key);
-    let end_inside = range.end_key.is_empty()
-        || (!span.end_key.is_empty() && span.end_key <= range.end_key);
+    let end_inside =
+        range.end_key.is_empty() || (!span.end_key.is_empty() && span.end_key <= range.end_key);
     start_inside && end_inside
 }
 
@@ -233,19 +235,28 @@ fn check_span(
         return Ok(Some(Conflict::Write { key, conflict_ts }));
     }
     let engine = txn.data.engine();
-    let (lower, upper) = (version_keys::lower_bound(start), version_keys::upper_bound(end));
+    let (lower, upper) = (
+        version_keys::lower_bound(start),
+        version_keys::upper_bound(end),
+    );
     let mut conflict = None;
-    engine.scan(crate::engine::CF_DATA, &lower, &upper, false, |raw_key, _| {
-        let ts = version_keys::commit_ts(raw_key)?;
-        if ts > start_ts {
-            let (key, _) = version_keys::decode(raw_key)?;
-            conflict = Some(Conflict::Write {
-                key,
-                conflict_ts: ts,
-            });
-        }
-        Ok(conflict.is_none())
-    })?;
+    engine.scan(
+        crate::engine::CF_DATA,
+        &lower,
+        &upper,
+        false,
+        |raw_key, _| {
+            let ts = version_keys::commit_ts(raw_key)?;
+            if ts > start_ts {
+                let (key, _) = version_keys::decode(raw_key)?;
+                conflict = Some(Conflict::Write {
+                    key,
+                    conflict_ts: ts,
+                });
+            }
+            Ok(conflict.is_none())
+        },
+    )?;
     if conflict.is_some() {
         return Ok(conflict);
     }
@@ -302,9 +313,12 @@ pub fn prewrite(
     if crate::range::descriptor::contains(txn.range, &cmd.primary) {
         match txn.fate(&cmd.primary, start_ts)? {
             Some(Fate::RolledBack) => {
-                return Ok(refused(start_ts, Conflict::Aborted(
-                    "the transaction was rolled back before this prewrite arrived".into(),
-                )))
+                return Ok(refused(
+                    start_ts,
+                    Conflict::Aborted(
+                        "the transaction was rolled back before this prewrite arrived".into(),
+                    ),
+                ))
             }
             Some(Fate::Committed(_)) => {
                 return Ok(Err(Refusal::Precondition(
@@ -378,9 +392,10 @@ pub fn lock(
     if crate::range::descriptor::contains(txn.range, &cmd.primary)
         && txn.fate(&cmd.primary, start_ts)?.is_some()
     {
-        return Ok(refused(start_ts, Conflict::Aborted(
-            "the transaction ended before this lock arrived".into(),
-        )));
+        return Ok(refused(
+            start_ts,
+            Conflict::Aborted("the transaction ended before this lock arrived".into()),
+        ));
     }
     for lock in &cmd.locks {
         if let Some(conflict) = check_lock(txn, lock, false, cmd.start_ts)? {
@@ -390,11 +405,7 @@ pub fn lock(
     for lock in &cmd.locks {
         let mut set = txn.lock_set(&lock.key)?;
         // A shared lock never weakens an exclusive one the holder has.
-        if set
-            .held_by(cmd.start_ts)
-            .is_some_and(|own| !is_shared(own))
-            && is_shared(lock)
-        {
+        if set.held_by(cmd.start_ts).is_some_and(|own| !is_shared(own)) && is_shared(lock) {
             continue;
         }
         set.hold(LockInfo {
@@ -419,16 +430,20 @@ pub fn commit(
         match txn.fate(&cmd.primary, start_ts)? {
             Some(Fate::Committed(_)) => return Ok(Ok(Outcome::Written)),
             Some(Fate::RolledBack) => {
-                return Ok(refused(start_ts, Conflict::Aborted(
-                    "the transaction was rolled back (its locks outlived their time to live)"
-                        .into(),
-                )))
+                return Ok(refused(
+                    start_ts,
+                    Conflict::Aborted(
+                        "the transaction was rolled back (its locks outlived their time to live)"
+                            .into(),
+                    ),
+                ))
             }
             None => {
                 if txn.lock_set(&cmd.primary)?.held_by(start_ts).is_none() {
-                    return Ok(refused(start_ts, Conflict::Aborted(
-                        "the transaction's primary lock is gone".into(),
-                    )));
+                    return Ok(refused(
+                        start_ts,
+                        Conflict::Aborted("the transaction's primary lock is gone".into()),
+                    ));
                 }
             }
         }
@@ -509,9 +524,10 @@ pub fn keep_alive(
     let start_ts = cmd.start_ts;
     let mut set = txn.lock_set(&cmd.primary)?;
     let Some(mut lock) = set.release(cmd.start_ts) else {
-        return Ok(refused(start_ts, Conflict::Aborted(
-            "the transaction's primary lock is gone (rolled back)".into(),
-        )));
+        return Ok(refused(
+            start_ts,
+            Conflict::Aborted("the transaction's primary lock is gone (rolled back)".into()),
+        ));
     };
     lock.heartbeat_ms = lock.heartbeat_ms.max(now_ms);
     set.hold(lock);

@@ -65,7 +65,10 @@ fn a_prewrite_stages_values_that_commit_makes_versions_at_the_commit_ts() {
     let range = range("", "");
     let h = header_of(&range);
     let mut fixture = Fixture::new(range);
-    let staged = vec![lock("a", LockKind::Put, "1"), lock("b", LockKind::Delete, "")];
+    let staged = vec![
+        lock("a", LockKind::Put, "1"),
+        lock("b", LockKind::Delete, ""),
+    ];
     let results = fixture.apply(&[
         entry(&write(h, 5, vec![stored("b", "old", 0)])),
         entry(&command(h, 0, 100, prewrite("a", 10, staged, true))),
@@ -98,10 +101,25 @@ fn first_committer_wins_and_locks_keep_other_transactions_out() {
     let results = fixture.apply(&[
         entry(&write(h, 15, vec![stored("k", "v15", 0)])),
         // Started at 10: k changed at 15 after its snapshot.
-        entry(&command(h, 0, 1, prewrite("k", 10, vec![lock("k", LockKind::Put, "x")], true))),
+        entry(&command(
+            h,
+            0,
+            1,
+            prewrite("k", 10, vec![lock("k", LockKind::Put, "x")], true),
+        )),
         // Read committed does not check.
-        entry(&command(h, 0, 1, prewrite("k", 11, vec![lock("k", LockKind::Put, "y")], false))),
-        entry(&command(h, 0, 1, prewrite("k", 16, vec![lock("k", LockKind::Put, "z")], true))),
+        entry(&command(
+            h,
+            0,
+            1,
+            prewrite("k", 11, vec![lock("k", LockKind::Put, "y")], false),
+        )),
+        entry(&command(
+            h,
+            0,
+            1,
+            prewrite("k", 16, vec![lock("k", LockKind::Put, "z")], true),
+        )),
     ]);
     assert_eq!(
         refused_by(&results[1]),
@@ -123,9 +141,24 @@ fn shared_locks_coexist_and_keep_writers_and_plain_writes_out() {
     let h = header_of(&range);
     let mut fixture = Fixture::new(range);
     let results = fixture.apply(&[
-        entry(&command(h, 0, 1, prewrite("p", 10, vec![lock("s", LockKind::Shared, "")], true))),
-        entry(&command(h, 0, 1, prewrite("q", 11, vec![lock("s", LockKind::Shared, "")], true))),
-        entry(&command(h, 0, 1, prewrite("r", 12, vec![lock("s", LockKind::Put, "v")], true))),
+        entry(&command(
+            h,
+            0,
+            1,
+            prewrite("p", 10, vec![lock("s", LockKind::Shared, "")], true),
+        )),
+        entry(&command(
+            h,
+            0,
+            1,
+            prewrite("q", 11, vec![lock("s", LockKind::Shared, "")], true),
+        )),
+        entry(&command(
+            h,
+            0,
+            1,
+            prewrite("r", 12, vec![lock("s", LockKind::Put, "v")], true),
+        )),
         entry(&write(h, 13, vec![stored("s", "plain", 0)])),
     ]);
     assert_eq!(results[0], ExecResult::Applied(Outcome::Written));
@@ -148,15 +181,26 @@ fn a_rollback_is_recorded_so_a_late_prewrite_and_commit_are_refused() {
     let mut fixture = Fixture::new(range);
     let results = fixture.apply(&[
         entry(&command(h, 0, 1, rollback(10, &["p"], "p", false))),
-        entry(&command(h, 0, 1, prewrite("p", 10, vec![lock("p", LockKind::Put, "v")], true))),
+        entry(&command(
+            h,
+            0,
+            1,
+            prewrite("p", 10, vec![lock("p", LockKind::Put, "v")], true),
+        )),
         entry(&command(h, 20, 1, commit(10, &["p"], "p"))),
     ]);
     assert_eq!(
         results[0],
         ExecResult::Applied(Outcome::TxnFate(Some(records::Fate::RolledBack)))
     );
-    assert!(matches!(refused_by(&results[1]), Some(Conflict::Aborted(_))));
-    assert!(matches!(refused_by(&results[2]), Some(Conflict::Aborted(_))));
+    assert!(matches!(
+        refused_by(&results[1]),
+        Some(Conflict::Aborted(_))
+    ));
+    assert!(matches!(
+        refused_by(&results[2]),
+        Some(Conflict::Aborted(_))
+    ));
     assert_eq!(fixture.value("p"), None);
 }
 
@@ -227,7 +271,11 @@ fn a_span_lock_keeps_writers_out_of_the_span_and_checks_what_changed() {
         entry(&command(h, 20, 2, commit(13, &["p"], "p"))),
         entry(&write(h, 21, vec![stored("c", "after", 0)])),
     ]);
-    assert_eq!(results[1], ExecResult::Applied(Outcome::Written), "released at commit");
+    assert_eq!(
+        results[1],
+        ExecResult::Applied(Outcome::Written),
+        "released at commit"
+    );
 }
 
 #[test]
@@ -238,12 +286,18 @@ fn a_one_phase_prewrite_writes_versions_and_releases_its_pessimistic_locks() {
     let lock_cmd = command::Kind::TxnLock(TxnLockCommand {
         primary: b"a".to_vec(),
         start_ts: 10,
-        locks: vec![lock("a", LockKind::Exclusive, ""), lock("b", LockKind::Exclusive, "")],
+        locks: vec![
+            lock("a", LockKind::Exclusive, ""),
+            lock("b", LockKind::Exclusive, ""),
+        ],
     });
     let one_phase = command::Kind::TxnPrewrite(TxnPrewriteCommand {
         primary: b"a".to_vec(),
         start_ts: 10,
-        locks: vec![lock("a", LockKind::Put, "1"), lock("b", LockKind::Exclusive, "")],
+        locks: vec![
+            lock("a", LockKind::Put, "1"),
+            lock("b", LockKind::Exclusive, ""),
+        ],
         check_conflicts: true,
         one_phase: true,
         spans: Vec::new(),

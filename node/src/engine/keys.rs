@@ -16,6 +16,10 @@ pub const CF_LOCKS: &str = "locks";
 pub const CF_SPAN_LOCKS: &str = "span_locks";
 pub const CF_TXN: &str = "txns";
 
+/// The column families keyed by escaped user key: a range owns the same
+/// span of each.
+pub const SPAN_FAMILIES: [&str; 4] = [CF_DATA, CF_LOCKS, CF_SPAN_LOCKS, CF_TXN];
+
 const RAFT_LOG_ENTRY: u8 = 0x01;
 const RAFT_HARD_STATE: u8 = 0x02;
 const RAFT_APPLY_STATE: u8 = 0x03;

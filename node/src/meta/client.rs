@@ -12,8 +12,7 @@ use zdb_proto::v1::{
     command, AllocateRangeIdCommand, Command, LocateRequest, LocateResponse, MetaUpdateCommand,
     NodeAddress, NowRequest, RangeDescriptor, RangeLocation, RegisterNodeCommand, RequestHeader,
     SetGcLifeTimeCommand, SetGcLifeTimeRequest, SetGcSafePointCommand, SetNodeStateCommand,
-    SetNodeStateRequest, SetNodeZoneCommand, SetNodeZoneRequest, UpdateMetaRequest,
-    WaitForRequest,
+    SetNodeStateRequest, SetNodeZoneCommand, SetNodeZoneRequest, UpdateMetaRequest, WaitForRequest,
 };
 
 use zdb_proto::v1::error::Kind;

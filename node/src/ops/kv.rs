@@ -14,8 +14,8 @@ use crate::apply::Outcome;
 use crate::clock::wall_ms;
 use crate::error::{Error, Result};
 use crate::mvcc::Versions;
-use crate::txn::unlocked_for_read;
 use crate::store::msg::{ReadKind, Target};
+use crate::txn::unlocked_for_read;
 
 fn single(op: stored_mutation::Op) -> command::Kind {
     command::Kind::Write(WriteBatchCommand {
@@ -129,7 +129,8 @@ impl Ops {
         loop {
             match self.get_once(req, &retries.bypass).await {
                 Err(Error::KeyLocked(lock)) => {
-                    self.settle_for_read(*lock, req.read_ts, &mut retries).await?
+                    self.settle_for_read(*lock, req.read_ts, &mut retries)
+                        .await?
                 }
                 read => return read,
             }

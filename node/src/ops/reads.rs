@@ -12,12 +12,12 @@ use zdb_proto::v1::*;
 
 use super::kv::local_only;
 use super::time::ReadAt;
+use super::txn::LockedRetries;
 use super::{routed, validate, CallContext, Ops};
 use crate::error::{Error, Result};
 use crate::meta::client::MAX_LOCATE;
 use crate::mvcc::Versions;
 use crate::txn::{blocking_scan_lock, unlocked_for_read};
-use super::txn::LockedRetries;
 
 fn header_of(range: &RangeDescriptor) -> Option<RequestHeader> {
     Some(RequestHeader {
@@ -75,7 +75,8 @@ impl Ops {
         loop {
             match self.scan_once(req, &retries.bypass).await {
                 Err(Error::KeyLocked(lock)) => {
-                    self.settle_for_read(*lock, req.read_ts, &mut retries).await?
+                    self.settle_for_read(*lock, req.read_ts, &mut retries)
+                        .await?
                 }
                 page => return page,
             }
@@ -252,7 +253,8 @@ impl Ops {
         loop {
             match self.batch_get_once(req, &retries.bypass).await {
                 Err(Error::KeyLocked(lock)) => {
-                    self.settle_for_read(*lock, req.read_ts, &mut retries).await?
+                    self.settle_for_read(*lock, req.read_ts, &mut retries)
+                        .await?
                 }
                 read => return read,
             }

@@ -103,7 +103,7 @@ pub fn destroy(engine: &Engine, batch: &mut WriteBatch, range: &RangeDescriptor)
         keys::range_descriptor_key(range.range_id),
     );
     let (lower, upper) = crate::mvcc::keys::delete_bounds(&range.start_key, &range.end_key);
-    for cf in super::snapshot::SPAN_FAMILIES {
+    for cf in crate::engine::keys::SPAN_FAMILIES {
         batch.delete_range_cf(engine.cf(cf), &lower, &upper);
     }
     if range.range_id == crate::meta::table::META_RANGE_ID {

@@ -13,10 +13,6 @@ use crate::error::{Error, Result};
 use crate::meta::table::{self as meta, META_RANGE_ID};
 use crate::mvcc::{self, record, Record};
 
-/// The column families keyed by escaped user key: a range owns the same
-/// span of each.
-pub const SPAN_FAMILIES: [&str; 4] = [CF_DATA, CF_LOCKS, CF_SPAN_LOCKS, CF_TXN];
-
 /// Encodes the range's descriptor and every version in its span, all read
 /// from one RocksDB snapshot (the meta range's system keyspace too).
 pub fn build(engine: &Engine, range_id: u64) -> Result<Vec<u8>> {
@@ -69,7 +65,7 @@ pub fn install(engine: &Engine, batch: &mut WriteBatch, data: &[u8]) -> Result<S
         .ok_or_else(|| Error::corruption("snapshot", "no range descriptor"))?;
     let data_cf = engine.cf(CF_DATA);
     let (lower, upper) = mvcc::keys::delete_bounds(&range.start_key, &range.end_key);
-    for cf in SPAN_FAMILIES {
+    for cf in keys::SPAN_FAMILIES {
         batch.delete_range_cf(engine.cf(cf), &lower, &upper);
     }
     for version in &snapshot.versions {
@@ -94,7 +90,10 @@ pub fn install(engine: &Engine, batch: &mut WriteBatch, data: &[u8]) -> Result<S
     ] {
         for pair in pairs {
             if pair.key < lower || pair.key >= upper {
-                return Err(Error::corruption("snapshot", "a lock outside the range's span"));
+                return Err(Error::corruption(
+                    "snapshot",
+                    "a lock outside the range's span",
+                ));
             }
             batch.put_cf(engine.cf(cf), &pair.key, &pair.value);
         }

@@ -21,12 +21,24 @@ impl TxnService {
 
 #[tonic::async_trait]
 impl Txn for TxnService {
-    async fn begin(&self, request: Request<BeginRequest>) -> Result<Response<BeginResponse>, Status> {
-        serve("TxnBegin", request, async |req, _| self.ops.begin(req).await).await
+    async fn begin(
+        &self,
+        request: Request<BeginRequest>,
+    ) -> Result<Response<BeginResponse>, Status> {
+        serve("TxnBegin", request, async |req, _| {
+            self.ops.begin(req).await
+        })
+        .await
     }
 
-    async fn get(&self, request: Request<TxnGetRequest>) -> Result<Response<TxnGetResponse>, Status> {
-        serve("TxnGet", request, async |req, ctx| self.ops.txn_get(req, ctx).await).await
+    async fn get(
+        &self,
+        request: Request<TxnGetRequest>,
+    ) -> Result<Response<TxnGetResponse>, Status> {
+        serve("TxnGet", request, async |req, ctx| {
+            self.ops.txn_get(req, ctx).await
+        })
+        .await
     }
 
     async fn batch_get(
@@ -43,40 +55,70 @@ impl Txn for TxnService {
         &self,
         request: Request<TxnScanRequest>,
     ) -> Result<Response<TxnScanResponse>, Status> {
-        serve("TxnScan", request, async |req, ctx| self.ops.txn_scan(req, ctx).await).await
+        serve("TxnScan", request, async |req, ctx| {
+            self.ops.txn_scan(req, ctx).await
+        })
+        .await
     }
 
-    async fn put(&self, request: Request<TxnPutRequest>) -> Result<Response<TxnPutResponse>, Status> {
-        serve("TxnPut", request, async |req, _| self.ops.txn_put(req).await).await
+    async fn put(
+        &self,
+        request: Request<TxnPutRequest>,
+    ) -> Result<Response<TxnPutResponse>, Status> {
+        serve("TxnPut", request, async |req, _| {
+            self.ops.txn_put(req).await
+        })
+        .await
     }
 
     async fn delete(
         &self,
         request: Request<TxnDeleteRequest>,
     ) -> Result<Response<TxnDeleteResponse>, Status> {
-        serve("TxnDelete", request, async |req, _| self.ops.txn_delete(req).await).await
+        serve("TxnDelete", request, async |req, _| {
+            self.ops.txn_delete(req).await
+        })
+        .await
     }
 
-    async fn commit(&self, request: Request<CommitRequest>) -> Result<Response<CommitResponse>, Status> {
-        serve("TxnCommit", request, async |req, _| self.ops.txn_commit(req).await).await
+    async fn commit(
+        &self,
+        request: Request<CommitRequest>,
+    ) -> Result<Response<CommitResponse>, Status> {
+        serve("TxnCommit", request, async |req, _| {
+            self.ops.txn_commit(req).await
+        })
+        .await
     }
 
     async fn rollback(
         &self,
         request: Request<RollbackRequest>,
     ) -> Result<Response<RollbackResponse>, Status> {
-        serve("TxnRollback", request, async |req, _| self.ops.txn_rollback(req).await).await
+        serve("TxnRollback", request, async |req, _| {
+            self.ops.txn_rollback(req).await
+        })
+        .await
     }
 
     async fn heartbeat(
         &self,
         request: Request<HeartbeatRequest>,
     ) -> Result<Response<HeartbeatResponse>, Status> {
-        serve("TxnHeartbeat", request, async |req, _| self.ops.txn_heartbeat(req).await).await
+        serve("TxnHeartbeat", request, async |req, _| {
+            self.ops.txn_heartbeat(req).await
+        })
+        .await
     }
 
-    async fn atomic(&self, request: Request<AtomicRequest>) -> Result<Response<AtomicResponse>, Status> {
-        serve("TxnAtomic", request, async |req, _| self.ops.atomic(req).await).await
+    async fn atomic(
+        &self,
+        request: Request<AtomicRequest>,
+    ) -> Result<Response<AtomicResponse>, Status> {
+        serve("TxnAtomic", request, async |req, _| {
+            self.ops.atomic(req).await
+        })
+        .await
     }
 }
 
@@ -96,7 +138,10 @@ impl TxnRange for TxnRangeService {
         &self,
         request: Request<PrewriteRequest>,
     ) -> Result<Response<PrewriteResponse>, Status> {
-        serve("Prewrite", request, async |req, ctx| self.ops.prewrite(req, ctx).await).await
+        serve("Prewrite", request, async |req, ctx| {
+            self.ops.prewrite(req, ctx).await
+        })
+        .await
     }
 
     async fn acquire_locks(
@@ -153,6 +198,9 @@ impl TxnRange for TxnRangeService {
         &self,
         request: Request<WaitForRequest>,
     ) -> Result<Response<WaitForResponse>, Status> {
-        serve("WaitFor", request, async |req, ctx| self.ops.wait_for(req, ctx).await).await
+        serve("WaitFor", request, async |req, ctx| {
+            self.ops.wait_for(req, ctx).await
+        })
+        .await
     }
 }

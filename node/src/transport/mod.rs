@@ -18,8 +18,8 @@ pub use introduce::{introduce, join};
 pub use outbox::Outbox;
 pub use peers::PeerDirectory;
 pub use remote::{Remote, HOPS_METADATA};
-pub use txn_remote::localized;
 pub use server::RaftTransportService;
+pub use txn_remote::localized;
 
 /// Snapshot messages are cut into chunks of this size.
 const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;

@@ -59,7 +59,10 @@ impl LockSet {
 
     /// Removes the holder `start_ts`, returning its lock.
     pub fn release(&mut self, start_ts: u64) -> Option<LockInfo> {
-        let at = self.holders.iter().position(|lock| lock.start_ts == start_ts)?;
+        let at = self
+            .holders
+            .iter()
+            .position(|lock| lock.start_ts == start_ts)?;
         Some(self.holders.remove(at))
     }
 
@@ -163,7 +166,11 @@ mod tests {
         assert!(set.conflicting(1, false).is_none(), "its own lock");
         set.hold(lock(2, LockKind::Shared));
         set.hold(lock(1, LockKind::Put));
-        assert_eq!(set.holders.len(), 2, "an upgrade replaces the holder's lock");
+        assert_eq!(
+            set.holders.len(),
+            2,
+            "an upgrade replaces the holder's lock"
+        );
         assert_eq!(set.conflicting(3, true).unwrap().start_ts, 1);
         assert!(set.release(1).is_some());
         assert!(set.release(1).is_none());
@@ -185,6 +192,8 @@ mod tests {
         });
         assert!(span.covers(b"b") && span.covers(b"c") && !span.covers(b"d"));
         assert!(!span.covers(b"a"));
-        assert!(span.overlaps(b"a", b"c") && !span.overlaps(b"d", b"") && !span.overlaps(b"", b"b"));
+        assert!(
+            span.overlaps(b"a", b"c") && !span.overlaps(b"d", b"") && !span.overlaps(b"", b"b")
+        );
     }
 }

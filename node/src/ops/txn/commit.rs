@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use futures::future::join_all;
 use zdb_proto::v1::*;
 
-use super::super::{CallContext, Ops};
 use super::super::reads::range_moved;
+use super::super::{CallContext, Ops};
 use super::table::TxnState;
 use crate::error::{Error, Result};
 use crate::range::descriptor;
@@ -72,10 +72,7 @@ impl Ops {
 
     async fn commit_once(&self, txn: &mut TxnState, routes: Routes) -> Result<u64> {
         let locks = locks_of(txn);
-        let primary = txn
-            .primary
-            .clone()
-            .unwrap_or_else(|| locks[0].key.clone());
+        let primary = txn.primary.clone().unwrap_or_else(|| locks[0].key.clone());
         txn.primary = Some(primary.clone());
         let spans: Vec<(Vec<u8>, Vec<u8>)> = txn.spans.clone();
         let shares = self.shares(locks, &spans, routes).await?;
@@ -120,7 +117,8 @@ impl Ops {
         let ops = self.clone();
         let start_ts = txn.start_ts;
         tokio::spawn(async move {
-            ops.commit_secondaries(start_ts, commit_ts, secondaries).await;
+            ops.commit_secondaries(start_ts, commit_ts, secondaries)
+                .await;
         });
         Ok(commit_ts)
     }
@@ -324,10 +322,16 @@ impl Ops {
             if !ranges.iter().any(|range| descriptor::contains(range, &key)) {
                 ranges = self.ranges_covering(&key, &[], &ctx).await?;
             }
-            let Some(range) = ranges.iter().find(|range| descriptor::contains(range, &key)) else {
+            let Some(range) = ranges
+                .iter()
+                .find(|range| descriptor::contains(range, &key))
+            else {
                 return Err(Error::Timeout("the routing table holds no range for a key"));
             };
-            match groups.iter_mut().find(|(r, _)| r.range_id == range.range_id) {
+            match groups
+                .iter_mut()
+                .find(|(r, _)| r.range_id == range.range_id)
+            {
                 Some((_, group)) => group.push(key),
                 None => groups.push((range.clone(), vec![key])),
             }

@@ -131,14 +131,19 @@ impl Ops {
                 // Led elsewhere: the leader queues the wait.
                 Error::NotLeader { .. } | Error::RangeNotFound(_) => {
                     self.lock_waits.leave(&key, req.start_ts);
-                    let to = self.forward_to(err, super::super::routed(&req.header), &key, ctx).await?;
+                    let to = self
+                        .forward_to(err, super::super::routed(&req.header), &key, ctx)
+                        .await?;
                     let left = deadline.saturating_duration_since(Instant::now());
                     let rest = AcquireLocksRequest {
                         wait_timeout_ms: left.as_millis() as u64,
                         ..req.clone()
                     };
                     let budget = ctx.budget(self.timeout.max(left + self.timeout));
-                    return self.remote.acquire_locks(&to, ctx.hops + 1, budget, rest).await;
+                    return self
+                        .remote
+                        .acquire_locks(&to, ctx.hops + 1, budget, rest)
+                        .await;
                 }
                 err => break Err(err),
             };
@@ -165,8 +170,7 @@ impl Ops {
             self.lock_waits.join(&key, req.start_ts);
             attempt += 1;
             let pause = Duration::from_millis(2u64 << attempt.min(5));
-            tokio::time::sleep(pause.min(deadline.saturating_duration_since(Instant::now())))
-                .await;
+            tokio::time::sleep(pause.min(deadline.saturating_duration_since(Instant::now()))).await;
         };
         self.lock_waits.leave(&key, req.start_ts);
         if waiting_for.is_some() {
@@ -196,7 +200,11 @@ impl Ops {
     }
 
     /// Serves the wait-for graph (TxnRange.WaitFor).
-    pub async fn wait_for(&self, req: WaitForRequest, ctx: &CallContext) -> Result<WaitForResponse> {
+    pub async fn wait_for(
+        &self,
+        req: WaitForRequest,
+        ctx: &CallContext,
+    ) -> Result<WaitForResponse> {
         self.admit()?;
         let cycle = if super::super::routed(&req.header) || ctx.hops > 0 {
             self.meta.wait_for_here(&req).await?

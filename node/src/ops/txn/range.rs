@@ -111,7 +111,9 @@ impl Ops {
             Ok(other) => return Err(unexpected("a prewrite", other)),
             Err(err) => err,
         };
-        let to = self.forward_to(err, routed(&req.header), &first, ctx).await?;
+        let to = self
+            .forward_to(err, routed(&req.header), &first, ctx)
+            .await?;
         self.remote
             .prewrite(&to, ctx.hops + 1, ctx.budget(self.timeout), req)
             .await
@@ -120,7 +122,10 @@ impl Ops {
     /// Takes the locks on the range this node leads, once (no waiting:
     /// the caller waits and retries); NotLeader or RangeNotFound when the
     /// range is led elsewhere.
-    pub(super) async fn lock_here(&self, req: &AcquireLocksRequest) -> Result<AcquireLocksResponse> {
+    pub(super) async fn lock_here(
+        &self,
+        req: &AcquireLocksRequest,
+    ) -> Result<AcquireLocksResponse> {
         let keys: Vec<Vec<u8>> = req.locks.iter().map(|lock| lock.key.clone()).collect();
         let kind = command::Kind::TxnLock(TxnLockCommand {
             primary: req.primary.clone(),
@@ -175,7 +180,10 @@ impl Ops {
             primary: req.primary.clone(),
         });
         let ts = TxnTs::Fixed(req.commit_ts);
-        let err = match self.propose_txn(req.header, req.keys.clone(), kind, ts).await {
+        let err = match self
+            .propose_txn(req.header, req.keys.clone(), kind, ts)
+            .await
+        {
             Ok(_) => return Ok(CommitKeysResponse {}),
             Err(err) => err,
         };

@@ -6,7 +6,9 @@
 
 use std::time::{Duration, Instant};
 
-use zdb_proto::v1::{CheckStatusRequest, CommitKeysRequest, LockInfo, RollbackKeysRequest, TxnState};
+use zdb_proto::v1::{
+    CheckStatusRequest, CommitKeysRequest, LockInfo, RollbackKeysRequest, TxnState,
+};
 
 use super::super::{CallContext, Ops};
 use crate::clock::wall_ms;

@@ -65,7 +65,10 @@ impl Ops {
     }
 
     /// The running transaction `id`, locked for this call.
-    async fn running(&self, id: u64) -> Result<(SharedTxn, tokio::sync::OwnedMutexGuard<TxnState>)> {
+    async fn running(
+        &self,
+        id: u64,
+    ) -> Result<(SharedTxn, tokio::sync::OwnedMutexGuard<TxnState>)> {
         let shared = self.transactions.get(id)?;
         let guard = shared.clone().lock_owned().await;
         guard.check_running()?;
@@ -191,7 +194,11 @@ impl Ops {
         Ok(TxnBatchGetResponse { pairs })
     }
 
-    pub async fn txn_scan(&self, req: TxnScanRequest, ctx: &CallContext) -> Result<TxnScanResponse> {
+    pub async fn txn_scan(
+        &self,
+        req: TxnScanRequest,
+        ctx: &CallContext,
+    ) -> Result<TxnScanResponse> {
         self.admit()?;
         validate::scan(&self.limits, &req.start_key, &req.end_key, req.limit)?;
         let (_, mut txn) = self.running(req.txn_id).await?;
@@ -222,9 +229,8 @@ impl Ops {
             (true, Some(last)) => [last.as_slice(), &[0]].concat(),
             _ => req.end_key.clone(),
         };
-        let in_span = |key: &Vec<u8>| {
-            *key >= req.start_key && (covered_end.is_empty() || *key < covered_end)
-        };
+        let in_span =
+            |key: &Vec<u8>| *key >= req.start_key && (covered_end.is_empty() || *key < covered_end);
         for (key, written) in txn.writes.iter().filter(|(key, _)| in_span(key)) {
             match written {
                 Some(value) => merged.insert(key.clone(), value.clone()),
@@ -375,14 +381,19 @@ impl Ops {
             current.extend(response.pairs.into_iter().map(|kv| (kv.key, kv.value)));
             txn.reads.extend(keys);
         }
-        let succeeded = req.compare.iter().all(|compare| {
-            match (current.get(&compare.key), compare.absent) {
-                (None, absent) => absent,
-                (Some(value), false) => *value == compare.value,
-                (Some(_), true) => false,
-            }
-        });
-        let branch = if succeeded { &req.success } else { &req.failure };
+        let succeeded =
+            req.compare.iter().all(
+                |compare| match (current.get(&compare.key), compare.absent) {
+                    (None, absent) => absent,
+                    (Some(value), false) => *value == compare.value,
+                    (Some(_), true) => false,
+                },
+            );
+        let branch = if succeeded {
+            &req.success
+        } else {
+            &req.failure
+        };
         buffer_mutations(&mut txn, branch)?;
         let commit_ts = self.commit_state(&mut txn).await?;
         Ok(AtomicResponse {

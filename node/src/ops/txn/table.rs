@@ -116,6 +116,8 @@ impl Transactions {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, SharedTxn>> {
-        self.running.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.running
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
