@@ -10,13 +10,15 @@
 //!   network, splits / leader transfers / replica moves with crashes in
 //!   between) and the log of faults injected;
 //! - [`workload`]: client workers for the register workload (get, put,
-//!   delete, CAS with unique values) and the set workload (unique adds,
-//!   full reads);
+//!   delete, CAS with unique values), the set workload (unique adds, full
+//!   reads), the bank (serializable transfers over 16 ranges, snapshot
+//!   reads) and list-append transactions;
 //! - [`history`]: every operation with invocation and completion time and
 //!   outcome (ok, failed, unknown);
 //! - [`checker`]: linearizability (Wing–Gong with Lowe's memoization, per
 //!   key), lost writes (set workload), replica consistency of the quiet
-//!   cluster;
+//!   cluster, the bank's invariants, and Elle's dependency cycles for
+//!   list-append;
 //! - [`run`]: one whole run: start, load, faults, heal, final reads, checks;
 //! - [`report`]: on failure, the history and node logs saved to a folder.
 

@@ -132,6 +132,10 @@ impl fmt::Display for RunSummary {
     }
 }
 
+/// How long before the end of a run its past state is taken at most: well
+/// inside the default GC life time (10 minutes), including the checks.
+const PAST_WITHIN_GC_LIFE_TIME: Duration = Duration::from_secs(5 * 60);
+
 /// Runs one whole chaos test.
 pub async fn run(config: RunConfig) -> Result<RunSummary> {
     let mut cluster_config = ClusterConfig::new(config.nodes);
@@ -232,11 +236,17 @@ pub async fn run(config: RunConfig) -> Result<RunSummary> {
     );
     let nemesis = tokio::spawn(nemesis.run(stopped.clone()));
 
-    // Halfway, a timestamp from the oracle: at the end, every replica must
-    // also hold the same past as of it.
-    tokio::time::sleep(config.duration / 2).await;
+    // Halfway (or, in a long run, a few minutes before the end, so that the
+    // GC safe point has not passed it when the replicas are compared), a
+    // timestamp from the oracle: at the end, every replica must also hold
+    // the same past as of it.
+    let before_end = config
+        .duration
+        .saturating_sub(PAST_WITHIN_GC_LIFE_TIME)
+        .max(config.duration / 2);
+    tokio::time::sleep(before_end).await;
     let midpoint = final_client.now().await.ok();
-    tokio::time::sleep(config.duration - config.duration / 2).await;
+    tokio::time::sleep(config.duration - before_end).await;
     let _ = stop.send(true);
     let faults = nemesis.await.unwrap_or_default();
     for worker in workers {

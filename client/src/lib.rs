@@ -14,7 +14,8 @@
 //!   or ranges reads all of them at one.
 //! - [`Transaction`]: transactions across ranges, serializable by default
 //!   ([`Isolation`], [`TxnOptions`]). The node that answers `begin`
-//!   coordinates one, so every call of it goes there; `transaction` runs a
+//!   coordinates one, so every call of it goes there; its writes wait in
+//!   the client and go with the commit; `transaction` runs a
 //!   closure in one and runs it again when it was aborted. `atomic` is a
 //!   one-call transaction as etcd's Txn ([`Compare`]).
 //! - `admin`: splits, membership changes, node states and zones, node

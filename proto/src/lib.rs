@@ -1,5 +1,7 @@
 //! zdb's wire protocol, generated from `proto/`:
 //! - `zdb.v1` `Kv`: the client API (kv.proto);
+//! - `zdb.v1` `Txn` and `TxnRange`: transactions coordinated by the node
+//!   that receives them, and the per-range protocol they run on (txn.proto);
 //! - `zdb.v1` `Admin`: node administration (admin.proto);
 //! - `zdb.v1` `RaftTransport`: node-to-node Raft traffic and the replicated
 //!   command format (raft.proto);
