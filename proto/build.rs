@@ -10,6 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 "proto/zdb/v1/admin.proto",
                 "proto/zdb/v1/raft.proto",
                 "proto/zdb/v1/txn.proto",
+                "proto/zdb/v1/auth.proto",
                 "proto/google/rpc/status.proto",
             ],
             &["proto"],

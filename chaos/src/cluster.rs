@@ -15,6 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use zdb_client::{Client, ClientConfig};
+use zdb_security::pki;
 
 use crate::error::{ChaosError, Result};
 use crate::proxy::{LinkFault, Proxy};
@@ -31,6 +32,10 @@ pub struct ClusterConfig {
     /// make lagging and re-added replicas need snapshots, which puts
     /// snapshot transfer under the faults.
     pub log_compact_threshold: u64,
+    /// TLS on every connection (node certificates between nodes, through
+    /// the proxies) and authentication on; the harness's clients log in as
+    /// root with its client certificate.
+    pub secure: bool,
 }
 
 impl ClusterConfig {
@@ -41,6 +46,7 @@ impl ClusterConfig {
             extra_args: vec!["--raft-tick-ms=50".into()],
             env: Vec::new(),
             log_compact_threshold: 300,
+            secure: false,
         }
     }
 }
@@ -86,6 +92,26 @@ pub fn node_binary() -> Result<PathBuf> {
     )))
 }
 
+/// Certificates for 127.0.0.1 and a root password in `dir`, and the
+/// environment that gives them to a node.
+fn secure_env(dir: &Path) -> Result<Vec<(String, String)>> {
+    let certs = dir.join("certs");
+    pki::write_working_set(&certs, &[])
+        .map_err(|err| ChaosError::Config(format!("certificates: {err}")))?;
+    let password = dir.join("root.password");
+    std::fs::write(&password, "chaos-root")?;
+    let file = |name: &str| certs.join(name).display().to_string();
+    Ok(vec![
+        ("ZDB_TLS_CA_FILE".into(), file(pki::CA_CERT_FILE)),
+        ("ZDB_TLS_CERT_FILE".into(), file(pki::NODE_CERT_FILE)),
+        ("ZDB_TLS_KEY_FILE".into(), file(pki::NODE_KEY_FILE)),
+        (
+            "ZDB_AUTH_ROOT_PASSWORD_FILE".into(),
+            password.display().to_string(),
+        ),
+    ])
+}
+
 fn free_address() -> Result<SocketAddr> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
 }
@@ -101,6 +127,10 @@ impl ChaosCluster {
         }
         let binary = node_binary()?;
         let dir = tempfile::Builder::new().prefix("zdb-chaos-").tempdir()?;
+        let mut config = config;
+        if config.secure {
+            config.env.extend(secure_env(dir.path())?);
+        }
         let mut nodes = BTreeMap::new();
         for id in 1..=config.nodes {
             nodes.insert(
@@ -176,6 +206,16 @@ impl ChaosCluster {
         let mut config = ClientConfig::new(self.endpoints());
         config.timeout = timeout;
         config.connect_timeout = Duration::from_millis(500);
+        if self.config.secure {
+            let certs = self.dir.path().join("certs");
+            config.tls = Some(zdb_client::TlsConfig::Files {
+                ca: certs.join(pki::CA_CERT_FILE),
+                cert_and_key: Some((
+                    certs.join(pki::client_cert_file("root")),
+                    certs.join(pki::client_key_file("root")),
+                )),
+            });
+        }
         Ok(Client::new(config)?)
     }
 

@@ -33,6 +33,9 @@ struct Args {
     workers: usize,
     #[arg(long)]
     always_report: bool,
+    /// TLS on every connection and authentication on.
+    #[arg(long)]
+    secure: bool,
 }
 
 #[tokio::main]
@@ -64,6 +67,7 @@ async fn main() {
     config.out = args.out;
     config.register_workers = args.workers;
     config.always_report = args.always_report;
+    config.secure = args.secure;
     // Ctrl-C or SIGTERM: drop the run, which stops every node it started.
     let interrupted = async {
         let mut terminate =

@@ -41,6 +41,8 @@ pub struct RunConfig {
     pub node_env: Vec<(String, String)>,
     /// Save the report even when every checker passes.
     pub always_report: bool,
+    /// TLS between every node and client, authentication on.
+    pub secure: bool,
 }
 
 impl RunConfig {
@@ -59,6 +61,7 @@ impl RunConfig {
             out: None,
             node_env: Vec::new(),
             always_report: false,
+            secure: false,
         }
     }
 }
@@ -140,6 +143,7 @@ const PAST_WITHIN_GC_LIFE_TIME: Duration = Duration::from_secs(5 * 60);
 pub async fn run(config: RunConfig) -> Result<RunSummary> {
     let mut cluster_config = ClusterConfig::new(config.nodes);
     cluster_config.env = config.node_env.clone();
+    cluster_config.secure = config.secure;
     let cluster = ChaosCluster::start(cluster_config).await?;
     cluster.wait_ready(Duration::from_secs(60)).await?;
     let addresses: Vec<(u64, String)> = cluster

@@ -16,9 +16,13 @@ fn seed(default: u64) -> u64 {
 }
 
 async fn run_schedule(schedule: Schedule, default_seed: u64) {
-    let seed = seed(default_seed);
+    run_config(RunConfig::new(3, FAULT_TIME, seed(default_seed), schedule)).await;
+}
+
+async fn run_config(config: RunConfig) {
+    let (seed, schedule) = (config.seed, config.schedule);
     println!("chaos schedule {schedule}: seed {seed} (replay with ZDB_CHAOS_SEED={seed})");
-    let summary = run(RunConfig::new(3, FAULT_TIME, seed, schedule))
+    let summary = run(config)
         .await
         .unwrap_or_else(|err| panic!("the {schedule} run (seed {seed}) could not complete: {err}"));
     println!("{summary}");
@@ -47,6 +51,16 @@ async fn pauses() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flaky_network() {
     run_schedule(Schedule::FlakyNetwork, 104).await;
+}
+
+/// The same faults with TLS between every node (through the proxies) and
+/// authentication on: reconnecting, re-handshaking peers keep every checker
+/// passing. Shorter: the TLS-free schedules cover the faults themselves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crashes_and_partitions_with_tls_and_auth() {
+    let mut config = RunConfig::new(3, Duration::from_secs(15), seed(106), Schedule::Mixed);
+    config.secure = true;
+    run_config(config).await;
 }
 
 /// Splits, leader transfers and replica moves (snapshots), with SIGKILLs at

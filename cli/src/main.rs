@@ -5,13 +5,24 @@
 //!   in one transaction, parsed whole before anything is sent.
 //! - `status`: what each node reports about itself and its ranges.
 //! - `time`: the oracle's time (`now`) and garbage collection (`gc`).
+//! - `encryption`: which keys each node encrypts at rest with; rotation.
+//! - `cert`: the cluster CA and the node and client certificates it signs.
+//! - `auth`: authentication on and off, users, roles and their permissions.
+//! - `connect`: TLS and login flags (`--ca-cert`, `--user`, ...), checked
+//!   and turned into the client's configuration.
 //! - `local`: `local up` starts and supervises a cluster of `zdb-node`
 //!   processes on 127.0.0.1, keeping its data in one folder; `local
 //!   add-node` and `local remove-node` ask it, through its control socket,
 //!   to start or stop one.
 
+mod auth;
+mod cert;
+mod connect;
 mod data;
+mod encryption;
+mod keyspan;
 mod local;
+mod prompt;
 mod status;
 mod time;
 mod txn;
@@ -20,7 +31,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use zdb_client::{Client, ClientConfig};
+use zdb_client::Client;
 
 #[derive(Parser)]
 #[command(
@@ -35,6 +46,8 @@ struct Cli {
     /// Deadline for each command, retries included, in seconds.
     #[arg(long, default_value_t = 10, global = true)]
     timeout: u64,
+    #[command(flatten)]
+    security: connect::SecurityArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -69,6 +82,21 @@ enum Command {
         #[arg(long, value_name = "DURATION")]
         life_time: Option<String>,
     },
+    /// Encryption at rest: each node's keys, and data key rotation.
+    #[command(subcommand)]
+    Encryption(encryption::EncryptionCommand),
+    /// Create the cluster CA and node and client certificates (no cluster needed).
+    #[command(subcommand)]
+    Cert(cert::CertCommand),
+    /// Authentication: whether it is on and who you are; turn it on or off.
+    #[command(subcommand)]
+    Auth(auth::AuthCommand),
+    /// Users: add, delete, passwd, grant and revoke roles, list.
+    #[command(subcommand)]
+    User(auth::UserCommand),
+    /// Roles: add, delete, grant and revoke permissions on key spans, list.
+    #[command(subcommand)]
+    Role(auth::RoleCommand),
     /// Run a cluster of local processes.
     #[command(subcommand)]
     Local(local::LocalCommand),
@@ -79,16 +107,13 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Local(command) => local::run(command).await,
+        Command::Cert(command) => cert::run(command),
         command => {
-            let mut config = ClientConfig::new(
-                cli.endpoints
-                    .iter()
-                    .map(|e| e.trim().to_owned())
-                    .filter(|e| !e.is_empty()),
-            );
-            config.timeout = Duration::from_secs(cli.timeout);
-            match Client::new(config) {
-                Err(err) => Err(err.into()),
+            let config = cli
+                .security
+                .client_config(&cli.endpoints, Duration::from_secs(cli.timeout));
+            match config.and_then(|config| Ok(Client::new(config)?)) {
+                Err(err) => Err(err),
                 Ok(client) => match command {
                     Command::Data(command) => data::run(&client, command).await,
                     Command::Txn(args) => txn::run(&client, args).await,
@@ -106,8 +131,13 @@ async fn main() -> ExitCode {
                     }
                     Command::Now => time::now(&client).await,
                     Command::Gc { life_time } => time::gc(&client, life_time.as_deref()).await,
-                    Command::Local(_) => unreachable!("handled above"),
-                },
+                    Command::Encryption(command) => encryption::run(&client, command).await,
+                    Command::Auth(command) => auth::auth(&client, command).await,
+                    Command::User(command) => auth::user(&client, command).await,
+                    Command::Role(command) => auth::role(&client, command).await,
+                    Command::Local(_) | Command::Cert(_) => unreachable!("handled above"),
+                }
+                .map_err(|err| cli.security.explain(err)),
             }
         }
     };

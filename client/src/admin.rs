@@ -3,7 +3,7 @@
 
 use std::future::Future;
 
-use tonic::transport::Channel;
+use crate::transport::Transport;
 use tonic::Status;
 use zdb_proto::v1::admin_client::AdminClient;
 use zdb_proto::v1::{
@@ -111,6 +111,47 @@ impl Client {
         Ok(response.found.then_some(response.value))
     }
 
+    /// Every key and value of `range` as the node at `endpoint` holds it in
+    /// its own replica, as of `read_ts` (0: its latest), page by page. For
+    /// comparing replicas.
+    pub async fn scan_replica_at_node(
+        &self,
+        endpoint: &str,
+        range: &pb::RangeDescriptor,
+        read_ts: u64,
+    ) -> Result<Vec<pb::KeyValue>> {
+        let mut pairs = Vec::new();
+        let mut start = range.start_key.clone();
+        loop {
+            let request = timed(
+                pb::ScanRequest {
+                    header: Some(pb::RequestHeader {
+                        range_id: range.range_id,
+                        epoch: range.epoch,
+                    }),
+                    start_key: start.clone(),
+                    end_key: range.end_key.clone(),
+                    consistency: pb::ReadConsistency::Stale as i32,
+                    read_ts,
+                    ..Default::default()
+                },
+                self.timeout(),
+            );
+            let page = self
+                .kv(endpoint)?
+                .scan(request)
+                .await
+                .map_err(Error::from_final_status)?
+                .into_inner();
+            let last = page.pairs.last().map(|pair| pair.key.clone());
+            pairs.extend(page.pairs);
+            match (page.more, last) {
+                (true, Some(key)) => start = [key.as_slice(), &[0]].concat(),
+                _ => return Ok(pairs),
+            }
+        }
+    }
+
     /// Asks the node at `endpoint` (the range's leader) to split `range_id`
     /// at the key that halves it by size.
     pub async fn split_range_at_node(&self, endpoint: &str, range_id: u64) -> Result<()> {
@@ -138,7 +179,7 @@ impl Client {
         mut call: F,
     ) -> Result<T>
     where
-        F: FnMut(AdminClient<Channel>) -> Fut,
+        F: FnMut(AdminClient<Transport>) -> Fut,
         Fut: Future<Output = std::result::Result<tonic::Response<T>, Status>>,
     {
         let mut attempts = self.attempts();
@@ -352,6 +393,23 @@ impl Client {
             .await
             .map(tonic::Response::into_inner)
             .map_err(Error::from_final_status)
+    }
+
+    /// Makes a new data key current on the node at `endpoint` (encryption
+    /// at rest); answers that node's encryption status afterwards.
+    pub async fn rotate_data_key(&self, endpoint: &str) -> Result<pb::EncryptionStatus> {
+        let mut admin = AdminClient::new(self.channel(endpoint)?);
+        let request = timed(pb::RotateDataKeyRequest {}, self.timeout().min(MAX_ATTEMPT));
+        let response = admin
+            .rotate_data_key(request)
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(Error::from_final_status)?;
+        response.encryption.ok_or_else(|| {
+            Error::Rpc(Box::new(Status::internal(
+                "rotation response without a status",
+            )))
+        })
     }
 }
 

@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tonic::transport::{Channel, Endpoint};
+use crate::transport::{Credentials, Dialer, TlsConfig, Transport};
 use tonic::{Request, Status};
 use zdb_proto::v1::kv_client::KvClient;
 use zdb_proto::v1::{self as pb, mutation, KeyValue, ReadConsistency, RequestHeader};
@@ -35,6 +35,11 @@ pub struct ClientConfig {
     /// Deadline for one call, retries included.
     pub timeout: Duration,
     pub connect_timeout: Duration,
+    /// Connect over TLS, trusting this CA (and logging in with the client
+    /// certificate, if it names one).
+    pub tls: Option<TlsConfig>,
+    /// Log in with a user name and password (needs TLS).
+    pub credentials: Option<Credentials>,
 }
 
 impl ClientConfig {
@@ -43,6 +48,8 @@ impl ClientConfig {
             endpoints: endpoints.into_iter().map(Into::into).collect(),
             timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(1),
+            tls: None,
+            credentials: None,
         }
     }
 }
@@ -95,7 +102,8 @@ pub struct Client {
 
 struct Inner {
     config: ClientConfig,
-    channels: Mutex<HashMap<String, Channel>>,
+    dialer: Dialer,
+    channels: Mutex<HashMap<String, Transport>>,
     cache: Mutex<RangeCache>,
     next_endpoint: AtomicUsize,
 }
@@ -137,8 +145,14 @@ impl Client {
         if config.endpoints.is_empty() {
             return Err(Error::NoEndpoints);
         }
+        let dialer = Dialer::new(
+            config.tls.as_ref(),
+            config.credentials.clone(),
+            config.connect_timeout,
+        )?;
         let client = Client {
             inner: Arc::new(Inner {
+                dialer,
                 config,
                 channels: Mutex::new(HashMap::new()),
                 cache: Mutex::new(RangeCache::default()),
@@ -168,7 +182,7 @@ impl Client {
         &self.inner.config.endpoints
     }
 
-    pub(crate) fn channel(&self, endpoint: &str) -> Result<Channel> {
+    pub(crate) fn channel(&self, endpoint: &str) -> Result<Transport> {
         let mut channels = self
             .inner
             .channels
@@ -177,22 +191,12 @@ impl Client {
         if let Some(channel) = channels.get(endpoint) {
             return Ok(channel.clone());
         }
-        let bad = |reason: String| Error::BadEndpoint {
-            endpoint: endpoint.to_owned(),
-            reason,
-        };
-        let channel = Endpoint::from_shared(format!("http://{endpoint}"))
-            .map_err(|err| bad(err.to_string()))?
-            .connect_timeout(self.inner.config.connect_timeout)
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(10))
-            .keep_alive_while_idle(true)
-            .connect_lazy();
+        let channel = self.inner.dialer.dial(endpoint)?;
         channels.insert(endpoint.to_owned(), channel.clone());
         Ok(channel)
     }
 
-    pub(crate) fn kv(&self, endpoint: &str) -> Result<KvClient<Channel>> {
+    pub(crate) fn kv(&self, endpoint: &str) -> Result<KvClient<Transport>> {
         Ok(KvClient::new(self.channel(endpoint)?)
             .max_decoding_message_size(usize::MAX)
             .max_encoding_message_size(usize::MAX))
@@ -287,7 +291,7 @@ impl Client {
         attempt: &mut F,
     ) -> Result<Step<T>>
     where
-        F: FnMut(KvClient<Channel>, RequestHeader, Duration) -> Fut,
+        F: FnMut(KvClient<Transport>, RequestHeader, Duration) -> Fut,
         Fut: Future<Output = std::result::Result<tonic::Response<T>, Status>>,
     {
         let remaining = attempts.remaining()?;
@@ -351,7 +355,7 @@ impl Client {
     /// an ambiguous failure.
     async fn call<T, F, Fut>(&self, key: &[u8], idempotent: bool, mut attempt: F) -> Result<T>
     where
-        F: FnMut(KvClient<Channel>, RequestHeader, Duration) -> Fut,
+        F: FnMut(KvClient<Transport>, RequestHeader, Duration) -> Fut,
         Fut: Future<Output = std::result::Result<tonic::Response<T>, Status>>,
     {
         let mut attempts = self.attempts();
@@ -604,7 +608,7 @@ impl Client {
                     &cached,
                     true,
                     &mut attempts,
-                    &mut |mut kv: KvClient<Channel>, header, timeout| {
+                    &mut |mut kv: KvClient<Transport>, header, timeout| {
                         let request = timed(
                             pb::ScanRequest {
                                 header: Some(header),
@@ -696,7 +700,7 @@ impl Client {
                         &cached,
                         true,
                         &mut attempts,
-                        &mut |mut kv: KvClient<Channel>, header, timeout| {
+                        &mut |mut kv: KvClient<Transport>, header, timeout| {
                             let request = timed(
                                 pb::BatchGetRequest {
                                     header: Some(header),
@@ -773,7 +777,7 @@ impl Client {
                     &cached,
                     RETRY_WRITES,
                     &mut attempts,
-                    &mut |mut kv: KvClient<Channel>, header, timeout| {
+                    &mut |mut kv: KvClient<Transport>, header, timeout| {
                         let request = timed(
                             pb::BatchWriteRequest {
                                 header: Some(header),

@@ -24,6 +24,9 @@ pub enum Error {
     #[error("no endpoints given; pass --endpoints or set ZDB_ENDPOINTS")]
     NoEndpoints,
 
+    #[error("TLS: {0}")]
+    Tls(String),
+
     /// A read named a timestamp below the GC safe point.
     #[error("read timestamp {read_ts} is below the GC safe point {safe_point}: the versions it needs may be collected; read at a newer timestamp")]
     TimestampTooOld { read_ts: u64, safe_point: u64 },
@@ -64,6 +67,15 @@ pub enum Error {
     #[error("transaction {0} is unknown to its coordinator (idle timeout or node restart): begin a new one")]
     TxnNotFound(u64),
 
+    /// The call named no one while authentication is on, or its
+    /// credentials did not hold.
+    #[error("unauthenticated: {0}")]
+    Unauthenticated(String),
+
+    /// The user lacks a permission; nothing was applied.
+    #[error("permission denied: user {user:?} lacks {permission}")]
+    PermissionDenied { user: String, permission: String },
+
     /// Any other error status from the node.
     #[error("{}: {}", .0.code(), .0.message())]
     Rpc(Box<Status>),
@@ -99,7 +111,12 @@ impl Error {
                 reason: aborted.reason,
             },
             Some(Kind::TxnNotFound(not_found)) => Error::TxnNotFound(not_found.txn_id),
+            Some(Kind::PermissionDenied(denied)) => Error::PermissionDenied {
+                user: denied.user,
+                permission: denied.permission,
+            },
             _ => match status.code() {
+                Code::Unauthenticated => Error::Unauthenticated(status.message().to_owned()),
                 Code::InvalidArgument | Code::OutOfRange => {
                     Error::InvalidArgument(status.message().to_owned())
                 }

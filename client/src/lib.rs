@@ -18,8 +18,12 @@
 //!   the client and go with the commit; `transaction` runs a
 //!   closure in one and runs it again when it was aborted. `atomic` is a
 //!   one-call transaction as etcd's Txn ([`Compare`]).
+//! - `auth`: users, roles and their permissions; authentication on and
+//!   off ([`AuthStatus`]).
 //! - `admin`: splits, membership changes, node states and zones, node
 //!   inspection, GC settings; calls about a range follow it to its leader.
+//! - `transport`: one channel per node, over TLS when configured, with a
+//!   password login's token on every call (renewed before it expires).
 //! - `routing`: the range cache (filled from the meta range by `Locate`).
 //! - `retry`: how a failed attempt is classified: by the typed error kind
 //!   the node sent, else by the gRPC code and whether anything was sent;
@@ -27,13 +31,20 @@
 //! - [`Error`]: what an application sees when a call fails.
 
 mod admin;
+mod auth;
 mod client;
 mod error;
 mod retry;
 mod routing;
+mod transport;
 mod txn;
 
+pub use auth::AuthStatus;
 pub use client::{CasOutcome, Client, ClientConfig, Consistency, Mutation};
 pub use error::{Error, Result};
+pub use transport::{Credentials, TlsConfig};
 pub use txn::{Compare, Isolation, Transaction, TxnFuture, TxnOptions};
-pub use zdb_proto::v1::{KeyValue, NodeAddress, NodeState, NodeStatusResponse, RangeDescriptor};
+pub use zdb_proto::v1::{
+    Access, KeyValue, NodeAddress, NodeState, NodeStatusResponse, Permission, RangeDescriptor,
+    Role, UserInfo,
+};

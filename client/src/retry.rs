@@ -43,6 +43,12 @@ pub fn classify(status: &Status) -> Next {
             Kind::NotApplied(_) | Kind::ShuttingDown(_) | Kind::ServerBusy(_) | Kind::KeyLocked(_),
         ) => Next::Retry,
         Some(Kind::OutcomeUnknown(_)) => Next::Ambiguous,
+        // The token ran out or was revoked: the transport dropped it, the
+        // next attempt logs in again. Nothing was applied.
+        Some(Kind::Unauthenticated(unauthenticated)) if unauthenticated.token_expired => {
+            Next::Retry
+        }
+        Some(Kind::Unauthenticated(_) | Kind::PermissionDenied(_)) => Next::Fail,
         // The versions the read needs may be gone: a newer timestamp is the fix.
         Some(Kind::TimestampTooOld(_)) => Next::Fail,
         // The transaction is over: sending the call again cannot help, only

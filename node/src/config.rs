@@ -38,6 +38,61 @@ pub struct NodeConfig {
     /// On SIGTERM, how long the node may take to hand its leaderships away
     /// and finish the requests in flight before it exits anyway.
     pub shutdown_timeout: Duration,
+    /// Encryption at rest; None: values are stored in the clear.
+    pub encryption: Option<EncryptionConfig>,
+    /// Serve TLS only and dial peers over TLS with this certificate; None:
+    /// plaintext.
+    pub tls: Option<zdb_security::tls::TlsFiles>,
+    /// Authentication settings (on from the start with a root password).
+    pub security: crate::ops::auth::SecuritySettings,
+    /// Where the audit log goes (default: `audit.log` in the data dir,
+    /// written when TLS is on).
+    pub audit_log: Option<PathBuf>,
+}
+
+/// Encryption at rest: values of user data, transactions, the Raft log and
+/// the system keyspace are sealed with data keys that the master key wraps.
+#[derive(Debug, Clone)]
+pub struct EncryptionConfig {
+    /// The master key: 32 random bytes as 64 hex characters.
+    pub key_file: PathBuf,
+    /// The master key before the current one, during a master key
+    /// rotation: the data key file is rewrapped from it at start.
+    pub previous_key_file: Option<PathBuf>,
+    /// A new data key is made once the current one is this old.
+    pub data_key_rotation_period: Duration,
+}
+
+impl EncryptionConfig {
+    pub const DEFAULT_ROTATION_PERIOD: Duration = Duration::from_secs(7 * 24 * 3600);
+}
+
+/// A duration written as a number and a unit: `30s`, `15m`, `24h`, `7d`
+/// (a bare number is seconds).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration such as 30s, 15m, 24h or 7d"))?;
+    let seconds = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => {
+            return Err(format!(
+                "{text:?}: unknown unit {unit:?} (use s, m, h or d)"
+            ))
+        }
+    };
+    number
+        .checked_mul(seconds)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("{text:?} is too long"))
 }
 
 /// Request size limits. Anything above is refused with INVALID_ARGUMENT.
@@ -115,5 +170,22 @@ impl RaftConfig {
             return Duration::ZERO;
         }
         self.tick * (self.election_ticks.saturating_sub(1) as u32) * 4 / 5
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_take_a_unit() {
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86_400)));
+        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("45"), Ok(Duration::from_secs(45)));
+        assert!(parse_duration("7w").is_err());
+        assert!(parse_duration("d").is_err());
+        assert!(parse_duration("").is_err());
     }
 }

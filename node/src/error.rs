@@ -96,11 +96,26 @@ pub enum Error {
     #[error("transaction {0} is unknown to this node (it ended, idled out, or another node coordinates it); begin a new one")]
     TxnNotFound(u64),
 
+    /// The call names no one while authentication is on, or its
+    /// credentials do not hold; nothing was applied.
+    #[error("unauthenticated: {reason}")]
+    Unauthenticated { reason: String, token_expired: bool },
+
+    /// The caller lacks `permission`; nothing was applied.
+    #[error("permission denied: user {user:?} lacks {permission}; an admin can grant it (zdbctl role grant)")]
+    PermissionDenied { user: String, permission: String },
+
     #[error("node {node_id} is known to this cluster under another store id; its data directory was wiped. Start it as a new node instead of reusing id {node_id}")]
     IdentityChanged { node_id: u64 },
 
     #[error("configuration: {0}")]
     Config(String),
+
+    /// Encryption at rest: a key file that cannot be read or written, a
+    /// wrong master key, a sealed value that does not open. Boxed: it is
+    /// rare, and keeps every `Result` of the node small.
+    #[error("encryption at rest: {0}")]
+    Encryption(Box<zdb_security::Error>),
 
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
@@ -135,6 +150,12 @@ fn range_not_found_message(range_id: u64) -> String {
         "no range on this node holds the key; look it up again (Locate) and retry".into()
     } else {
         format!("range {range_id} has no replica on this node; look it up again (Locate) and retry")
+    }
+}
+
+impl From<zdb_security::Error> for Error {
+    fn from(err: zdb_security::Error) -> Self {
+        Error::Encryption(Box::new(err))
     }
 }
 

@@ -29,6 +29,7 @@
 //!   chaos checkers, compiled in only with the `planted-bugs` feature.
 
 pub mod apply;
+pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod engine;

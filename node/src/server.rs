@@ -4,6 +4,7 @@
 //! bounded time.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,12 +14,17 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tonic::transport::server::TcpIncoming;
 use zdb_proto::v1::admin_server::AdminServer;
+use zdb_proto::v1::auth_server::AuthServer;
 use zdb_proto::v1::kv_server::KvServer;
 use zdb_proto::v1::raft_transport_server::RaftTransportServer;
 use zdb_proto::v1::txn_range_server::TxnRangeServer;
 use zdb_proto::v1::txn_server::TxnServer;
 use zdb_proto::v1::{NodeIdentity, PeerHeader};
 
+use zdb_security::tls::{ClientTls, ServerTls};
+
+use crate::auth::audit::Decision;
+use crate::auth::{AuditLog, Guard};
 use crate::clock::SystemClock;
 use crate::config::NodeConfig;
 use crate::engine::{keys, Engine, ReadView, CF_META};
@@ -29,7 +35,7 @@ use crate::meta::{reporter, MetaClient, Timestamps};
 use crate::mvcc::Horizon;
 use crate::ops::{Identity, Ops, OpsParts};
 use crate::service::txn::{TxnRangeService, TxnService};
-use crate::service::{admin::AdminService, grpc_health, kv::KvService, status_http};
+use crate::service::{admin::AdminService, auth::AuthService, grpc_health, kv::KvService, status_http};
 use crate::store::{self, msg::StoreMsg, MetaLease, Store, StoreParts};
 use crate::transport::{self, Dialer, Outbox, PeerDirectory, RaftTransportService, Remote};
 
@@ -68,10 +74,11 @@ pub async fn run(
         None => None,
     };
 
-    let engine = Engine::open(&config.data_dir.join("db"))?;
+    let engine = Engine::open_node(&config.data_dir, config.encryption.as_ref())?;
     engine.check_format()?;
-    let dialer = Dialer::new();
-    let identity = settle_identity(&engine, &config, &dialer).await?;
+    let security = Security::load(&config)?;
+    let identity = settle_identity(&engine, &config, &security.dialer).await?;
+    security.guard.audit().set_node(identity.node_id);
     tracing::info!(
         node_id = identity.node_id,
         cluster_id = %identity.cluster_id,
@@ -79,10 +86,15 @@ pub async fn run(
         listen = %config.listen,
         "starting node"
     );
-    let (node, transport) = start(&config, &identity, engine, dialer, &health, &stop_rx)?;
+    let server_tls = security.server_tls.clone();
+    let (node, transport) = start(&config, &identity, engine, security, &health, &stop_rx)?;
     health.set_phase(Phase::Running);
 
-    let result = serve(&config, &node, transport, listener, shutdown, &stop_tx).await;
+    let incoming = Incoming {
+        listener,
+        tls: server_tls,
+    };
+    let result = serve(&config, &node, transport, incoming, shutdown, &stop_tx).await;
     let _ = stop_tx.send(true);
     node.outbox.close();
     let _ = node.store_sender.send(StoreMsg::Shutdown);
@@ -107,14 +119,60 @@ struct Running {
     health: Health,
 }
 
+/// How this node proves who it is and checks who calls it.
+struct Security {
+    dialer: Dialer,
+    server_tls: Option<Arc<ServerTls>>,
+    guard: Guard,
+}
+
+impl Security {
+    fn load(config: &NodeConfig) -> Result<Self> {
+        let bad = |err: zdb_security::Error| Error::Config(err.to_string());
+        let Some(files) = &config.tls else {
+            if config.security.root_password.is_some() {
+                return Err(Error::Config(
+                    "authentication needs TLS: give --tls-ca-file, --tls-cert-file and --tls-key-file too".into(),
+                ));
+            }
+            return Ok(Security {
+                dialer: Dialer::new(),
+                server_tls: None,
+                guard: Guard::open(),
+            });
+        };
+        let server_tls = Arc::new(ServerTls::load(files).map_err(bad)?);
+        let client_tls = Arc::new(ClientTls::for_node(files).map_err(bad)?);
+        let audit_path = config
+            .audit_log
+            .clone()
+            .unwrap_or_else(|| config.data_dir.join("audit.log"));
+        let audit = AuditLog::open(&audit_path).map_err(|err| {
+            Error::Config(format!("cannot open the audit log {}: {err}", audit_path.display()))
+        })?;
+        Ok(Security {
+            dialer: Dialer::with_tls(client_tls),
+            server_tls: Some(server_tls),
+            guard: Guard::new(true, config.security.root_password.is_some(), audit),
+        })
+    }
+}
+
+/// Where connections come from: the listener, with TLS when configured.
+struct Incoming {
+    listener: TcpListener,
+    tls: Option<Arc<ServerTls>>,
+}
+
 fn start(
     config: &NodeConfig,
     identity: &NodeIdentity,
     engine: Engine,
-    dialer: Dialer,
+    security: Security,
     health: &Health,
     stop: &watch::Receiver<bool>,
 ) -> Result<(Running, RaftTransportService)> {
+    let Security { dialer, guard, .. } = security;
     let advertised = config.advertised_address();
     let seeds = config
         .join
@@ -175,6 +233,11 @@ fn start(
         },
         stop.clone(),
     ));
+    tokio::spawn(crate::engine::sealing::rotate_periodically(
+        engine.clone(),
+        config.encryption.clone(),
+        stop.clone(),
+    ));
     let ops = Ops::new(OpsParts {
         identity: Identity {
             node_id: identity.node_id,
@@ -191,6 +254,8 @@ fn start(
         health: health.clone(),
         timestamps,
         horizon,
+        guard: guard.clone(),
+        security: config.security.clone(),
     });
     let transport = RaftTransportService::new(
         identity.node_id,
@@ -198,6 +263,7 @@ fn start(
         peers.clone(),
         store_sender.clone(),
         stop.clone(),
+        guard,
     );
     tokio::spawn(reporter::report_ranges(
         store,
@@ -213,6 +279,7 @@ fn start(
         stop.clone(),
     ));
     tokio::spawn(ops.clone().keep_transactions());
+    tokio::spawn(ops.clone().keep_security_catalog(stop.clone()));
     let running = Running {
         ops,
         outbox,
@@ -229,7 +296,7 @@ async fn serve(
     config: &NodeConfig,
     node: &Running,
     transport: RaftTransportService,
-    listener: TcpListener,
+    incoming: Incoming,
     shutdown: impl Future<Output = ()> + Send + 'static,
     stop: &watch::Sender<bool>,
 ) -> Result<()> {
@@ -242,7 +309,7 @@ async fn serve(
     // Batches over the limit must reach validation to get a clear error.
     let max_message = config.limits.max_batch_bytes * 4 + (4 << 20);
     let mut server_stop = stop.subscribe();
-    let server = tonic::transport::Server::builder()
+    let router = tonic::transport::Server::builder()
         .http2_max_pending_accept_reset_streams(Some(MAX_PENDING_RESET_STREAMS))
         .add_service(health_service)
         .add_service(reflection)
@@ -262,17 +329,32 @@ async fn serve(
                 .max_decoding_message_size(max_message)
                 .max_encoding_message_size(usize::MAX),
         )
+        .add_service(AuthServer::new(AuthService::new(node.ops.clone())))
         .add_service(
             RaftTransportServer::new(transport)
                 .max_decoding_message_size(usize::MAX)
                 .max_encoding_message_size(usize::MAX),
-        )
-        .serve_with_incoming_shutdown(
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
-            async move {
-                let _ = server_stop.wait_for(|stopped| *stopped).await;
-            },
         );
+    let stopped = async move {
+        let _ = server_stop.wait_for(|stopped| *stopped).await;
+    };
+    let server: Pin<Box<dyn Future<Output = std::result::Result<(), tonic::transport::Error>> + Send>> =
+        match incoming.tls {
+            None => Box::pin(router.serve_with_incoming_shutdown(
+                TcpIncoming::from(incoming.listener).with_nodelay(Some(true)),
+                stopped,
+            )),
+            Some(tls) => {
+                let audit = node.ops.guard().audit().clone();
+                let refused = move |peer, reason: String| {
+                    audit.record("", "TlsHandshake", Some(peer), Decision::Denied(reason));
+                };
+                Box::pin(router.serve_with_incoming_shutdown(
+                    zdb_security::tls::incoming(incoming.listener, tls, refused),
+                    stopped,
+                ))
+            }
+        };
     tokio::pin!(server);
     tokio::select! {
         served = &mut server => return served.map_err(|err| Error::Transport(err.to_string())),

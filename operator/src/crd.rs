@@ -14,6 +14,15 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+mod security;
+
+pub use security::{
+    parse_duration, AuthSpec, EncryptionSpec, IssuerRef, MasterKeySecretRef, PasswordSecretRef,
+    TlsSource, TlsSpec, DEFAULT_CA_VALID_FOR, DEFAULT_VALID_FOR, RULE_AT_LEAST_AN_HOUR,
+    RULE_AUTH_NEEDS_TLS, RULE_CERT_MANAGER_KIND, RULE_CLIENT_SECRET_NEEDS_SECRET, RULE_TLS_KEPT,
+    RULE_TLS_ONE_SOURCE,
+};
+
 /// The longest cluster name: the StatefulSet controller labels every pod
 /// with `controller-revision-hash: <name>-<hash of up to 10 characters>`,
 /// and a label value may have at most 63 characters.
@@ -86,6 +95,12 @@ pub const QUANTITY_PATTERN: &str = r"^\+?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGT
     validation = kube::core::Rule::new(RULE_FACTOR_ODD)
         .message("replicationFactor must be odd (1, 3, 5 or 7): an even factor adds a replica but no tolerance to failures")
         .reason(kube::core::Reason::FieldValueInvalid),
+    validation = kube::core::Rule::new(RULE_AUTH_NEEDS_TLS)
+        .message("auth needs tls.enabled: true (passwords and certificates must not cross the network in the clear): turn TLS on, or drop auth")
+        .reason(kube::core::Reason::FieldValueForbidden),
+    validation = kube::core::Rule::new(RULE_TLS_KEPT)
+        .message("tls.enabled cannot change once the cluster exists (nodes serving TLS and plaintext cannot reach each other during the rolling restart): set it back, or create a new cluster and copy the data")
+        .reason(kube::core::Reason::FieldValueForbidden),
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ZdbClusterSpec {
@@ -126,6 +141,15 @@ pub struct ZdbClusterSpec {
     /// Stops every action of the operator on this cluster (placement included).
     #[serde(default)]
     pub paused: bool,
+    /// TLS for every connection to and between nodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsSpec>,
+    /// Authentication (needs TLS): the root user's password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthSpec>,
+    /// Encryption at rest: the master key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<EncryptionSpec>,
 }
 
 pub fn default_replication_factor() -> i32 {
@@ -288,5 +312,10 @@ pub struct NodeSummary {
 impl ZdbCluster {
     pub fn replication_factor(&self) -> i32 {
         self.spec.replication_factor
+    }
+
+    /// Where the node certificate comes from; None when TLS is off.
+    pub fn tls_source(&self) -> Option<TlsSource<'_>> {
+        self.spec.tls.as_ref().and_then(TlsSpec::source)
     }
 }

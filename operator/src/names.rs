@@ -16,6 +16,18 @@ pub const TEMPLATE_HASH_ANNOTATION: &str = "zdb.io/pod-template-hash";
 pub const DATA_MOUNT: &str = "/var/lib/zdb";
 pub const CONFIG_MOUNT: &str = "/etc/zdb";
 pub const DATA_VOLUME: &str = "data";
+/// Where each node finds its TLS files (`ca.crt`, `tls.crt`, `tls.key`).
+/// Not under [`CONFIG_MOUNT`]: that is a ConfigMap volume, read-only, and
+/// a mount point inside it would have to be created in it.
+pub const TLS_MOUNT: &str = "/etc/zdb-tls";
+/// Where each node finds the root password (authentication).
+pub const AUTH_MOUNT: &str = "/etc/zdb-auth";
+/// Where each node finds its master key (encryption at rest)...
+pub const ENCRYPTION_MOUNT: &str = "/etc/zdb-encryption";
+/// ...and the previous one, while the master key changes.
+pub const PREVIOUS_ENCRYPTION_MOUNT: &str = "/etc/zdb-encryption-previous";
+/// The user the operator's client certificate names.
+pub const OPERATOR_USER: &str = "root";
 
 /// Names of one cluster's objects and of its pods' addresses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +64,62 @@ impl ClusterNames {
 
     pub fn pod_disruption_budget(&self) -> String {
         self.name.clone()
+    }
+
+    /// The CA the operator makes when it manages the certificates.
+    pub fn ca_secret(&self) -> String {
+        format!("{}-ca", self.name)
+    }
+
+    /// The node certificate (operator-managed or cert-manager's).
+    pub fn node_tls_secret(&self) -> String {
+        format!("{}-node-tls", self.name)
+    }
+
+    /// The operator's own client certificate (user root).
+    pub fn client_tls_secret(&self) -> String {
+        format!("{}-client-{OPERATOR_USER}", self.name)
+    }
+
+    /// The cert-manager Certificate of the node certificate.
+    pub fn node_certificate(&self) -> String {
+        format!("{}-node", self.name)
+    }
+
+    /// The cert-manager Certificate of the operator's client certificate.
+    pub fn client_certificate(&self) -> String {
+        format!("{}-client-{OPERATOR_USER}", self.name)
+    }
+
+    /// The DNS names a node certificate must cover: every pod's stable
+    /// name (a wildcard under the headless Service, so scaling needs no
+    /// new certificate) and the client Service, each with and without the
+    /// default cluster domain. `localhost` and `127.0.0.1` come on top.
+    pub fn node_certificate_dns_names(&self) -> Vec<String> {
+        let headless = format!("*.{}.{}.svc", self.headless_service(), self.namespace);
+        let client = self.client_service();
+        let client_in_namespace = format!("{client}.{}", self.namespace);
+        let client_fqdn = format!("{client_in_namespace}.svc");
+        vec![
+            format!("{headless}.cluster.local"),
+            headless,
+            client.clone(),
+            client_in_namespace,
+            format!("{client_fqdn}.cluster.local"),
+            client_fqdn,
+            "localhost".into(),
+        ]
+    }
+
+    /// The host a node certificate is checked against: pod 0's stable
+    /// name, as peers and the operator dial it.
+    pub fn node_server_name(&self) -> String {
+        format!(
+            "{}.{}.{}.svc",
+            self.pod(0),
+            self.headless_service(),
+            self.namespace
+        )
     }
 
     pub fn pod(&self, ordinal: i32) -> String {

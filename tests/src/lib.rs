@@ -31,6 +31,46 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
+fn cluster_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("zdb-e2e-")
+        .tempdir()
+        .expect("temp dir")
+}
+
+fn master_key_path(dir: &Path, id: u64) -> PathBuf {
+    dir.join(format!("node-{id}.master.key"))
+}
+
+/// With ZDB_E2E_ENCRYPTION set, every node a test cluster starts (joined
+/// nodes aside) encrypts at rest with a master key of its own: the whole
+/// suite runs over encrypted storage.
+fn encryption_knob(dir: &Path, id: u64, mut env: Vec<(String, String)>) -> Vec<(String, String)> {
+    let given = env
+        .iter()
+        .any(|(name, _)| name == "ZDB_ENCRYPTION_KEY_FILE");
+    if std::env::var_os("ZDB_E2E_ENCRYPTION").is_some() && !given {
+        let path = master_key_path(dir, id);
+        write_master_key(&path);
+        env.push((
+            "ZDB_ENCRYPTION_KEY_FILE".to_owned(),
+            path.display().to_string(),
+        ));
+    }
+    env
+}
+
+/// A new master key file: 32 random bytes as 64 hex characters.
+pub fn write_master_key(path: &Path) {
+    use std::io::Read as _;
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut random| random.read_exact(&mut bytes))
+        .expect("random bytes");
+    let hex: String = bytes.iter().map(|byte| format!("{byte:02x}")).collect();
+    std::fs::write(path, hex).expect("write the master key");
+}
+
 /// Polls `check` until it returns Some or `timeout` passes.
 pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
 where
@@ -73,6 +113,56 @@ pub struct Cluster {
     pub nodes: Vec<Node>,
     cluster_id: String,
     extra_args: Vec<String>,
+    /// TLS and authentication, for clusters started secure.
+    secure: Option<Secure>,
+}
+
+/// A secure cluster's certificates (made with `zdb_security::pki`) and
+/// root password.
+pub struct Secure {
+    pub certs: PathBuf,
+    pub root_password: String,
+}
+
+/// The user root's password in secure test clusters.
+pub const ROOT_PASSWORD: &str = "root-secret";
+
+impl Secure {
+    fn create(dir: &Path) -> Secure {
+        let certs = dir.join("certs");
+        zdb_security::pki::write_working_set(&certs, &[]).expect("a certificate set");
+        std::fs::write(dir.join("root.password"), ROOT_PASSWORD).expect("the password file");
+        Secure {
+            certs,
+            root_password: ROOT_PASSWORD.to_owned(),
+        }
+    }
+
+    fn env(&self, dir: &Path) -> Vec<(String, String)> {
+        let file = |name: &str| self.certs.join(name).display().to_string();
+        vec![
+            ("ZDB_TLS_CA_FILE".into(), file("ca.crt")),
+            ("ZDB_TLS_CERT_FILE".into(), file("node.crt")),
+            ("ZDB_TLS_KEY_FILE".into(), file("node.key")),
+            (
+                "ZDB_AUTH_ROOT_PASSWORD_FILE".into(),
+                dir.join("root.password").display().to_string(),
+            ),
+        ]
+    }
+
+    /// Trust the cluster CA, log in with `user`'s client certificate.
+    pub fn tls_as(&self, user: Option<&str>) -> zdb_client::TlsConfig {
+        zdb_client::TlsConfig::Files {
+            ca: self.certs.join("ca.crt"),
+            cert_and_key: user.map(|user| {
+                (
+                    self.certs.join(format!("client.{user}.crt")),
+                    self.certs.join(format!("client.{user}.key")),
+                )
+            }),
+        }
+    }
 }
 
 impl Cluster {
@@ -87,10 +177,88 @@ impl Cluster {
         extra_args: &[&str],
         env: impl Fn(u64) -> Vec<(String, String)>,
     ) -> Cluster {
-        let dir = tempfile::Builder::new()
-            .prefix("zdb-e2e-")
-            .tempdir()
-            .expect("temp dir");
+        Self::start_in(cluster_dir(), count, extra_args, env)
+    }
+
+    /// As `start`, every node encrypting data at rest with a master key of
+    /// its own ([`master_key_file`](Self::master_key_file), given to it
+    /// through ZDB_ENCRYPTION_KEY_FILE).
+    pub fn start_encrypted(count: u64, extra_args: &[&str]) -> Cluster {
+        let dir = cluster_dir();
+        for id in 1..=count {
+            write_master_key(&master_key_path(dir.path(), id));
+        }
+        let folder = dir.path().to_owned();
+        Self::start_in(dir, count, extra_args, move |id| {
+            vec![(
+                "ZDB_ENCRYPTION_KEY_FILE".to_owned(),
+                master_key_path(&folder, id).display().to_string(),
+            )]
+        })
+    }
+
+    /// As `start`, with TLS between every node and client (certificates
+    /// from one CA, in `secure().certs`) and authentication on (user root,
+    /// [`ROOT_PASSWORD`]); [`client`](Self::client) logs in as root with
+    /// its client certificate.
+    pub fn start_secure(count: u64, extra_args: &[&str]) -> Cluster {
+        let dir = cluster_dir();
+        let secure = Secure::create(dir.path());
+        let env = secure.env(dir.path());
+        let mut cluster = Self::prepare(dir, count, extra_args, move |_| env.clone());
+        cluster.secure = Some(secure);
+        cluster.start_all();
+        cluster
+    }
+
+    pub fn secure(&self) -> &Secure {
+        self.secure.as_ref().expect("a cluster started secure")
+    }
+
+    /// A client configuration for `endpoints`, with the cluster's TLS and
+    /// root's certificate when it is secure.
+    pub fn client_config(&self, endpoints: impl IntoIterator<Item = String>) -> ClientConfig {
+        let mut config = ClientConfig::new(endpoints);
+        if let Some(secure) = &self.secure {
+            config.tls = Some(secure.tls_as(Some("root")));
+        }
+        config
+    }
+
+    /// Node `id`'s master key (encrypted clusters), outside its data folder.
+    pub fn master_key_file(&self, id: u64) -> PathBuf {
+        master_key_path(self.dir.path(), id)
+    }
+
+    /// The extra environment node `id` starts with from now on.
+    pub fn set_env(&mut self, id: u64, env: Vec<(String, String)>) {
+        self.node_mut(id).env = env;
+    }
+
+    fn start_in(
+        dir: tempfile::TempDir,
+        count: u64,
+        extra_args: &[&str],
+        env: impl Fn(u64) -> Vec<(String, String)>,
+    ) -> Cluster {
+        let mut cluster = Self::prepare(dir, count, extra_args, env);
+        cluster.start_all();
+        cluster
+    }
+
+    fn start_all(&mut self) {
+        let ids: Vec<u64> = self.nodes.iter().map(|node| node.id).collect();
+        for id in ids {
+            self.restart(id);
+        }
+    }
+
+    fn prepare(
+        dir: tempfile::TempDir,
+        count: u64,
+        extra_args: &[&str],
+        env: impl Fn(u64) -> Vec<(String, String)>,
+    ) -> Cluster {
         let nodes = (1..=count)
             .map(|id| Node {
                 id,
@@ -99,10 +267,10 @@ impl Cluster {
                 data_dir: dir.path().join(format!("node-{id}")),
                 log: dir.path().join(format!("node-{id}.log")),
                 process: None,
-                env: env(id),
+                env: encryption_knob(dir.path(), id, env(id)),
             })
             .collect();
-        let mut cluster = Cluster {
+        Cluster {
             dir,
             nodes,
             cluster_id: "e2e".into(),
@@ -111,11 +279,8 @@ impl Cluster {
                 .chain(extra_args)
                 .map(|arg| arg.to_string())
                 .collect(),
-        };
-        for id in 1..=count {
-            cluster.restart(id);
+            secure: None,
         }
-        cluster
     }
 
     pub fn node(&self, id: u64) -> &Node {
@@ -141,13 +306,14 @@ impl Cluster {
     }
 
     pub fn client(&self) -> Client {
-        Client::connect(&self.endpoints()).expect("valid endpoints")
+        let endpoints = self.nodes.iter().map(|node| node.address.clone());
+        Client::new(self.client_config(endpoints)).expect("valid endpoints")
     }
 
     /// A client that only knows one node to start from (it still routes
     /// each request to the range's leader).
     pub fn client_of(&self, id: u64) -> Client {
-        let mut config = ClientConfig::new([self.node(id).address.clone()]);
+        let mut config = self.client_config([self.node(id).address.clone()]);
         config.timeout = Duration::from_secs(2);
         Client::new(config).expect("valid endpoint")
     }

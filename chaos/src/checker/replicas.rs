@@ -9,12 +9,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use tonic::transport::Endpoint;
 use zdb_client::Client;
-use zdb_proto::v1::kv_client::KvClient;
-use zdb_proto::v1::{
-    KeyValue, RangeDescriptor, ReadConsistency, ReplicaStatus, RequestHeader, ScanRequest,
-};
+use zdb_proto::v1::{KeyValue, RangeDescriptor, ReplicaStatus};
 
 use super::Verdict;
 
@@ -115,7 +111,10 @@ async fn check_once(client: &Client, nodes: &[(u64, String)], past: Option<u64>)
         for read_ts in std::iter::once(0).chain(past) {
             let mut contents: Vec<(u64, Result<Vec<KeyValue>, String>)> = Vec::new();
             for view in &holders {
-                let held = scan_replica(&view.address, &newest, read_ts).await;
+                let held = client
+                    .scan_replica_at_node(&view.address, &newest, read_ts)
+                    .await
+                    .map_err(|err| err.to_string());
                 contents.push((view.node, held));
             }
             let reference = &contents[0];
@@ -183,49 +182,5 @@ fn difference(a: &Result<Vec<KeyValue>, String>, b: &Result<Vec<KeyValue>, Strin
             )
         }
         (a, b) => format!("{:?} vs {:?}", a.as_ref().err(), b.as_ref().err()),
-    }
-}
-
-/// The range's keys and values as the node at `address` holds them, as of
-/// `read_ts` (0: its latest).
-async fn scan_replica(
-    address: &str,
-    range: &RangeDescriptor,
-    read_ts: u64,
-) -> Result<Vec<KeyValue>, String> {
-    let channel = Endpoint::from_shared(format!("http://{address}"))
-        .map_err(|err| err.to_string())?
-        .connect_timeout(Duration::from_secs(1))
-        .timeout(Duration::from_secs(10))
-        .connect()
-        .await
-        .map_err(|err| err.to_string())?;
-    let mut kv = KvClient::new(channel).max_decoding_message_size(usize::MAX);
-    let mut pairs = Vec::new();
-    let mut start = range.start_key.clone();
-    loop {
-        let request = ScanRequest {
-            header: Some(RequestHeader {
-                range_id: range.range_id,
-                epoch: range.epoch,
-            }),
-            start_key: start.clone(),
-            end_key: range.end_key.clone(),
-            limit: 0,
-            reverse: false,
-            consistency: ReadConsistency::Stale as i32,
-            read_ts,
-        };
-        let page = kv
-            .scan(request)
-            .await
-            .map_err(|status| format!("{}: {}", status.code(), status.message()))?
-            .into_inner();
-        let last = page.pairs.last().map(|kv| kv.key.clone());
-        pairs.extend(page.pairs);
-        match (page.more, last) {
-            (true, Some(key)) => start = [key.as_slice(), &[0]].concat(),
-            _ => return Ok(pairs),
-        }
     }
 }

@@ -16,7 +16,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Instant;
 
-use tonic::transport::Channel;
+use crate::transport::Transport;
 use zdb_proto::v1 as pb;
 use zdb_proto::v1::txn_client::TxnClient;
 
@@ -33,7 +33,7 @@ use crate::retry::{backoff, classify, Next};
 pub type TxnFuture<'t, T> = Pin<Box<dyn Future<Output = T> + Send + 't>>;
 
 impl Client {
-    fn txn_rpc(&self, endpoint: &str) -> Result<TxnClient<Channel>> {
+    fn txn_rpc(&self, endpoint: &str) -> Result<TxnClient<Transport>> {
         Ok(TxnClient::new(self.channel(endpoint)?)
             .max_decoding_message_size(usize::MAX)
             .max_encoding_message_size(usize::MAX))

@@ -6,7 +6,7 @@ use std::fmt;
 use std::future::Future;
 use std::time::Duration;
 
-use tonic::transport::Channel;
+use crate::transport::Transport;
 use tonic::Status;
 use zdb_proto::v1::error::Kind;
 use zdb_proto::v1::txn_client::TxnClient;
@@ -30,7 +30,7 @@ const SCAN_PAGE: usize = 1000;
 /// until its coordinator's idle timeout.
 pub struct Transaction {
     pub(super) client: Client,
-    pub(super) rpc: TxnClient<Channel>,
+    pub(super) rpc: TxnClient<Transport>,
     pub(super) coordinator: String,
     pub(super) id: u64,
     pub(super) start_ts: u64,
@@ -64,7 +64,7 @@ enum Failure {
 /// lost reply only when `resend_unknown` (the call changes nothing a second
 /// time would not).
 async fn send<R, F, Fut>(
-    rpc: &TxnClient<Channel>,
+    rpc: &TxnClient<Transport>,
     coordinator: &str,
     what: &str,
     resend_unknown: bool,
@@ -72,7 +72,7 @@ async fn send<R, F, Fut>(
     mut attempt: F,
 ) -> std::result::Result<R, Failure>
 where
-    F: FnMut(TxnClient<Channel>, Duration) -> Fut,
+    F: FnMut(TxnClient<Transport>, Duration) -> Fut,
     Fut: Future<Output = std::result::Result<tonic::Response<R>, Status>>,
 {
     loop {
@@ -418,7 +418,7 @@ impl Transaction {
     /// the transaction on the client's side: it is never committed.
     async fn call<R, F, Fut>(&mut self, what: &str, resend_unknown: bool, attempt: F) -> Result<R>
     where
-        F: FnMut(TxnClient<Channel>, Duration) -> Fut,
+        F: FnMut(TxnClient<Transport>, Duration) -> Fut,
         Fut: Future<Output = std::result::Result<tonic::Response<R>, Status>>,
     {
         self.usable()?;

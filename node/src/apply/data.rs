@@ -4,13 +4,12 @@
 
 use std::collections::HashMap;
 
-use rocksdb::WriteBatch;
 use zdb_proto::v1::{
     stored_mutation, CompareAndSwapCommand, ExpireCommand, StoredPut, WriteBatchCommand,
 };
 
 use super::Outcome;
-use crate::engine::{keys, Engine, CF_DATA, CF_TTL};
+use crate::engine::{keys, Batch, Engine, CF_DATA, CF_TTL};
 use crate::error::Result;
 use crate::metrics;
 use crate::mvcc::{self, record, Record, Versions};
@@ -19,7 +18,7 @@ use crate::mvcc::{self, record, Record, Versions};
 /// the batch is written.
 pub struct DataBatch<'a> {
     engine: &'a Engine,
-    batch: &'a mut WriteBatch,
+    batch: &'a mut Batch,
     /// The newest version this batch wrote for each user key (commit
     /// timestamp, stored record).
     written: &'a mut HashMap<Vec<u8>, (u64, Vec<u8>)>,
@@ -30,7 +29,7 @@ pub struct DataBatch<'a> {
 impl<'a> DataBatch<'a> {
     pub fn new(
         engine: &'a Engine,
-        batch: &'a mut WriteBatch,
+        batch: &'a mut Batch,
         written: &'a mut HashMap<Vec<u8>, (u64, Vec<u8>)>,
         ts: u64,
     ) -> Self {
@@ -43,11 +42,8 @@ impl<'a> DataBatch<'a> {
     }
 
     fn write_version(&mut self, key: &[u8], raw: Vec<u8>) {
-        self.batch.put_cf(
-            self.engine.cf(CF_DATA),
-            mvcc::keys::version_key(key, self.ts),
-            &raw,
-        );
+        self.batch
+            .put(CF_DATA, mvcc::keys::version_key(key, self.ts), &raw);
         self.written.insert(key.to_vec(), (self.ts, raw));
     }
 
@@ -55,7 +51,7 @@ impl<'a> DataBatch<'a> {
         self.engine
     }
 
-    pub fn batch_mut(&mut self) -> &mut WriteBatch {
+    pub fn batch_mut(&mut self) -> &mut Batch {
         self.batch
     }
 
@@ -66,11 +62,8 @@ impl<'a> DataBatch<'a> {
     pub(super) fn put(&mut self, put: &StoredPut) {
         self.write_version(&put.key, record::encode_put(&put.value, put.expire_at_ms));
         if put.expire_at_ms != 0 {
-            self.batch.put_cf(
-                self.engine.cf(CF_TTL),
-                keys::ttl_key(put.expire_at_ms, &put.key),
-                [],
-            );
+            self.batch
+                .put(CF_TTL, keys::ttl_key(put.expire_at_ms, &put.key), []);
         }
     }
 
@@ -79,8 +72,7 @@ impl<'a> DataBatch<'a> {
     }
 
     fn forget_expiry(&mut self, expire_at_ms: u64, key: &[u8]) {
-        self.batch
-            .delete_cf(self.engine.cf(CF_TTL), keys::ttl_key(expire_at_ms, key));
+        self.batch.delete(CF_TTL, keys::ttl_key(expire_at_ms, key));
     }
 
     /// The newest version of `key` (commit timestamp, stored record), this

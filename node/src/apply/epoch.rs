@@ -60,7 +60,8 @@ impl CommandKind {
             | command::Kind::SetNodeZone(_)
             | command::Kind::ExtendOracleWindow(_)
             | command::Kind::SetGcSafePoint(_)
-            | command::Kind::SetGcLifeTime(_) => CommandKind::System,
+            | command::Kind::SetGcLifeTime(_)
+            | command::Kind::Security(_) => CommandKind::System,
         })
     }
 

@@ -2,18 +2,16 @@
 //! applied it to its configuration.
 
 use raft::eraftpb::ConfState;
-use rocksdb::WriteBatch;
 use zdb_proto::v1::{RangeDescriptor, ReplicaDescriptor};
 
 use super::epoch::{bumped, CommandKind};
-use crate::engine::Engine;
+use crate::engine::Batch;
 use crate::range::descriptor;
 
 /// The members of `state`, voters and learners (joint configurations
 /// included), with `conf_ver` bumped. Saved into `batch`.
 pub fn record(
-    engine: &Engine,
-    batch: &mut WriteBatch,
+    batch: &mut Batch,
     current: &mut RangeDescriptor,
     kind: CommandKind,
     state: &ConfState,
@@ -33,7 +31,7 @@ pub fn record(
     replicas.dedup_by_key(|r| r.node_id);
     current.replicas = replicas;
     current.epoch = Some(bumped(kind, current.epoch));
-    descriptor::save(engine, batch, current);
+    descriptor::save(batch, current);
     tracing::info!(range_id = current.range_id, replicas = ?current.replicas, "membership changed");
     current.clone()
 }

@@ -37,13 +37,12 @@ use std::collections::{HashMap, HashSet};
 
 use prost::Message as _;
 use raft::eraftpb::{ConfChangeV2, ConfState, Entry, EntryType};
-use rocksdb::WriteBatch;
 use zdb_proto::v1::{command, stored_mutation, Command, CommandHeader, RangeDescriptor};
 
 use self::data::DataBatch;
 use self::epoch::CommandKind;
 use self::txn::{TxnBatch, TxnWritten};
-use crate::engine::Engine;
+use crate::engine::{Batch, Engine};
 use crate::error::{Error, Result};
 use crate::meta::table::{SystemBatch, META_RANGE_ID};
 use crate::range::descriptor;
@@ -152,7 +151,7 @@ impl Refusal {
 /// What an entry is applied against, besides the delegate's own state.
 pub struct ApplyContext<'a> {
     pub engine: &'a Engine,
-    pub batch: &'a mut WriteBatch,
+    pub batch: &'a mut Batch,
     /// The range's Raft configuration as of this entry.
     pub conf_state: &'a ConfState,
     /// Ranges this node already holds initialized: a split must not reset them.
@@ -222,7 +221,7 @@ impl ApplyDelegate {
         kind: CommandKind,
         state: &ConfState,
     ) -> RangeDescriptor {
-        membership::record(ctx.engine, ctx.batch, &mut self.descriptor, kind, state)
+        membership::record(ctx.batch, &mut self.descriptor, kind, state)
     }
 
     fn apply_command(

@@ -5,12 +5,11 @@
 use std::collections::HashSet;
 
 use raft::eraftpb::ConfState;
-use rocksdb::WriteBatch;
 use zdb_proto::v1::{RangeDescriptor, SplitCommand};
 
 use super::epoch::{bumped, CommandKind};
 use super::{ExecResult, Refusal};
-use crate::engine::{Engine, ReadView};
+use crate::engine::{Batch, Engine, ReadView};
 use crate::error::Result;
 use crate::raftlog::RangeStorage;
 use crate::range::descriptor;
@@ -21,7 +20,7 @@ use crate::range::descriptor;
 /// applied the split is not reset).
 pub fn apply(
     engine: &Engine,
-    batch: &mut WriteBatch,
+    batch: &mut Batch,
     current: &mut RangeDescriptor,
     split: &SplitCommand,
     conf_state: &ConfState,
@@ -77,9 +76,9 @@ pub fn apply(
         epoch: left.epoch,
         replicas: current.replicas.clone(),
     };
-    descriptor::save(engine, batch, &left);
+    descriptor::save(batch, &left);
     if !existing.contains(&right.range_id) {
-        descriptor::save(engine, batch, &right);
+        descriptor::save(batch, &right);
         RangeStorage::write_bootstrap_state(engine, batch, right.range_id, conf_state.clone())?;
     }
     *current = left.clone();

@@ -1,5 +1,6 @@
 //! Commands on the meta range's system keyspace: routing table updates, id
-//! allocation, the node registry, the oracle's window, the GC safe point.
+//! allocation, the node registry, the oracle's window, the GC safe point, the security
+//! catalog.
 
 use zdb_proto::v1::command;
 
@@ -61,6 +62,10 @@ pub fn apply(system: &mut SystemBatch<'_>, kind: &command::Kind) -> Result<ExecR
             table::set_gc_life_time(system, set.life_time_ms);
             Outcome::Written
         }
+        command::Kind::Security(change) => match table::change_security(system, change)? {
+            Ok(()) => Outcome::Written,
+            Err(reason) => return refused(reason),
+        },
         _ => return refused("not a system command".into()),
     }))
 }

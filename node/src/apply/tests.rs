@@ -2,7 +2,6 @@ use std::collections::HashSet;
 
 use prost::Message as _;
 use raft::eraftpb::{ConfChangeV2, ConfState, Entry, EntryType};
-use rocksdb::WriteBatch;
 use zdb_proto::v1::*;
 
 use super::*;
@@ -103,7 +102,7 @@ impl Fixture {
     }
 
     pub(super) fn apply(&mut self, entries: &[Entry]) -> Vec<ExecResult> {
-        let mut batch = WriteBatch::default();
+        let mut batch = self.engine.batch();
         let conf_state = ConfState::from((vec![1], vec![]));
         let existing = HashSet::new();
         self.delegate.begin_batch();

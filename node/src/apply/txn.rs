@@ -52,14 +52,12 @@ impl<'a, 'b> TxnBatch<'a, 'b> {
     }
 
     fn put(&mut self, cf: &'static str, key: Vec<u8>, value: Vec<u8>) {
-        let handle = self.data.engine().cf(cf);
-        self.data.batch_mut().put_cf(handle, &key, &value);
+        self.data.batch_mut().put(cf, &key, &value);
         self.written.insert((cf, key), Some(value));
     }
 
     fn delete(&mut self, cf: &'static str, key: Vec<u8>) {
-        let handle = self.data.engine().cf(cf);
-        self.data.batch_mut().delete_cf(handle, &key);
+        self.data.batch_mut().delete(cf, &key);
         self.written.insert((cf, key), None);
     }
 

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use zdb_node::config::{Limits, NodeConfig, RaftConfig, MAX_KEY_BYTES_CEILING};
+use zdb_node::config::{EncryptionConfig, Limits, NodeConfig, RaftConfig, MAX_KEY_BYTES_CEILING};
+use zdb_node::ops::auth::SecuritySettings;
+use zdb_security::tls::TlsFiles;
 
 #[derive(Parser, Debug)]
 #[command(name = "zdb-node", version, about = "zdb storage node")]
@@ -78,6 +80,45 @@ struct Args {
     /// Log one JSON object per line.
     #[arg(long)]
     log_json: bool,
+    /// The cluster CA's certificate (PEM). With --tls-cert-file and
+    /// --tls-key-file: the port serves TLS only, and peers must present
+    /// node certificates from this CA (`zdbctl cert create-node`). The files
+    /// are read again when they change.
+    #[arg(long, env = "ZDB_TLS_CA_FILE", requires_all = ["tls_cert_file", "tls_key_file"])]
+    tls_ca_file: Option<PathBuf>,
+    /// This node's certificate (PEM, common name "node").
+    #[arg(long, env = "ZDB_TLS_CERT_FILE", requires = "tls_ca_file")]
+    tls_cert_file: Option<PathBuf>,
+    /// This node's private key (PEM).
+    #[arg(long, env = "ZDB_TLS_KEY_FILE", requires = "tls_ca_file")]
+    tls_key_file: Option<PathBuf>,
+    /// Turn authentication on for the cluster (needs TLS), with user root
+    /// (admin on every key) logging in with the password in this file.
+    #[arg(long, env = "ZDB_AUTH_ROOT_PASSWORD_FILE", requires = "tls_ca_file")]
+    auth_root_password_file: Option<PathBuf>,
+    /// How long a password login's token is valid (10m, 1h, ...).
+    #[arg(long, default_value = "10m", value_parser = zdb_node::config::parse_duration)]
+    auth_token_ttl: Duration,
+    /// The audit log (JSON lines of security events and admin actions);
+    /// default: audit.log in the data directory, with TLS on.
+    #[arg(long, env = "ZDB_AUDIT_LOG")]
+    audit_log: Option<PathBuf>,
+    /// Encrypt data at rest with data keys wrapped by this master key: a
+    /// file of 64 hex characters (`openssl rand -hex 32`).
+    #[arg(long, env = "ZDB_ENCRYPTION_KEY_FILE")]
+    encryption_key_file: Option<PathBuf>,
+    /// During a master key rotation, the master key the data keys are
+    /// wrapped by now: they are rewrapped by --encryption-key-file at start.
+    #[arg(
+        long,
+        env = "ZDB_ENCRYPTION_PREVIOUS_KEY_FILE",
+        requires = "encryption_key_file"
+    )]
+    encryption_previous_key_file: Option<PathBuf>,
+    /// How long a data key seals new values before a new one replaces it
+    /// (30s, 15m, 24h, 7d; old keys stay to read old values).
+    #[arg(long, default_value = "7d", value_parser = zdb_node::config::parse_duration)]
+    data_key_rotation_period: Duration,
 }
 
 fn parse_peers(peers: &[String]) -> Result<BTreeMap<u64, String>, String> {
@@ -107,7 +148,32 @@ fn config(args: Args) -> Result<NodeConfig, String> {
                 .into(),
         );
     }
+    if args.data_key_rotation_period.is_zero() {
+        return Err("--data-key-rotation-period must be longer than 0".into());
+    }
+    let root_password = match &args.auth_root_password_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|err| format!("cannot read {}: {err}", path.display()))?
+                .trim()
+                .to_owned(),
+        )
+        .filter(|password| !password.is_empty())
+        .ok_or_else(|| format!("{} holds no password", path.display()))
+        .map(Some)?,
+        None => None,
+    };
+    let tls = match (args.tls_ca_file, args.tls_cert_file, args.tls_key_file) {
+        (Some(ca), Some(cert), Some(key)) => Some(TlsFiles { ca, cert, key }),
+        _ => None,
+    };
     Ok(NodeConfig {
+        tls,
+        security: SecuritySettings {
+            root_password,
+            token_ttl: args.auth_token_ttl,
+        },
+        audit_log: args.audit_log,
         node_id: args.id,
         join: args.join,
         listen: args.listen,
@@ -134,6 +200,11 @@ fn config(args: Args) -> Result<NodeConfig, String> {
         },
         ttl_sweep_interval: Duration::from_millis(args.ttl_sweep_interval_ms),
         shutdown_timeout: Duration::from_secs(args.shutdown_timeout_secs),
+        encryption: args.encryption_key_file.map(|key_file| EncryptionConfig {
+            key_file,
+            previous_key_file: args.encryption_previous_key_file,
+            data_key_rotation_period: args.data_key_rotation_period,
+        }),
     })
 }
 

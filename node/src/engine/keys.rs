@@ -20,6 +20,18 @@ pub const CF_TXN: &str = "txns";
 /// span of each.
 pub const SPAN_FAMILIES: [&str; 4] = [CF_DATA, CF_LOCKS, CF_SPAN_LOCKS, CF_TXN];
 
+/// Every column family, as the engine creates them.
+pub const ALL_FAMILIES: [&str; 8] = [
+    CF_DATA,
+    CF_RAFT,
+    CF_META,
+    CF_TTL,
+    CF_SYSTEM,
+    CF_LOCKS,
+    CF_SPAN_LOCKS,
+    CF_TXN,
+];
+
 const RAFT_LOG_ENTRY: u8 = 0x01;
 const RAFT_HARD_STATE: u8 = 0x02;
 const RAFT_APPLY_STATE: u8 = 0x03;
@@ -27,6 +39,8 @@ const RAFT_APPLY_STATE: u8 = 0x03;
 pub const NODE_IDENTITY_KEY: &[u8] = b"node_identity";
 /// How user data is laid out; a node refuses a directory of another layout.
 pub const STORAGE_FORMAT_KEY: &[u8] = b"storage_format";
+/// Present when the directory's values are sealed (encryption at rest).
+pub const ENCRYPTION_MARKER_KEY: &[u8] = b"encryption_at_rest";
 const RANGE_DESCRIPTOR_PREFIX: &[u8] = b"range/";
 const PEER_STORE_PREFIX: &[u8] = b"peer_store/";
 
@@ -87,6 +101,8 @@ pub const NEXT_NODE_ID_KEY: &[u8] = b"next_node_id";
 pub const ORACLE_WINDOW_END_KEY: &[u8] = b"oracle_window_end";
 pub const GC_SAFE_POINT_KEY: &[u8] = b"gc_safe_point";
 pub const GC_LIFE_TIME_KEY: &[u8] = b"gc_life_time_ms";
+/// The security catalog: users, roles, whether authentication is on.
+pub const SECURITY_CATALOG_KEY: &[u8] = b"security_catalog";
 const NODE_PREFIX: u8 = b'n';
 const NODE_STATE_PREFIX: u8 = b's';
 const NODE_ZONE_PREFIX: u8 = b'z';

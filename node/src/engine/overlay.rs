@@ -4,14 +4,12 @@
 
 use std::collections::HashMap;
 
-use rocksdb::WriteBatch;
-
-use super::{Engine, ReadView};
+use super::{Batch, Engine, ReadView};
 use crate::error::Result;
 
 pub struct OverlayBatch<'a> {
     engine: &'a Engine,
-    batch: &'a mut WriteBatch,
+    batch: &'a mut Batch,
     cf: &'static str,
     /// What the batch holds for each key written to it; None: deleted.
     written: &'a mut HashMap<Vec<u8>, Option<Vec<u8>>>,
@@ -20,7 +18,7 @@ pub struct OverlayBatch<'a> {
 impl<'a> OverlayBatch<'a> {
     pub fn new(
         engine: &'a Engine,
-        batch: &'a mut WriteBatch,
+        batch: &'a mut Batch,
         cf: &'static str,
         written: &'a mut HashMap<Vec<u8>, Option<Vec<u8>>>,
     ) -> Self {
@@ -41,18 +39,18 @@ impl<'a> OverlayBatch<'a> {
     }
 
     pub fn put(&mut self, key: &[u8], value: Vec<u8>) {
-        self.batch.put_cf(self.engine.cf(self.cf), key, &value);
+        self.batch.put(self.cf, key, &value);
         self.written.insert(key.to_vec(), Some(value));
     }
 
     pub fn delete(&mut self, key: &[u8]) {
-        self.batch.delete_cf(self.engine.cf(self.cf), key);
+        self.batch.delete(self.cf, key);
         self.written.insert(key.to_vec(), None);
     }
 
     /// The engine and the batch, for writes to other column families that
     /// no read of this batch looks at (an index).
-    pub fn side(&mut self) -> (&Engine, &mut WriteBatch) {
+    pub fn side(&mut self) -> (&Engine, &mut Batch) {
         (self.engine, self.batch)
     }
 }

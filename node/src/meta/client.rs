@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use zdb_proto::v1::{
     command, AllocateRangeIdCommand, Command, LocateRequest, LocateResponse, MetaUpdateCommand,
     NodeAddress, NowRequest, RangeDescriptor, RangeLocation, RegisterNodeCommand, RequestHeader,
+    SecurityCatalog, SecurityCommand,
     SetGcLifeTimeCommand, SetGcLifeTimeRequest, SetGcSafePointCommand, SetNodeStateCommand,
     SetNodeStateRequest, SetNodeZoneCommand, SetNodeZoneRequest, UpdateMetaRequest, WaitForRequest,
 };
@@ -390,6 +391,40 @@ impl MetaClient {
             Outcome::Timestamp(stored) => Ok(stored),
             other => Err(unexpected(other)),
         }
+    }
+
+    /// The security catalog, as the meta range's leader knows it.
+    pub async fn security_catalog(&self) -> Result<SecurityCatalog> {
+        self.on_leader(
+            || async {
+                self.read_local().await?;
+                table::security_catalog(&self.engine)
+            },
+            |leader| async move {
+                self.remote
+                    .security_catalog(&leader, META_CALL_TIMEOUT)
+                    .await
+            },
+        )
+        .await
+    }
+
+    /// Applies a change to the security catalog through the meta range.
+    pub async fn change_security(&self, change: SecurityCommand) -> Result<()> {
+        let kind = command::Kind::Security(change.clone());
+        self.on_leader(
+            || async { self.propose_local(kind.clone()).await.map(drop) },
+            |leader| {
+                let change = change.clone();
+                async move {
+                    self.remote
+                        .security_change(&leader, META_CALL_TIMEOUT, change)
+                        .await
+                        .map(drop)
+                }
+            },
+        )
+        .await
     }
 
     /// The node registry, as the meta range's leader knows it.

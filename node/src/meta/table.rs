@@ -8,11 +8,10 @@
 use std::collections::HashMap;
 
 use prost::Message as _;
-use rocksdb::WriteBatch;
-use zdb_proto::v1::{NodeAddress, NodeState, RangeDescriptor, RangeEpoch};
+use zdb_proto::v1::{NodeAddress, NodeState, RangeDescriptor, RangeEpoch, SecurityCatalog};
 
-use crate::engine::{keys, Engine, OverlayBatch, ReadView, CF_SYSTEM};
-use crate::error::Result;
+use crate::engine::{keys, Batch, Engine, OverlayBatch, ReadView, CF_SYSTEM};
+use crate::error::{Error, Result};
 
 /// The range that replicates the system keyspace.
 pub const META_RANGE_ID: u64 = 1;
@@ -24,7 +23,7 @@ pub struct SystemBatch<'a>(OverlayBatch<'a>);
 impl<'a> SystemBatch<'a> {
     pub fn new(
         engine: &'a Engine,
-        batch: &'a mut WriteBatch,
+        batch: &'a mut Batch,
         written: &'a mut HashMap<Vec<u8>, Option<Vec<u8>>>,
     ) -> Self {
         SystemBatch(OverlayBatch::new(engine, batch, CF_SYSTEM, written))
@@ -140,6 +139,37 @@ pub fn set_gc_life_time(system: &mut SystemBatch<'_>, life_time_ms: u64) {
     );
 }
 
+fn decode_catalog(raw: Option<Vec<u8>>) -> Result<SecurityCatalog> {
+    match raw {
+        None => Ok(SecurityCatalog::default()),
+        Some(raw) => SecurityCatalog::decode(raw.as_slice()).map_err(|err| Error::Corruption {
+            what: "security catalog",
+            detail: err.to_string(),
+        }),
+    }
+}
+
+/// Users, roles and whether authentication is on (empty until set up).
+pub fn security_catalog(view: &impl ReadView) -> Result<SecurityCatalog> {
+    decode_catalog(view.get(CF_SYSTEM, keys::SECURITY_CATALOG_KEY)?)
+}
+
+/// Applies a change to the catalog, or returns why its state refuses it.
+pub fn change_security(
+    system: &mut SystemBatch<'_>,
+    change: &zdb_proto::v1::SecurityCommand,
+) -> Result<std::result::Result<(), String>> {
+    let mut catalog = decode_catalog(system.get(keys::SECURITY_CATALOG_KEY)?)?;
+    if let Err(reason) = crate::auth::catalog::apply(&mut catalog, change) {
+        return Ok(Err(reason));
+    }
+    system.put(
+        keys::SECURITY_CATALOG_KEY.to_vec(),
+        Some(catalog.encode_to_vec()),
+    );
+    Ok(Ok(()))
+}
+
 /// Takes the next range id (the counter starts at 2: range 1 is the meta range).
 pub fn allocate_range_id(system: &mut SystemBatch<'_>) -> Result<u64> {
     let next = system.counter(keys::NEXT_RANGE_ID_KEY, META_RANGE_ID + 1)?;
@@ -180,18 +210,16 @@ pub fn descriptor_of(view: &impl ReadView, range_id: u64) -> Result<Option<Range
 
 /// The cluster id and the founding members' addresses.
 pub fn write_cluster(
-    engine: &Engine,
-    batch: &mut WriteBatch,
+    batch: &mut Batch,
     cluster_id: &str,
     members: &std::collections::BTreeMap<u64, String>,
 ) {
-    let cf = engine.cf(CF_SYSTEM);
-    batch.put_cf(cf, keys::CLUSTER_ID_KEY, cluster_id.as_bytes());
+    batch.put(CF_SYSTEM, keys::CLUSTER_ID_KEY, cluster_id.as_bytes());
     for (&node_id, address) in members {
-        batch.put_cf(cf, keys::meta_node_key(node_id), address.as_bytes());
+        batch.put(CF_SYSTEM, keys::meta_node_key(node_id), address.as_bytes());
     }
     let next = members.keys().max().copied().unwrap_or(0) + 1;
-    batch.put_cf(cf, keys::NEXT_NODE_ID_KEY, next.to_be_bytes());
+    batch.put(CF_SYSTEM, keys::NEXT_NODE_ID_KEY, next.to_be_bytes());
 }
 
 /// Gives a joining node the next node id (never reused: a wiped node comes
@@ -291,8 +319,8 @@ pub fn dump(view: &impl ReadView) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
 
 /// Removes this node's copy of the system keyspace (its replica of the meta
 /// range is gone): a copy nobody updates must not answer anything.
-pub fn forget(engine: &Engine, batch: &mut WriteBatch) {
-    batch.delete_range_cf(engine.cf(CF_SYSTEM), Vec::new(), vec![0xff; 64]);
+pub fn forget(batch: &mut Batch) {
+    batch.delete_range(CF_SYSTEM, Vec::new(), vec![0xff; 64]);
 }
 
 #[cfg(test)]
@@ -313,7 +341,7 @@ mod tests {
     }
 
     fn apply(engine: &Engine, ranges: &[RangeDescriptor]) -> Vec<bool> {
-        let mut batch = WriteBatch::default();
+        let mut batch = engine.batch();
         let mut written = HashMap::new();
         let mut system = SystemBatch::new(engine, &mut batch, &mut written);
         let applied = ranges
@@ -365,13 +393,13 @@ mod tests {
     fn range_ids_are_never_handed_out_twice() {
         let dir = tempfile::tempdir().unwrap();
         let engine = Engine::open(dir.path()).unwrap();
-        let mut batch = WriteBatch::default();
+        let mut batch = engine.batch();
         let mut written = HashMap::new();
         let mut system = SystemBatch::new(&engine, &mut batch, &mut written);
         let a = allocate_range_id(&mut system).unwrap();
         let b = allocate_range_id(&mut system).unwrap();
         engine.write(batch, false).unwrap();
-        let (mut batch, mut written) = (WriteBatch::default(), HashMap::new());
+        let (mut batch, mut written) = (engine.batch(), HashMap::new());
         let c =
             allocate_range_id(&mut SystemBatch::new(&engine, &mut batch, &mut written)).unwrap();
         assert_eq!((a, b, c), (2, 3, 4));
@@ -381,16 +409,16 @@ mod tests {
     fn members_announce_their_own_address_and_strangers_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let engine = Engine::open(dir.path()).unwrap();
-        let mut batch = WriteBatch::default();
+        let mut batch = engine.batch();
         let mut written = HashMap::new();
         // Founding member 2 as node 1's --peers named it: through a proxy.
         let founders = std::collections::BTreeMap::from([
             (1, "10.0.0.1:7700".to_owned()),
             (2, "proxy:9".to_owned()),
         ]);
-        write_cluster(&engine, &mut batch, "c", &founders);
+        write_cluster(&mut batch, "c", &founders);
         engine.write(batch, false).unwrap();
-        let mut batch = WriteBatch::default();
+        let mut batch = engine.batch();
         let mut system = SystemBatch::new(&engine, &mut batch, &mut written);
         assert!(announce_node(&mut system, 2, "10.0.0.2:7700").unwrap());
         assert!(!announce_node(&mut system, 9, "10.0.0.9:7700").unwrap());

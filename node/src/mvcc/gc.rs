@@ -5,8 +5,6 @@
 //! one round never holds the engine long; what it removes was invisible to
 //! every read the node still serves.
 
-use rocksdb::WriteBatch;
-
 use super::{keys, record, Horizon, Record};
 use crate::engine::{Engine, ReadView, CF_DATA};
 use crate::error::Result;
@@ -43,12 +41,12 @@ impl Collector {
         let snapshot = engine.snapshot();
         let mut iter = snapshot.raw_iterator(CF_DATA, &self.resume, &[]);
         iter.seek_to_first();
-        let mut batch = WriteBatch::default();
+        let mut batch = engine.batch();
         // The key being walked, and whether its version at or below the
         // horizon that reads need was passed already.
         let mut group: Vec<u8> = Vec::new();
         let mut kept_below = false;
-        while let (Some(raw_key), Some(raw)) = (iter.key(), iter.value()) {
+        while let Some(raw_key) = iter.key() {
             let part = keys::key_part(raw_key);
             if part != group.as_slice() {
                 if slice.examined >= VERSIONS_PER_SLICE {
@@ -63,15 +61,16 @@ impl Collector {
             let ts = keys::commit_ts(raw_key)?;
             if ts <= horizon {
                 if kept_below {
-                    batch.delete_cf(engine.cf(CF_DATA), raw_key);
+                    batch.delete(CF_DATA, raw_key);
                     slice.removed += 1;
                 } else {
                     // The newest version at or below the horizon: what reads
                     // at the horizon see. A tombstone shows nothing, so it
                     // and everything older go.
                     kept_below = true;
-                    if record::decode(raw)? == Record::Tombstone {
-                        batch.delete_cf(engine.cf(CF_DATA), raw_key);
+                    let raw = iter.value()?.unwrap_or_default();
+                    if record::decode(&raw)? == Record::Tombstone {
+                        batch.delete(CF_DATA, raw_key);
                         slice.removed += 1;
                     }
                 }

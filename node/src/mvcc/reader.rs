@@ -28,8 +28,8 @@ impl<'a, V: ReadView> Versions<'a, V> {
             .view
             .raw_iterator(CF_DATA, &from, &keys::versions_end(key));
         iter.seek(&from);
-        match (iter.key(), iter.value()) {
-            (Some(raw_key), Some(raw)) => Ok(Some((keys::commit_ts(raw_key)?, raw.to_vec()))),
+        match (iter.key(), iter.value()?) {
+            (Some(raw_key), Some(raw)) => Ok(Some((keys::commit_ts(raw_key)?, raw.into_owned()))),
             _ => {
                 iter.status()?;
                 Ok(None)
@@ -71,7 +71,7 @@ impl<'a, V: ReadView> Versions<'a, V> {
             iter.seek_to_last();
             let mut candidate: Option<(Vec<u8>, Vec<u8>)> = None;
             let mut group: Vec<u8> = Vec::new();
-            while let (Some(raw_key), Some(raw)) = (iter.key(), iter.value()) {
+            while let Some(raw_key) = iter.key() {
                 if keys::key_part(raw_key) != group.as_slice() {
                     if let Some((key, value)) = candidate.take() {
                         if !emit(&key, &value)? {
@@ -81,7 +81,8 @@ impl<'a, V: ReadView> Versions<'a, V> {
                     group = keys::key_part(raw_key).to_vec();
                 }
                 if keys::commit_ts(raw_key)? <= ts {
-                    candidate = Some((raw_key.to_vec(), raw.to_vec()));
+                    let raw = iter.value()?.unwrap_or_default();
+                    candidate = Some((raw_key.to_vec(), raw.into_owned()));
                 }
                 iter.prev();
             }
@@ -93,19 +94,20 @@ impl<'a, V: ReadView> Versions<'a, V> {
         }
         iter.seek_to_first();
         let mut done: Vec<u8> = Vec::new();
-        while let (Some(raw_key), Some(raw)) = (iter.key(), iter.value()) {
+        while let Some(raw_key) = iter.key() {
             let part = keys::key_part(raw_key);
             if part != done.as_slice() && keys::commit_ts(raw_key)? <= ts {
                 // Newest first: the first version at or below `ts` is the one.
                 done.clear();
                 done.extend_from_slice(part);
-                if !emit(raw_key, raw)? {
+                let raw = iter.value()?.unwrap_or_default();
+                if !emit(raw_key, &raw)? {
                     return Ok(());
                 }
             }
             iter.next();
         }
-        Ok(iter.status()?)
+        iter.status()
     }
 }
 

@@ -91,6 +91,39 @@ impl Ops {
                 .filter(|r| r.role == RaftRole::Leader as i32)
                 .count() as u64,
             replicas,
+            encryption: Some(self.encryption_status()),
+        })
+    }
+
+    /// Which keys this node encrypts with, if it does.
+    pub fn encryption_status(&self) -> EncryptionStatus {
+        let Some(ring) = self.engine.key_ring() else {
+            return EncryptionStatus::default();
+        };
+        let status = ring.status();
+        EncryptionStatus {
+            enabled: true,
+            master_key_id: status.master_key_id,
+            data_key_id: status.current_key_id,
+            data_key_created_at_ms: status.current_key_created_at_ms,
+            data_keys: status.data_keys as u32,
+        }
+    }
+
+    /// Makes a new data key current on this node (a synced write of the
+    /// key file, off the async threads).
+    pub async fn rotate_data_key(&self) -> Result<RotateDataKeyResponse> {
+        let Some(ring) = self.engine.key_ring().cloned() else {
+            return Err(Error::FailedPrecondition(format!(
+                "node {} does not encrypt data at rest (start it with --encryption-key-file)",
+                self.identity.node_id
+            )));
+        };
+        tokio::task::spawn_blocking(move || ring.rotate())
+            .await
+            .map_err(|err| Error::Config(format!("the rotation task failed: {err}")))??;
+        Ok(RotateDataKeyResponse {
+            encryption: Some(self.encryption_status()),
         })
     }
 

@@ -9,6 +9,8 @@
 //!   and their coordination across ranges for clients that do not route;
 //! - [`forward`]: passing a request on to the leader that can serve it;
 //! - [`admin`]: node status, splits, the node registry, joining;
+//! - [`auth`]: logins, users and roles, keeping the node's copy of the
+//!   security catalog current;
 //! - [`membership`]: adding and removing replicas, moving leaderships;
 //! - [`shutdown`]: handing this node's leaderships away before it stops;
 //! - [`time`]: timestamps from the oracle, read timestamp checks, GC settings;
@@ -17,6 +19,7 @@
 //! - [`validate`], [`range_stats`]: request checks and range sizes.
 
 pub mod admin;
+pub mod auth;
 pub mod forward;
 pub mod kv;
 pub mod membership;
@@ -63,6 +66,8 @@ pub struct CallContext {
     /// The redirect this node followed to serve the request: clients that
     /// route themselves update their range cache from it.
     pub redirect: Option<zdb_proto::v1::Error>,
+    /// Who the call runs as.
+    pub principal: crate::auth::Principal,
 }
 
 impl CallContext {
@@ -74,6 +79,7 @@ impl CallContext {
             deadline,
             coordinated: false,
             redirect: None,
+            principal: crate::auth::Principal::Anonymous,
         }
     }
 
@@ -113,6 +119,8 @@ pub struct Ops {
     horizon: Arc<Horizon>,
     transactions: txn::Transactions,
     lock_waits: txn::locking::WaitQueues,
+    guard: crate::auth::Guard,
+    security: auth::SecuritySettings,
 }
 
 /// What [`Ops`] is made of.
@@ -128,6 +136,8 @@ pub struct OpsParts {
     pub health: Health,
     pub timestamps: Timestamps,
     pub horizon: Arc<Horizon>,
+    pub guard: crate::auth::Guard,
+    pub security: auth::SecuritySettings,
 }
 
 impl Ops {
@@ -147,7 +157,13 @@ impl Ops {
             horizon: parts.horizon,
             transactions: txn::Transactions::default(),
             lock_waits: txn::locking::WaitQueues::default(),
+            guard: parts.guard,
+            security: parts.security,
         }
+    }
+
+    pub fn guard(&self) -> &crate::auth::Guard {
+        &self.guard
     }
 
     pub fn identity(&self) -> &Identity {

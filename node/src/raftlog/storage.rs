@@ -3,11 +3,10 @@ use std::collections::VecDeque;
 use protobuf::Message as _;
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
 use raft::{GetEntriesContext, RaftState, Storage, StorageError};
-use rocksdb::WriteBatch;
 
 use super::entry_cache::EntryCache;
 use super::ApplyState;
-use crate::engine::{keys, Engine, ReadView, CF_RAFT};
+use crate::engine::{keys, Batch, Engine, ReadView, CF_RAFT};
 use crate::error::{Error, Result};
 use crate::range::snapshot;
 
@@ -18,7 +17,7 @@ pub const RAFT_INIT_INDEX: u64 = 5;
 pub const RAFT_INIT_TERM: u64 = 5;
 
 /// Raft state of one range replica. Mutations go into the caller's
-/// `WriteBatch` (so that one pass of the event loop writes every range at
+/// `Batch` (so that one pass of the event loop writes every range at
 /// once) and into the cached state at once: raft-rs reads them back only
 /// after that batch is written.
 pub struct RangeStorage {
@@ -99,7 +98,7 @@ impl RangeStorage {
     /// vote here: they are kept (a vote must never be forgotten within its term).
     pub fn write_bootstrap_state(
         engine: &Engine,
-        batch: &mut WriteBatch,
+        batch: &mut Batch,
         range_id: u64,
         conf_state: ConfState,
     ) -> Result<()> {
@@ -115,13 +114,9 @@ impl RangeStorage {
             hard_state.vote = 0;
         }
         hard_state.commit = RAFT_INIT_INDEX;
-        batch.put_cf(
-            engine.cf(CF_RAFT),
-            keys::apply_state_key(range_id),
-            apply.encode(),
-        );
-        batch.put_cf(
-            engine.cf(CF_RAFT),
+        batch.put(CF_RAFT, keys::apply_state_key(range_id), apply.encode());
+        batch.put(
+            CF_RAFT,
             keys::hard_state_key(range_id),
             encode_pb(&hard_state),
         );
@@ -137,9 +132,9 @@ impl RangeStorage {
         }
         hard_state.term = term;
         hard_state.vote = vote;
-        let mut batch = WriteBatch::default();
-        batch.put_cf(
-            engine.cf(CF_RAFT),
+        let mut batch = engine.batch();
+        batch.put(
+            CF_RAFT,
             keys::hard_state_key(range_id),
             encode_pb(&hard_state),
         );
@@ -175,7 +170,7 @@ impl RangeStorage {
         self.terms.len() as u64
     }
 
-    pub fn append(&mut self, batch: &mut WriteBatch, entries: &[Entry]) -> Result<()> {
+    pub fn append(&mut self, batch: &mut Batch, entries: &[Entry]) -> Result<()> {
         let Some(first_new) = entries.first() else {
             return Ok(());
         };
@@ -191,14 +186,13 @@ impl RangeStorage {
                 ),
             ));
         }
-        let cf = self.engine.cf(CF_RAFT);
         let old_last = self.last();
         // A new leader may overwrite a suffix of the log.
         self.terms
             .truncate((first_new.index - self.first()) as usize);
         for entry in entries {
-            batch.put_cf(
-                cf,
+            batch.put(
+                CF_RAFT,
                 keys::log_entry_key(self.range_id, entry.index),
                 encode_pb(entry),
             );
@@ -207,8 +201,8 @@ impl RangeStorage {
         self.cache.append(entries);
         let new_last = self.last();
         if old_last > new_last {
-            batch.delete_range_cf(
-                cf,
+            batch.delete_range(
+                CF_RAFT,
                 keys::log_entry_key(self.range_id, new_last + 1),
                 keys::log_entry_key(self.range_id, old_last + 1),
             );
@@ -221,32 +215,27 @@ impl RangeStorage {
     /// again from the leader, and everything applied is committed). A change
     /// of the commit index alone stays in memory: under load it changes every
     /// pass for every active range, and each write costs a memtable insert.
-    pub fn set_hard_state(&mut self, batch: &mut WriteBatch, hard_state: &HardState) {
+    pub fn set_hard_state(&mut self, batch: &mut Batch, hard_state: &HardState) {
         let vote_changed =
             hard_state.term != self.hard_state.term || hard_state.vote != self.hard_state.vote;
         self.hard_state = hard_state.clone();
         if vote_changed {
-            batch.put_cf(
-                self.engine.cf(CF_RAFT),
+            batch.put(
+                CF_RAFT,
                 keys::hard_state_key(self.range_id),
                 encode_pb(hard_state),
             );
         }
     }
 
-    pub fn set_commit(&mut self, batch: &mut WriteBatch, commit: u64) {
+    pub fn set_commit(&mut self, batch: &mut Batch, commit: u64) {
         let mut hard_state = self.hard_state.clone();
         hard_state.commit = commit;
         self.set_hard_state(batch, &hard_state);
     }
 
     /// Records that entries up to `index` are applied, with their effects in the same batch.
-    pub fn set_applied(
-        &mut self,
-        batch: &mut WriteBatch,
-        index: u64,
-        conf_state: Option<ConfState>,
-    ) {
+    pub fn set_applied(&mut self, batch: &mut Batch, index: u64, conf_state: Option<ConfState>) {
         self.apply.applied_index = index;
         self.cache.applied(index);
         if let Some(conf_state) = conf_state {
@@ -256,15 +245,15 @@ impl RangeStorage {
     }
 
     /// Drops log entries up to and including `index`, which must be applied.
-    pub fn compact_to(&mut self, batch: &mut WriteBatch, index: u64) -> Result<()> {
+    pub fn compact_to(&mut self, batch: &mut Batch, index: u64) -> Result<()> {
         let index = index.min(self.apply.applied_index);
         if index <= self.apply.truncated_index {
             return Ok(());
         }
         let term = self.term(index)?;
         let drop = (index - self.apply.truncated_index) as usize;
-        batch.delete_range_cf(
-            self.engine.cf(CF_RAFT),
+        batch.delete_range(
+            CF_RAFT,
             keys::log_entry_key(self.range_id, self.first()),
             keys::log_entry_key(self.range_id, index + 1),
         );
@@ -277,10 +266,10 @@ impl RangeStorage {
     }
 
     /// Replaces the log by a snapshot's position. The caller writes the data.
-    pub fn apply_snapshot(&mut self, batch: &mut WriteBatch, snapshot: &Snapshot) {
+    pub fn apply_snapshot(&mut self, batch: &mut Batch, snapshot: &Snapshot) {
         let meta = snapshot.get_metadata();
-        batch.delete_range_cf(
-            self.engine.cf(CF_RAFT),
+        batch.delete_range(
+            CF_RAFT,
             keys::log_entry_key(self.range_id, 0),
             keys::log_entry_key(self.range_id, u64::MAX),
         );
@@ -299,9 +288,9 @@ impl RangeStorage {
         self.set_hard_state(batch, &hard_state);
     }
 
-    fn write_apply_state(&self, batch: &mut WriteBatch) {
-        batch.put_cf(
-            self.engine.cf(CF_RAFT),
+    fn write_apply_state(&self, batch: &mut Batch) {
+        batch.put(
+            CF_RAFT,
             keys::apply_state_key(self.range_id),
             self.apply.encode(),
         );
@@ -427,7 +416,7 @@ mod tests {
         }
     }
 
-    fn bootstrap_three_voters(engine: &Engine, batch: &mut WriteBatch, range_id: u64) {
+    fn bootstrap_three_voters(engine: &Engine, batch: &mut Batch, range_id: u64) {
         let voters = ConfState::from((vec![1, 2, 3], vec![]));
         RangeStorage::write_bootstrap_state(engine, batch, range_id, voters).unwrap();
     }
@@ -435,7 +424,7 @@ mod tests {
     fn fresh() -> (tempfile::TempDir, Engine) {
         let dir = tempfile::tempdir().unwrap();
         let engine = Engine::open(dir.path()).unwrap();
-        let mut batch = WriteBatch::default();
+        let mut batch = engine.batch();
         bootstrap_three_voters(&engine, &mut batch, 1);
         engine.write(batch, true).unwrap();
         (dir, engine)
@@ -445,7 +434,7 @@ mod tests {
     fn state_survives_restart() {
         let (dir, engine) = fresh();
         let mut storage = RangeStorage::load(engine.clone(), 1).unwrap();
-        let mut batch = WriteBatch::default();
+        let mut batch = engine.batch();
         storage
             .append(&mut batch, &[entry(6, 6), entry(7, 6), entry(8, 7)])
             .unwrap();
@@ -493,11 +482,11 @@ mod tests {
         };
         // The empty replica persisted its state in an earlier pass...
         let mut placeholder = RangeStorage::load(engine.clone(), 9).unwrap();
-        let mut batch = WriteBatch::default();
+        let mut batch = engine.batch();
         placeholder.set_hard_state(&mut batch, &placeholder_state);
         engine.write(batch, true).unwrap();
         // ...then the split writes the range's initial state.
-        let mut batch = WriteBatch::default();
+        let mut batch = engine.batch();
         bootstrap_three_voters(&engine, &mut batch, 9);
         engine.write(batch, true).unwrap();
         let state = RangeStorage::load(engine.clone(), 9)
@@ -508,7 +497,7 @@ mod tests {
         assert_eq!(state.hard_state.commit, RAFT_INIT_INDEX);
 
         // The empty replica's write lands after the split's, in the same batch.
-        let mut batch = WriteBatch::default();
+        let mut batch = engine.batch();
         bootstrap_three_voters(&engine, &mut batch, 9);
         placeholder.set_hard_state(&mut batch, &placeholder_state);
         engine.write(batch, true).unwrap();
@@ -536,7 +525,7 @@ mod tests {
     fn commit_alone_is_not_written_but_restart_starts_from_applied() {
         let (dir, engine) = fresh();
         let mut storage = RangeStorage::load(engine.clone(), 1).unwrap();
-        let mut batch = WriteBatch::default();
+        let mut batch = engine.batch();
         storage
             .append(&mut batch, &[entry(6, 6), entry(7, 6), entry(8, 6)])
             .unwrap();
@@ -549,7 +538,7 @@ mod tests {
         storage.set_hard_state(&mut batch, &voted);
         engine.write(batch, true).unwrap();
 
-        let mut batch = WriteBatch::default();
+        let mut batch = engine.batch();
         storage.set_commit(&mut batch, 8);
         assert!(batch.is_empty(), "a commit-only change is not written");
         assert_eq!(storage.hard_state().commit, 8);
@@ -571,7 +560,7 @@ mod tests {
     fn overwriting_a_suffix_drops_the_old_tail() {
         let (_dir, engine) = fresh();
         let mut storage = RangeStorage::load(engine.clone(), 1).unwrap();
-        let mut batch = WriteBatch::default();
+        let mut batch = engine.batch();
         storage
             .append(&mut batch, &[entry(6, 6), entry(7, 6), entry(8, 6)])
             .unwrap();
@@ -587,7 +576,7 @@ mod tests {
     fn cached_entries_match_the_log_on_disk() {
         let (_dir, engine) = fresh();
         let mut storage = RangeStorage::load(engine.clone(), 1).unwrap();
-        let mut batch = WriteBatch::default();
+        let mut batch = engine.batch();
         let first: Vec<Entry> = (6..40).map(|index| entry(index, 6)).collect();
         storage.append(&mut batch, &first).unwrap();
         storage
@@ -621,13 +610,13 @@ mod tests {
     fn compaction_drops_applied_entries_only() {
         let (_dir, engine) = fresh();
         let mut storage = RangeStorage::load(engine.clone(), 1).unwrap();
-        let mut batch = WriteBatch::default();
+        let mut batch = engine.batch();
         let entries: Vec<_> = (6..=20).map(|i| entry(i, 6)).collect();
         storage.append(&mut batch, &entries).unwrap();
         storage.set_applied(&mut batch, 15, None);
         engine.write(batch, true).unwrap();
 
-        let mut batch = WriteBatch::default();
+        let mut batch = engine.batch();
         storage.compact_to(&mut batch, 18).unwrap(); // clamped to the applied index
         engine.write(batch, true).unwrap();
         assert_eq!(storage.first_index().unwrap(), 16);

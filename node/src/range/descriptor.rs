@@ -1,10 +1,9 @@
 //! Range descriptors: what span a range owns, at which epoch, on which nodes.
 
 use prost::Message as _;
-use rocksdb::WriteBatch;
 use zdb_proto::v1::{RangeDescriptor, RangeEpoch, ReplicaDescriptor, RequestHeader};
 
-use crate::engine::{keys, Engine, ReadView, CF_META};
+use crate::engine::{keys, Batch, ReadView, CF_META};
 use crate::error::{Error, Result};
 
 /// The range that owns the whole key space when a cluster is bootstrapped.
@@ -82,9 +81,9 @@ pub fn overlaps(a: &RangeDescriptor, b: &RangeDescriptor) -> bool {
     a_starts_before_b_ends && b_starts_before_a_ends
 }
 
-pub fn save(engine: &Engine, batch: &mut WriteBatch, range: &RangeDescriptor) {
-    batch.put_cf(
-        engine.cf(CF_META),
+pub fn save(batch: &mut Batch, range: &RangeDescriptor) {
+    batch.put(
+        CF_META,
         keys::range_descriptor_key(range.range_id),
         range.encode_to_vec(),
     );
@@ -92,22 +91,19 @@ pub fn save(engine: &Engine, batch: &mut WriteBatch, range: &RangeDescriptor) {
 
 /// Removes every trace of a replica: Raft state, descriptor, data of its
 /// span, and for the meta range this node's copy of the system keyspace.
-pub fn destroy(engine: &Engine, batch: &mut WriteBatch, range: &RangeDescriptor) {
-    batch.delete_range_cf(
-        engine.cf(crate::engine::CF_RAFT),
-        range.range_id.to_be_bytes().to_vec(),
-        (range.range_id + 1).to_be_bytes().to_vec(),
+pub fn destroy(batch: &mut Batch, range: &RangeDescriptor) {
+    batch.delete_range(
+        crate::engine::CF_RAFT,
+        range.range_id.to_be_bytes(),
+        (range.range_id + 1).to_be_bytes(),
     );
-    batch.delete_cf(
-        engine.cf(CF_META),
-        keys::range_descriptor_key(range.range_id),
-    );
+    batch.delete(CF_META, keys::range_descriptor_key(range.range_id));
     let (lower, upper) = crate::mvcc::keys::delete_bounds(&range.start_key, &range.end_key);
     for cf in crate::engine::keys::SPAN_FAMILIES {
-        batch.delete_range_cf(engine.cf(cf), &lower, &upper);
+        batch.delete_range(cf, &lower, &upper);
     }
     if range.range_id == crate::meta::table::META_RANGE_ID {
-        crate::meta::table::forget(engine, batch);
+        crate::meta::table::forget(batch);
     }
 }
 

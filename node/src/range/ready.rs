@@ -7,13 +7,12 @@ use std::time::{Duration, Instant};
 
 use raft::eraftpb::{Entry, Message, Snapshot};
 use raft::{Ready, StateRole};
-use rocksdb::WriteBatch;
 use zdb_proto::v1::RangeDescriptor;
 
 use super::replica::{ProposalResponder, Replica};
 use super::snapshot;
 use crate::apply::{ApplyContext, ExecResult, Outcome, Refusal};
-use crate::engine::Engine;
+use crate::engine::{Batch, Engine};
 use crate::error::{Error, Result};
 use crate::metrics;
 use crate::transport::PeerDirectory;
@@ -61,7 +60,7 @@ impl Reply {
 pub struct Pass<'a> {
     pub engine: &'a Engine,
     pub peers: &'a PeerDirectory,
-    pub batch: WriteBatch,
+    pub batch: Batch,
     pub replies: Vec<Reply>,
     /// Ranges this node holds initialized: a split must not reset them. A
     /// snapshot installed earlier in this same pass counts too.
@@ -109,7 +108,7 @@ impl Replica {
         // A leader may send its appends before its own copy is durable.
         stage(pass.outgoing, range_id, ready.take_messages());
         if !ready.snapshot().is_empty() {
-            self.install_snapshot(pass.engine, &mut pass.batch, ready.snapshot())?;
+            self.install_snapshot(&mut pass.batch, ready.snapshot())?;
             pass.existing.insert(range_id);
         }
         pass.appended += ready.entries().len();
@@ -278,13 +277,8 @@ impl Replica {
         None
     }
 
-    fn install_snapshot(
-        &mut self,
-        engine: &Engine,
-        batch: &mut WriteBatch,
-        snap: &Snapshot,
-    ) -> Result<()> {
-        let installed = snapshot::install(engine, batch, &snap.data)?;
+    fn install_snapshot(&mut self, batch: &mut Batch, snap: &Snapshot) -> Result<()> {
+        let installed = snapshot::install(batch, &snap.data)?;
         if let Some(range) = installed.range {
             self.apply.reset(range);
         }

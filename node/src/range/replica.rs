@@ -8,7 +8,6 @@ use std::time::Instant;
 use prost::Message as _;
 use raft::eraftpb::{ConfChangeV2, Message};
 use raft::{RawNode, SnapshotStatus, StateRole};
-use rocksdb::WriteBatch;
 use tokio::sync::oneshot;
 use zdb_proto::v1::{
     command, Command, CommandHeader, RaftRole, RangeDescriptor, RangeEpoch, ReplicaStatus,
@@ -18,7 +17,7 @@ use super::load::Load;
 use super::reads::{ReadQueue, ReadResponder};
 use crate::apply::{ApplyDelegate, Outcome};
 use crate::config::RaftConfig;
-use crate::engine::Engine;
+use crate::engine::{Batch, Engine};
 use crate::error::{Error, Result};
 use crate::metrics;
 use crate::raftlog::RangeStorage;
@@ -426,7 +425,7 @@ impl Replica {
     /// Drops applied entries once the log is long. A leader keeps what its
     /// followers still need, unless the log grew far past the threshold;
     /// then a lagging follower gets a snapshot instead.
-    pub fn compact_log(&mut self, threshold: u64, batch: &mut WriteBatch) -> Result<()> {
+    pub fn compact_log(&mut self, threshold: u64, batch: &mut Batch) -> Result<()> {
         let storage = self.raw.store();
         if storage.log_len() <= threshold {
             return Ok(());

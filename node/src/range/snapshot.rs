@@ -2,12 +2,11 @@
 //! RocksDB snapshot, and installing such a payload on a replica.
 
 use prost::Message as _;
-use rocksdb::WriteBatch;
 use zdb_proto::v1::{KeyValue, SnapshotData};
 
 use super::descriptor;
 use crate::engine::{
-    keys, Engine, ReadView, CF_DATA, CF_LOCKS, CF_SPAN_LOCKS, CF_SYSTEM, CF_TTL, CF_TXN,
+    keys, Batch, Engine, ReadView, CF_DATA, CF_LOCKS, CF_SPAN_LOCKS, CF_SYSTEM, CF_TTL, CF_TXN,
 };
 use crate::error::{Error, Result};
 use crate::meta::table::{self as meta, META_RANGE_ID};
@@ -56,17 +55,17 @@ pub fn build(engine: &Engine, range_id: u64) -> Result<Vec<u8>> {
     .encode_to_vec())
 }
 
-/// Replaces the range's data with the snapshot's, in `batch`.
-pub fn install(engine: &Engine, batch: &mut WriteBatch, data: &[u8]) -> Result<SnapshotData> {
+/// Replaces the range's data with the snapshot's, in `batch` (which seals
+/// the values with this node's own data keys, if it encrypts).
+pub fn install(batch: &mut Batch, data: &[u8]) -> Result<SnapshotData> {
     let snapshot = SnapshotData::decode(data)?;
     let range = snapshot
         .range
         .as_ref()
         .ok_or_else(|| Error::corruption("snapshot", "no range descriptor"))?;
-    let data_cf = engine.cf(CF_DATA);
     let (lower, upper) = mvcc::keys::delete_bounds(&range.start_key, &range.end_key);
     for cf in keys::SPAN_FAMILIES {
-        batch.delete_range_cf(engine.cf(cf), &lower, &upper);
+        batch.delete_range(cf, &lower, &upper);
     }
     for version in &snapshot.versions {
         let (key, _) = mvcc::keys::decode(&version.key)?;
@@ -78,10 +77,10 @@ pub fn install(engine: &Engine, batch: &mut WriteBatch, data: &[u8]) -> Result<S
         }
         if let Record::Put { expire_at_ms, .. } = record::decode(&version.value)? {
             if expire_at_ms != 0 {
-                batch.put_cf(engine.cf(CF_TTL), keys::ttl_key(expire_at_ms, &key), []);
+                batch.put(CF_TTL, keys::ttl_key(expire_at_ms, &key), []);
             }
         }
-        batch.put_cf(data_cf, &version.key, &version.value);
+        batch.put(CF_DATA, &version.key, &version.value);
     }
     for (cf, pairs) in [
         (CF_LOCKS, &snapshot.locks),
@@ -95,17 +94,16 @@ pub fn install(engine: &Engine, batch: &mut WriteBatch, data: &[u8]) -> Result<S
                     "a lock outside the range's span",
                 ));
             }
-            batch.put_cf(engine.cf(cf), &pair.key, &pair.value);
+            batch.put(cf, &pair.key, &pair.value);
         }
     }
     if range.range_id == META_RANGE_ID {
-        let system_cf = engine.cf(CF_SYSTEM);
-        batch.delete_range_cf(system_cf, Vec::new(), mvcc::keys::delete_bounds(b"", b"").1);
+        batch.delete_range(CF_SYSTEM, Vec::new(), mvcc::keys::delete_bounds(b"", b"").1);
         for pair in &snapshot.system {
-            batch.put_cf(system_cf, &pair.key, &pair.value);
+            batch.put(CF_SYSTEM, &pair.key, &pair.value);
         }
     }
-    descriptor::save(engine, batch, range);
+    descriptor::save(batch, range);
     Ok(snapshot)
 }
 
@@ -125,8 +123,8 @@ mod tests {
     fn round_trip_replaces_the_span_with_every_version() {
         let source_dir = tempfile::tempdir().unwrap();
         let source = Engine::open(source_dir.path()).unwrap();
-        let mut batch = WriteBatch::default();
-        descriptor::save(&source, &mut batch, &descriptor::initial(&[1, 2, 3]));
+        let mut batch = source.batch();
+        descriptor::save(&mut batch, &descriptor::initial(&[1, 2, 3]));
         source.write(batch, false).unwrap();
         put(&source, b"a", 5, b"1", 0);
         put(&source, b"a", 9, b"1b", 0);
@@ -137,8 +135,8 @@ mod tests {
         let target_dir = tempfile::tempdir().unwrap();
         let target = Engine::open(target_dir.path()).unwrap();
         put(&target, b"stale", 1, b"x", 0);
-        let mut batch = WriteBatch::default();
-        let installed = install(&target, &mut batch, &payload).unwrap();
+        let mut batch = target.batch();
+        let installed = install(&mut batch, &payload).unwrap();
         target.write(batch, false).unwrap();
         assert_eq!(installed.versions.len(), 4);
 
@@ -174,6 +172,6 @@ mod tests {
             descriptor::load_all(&target).unwrap(),
             vec![descriptor::initial(&[1, 2, 3])]
         );
-        assert!(install(&target, &mut WriteBatch::default(), b"\xff garbage").is_err());
+        assert!(install(&mut target.batch(), b"\xff garbage").is_err());
     }
 }

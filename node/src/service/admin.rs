@@ -23,7 +23,7 @@ impl Admin for AdminService {
         &self,
         request: Request<NodeStatusRequest>,
     ) -> Result<Response<NodeStatusResponse>, Status> {
-        serve("NodeStatus", request, async |_, _| {
+        serve(&self.ops, "NodeStatus", request, async |_, _| {
             self.ops.node_status().await
         })
         .await
@@ -33,7 +33,7 @@ impl Admin for AdminService {
         &self,
         request: Request<SplitRangeRequest>,
     ) -> Result<Response<SplitRangeResponse>, Status> {
-        serve("SplitRange", request, async |req, _| {
+        serve(&self.ops, "SplitRange", request, async |req, _| {
             self.ops.split_range(req).await
         })
         .await
@@ -43,8 +43,28 @@ impl Admin for AdminService {
         &self,
         request: Request<UpdateMetaRequest>,
     ) -> Result<Response<UpdateMetaResponse>, Status> {
-        serve("UpdateMeta", request, async |req, _| {
+        serve(&self.ops, "UpdateMeta", request, async |req, _| {
             self.ops.update_meta(req).await
+        })
+        .await
+    }
+
+    async fn security_catalog_read(
+        &self,
+        request: Request<SecurityCatalogRequest>,
+    ) -> Result<Response<SecurityCatalog>, Status> {
+        serve(&self.ops, "SecurityCatalogRead", request, async |_, _| {
+            self.ops.security_catalog_here().await
+        })
+        .await
+    }
+
+    async fn security_change(
+        &self,
+        request: Request<SecurityCommand>,
+    ) -> Result<Response<UserChangeResponse>, Status> {
+        serve(&self.ops, "SecurityChange", request, async |req, _| {
+            self.ops.security_change_here(req).await
         })
         .await
     }
@@ -53,7 +73,7 @@ impl Admin for AdminService {
         &self,
         request: Request<AllocateRangeIdRequest>,
     ) -> Result<Response<AllocateRangeIdResponse>, Status> {
-        serve("AllocateRangeId", request, async |_, _| {
+        serve(&self.ops, "AllocateRangeId", request, async |_, _| {
             self.ops.allocate_range_id().await
         })
         .await
@@ -63,7 +83,7 @@ impl Admin for AdminService {
         &self,
         request: Request<TransferLeaderRequest>,
     ) -> Result<Response<TransferLeaderResponse>, Status> {
-        serve("TransferLeader", request, async |req, _| {
+        serve(&self.ops, "TransferLeader", request, async |req, _| {
             self.ops.transfer_leader(req).await
         })
         .await
@@ -73,7 +93,7 @@ impl Admin for AdminService {
         &self,
         request: Request<AddReplicaRequest>,
     ) -> Result<Response<AddReplicaResponse>, Status> {
-        serve("AddReplica", request, async |req, _| {
+        serve(&self.ops, "AddReplica", request, async |req, _| {
             self.ops.add_replica(req).await
         })
         .await
@@ -83,7 +103,7 @@ impl Admin for AdminService {
         &self,
         request: Request<RemoveReplicaRequest>,
     ) -> Result<Response<RemoveReplicaResponse>, Status> {
-        serve("RemoveReplica", request, async |req, _| {
+        serve(&self.ops, "RemoveReplica", request, async |req, _| {
             self.ops.remove_replica(req).await
         })
         .await
@@ -93,7 +113,7 @@ impl Admin for AdminService {
         &self,
         request: Request<SetNodeStateRequest>,
     ) -> Result<Response<SetNodeStateResponse>, Status> {
-        serve("SetNodeState", request, async |req, ctx| {
+        serve(&self.ops, "SetNodeState", request, async |req, ctx| {
             self.ops.set_node_state(req, ctx).await
         })
         .await
@@ -103,7 +123,7 @@ impl Admin for AdminService {
         &self,
         request: Request<ListNodesRequest>,
     ) -> Result<Response<ListNodesResponse>, Status> {
-        serve("ListNodes", request, async |_, ctx| {
+        serve(&self.ops, "ListNodes", request, async |_, ctx| {
             self.ops.list_nodes(ctx).await
         })
         .await
@@ -113,7 +133,7 @@ impl Admin for AdminService {
         &self,
         request: Request<SetNodeZoneRequest>,
     ) -> Result<Response<SetNodeZoneResponse>, Status> {
-        serve("SetNodeZone", request, async |req, ctx| {
+        serve(&self.ops, "SetNodeZone", request, async |req, ctx| {
             self.ops.set_node_zone(req, ctx).await
         })
         .await
@@ -123,7 +143,7 @@ impl Admin for AdminService {
         &self,
         request: Request<GcStatusRequest>,
     ) -> Result<Response<GcStatusResponse>, Status> {
-        serve("GcStatus", request, async |_req, ctx| {
+        serve(&self.ops, "GcStatus", request, async |_req, ctx| {
             self.ops.gc_status(ctx).await
         })
         .await
@@ -133,7 +153,7 @@ impl Admin for AdminService {
         &self,
         request: Request<SetGcLifeTimeRequest>,
     ) -> Result<Response<SetGcLifeTimeResponse>, Status> {
-        serve("SetGcLifeTime", request, async |req, ctx| {
+        serve(&self.ops, "SetGcLifeTime", request, async |req, ctx| {
             self.ops
                 .set_gc_life_time(req.life_time_ms, ctx)
                 .await
@@ -142,8 +162,18 @@ impl Admin for AdminService {
         .await
     }
 
+    async fn rotate_data_key(
+        &self,
+        request: Request<RotateDataKeyRequest>,
+    ) -> Result<Response<RotateDataKeyResponse>, Status> {
+        serve(&self.ops, "RotateDataKey", request, async |_, _| {
+            self.ops.rotate_data_key().await
+        })
+        .await
+    }
+
     async fn join(&self, request: Request<JoinRequest>) -> Result<Response<JoinResponse>, Status> {
-        serve("Join", request, async |req, ctx| {
+        serve(&self.ops, "Join", request, async |req, ctx| {
             self.ops.join(req, ctx).await
         })
         .await

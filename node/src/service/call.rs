@@ -1,6 +1,7 @@
-//! How every gRPC call reaches an operation: the forwarding hop count from
-//! the request metadata in, the typed error or the redirect the node
-//! followed out, and the call counted and timed.
+//! How every gRPC call reaches an operation: who the caller is and whether
+//! the request may run (every request type declares what it needs), the
+//! forwarding hop count from the request metadata in, the typed error or
+//! the redirect the node followed out, and the call counted and timed.
 
 use std::time::{Duration, Instant};
 
@@ -9,9 +10,10 @@ use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status};
 
 use super::observe::observe;
+use crate::auth::Protected;
 use crate::error::Result;
-use crate::ops::CallContext;
-use crate::transport::HOPS_METADATA;
+use crate::ops::{CallContext, Ops};
+use crate::transport::{caller_of, HOPS_METADATA};
 
 /// Response metadata naming the redirect a node followed to serve a
 /// request (an encoded `zdb.v1.Error`), for clients that route themselves.
@@ -45,14 +47,26 @@ fn grpc_timeout(value: &str) -> Option<Duration> {
     })
 }
 
-/// Runs `operation` on the request's message under `method`.
-pub async fn serve<Req, Resp>(
+/// The name of a request's message, for the audit log ("SplitRangeRequest").
+fn rpc_name<Req>() -> &'static str {
+    let full = std::any::type_name::<Req>();
+    full.rsplit("::").next().unwrap_or(full)
+}
+
+/// Runs `operation` on the request's message under `method`, if the
+/// caller may make it.
+pub async fn serve<Req: Protected, Resp>(
+    ops: &Ops,
     method: &'static str,
     request: Request<Req>,
     operation: impl AsyncFnOnce(Req, &mut CallContext) -> Result<Resp>,
 ) -> Result<Response<Resp>, Status> {
     observe(method, async {
         let mut ctx = context_of(&request);
+        let requirement = request.get_ref().requirement();
+        ctx.principal = ops
+            .authorize(&caller_of(&request), rpc_name::<Req>(), &requirement)
+            .await?;
         let message = request.into_inner();
         let result = operation(message, &mut ctx).await;
         let mut response = Response::new(result?);

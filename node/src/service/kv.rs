@@ -20,14 +20,14 @@ impl KvService {
 #[tonic::async_trait]
 impl Kv for KvService {
     async fn get(&self, request: Request<GetRequest>) -> Result<Response<GetResponse>, Status> {
-        serve("Get", request, async |req, ctx| {
+        serve(&self.ops, "Get", request, async |req, ctx| {
             self.ops.get(req, ctx).await
         })
         .await
     }
 
     async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
-        serve("Put", request, async |req, ctx| {
+        serve(&self.ops, "Put", request, async |req, ctx| {
             self.ops.put(req, ctx).await
         })
         .await
@@ -37,14 +37,14 @@ impl Kv for KvService {
         &self,
         request: Request<DeleteRequest>,
     ) -> Result<Response<DeleteResponse>, Status> {
-        serve("Delete", request, async |req, ctx| {
+        serve(&self.ops, "Delete", request, async |req, ctx| {
             self.ops.delete(req, ctx).await
         })
         .await
     }
 
     async fn scan(&self, request: Request<ScanRequest>) -> Result<Response<ScanResponse>, Status> {
-        serve("Scan", request, async |req, ctx| {
+        serve(&self.ops, "Scan", request, async |req, ctx| {
             self.ops.scan(req, ctx).await
         })
         .await
@@ -54,7 +54,7 @@ impl Kv for KvService {
         &self,
         request: Request<BatchGetRequest>,
     ) -> Result<Response<BatchGetResponse>, Status> {
-        serve("BatchGet", request, async |req, ctx| {
+        serve(&self.ops, "BatchGet", request, async |req, ctx| {
             self.ops.batch_get(req, ctx).await
         })
         .await
@@ -64,7 +64,7 @@ impl Kv for KvService {
         &self,
         request: Request<BatchWriteRequest>,
     ) -> Result<Response<BatchWriteResponse>, Status> {
-        serve("BatchWrite", request, async |req, ctx| {
+        serve(&self.ops, "BatchWrite", request, async |req, ctx| {
             self.ops.batch_write(req, ctx).await
         })
         .await
@@ -74,7 +74,7 @@ impl Kv for KvService {
         &self,
         request: Request<CompareAndSwapRequest>,
     ) -> Result<Response<CompareAndSwapResponse>, Status> {
-        serve("CompareAndSwap", request, async |req, ctx| {
+        serve(&self.ops, "CompareAndSwap", request, async |req, ctx| {
             self.ops.compare_and_swap(req, ctx).await
         })
         .await
@@ -84,14 +84,14 @@ impl Kv for KvService {
         &self,
         request: Request<LocateRequest>,
     ) -> Result<Response<LocateResponse>, Status> {
-        serve("Locate", request, async |req, ctx| {
+        serve(&self.ops, "Locate", request, async |req, ctx| {
             self.ops.locate(req, ctx).await
         })
         .await
     }
 
     async fn now(&self, request: Request<NowRequest>) -> Result<Response<NowResponse>, Status> {
-        serve("Now", request, async |req, ctx| {
+        serve(&self.ops, "Now", request, async |req, ctx| {
             self.ops.now(req, ctx).await
         })
         .await

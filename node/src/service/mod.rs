@@ -1,9 +1,11 @@
 //! The protocol adapters over the node's operations (`crate::ops`): the
-//! gRPC KV, transaction and admin services (decode, call, encode), the gRPC health
+//! gRPC KV, transaction, admin and auth services (decode, authorize, call,
+//! encode), the gRPC health
 //! service fed from the node's real health, errors as gRPC statuses, and
 //! the HTTP status port (metrics, liveness, readiness).
 
 pub mod admin;
+pub mod auth;
 pub mod call;
 pub mod grpc_health;
 pub mod kv;

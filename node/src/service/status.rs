@@ -113,6 +113,16 @@ impl From<Error> for Status {
                 message,
                 Kind::Deadlock(v1::Deadlock { cycle, key }),
             ),
+            Error::Unauthenticated { token_expired, .. } => with_detail(
+                Code::Unauthenticated,
+                message,
+                Kind::Unauthenticated(v1::Unauthenticated { token_expired }),
+            ),
+            Error::PermissionDenied { user, permission } => with_detail(
+                Code::PermissionDenied,
+                message,
+                Kind::PermissionDenied(v1::PermissionDenied { user, permission }),
+            ),
             Error::LockWaitTimeout { key, holder } => with_detail(
                 Code::DeadlineExceeded,
                 message,
@@ -142,6 +152,7 @@ impl From<Error> for Status {
             | Error::Corruption { .. }
             | Error::Raft(_)
             | Error::Config(_)
+            | Error::Encryption(_)
             | Error::Io(_)
             | Error::Transport(_) => Status::internal(message),
         }

@@ -25,7 +25,7 @@ impl Txn for TxnService {
         &self,
         request: Request<BeginRequest>,
     ) -> Result<Response<BeginResponse>, Status> {
-        serve("TxnBegin", request, async |req, _| {
+        serve(&self.ops, "TxnBegin", request, async |req, _| {
             self.ops.begin(req).await
         })
         .await
@@ -35,7 +35,7 @@ impl Txn for TxnService {
         &self,
         request: Request<TxnGetRequest>,
     ) -> Result<Response<TxnGetResponse>, Status> {
-        serve("TxnGet", request, async |req, ctx| {
+        serve(&self.ops, "TxnGet", request, async |req, ctx| {
             self.ops.txn_get(req, ctx).await
         })
         .await
@@ -45,7 +45,7 @@ impl Txn for TxnService {
         &self,
         request: Request<TxnBatchGetRequest>,
     ) -> Result<Response<TxnBatchGetResponse>, Status> {
-        serve("TxnBatchGet", request, async |req, ctx| {
+        serve(&self.ops, "TxnBatchGet", request, async |req, ctx| {
             self.ops.txn_batch_get(req, ctx).await
         })
         .await
@@ -55,7 +55,7 @@ impl Txn for TxnService {
         &self,
         request: Request<TxnScanRequest>,
     ) -> Result<Response<TxnScanResponse>, Status> {
-        serve("TxnScan", request, async |req, ctx| {
+        serve(&self.ops, "TxnScan", request, async |req, ctx| {
             self.ops.txn_scan(req, ctx).await
         })
         .await
@@ -65,7 +65,7 @@ impl Txn for TxnService {
         &self,
         request: Request<TxnPutRequest>,
     ) -> Result<Response<TxnPutResponse>, Status> {
-        serve("TxnPut", request, async |req, _| {
+        serve(&self.ops, "TxnPut", request, async |req, _| {
             self.ops.txn_put(req).await
         })
         .await
@@ -75,7 +75,7 @@ impl Txn for TxnService {
         &self,
         request: Request<TxnDeleteRequest>,
     ) -> Result<Response<TxnDeleteResponse>, Status> {
-        serve("TxnDelete", request, async |req, _| {
+        serve(&self.ops, "TxnDelete", request, async |req, _| {
             self.ops.txn_delete(req).await
         })
         .await
@@ -85,7 +85,7 @@ impl Txn for TxnService {
         &self,
         request: Request<CommitRequest>,
     ) -> Result<Response<CommitResponse>, Status> {
-        serve("TxnCommit", request, async |req, _| {
+        serve(&self.ops, "TxnCommit", request, async |req, _| {
             self.ops.txn_commit(req).await
         })
         .await
@@ -95,7 +95,7 @@ impl Txn for TxnService {
         &self,
         request: Request<RollbackRequest>,
     ) -> Result<Response<RollbackResponse>, Status> {
-        serve("TxnRollback", request, async |req, _| {
+        serve(&self.ops, "TxnRollback", request, async |req, _| {
             self.ops.txn_rollback(req).await
         })
         .await
@@ -105,7 +105,7 @@ impl Txn for TxnService {
         &self,
         request: Request<HeartbeatRequest>,
     ) -> Result<Response<HeartbeatResponse>, Status> {
-        serve("TxnHeartbeat", request, async |req, _| {
+        serve(&self.ops, "TxnHeartbeat", request, async |req, _| {
             self.ops.txn_heartbeat(req).await
         })
         .await
@@ -115,7 +115,7 @@ impl Txn for TxnService {
         &self,
         request: Request<AtomicRequest>,
     ) -> Result<Response<AtomicResponse>, Status> {
-        serve("TxnAtomic", request, async |req, _| {
+        serve(&self.ops, "TxnAtomic", request, async |req, _| {
             self.ops.atomic(req).await
         })
         .await
@@ -138,7 +138,7 @@ impl TxnRange for TxnRangeService {
         &self,
         request: Request<PrewriteRequest>,
     ) -> Result<Response<PrewriteResponse>, Status> {
-        serve("Prewrite", request, async |req, ctx| {
+        serve(&self.ops, "Prewrite", request, async |req, ctx| {
             self.ops.prewrite(req, ctx).await
         })
         .await
@@ -148,7 +148,7 @@ impl TxnRange for TxnRangeService {
         &self,
         request: Request<AcquireLocksRequest>,
     ) -> Result<Response<AcquireLocksResponse>, Status> {
-        serve("AcquireLocks", request, async |req, ctx| {
+        serve(&self.ops, "AcquireLocks", request, async |req, ctx| {
             self.ops.acquire_locks(req, ctx).await
         })
         .await
@@ -158,7 +158,7 @@ impl TxnRange for TxnRangeService {
         &self,
         request: Request<CommitKeysRequest>,
     ) -> Result<Response<CommitKeysResponse>, Status> {
-        serve("CommitKeys", request, async |req, ctx| {
+        serve(&self.ops, "CommitKeys", request, async |req, ctx| {
             self.ops.commit_keys(req, ctx).await
         })
         .await
@@ -168,7 +168,7 @@ impl TxnRange for TxnRangeService {
         &self,
         request: Request<RollbackKeysRequest>,
     ) -> Result<Response<RollbackKeysResponse>, Status> {
-        serve("RollbackKeys", request, async |req, ctx| {
+        serve(&self.ops, "RollbackKeys", request, async |req, ctx| {
             self.ops.rollback_keys(req, ctx).await
         })
         .await
@@ -178,7 +178,7 @@ impl TxnRange for TxnRangeService {
         &self,
         request: Request<CheckStatusRequest>,
     ) -> Result<Response<CheckStatusResponse>, Status> {
-        serve("CheckStatus", request, async |req, ctx| {
+        serve(&self.ops, "CheckStatus", request, async |req, ctx| {
             self.ops.check_status(req, ctx).await
         })
         .await
@@ -188,7 +188,7 @@ impl TxnRange for TxnRangeService {
         &self,
         request: Request<KeepAliveRequest>,
     ) -> Result<Response<KeepAliveResponse>, Status> {
-        serve("KeepAlive", request, async |req, ctx| {
+        serve(&self.ops, "KeepAlive", request, async |req, ctx| {
             self.ops.keep_alive(req, ctx).await
         })
         .await
@@ -198,7 +198,7 @@ impl TxnRange for TxnRangeService {
         &self,
         request: Request<WaitForRequest>,
     ) -> Result<Response<WaitForResponse>, Status> {
-        serve("WaitFor", request, async |req, ctx| {
+        serve(&self.ops, "WaitFor", request, async |req, ctx| {
             self.ops.wait_for(req, ctx).await
         })
         .await

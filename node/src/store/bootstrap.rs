@@ -2,7 +2,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use rocksdb::WriteBatch;
 use zdb_proto::v1::RangeDescriptor;
 
 use crate::engine::Engine;
@@ -21,9 +20,9 @@ pub fn bootstrap(
 ) -> Result<RangeDescriptor> {
     let node_ids: Vec<u64> = members.keys().copied().collect();
     let range = descriptor::initial(&node_ids);
-    let mut batch = WriteBatch::default();
-    descriptor::save(engine, &mut batch, &range);
-    meta::write_cluster(engine, &mut batch, cluster_id, members);
+    let mut batch = engine.batch();
+    descriptor::save(&mut batch, &range);
+    meta::write_cluster(&mut batch, cluster_id, members);
     let mut written = HashMap::new();
     meta::upsert(
         &mut SystemBatch::new(engine, &mut batch, &mut written),

@@ -13,12 +13,13 @@ use zdb_proto::v1::{
     command, stored_mutation, Command, RangeDescriptor, RequestHeader, SplitCommand,
     StoredMutation, StoredPut, WriteBatchCommand,
 };
+use zdb_security::encryption::MasterKey;
 
 use super::msg::{ReadKind, StoreMsg, Target};
 use super::{Durability, MessageSink, Store, StoreParts};
 use crate::apply::Outcome;
 use crate::clock::{Clock, ManualClock};
-use crate::config::RaftConfig;
+use crate::config::{EncryptionConfig, RaftConfig};
 use crate::engine::{Engine, ReadView, CF_DATA};
 use crate::error::Result;
 use crate::health::Health;
@@ -64,6 +65,9 @@ pub struct Harness {
     /// Messages the rule held back, delivered once it lets them through.
     held: VecDeque<InFlight>,
     rule: Rule,
+    addresses: BTreeMap<u64, String>,
+    /// Each node encrypts at rest with its own master key.
+    encrypted: bool,
 }
 
 pub type Answer = oneshot::Receiver<Result<Outcome>>;
@@ -72,7 +76,22 @@ impl Harness {
     /// `founders` bootstrap the cluster; `others` start empty (they join
     /// as learners and catch up by snapshot).
     pub fn new(founders: &[u64], others: &[u64], raft: RaftConfig) -> Harness {
+        Harness::build(founders, others, raft, false)
+    }
+
+    /// Like [`new`](Self::new), every node encrypting at rest with a master
+    /// key of its own (`master.key` in its data directory).
+    pub fn new_encrypted(founders: &[u64], others: &[u64], raft: RaftConfig) -> Harness {
+        Harness::build(founders, others, raft, true)
+    }
+
+    fn build(founders: &[u64], others: &[u64], raft: RaftConfig, encrypted: bool) -> Harness {
         let dir = tempfile::tempdir().expect("temp dir");
+        let addresses: BTreeMap<u64, String> = founders
+            .iter()
+            .chain(others)
+            .map(|&id| (id, format!("node-{id}:1")))
+            .collect();
         let mut harness = Harness {
             _dir: dir,
             clock: ManualClock::default(),
@@ -81,54 +100,87 @@ impl Harness {
             wire: Wire::default(),
             held: VecDeque::new(),
             rule: Box::new(|_| true),
+            addresses,
+            encrypted,
         };
-        let addresses: BTreeMap<u64, String> = founders
-            .iter()
-            .chain(others)
-            .map(|&id| (id, format!("node-{id}:1")))
-            .collect();
         let members: BTreeMap<u64, String> = founders
             .iter()
-            .map(|id| (*id, addresses[id].clone()))
+            .map(|id| (*id, harness.addresses[id].clone()))
             .collect();
         for &id in founders.iter().chain(others) {
-            let engine = Engine::open(&harness._dir.path().join(format!("node-{id}")))
-                .expect("engine opens");
+            let engine = harness.open_engine(id).expect("engine opens");
             if founders.contains(&id) {
                 super::bootstrap(&engine, "harness", &members).expect("bootstrap");
             }
-            let (sender, inbox) = mpsc::channel();
-            let parts = StoreParts {
-                node_id: id,
-                engine: engine.clone(),
-                raft: harness.raft.clone(),
-                ttl_sweep_interval: Duration::from_secs(3600),
-                sink: Box::new(WireSink {
-                    from: id,
-                    wire: harness.wire.clone(),
-                }),
-                peers: Arc::new(PeerDirectory::new(
-                    engine.clone(),
-                    addresses.clone(),
-                    Vec::new(),
-                )),
-                logger: slog::Logger::root(slog::Discard, slog::o!()),
-                clock: Arc::new(harness.clock.clone()),
-                health: Health::default(),
-                horizon: Arc::default(),
-                meta_lease: Arc::default(),
-            };
-            let store = Store::open(parts, inbox, Durability::Inline).expect("store opens");
-            harness.nodes.insert(
-                id,
-                Node {
-                    store,
-                    sender,
-                    engine,
-                },
-            );
+            harness.start(id, engine);
         }
         harness
+    }
+
+    /// Where `node` keeps its data: RocksDB in `db`, and with encryption
+    /// its master key and data key file.
+    pub fn data_dir(&self, node: u64) -> std::path::PathBuf {
+        self._dir.path().join(format!("node-{node}"))
+    }
+
+    fn open_engine(&self, node: u64) -> Result<Engine> {
+        let dir = self.data_dir(node);
+        if !self.encrypted {
+            return Engine::open(&dir.join("db"));
+        }
+        std::fs::create_dir_all(&dir)?;
+        let key_file = dir.join("master.key");
+        if !key_file.exists() {
+            std::fs::write(&key_file, MasterKey::generate_hex())?;
+        }
+        let config = EncryptionConfig {
+            key_file,
+            previous_key_file: None,
+            data_key_rotation_period: EncryptionConfig::DEFAULT_ROTATION_PERIOD,
+        };
+        Engine::open_node(&dir, Some(&config))
+    }
+
+    fn start(&mut self, id: u64, engine: Engine) {
+        let (sender, inbox) = mpsc::channel();
+        let parts = StoreParts {
+            node_id: id,
+            engine: engine.clone(),
+            raft: self.raft.clone(),
+            ttl_sweep_interval: Duration::from_secs(3600),
+            sink: Box::new(WireSink {
+                from: id,
+                wire: self.wire.clone(),
+            }),
+            peers: Arc::new(PeerDirectory::new(
+                engine.clone(),
+                self.addresses.clone(),
+                Vec::new(),
+            )),
+            logger: slog::Logger::root(slog::Discard, slog::o!()),
+            clock: Arc::new(self.clock.clone()),
+            health: Health::default(),
+            horizon: Arc::default(),
+            meta_lease: Arc::default(),
+        };
+        let store = Store::open(parts, inbox, Durability::Inline).expect("store opens");
+        self.nodes.insert(
+            id,
+            Node {
+                store,
+                sender,
+                engine,
+            },
+        );
+    }
+
+    /// Stops `node` (its store and engine closed, as after a crash: every
+    /// pass was durable at its end) and starts it again from its data
+    /// directory.
+    pub fn restart(&mut self, node: u64) {
+        drop(self.nodes.remove(&node).expect("the node runs"));
+        let engine = self.open_engine(node).expect("engine reopens");
+        self.start(node, engine);
     }
 
     /// From now on only messages `rule` accepts are delivered; the others

@@ -1,7 +1,6 @@
 //! Replicas come and go: created by splits, created empty for a range a
 //! leader talks about, destroyed when a membership change removes them.
 
-use rocksdb::WriteBatch;
 use zdb_proto::v1::RangeDescriptor;
 
 use super::Store;
@@ -120,11 +119,11 @@ impl Store {
         if removed.is_empty() {
             return Ok(());
         }
-        let mut batch = WriteBatch::default();
+        let mut batch = self.engine.batch();
         for range_id in removed {
             let replica = self.replicas.remove(&range_id).expect("listed above");
             self.forget_unsynced(range_id);
-            descriptor::destroy(&self.engine, &mut batch, replica.descriptor());
+            descriptor::destroy(&mut batch, replica.descriptor());
             tracing::info!(
                 range_id,
                 "replica removed from this node; its data is deleted"

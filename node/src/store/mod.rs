@@ -35,6 +35,8 @@ mod syncer;
 mod ttl;
 
 #[cfg(test)]
+mod encryption_tests;
+#[cfg(test)]
 mod harness;
 #[cfg(test)]
 mod tests;

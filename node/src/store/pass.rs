@@ -5,7 +5,6 @@
 use std::collections::HashSet;
 use std::time::Instant;
 
-use rocksdb::WriteBatch;
 use zdb_proto::v1::ReplicaStatus;
 
 use super::syncer::SyncRequest;
@@ -134,7 +133,7 @@ impl Store {
         let mut pass = Pass {
             engine: &self.engine,
             peers: &self.peers,
-            batch: WriteBatch::default(),
+            batch: self.engine.batch(),
             replies: Vec::new(),
             existing,
             created: Vec::new(),
@@ -215,7 +214,7 @@ impl Store {
 
     /// Reads waiting for an apply index, and log compaction.
     fn after_apply(&mut self) -> Result<()> {
-        let mut batch = WriteBatch::default();
+        let mut batch = self.engine.batch();
         let mut log_entries = 0;
         for replica in self.replicas.values_mut() {
             replica.release_reads();

@@ -1,13 +1,14 @@
 //! The one place this node opens connections to other nodes: Raft streams,
 //! snapshots, meta range calls, forwarded requests, joining. Addresses are
-//! `HOST:PORT`; how to reach one (plaintext today, TLS later) is decided
-//! here and nowhere else.
+//! `HOST:PORT`; how to reach one (plaintext, or TLS with this node's
+//! certificate, which its peers require) is decided here and nowhere else.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tonic::transport::{Channel, Endpoint};
+use zdb_security::tls::{ClientTls, Connector};
 
 use crate::error::{Error, Result};
 
@@ -20,11 +21,29 @@ pub struct Dialer {
     /// One multiplexed connection per address, shared by every request to
     /// it; it reconnects by itself when the peer comes back.
     channels: Arc<Mutex<HashMap<String, Channel>>>,
+    /// This node's TLS client side; None: plaintext.
+    tls: Option<Arc<ClientTls>>,
 }
 
 impl Dialer {
     pub fn new() -> Self {
         Dialer::default()
+    }
+
+    /// Dials every peer over TLS, presenting this node's certificate (the
+    /// configuration follows its files: rotated certificates are used by
+    /// the connections made after the change).
+    pub fn with_tls(tls: Arc<ClientTls>) -> Self {
+        Dialer {
+            tls: Some(tls),
+            ..Dialer::default()
+        }
+    }
+
+    fn connector(&self) -> Option<Connector> {
+        self.tls
+            .as_ref()
+            .map(|tls| Connector::new(tls.clone(), CONNECT_TIMEOUT))
     }
 
     fn endpoint(address: &str) -> Result<Endpoint> {
@@ -48,7 +67,11 @@ impl Dialer {
         if let Some(channel) = channels.get(address) {
             return Ok(channel.clone());
         }
-        let channel = Self::endpoint(address)?.connect_lazy();
+        let endpoint = Self::endpoint(address)?;
+        let channel = match self.connector() {
+            Some(connector) => endpoint.connect_with_connector_lazy(connector),
+            None => endpoint.connect_lazy(),
+        };
         channels.insert(address.to_owned(), channel.clone());
         Ok(channel)
     }
@@ -57,10 +80,12 @@ impl Dialer {
     /// for long-lived Raft streams and snapshots, which must learn at once
     /// that a peer is unreachable.
     pub async fn connect(&self, address: &str) -> Result<Channel> {
-        Self::endpoint(address)?
-            .connect()
-            .await
-            .map_err(|err| Error::Transport(format!("cannot connect to {address}: {err}")))
+        let endpoint = Self::endpoint(address)?;
+        match self.connector() {
+            Some(connector) => endpoint.connect_with_connector(connector).await,
+            None => endpoint.connect().await,
+        }
+        .map_err(|err| Error::Transport(format!("cannot connect to {address}: {err}")))
     }
 }
 

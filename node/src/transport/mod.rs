@@ -5,6 +5,7 @@
 //! node's APIs (forwarding, the meta range's leader, the ranges a
 //! transaction touches).
 
+mod caller;
 mod dialer;
 mod introduce;
 mod outbox;
@@ -13,6 +14,7 @@ mod remote;
 mod server;
 mod txn_remote;
 
+pub use caller::caller_of;
 pub use dialer::Dialer;
 pub use introduce::{introduce, join};
 pub use outbox::Outbox;

@@ -234,6 +234,25 @@ impl Remote {
         .await
     }
 
+    pub async fn security_catalog(&self, to: &str, timeout: Duration) -> Result<SecurityCatalog> {
+        self.admin(to, timeout, SecurityCatalogRequest {}, |mut admin, r| async move {
+            admin.security_catalog_read(r).await
+        })
+        .await
+    }
+
+    pub async fn security_change(
+        &self,
+        to: &str,
+        timeout: Duration,
+        change: SecurityCommand,
+    ) -> Result<UserChangeResponse> {
+        self.admin(to, timeout, change, |mut admin, r| async move {
+            admin.security_change(r).await
+        })
+        .await
+    }
+
     pub async fn list_nodes(&self, to: &str, timeout: Duration) -> Result<ListNodesResponse> {
         self.admin(
             to,

@@ -11,7 +11,8 @@ use zdb_proto::v1::{
     HelloResponse, PeerHeader, RaftBatch, SnapshotAck, SnapshotChunk, SnapshotData, StreamClosed,
 };
 
-use super::{PeerDirectory, MAX_SNAPSHOT_BYTES};
+use super::{caller_of, PeerDirectory, MAX_SNAPSHOT_BYTES};
+use crate::auth::{Guard, Requirement};
 use crate::error::Error;
 use crate::store::msg::StoreMsg;
 
@@ -23,6 +24,9 @@ pub struct RaftTransportService {
     store: std_mpsc::Sender<StoreMsg>,
     /// Turns true on shutdown: open streams end, so the server can stop.
     stop: watch::Receiver<bool>,
+    /// With TLS on, only peers with a node certificate from the cluster CA
+    /// may send Raft messages and snapshots.
+    guard: Guard,
 }
 
 impl RaftTransportService {
@@ -32,6 +36,7 @@ impl RaftTransportService {
         peers: Arc<PeerDirectory>,
         store: std_mpsc::Sender<StoreMsg>,
         stop: watch::Receiver<bool>,
+        guard: Guard,
     ) -> Self {
         RaftTransportService {
             node_id,
@@ -39,7 +44,15 @@ impl RaftTransportService {
             peers,
             store,
             stop,
+            guard,
         }
+    }
+
+    fn check_peer<T>(&self, request: &Request<T>, rpc: &str) -> Result<(), Status> {
+        self.guard
+            .authorize(&caller_of(request), rpc, &Requirement::Node)
+            .map(drop)
+            .map_err(Status::from)
     }
 
     fn check_header(&self, header: Option<&PeerHeader>) -> Result<(), Status> {
@@ -88,6 +101,7 @@ fn decode(bytes: &[u8]) -> Result<Message, Status> {
 #[tonic::async_trait]
 impl RaftTransport for RaftTransportService {
     async fn hello(&self, request: Request<PeerHeader>) -> Result<Response<HelloResponse>, Status> {
+        self.check_peer(&request, "RaftTransport/Hello")?;
         self.check_header(Some(request.get_ref()))?;
         Ok(Response::new(HelloResponse {}))
     }
@@ -96,6 +110,7 @@ impl RaftTransport for RaftTransportService {
         &self,
         request: Request<Streaming<RaftBatch>>,
     ) -> Result<Response<StreamClosed>, Status> {
+        self.check_peer(&request, "RaftTransport/Stream")?;
         let mut stream = request.into_inner();
         let mut verified = false;
         let mut stop = self.stop.clone();
@@ -123,6 +138,7 @@ impl RaftTransport for RaftTransportService {
         &self,
         request: Request<Streaming<SnapshotChunk>>,
     ) -> Result<Response<SnapshotAck>, Status> {
+        self.check_peer(&request, "RaftTransport/Snapshot")?;
         let mut stream = request.into_inner();
         let mut bytes = Vec::new();
         let mut range_id = None;

@@ -1,13 +1,18 @@
 //! The Kubernetes objects a `ZdbCluster` owns, built as pure functions of the
-//! cluster and of the decisions the reconciler made (replicas, partition).
+//! cluster and of the decisions the reconciler made (replicas, partition),
+//! and of the certificates it issued ([`tls`]; [`certificate`] when
+//! cert-manager issues them).
 //! Everything here is sent with server-side apply, so every builder returns
 //! the complete desired object.
 
+pub mod certificate;
 pub mod configmap;
 pub mod pdb;
 pub mod pod_template;
+pub mod secret_mounts;
 pub mod services;
 pub mod statefulset;
+pub mod tls;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::Resource;

@@ -1,5 +1,7 @@
 //! The pod every storage node runs in: the entry script from the
-//! ConfigMap, the node's flags, probes on the node's real health, a
+//! ConfigMap, the node's flags, the security Secrets
+//! ([`secret_mounts`](super::secret_mounts)), probes on the node's real
+//! health (on the plaintext status port, TLS or not), a
 //! security context that passes PodSecurity "restricted", a termination
 //! grace period above the node's own shutdown bound, and scheduling from
 //! the spec (pods spread over Kubernetes nodes and zones unless the spec
@@ -14,6 +16,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::configmap::ENTRYPOINT_KEY;
+use super::secret_mounts::secret_mounts;
 use crate::crd::ZdbCluster;
 use crate::names::{ClusterNames, CONFIG_MOUNT, DATA_MOUNT, DATA_VOLUME, GRPC_PORT, STATUS_PORT};
 
@@ -170,6 +173,32 @@ pub fn default_topology_spread(names: &ClusterNames) -> Vec<TopologySpreadConstr
 pub fn pod_template(cluster: &ZdbCluster, names: &ClusterNames) -> PodTemplateSpec {
     let spec = &cluster.spec;
     let (readiness, liveness, startup) = probes();
+    let secrets = secret_mounts(cluster, names);
+    let mut args = node_args(cluster);
+    args.extend(secrets.args);
+    let mut mounts = vec![
+        VolumeMount {
+            name: DATA_VOLUME.into(),
+            mount_path: DATA_MOUNT.into(),
+            ..VolumeMount::default()
+        },
+        VolumeMount {
+            name: "config".into(),
+            mount_path: CONFIG_MOUNT.into(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        },
+    ];
+    mounts.extend(secrets.mounts);
+    let mut volumes = vec![Volume {
+        name: "config".into(),
+        config_map: Some(ConfigMapVolumeSource {
+            name: names.config_map(),
+            ..ConfigMapVolumeSource::default()
+        }),
+        ..Volume::default()
+    }];
+    volumes.extend(secrets.volumes);
     let container = Container {
         name: "zdb-node".into(),
         image: Some(spec.image.clone()),
@@ -178,7 +207,7 @@ pub fn pod_template(cluster: &ZdbCluster, names: &ClusterNames) -> PodTemplateSp
             "/bin/sh".into(),
             format!("{CONFIG_MOUNT}/{ENTRYPOINT_KEY}"),
         ]),
-        args: Some(node_args(cluster)),
+        args: Some(args),
         env: Some(env(names)),
         ports: Some(vec![
             ContainerPort {
@@ -201,19 +230,7 @@ pub fn pod_template(cluster: &ZdbCluster, names: &ClusterNames) -> PodTemplateSp
         // say) has its last log lines shown as the termination message, so
         // the status can name the reason.
         termination_message_policy: Some("FallbackToLogsOnError".into()),
-        volume_mounts: Some(vec![
-            VolumeMount {
-                name: DATA_VOLUME.into(),
-                mount_path: DATA_MOUNT.into(),
-                ..VolumeMount::default()
-            },
-            VolumeMount {
-                name: "config".into(),
-                mount_path: CONFIG_MOUNT.into(),
-                read_only: Some(true),
-                ..VolumeMount::default()
-            },
-        ]),
+        volume_mounts: Some(mounts),
         ..Container::default()
     };
     PodTemplateSpec {
@@ -223,14 +240,7 @@ pub fn pod_template(cluster: &ZdbCluster, names: &ClusterNames) -> PodTemplateSp
         }),
         spec: Some(PodSpec {
             containers: vec![container],
-            volumes: Some(vec![Volume {
-                name: "config".into(),
-                config_map: Some(ConfigMapVolumeSource {
-                    name: names.config_map(),
-                    ..ConfigMapVolumeSource::default()
-                }),
-                ..Volume::default()
-            }]),
+            volumes: Some(volumes),
             affinity: spec.affinity.clone(),
             tolerations: spec.tolerations.clone(),
             topology_spread_constraints: Some(
