@@ -15,12 +15,13 @@ mod runner;
 mod stats;
 mod workload;
 
+use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Parser;
 
-use backend::{Backend, Target};
+use backend::{Backend, Security, Target};
 use distribution::{Distribution, KeyChooser};
 use runner::RunSettings;
 use workload::Workload;
@@ -70,7 +71,52 @@ struct Args {
     timeout: u64,
     /// Also write the results as JSON to this file.
     #[arg(long)]
-    json: Option<std::path::PathBuf>,
+    json: Option<PathBuf>,
+    /// The CA certificate to trust: connect over TLS (to both systems).
+    #[arg(long, value_name = "FILE")]
+    ca_cert: Option<PathBuf>,
+    /// A client certificate to log in with (needs --key); its common name is
+    /// the user, on zdb and on etcd run with --client-cert-auth.
+    #[arg(long, value_name = "FILE")]
+    cert: Option<PathBuf>,
+    /// The client certificate's private key.
+    #[arg(long, value_name = "FILE")]
+    key: Option<PathBuf>,
+    /// Log in as USER with --password instead (or as well).
+    #[arg(long, value_name = "USER")]
+    user: Option<String>,
+    /// USER's password.
+    #[arg(long)]
+    password: Option<String>,
+}
+
+impl Args {
+    /// TLS and login as the flags ask; the rules are checked here so that a
+    /// mistake is named rather than seen as a refused connection.
+    fn security(&self) -> Result<Security> {
+        let cert_and_key = match (&self.cert, &self.key) {
+            (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
+            (None, None) => None,
+            (Some(_), None) => bail!("--cert needs --key: the client certificate's private key"),
+            (None, Some(_)) => bail!("--key needs --cert: the client certificate it belongs to"),
+        };
+        let credentials = match (&self.user, &self.password) {
+            (Some(user), Some(password)) => Some((user.clone(), password.clone())),
+            (None, None) => None,
+            (Some(user), None) => bail!("--user {user} needs --password"),
+            (None, Some(_)) => bail!("--password needs --user: whose password is it?"),
+        };
+        if self.ca_cert.is_none() && (cert_and_key.is_some() || credentials.is_some()) {
+            bail!(
+                "--cert, --key, --user and --password need --ca-cert (the CA that signed the servers' certificates): they are only sent over TLS"
+            );
+        }
+        Ok(Security {
+            ca_cert: self.ca_cert.clone(),
+            cert_and_key,
+            credentials,
+        })
+    }
 }
 
 #[tokio::main]
@@ -80,6 +126,7 @@ async fn main() -> Result<()> {
         args.target,
         &args.endpoints,
         Duration::from_secs(args.timeout),
+        &args.security()?,
     )
     .await?;
     let value = vec![b'x'; args.value_size];
@@ -91,8 +138,9 @@ async fn main() -> Result<()> {
         .distribution
         .unwrap_or(args.workload.default_distribution());
     println!(
-        "{:?} | workload {} | {distribution} keys | {} records | {}-byte values | {} clients | {}s warm-up + {}",
+        "{:?}{} | workload {} | {distribution} keys | {} records | {}-byte values | {} clients | {}s warm-up + {}",
         args.target,
+        if args.ca_cert.is_some() { " over TLS" } else { "" },
         args.workload,
         args.records,
         args.value_size,

@@ -283,6 +283,29 @@ mod tests {
         assert_eq!(cli.security.password, None);
     }
 
+    /// The TLS flags may follow any command, whatever its arguments are called.
+    #[test]
+    fn tls_flags_follow_commands_with_a_key_argument() {
+        let cli = parse(&[
+            "put",
+            "k",
+            "v",
+            "--ca-cert",
+            "ca",
+            "--cert",
+            "c",
+            "--key",
+            "kf",
+        ])
+        .unwrap();
+        assert_eq!(cli.security.key, Some("kf".into()));
+        assert_eq!(cli.security.cert, Some("c".into()));
+        let Command::Data(crate::data::DataCommand::Put { key, .. }) = cli.command else {
+            panic!("not put");
+        };
+        assert_eq!(key, "k");
+    }
+
     fn span_of(args: &[&str]) -> Result<(Vec<u8>, Vec<u8>), clap::Error> {
         let mut all = vec!["role", "grant", "r", "--access", "readwrite"];
         all.extend_from_slice(args);

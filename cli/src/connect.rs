@@ -10,6 +10,8 @@
 //! `--user` and `--password` go before the command: `user add` and `user
 //! passwd` take a `--password` of their own (the password they set), and
 //! clap would mix the two up if the login one could follow the command.
+//! For the same reason the TLS flags, which may follow it, have ids of
+//! their own (`put KEY` has an argument called `key`).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -23,13 +25,31 @@ use crate::prompt;
 #[derive(Args)]
 pub struct SecurityArgs {
     /// The cluster CA's certificate (ca.crt): connect over TLS, trusting it.
-    #[arg(long, env = "ZDB_CA_CERT", global = true, value_name = "FILE")]
+    #[arg(
+        id = "tls_ca_cert",
+        long = "ca-cert",
+        env = "ZDB_CA_CERT",
+        global = true,
+        value_name = "FILE"
+    )]
     pub ca_cert: Option<PathBuf>,
     /// A client certificate (client.USER.crt) to log in with; needs --key.
-    #[arg(long, env = "ZDB_CERT", global = true, value_name = "FILE")]
+    #[arg(
+        id = "tls_cert",
+        long = "cert",
+        env = "ZDB_CERT",
+        global = true,
+        value_name = "FILE"
+    )]
     pub cert: Option<PathBuf>,
     /// The client certificate's private key (client.USER.key).
-    #[arg(long, env = "ZDB_KEY", global = true, value_name = "FILE")]
+    #[arg(
+        id = "tls_key",
+        long = "key",
+        env = "ZDB_KEY",
+        global = true,
+        value_name = "FILE"
+    )]
     pub key: Option<PathBuf>,
     /// Log in as USER with a password (give it before the command).
     #[arg(long, env = "ZDB_USER", value_name = "USER")]
@@ -86,6 +106,11 @@ impl SecurityArgs {
             }
             return Ok(None);
         };
+        if self.cert.is_some() {
+            bail!(
+                "both a client certificate (--cert, ZDB_CERT) and --user {user:?} say who you are, and the certificate would win: give one (unset ZDB_CERT and ZDB_KEY to log in as {user})"
+            );
+        }
         if self.ca_cert.is_none() {
             bail!(
                 "--user needs --ca-cert (ZDB_CA_CERT): passwords are only sent over TLS; give the cluster CA's certificate, ca.crt"
@@ -106,16 +131,30 @@ impl SecurityArgs {
         }))
     }
 
-    /// `err`, with what to try when a cluster could not be reached at all
-    /// without TLS (it may serve TLS only).
+    /// `err`, with what to try next when it looks like a security
+    /// mismatch: a node that does not speak plaintext gRPC (it serves TLS
+    /// only), or a call refused for naming no one.
     pub fn explain(&self, err: anyhow::Error) -> anyhow::Error {
-        let unreachable = matches!(
-            err.downcast_ref::<zdb_client::Error>(),
-            Some(zdb_client::Error::Timeout { .. })
-        );
-        if unreachable && self.ca_cert.is_none() {
+        use zdb_client::Error;
+        let plaintext_refused = match err.downcast_ref::<Error>() {
+            Some(Error::Timeout { .. }) => true,
+            Some(Error::Rpc(status)) => matches!(
+                status.code(),
+                tonic::Code::Internal | tonic::Code::Unavailable | tonic::Code::Unknown
+            ),
+            _ => false,
+        };
+        let anonymous = matches!(err.downcast_ref::<Error>(), Some(Error::Unauthenticated(_)))
+            && self.cert.is_none()
+            && self.user.is_none();
+        if plaintext_refused && self.ca_cert.is_none() {
             return err.context(
-                "no node answered; if the cluster uses TLS, pass --ca-cert (ZDB_CA_CERT) with the cluster CA's certificate",
+                "no node answered plaintext gRPC: if the cluster uses TLS (as `local up --secure` does), pass --ca-cert (ZDB_CA_CERT) with the cluster CA's certificate, ca.crt",
+            );
+        }
+        if anonymous {
+            return err.context(
+                "the cluster wants to know who you are: log in with --cert and --key (ZDB_CERT, ZDB_KEY: client.USER.crt and .key), or --user and --password (ZDB_USER, ZDB_PASSWORD)",
             );
         }
         err
@@ -169,6 +208,7 @@ mod tests {
                 "passwords are only sent over TLS",
             ),
             (args(true, false, false, false, true), "needs --user"),
+            (args(true, true, true, true, true), "give one"),
         ] {
             let err = config(&bad).unwrap_err().to_string();
             assert!(err.contains(says), "{err}");

@@ -69,7 +69,7 @@ pub enum Error {
 
     /// The call named no one while authentication is on, or its
     /// credentials did not hold.
-    #[error("unauthenticated: {0}")]
+    #[error("{0}")]
     Unauthenticated(String),
 
     /// The user lacks a permission; nothing was applied.

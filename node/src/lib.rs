@@ -21,8 +21,12 @@
 //!   and each transaction's fate in its primary's range;
 //! - [`range`], [`raftlog`], [`engine`]: replica state, Raft log storage,
 //!   RocksDB column families and key layouts;
-//! - [`transport`]: the one dialer for every outbound connection, Raft
-//!   streams and snapshots, calls on other nodes;
+//! - [`transport`]: the one dialer for every outbound connection (TLS with
+//!   this node's certificate), Raft streams and snapshots, calls on other
+//!   nodes;
+//! - [`auth`]: users, roles and permissions as the meta range stores them,
+//!   what each request needs, the guard every call passes, the audit log
+//!   (used by every layer above; depends on none);
 //! - [`server`]: starting a node and stopping it gracefully; [`health`]:
 //!   what the probes report; [`clock`], [`config`], [`error`], [`metrics`],
 //!   [`logging`]; [`planted`]: deliberately wrong behaviour for testing the

@@ -1,15 +1,19 @@
 //! The zdb admin calls the reconciler makes, behind a small trait so the
 //! reconcile tests can drive scale-down and upgrade scenarios against an
 //! in-memory model of the cluster. [`ZdbAdmin`] is the real one, over
-//! `zdb-client`, reaching nodes through their headless-Service DNS names.
+//! `zdb-client`, reaching nodes through their headless-Service DNS names
+//! (over TLS with the operator's client certificate when the cluster has
+//! TLS on; see [`Connection`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use zdb_client::{Client, ClientConfig, NodeState as WireNodeState};
+use zdb_client::{Client, NodeState as WireNodeState};
 use zdb_proto::v1::RaftRole;
+
+use crate::connection::{ClientTls, Connection};
 
 /// A node's state in the cluster's node registry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,18 +76,18 @@ impl ClusterView {
 #[error("{0}")]
 pub struct AdminError(pub String);
 
-/// What the reconciler asks of a zdb cluster. `endpoints` are the
-/// `HOST:PORT` addresses of the cluster's nodes.
+/// What the reconciler asks of a zdb cluster. `nodes`: the `HOST:PORT`
+/// addresses of the cluster's nodes, and how to speak to them.
 pub trait ClusterAdmin: Send + Sync {
     /// The node registry, each node's replica and leader counts, the ranges.
     fn observe<'a>(
         &'a self,
-        endpoints: &'a [String],
+        nodes: &'a Connection,
     ) -> BoxFuture<'a, Result<ClusterView, AdminError>>;
 
     fn set_node_state<'a>(
         &'a self,
-        endpoints: &'a [String],
+        nodes: &'a Connection,
         node_id: u64,
         state: NodeState,
     ) -> BoxFuture<'a, Result<(), AdminError>>;
@@ -91,7 +95,7 @@ pub trait ClusterAdmin: Send + Sync {
     /// Moves the leadership of `range_id` to its replica on `to`.
     fn transfer_leader<'a>(
         &'a self,
-        endpoints: &'a [String],
+        nodes: &'a Connection,
         range_id: u64,
         to: u64,
     ) -> BoxFuture<'a, Result<(), AdminError>>;
@@ -99,17 +103,18 @@ pub trait ClusterAdmin: Send + Sync {
     /// Records the zone node `node_id` runs in, for placement.
     fn set_node_zone<'a>(
         &'a self,
-        endpoints: &'a [String],
+        nodes: &'a Connection,
         node_id: u64,
         zone: &'a str,
     ) -> BoxFuture<'a, Result<(), AdminError>>;
 }
 
 /// The admin API of real clusters, through `zdb-client`. Keeps one client
-/// per set of endpoints (connections and caches are reused across passes).
+/// per set of endpoints (connections and caches are reused across passes),
+/// replaced when the TLS material changes (a renewed certificate).
 pub struct ZdbAdmin {
     timeout: Duration,
-    clients: Mutex<HashMap<Vec<String>, Client>>,
+    clients: Mutex<HashMap<Vec<String>, (Option<ClientTls>, Client)>>,
 }
 
 impl ZdbAdmin {
@@ -120,23 +125,24 @@ impl ZdbAdmin {
         }
     }
 
-    fn client(&self, endpoints: &[String]) -> Result<Client, AdminError> {
+    fn client(&self, nodes: &Connection) -> Result<Client, AdminError> {
         let mut clients = self
             .clients
             .lock()
             .map_err(|_| AdminError("client cache lock poisoned".into()))?;
-        if let Some(client) = clients.get(endpoints) {
-            return Ok(client.clone());
+        if let Some((tls, client)) = clients.get(&nodes.endpoints) {
+            if *tls == nodes.tls {
+                return Ok(client.clone());
+            }
         }
-        let mut config = ClientConfig::new(endpoints.iter().cloned());
-        config.timeout = self.timeout;
+        let config = nodes.client_config(self.timeout);
         let client = Client::new(config).map_err(|err| AdminError(err.to_string()))?;
-        clients.insert(endpoints.to_vec(), client.clone());
+        clients.insert(nodes.endpoints.clone(), (nodes.tls.clone(), client.clone()));
         Ok(client)
     }
 
-    async fn observe_with(&self, endpoints: &[String]) -> Result<ClusterView, AdminError> {
-        let client = self.client(endpoints)?;
+    async fn observe_with(&self, nodes: &Connection) -> Result<ClusterView, AdminError> {
+        let client = self.client(nodes)?;
         let registry = client
             .list_nodes()
             .await
@@ -217,14 +223,14 @@ impl ZdbAdmin {
 impl ClusterAdmin for ZdbAdmin {
     fn observe<'a>(
         &'a self,
-        endpoints: &'a [String],
+        nodes: &'a Connection,
     ) -> BoxFuture<'a, Result<ClusterView, AdminError>> {
-        Box::pin(self.observe_with(endpoints))
+        Box::pin(self.observe_with(nodes))
     }
 
     fn set_node_state<'a>(
         &'a self,
-        endpoints: &'a [String],
+        nodes: &'a Connection,
         node_id: u64,
         state: NodeState,
     ) -> BoxFuture<'a, Result<(), AdminError>> {
@@ -234,7 +240,7 @@ impl ClusterAdmin for ZdbAdmin {
                 NodeState::Draining => WireNodeState::Draining,
                 NodeState::Decommissioned => WireNodeState::Decommissioned,
             };
-            self.client(endpoints)?
+            self.client(nodes)?
                 .set_node_state(node_id, wire)
                 .await
                 .map_err(|err| AdminError(format!("setting node {node_id} {state:?}: {err}")))
@@ -243,12 +249,12 @@ impl ClusterAdmin for ZdbAdmin {
 
     fn transfer_leader<'a>(
         &'a self,
-        endpoints: &'a [String],
+        nodes: &'a Connection,
         range_id: u64,
         to: u64,
     ) -> BoxFuture<'a, Result<(), AdminError>> {
         Box::pin(async move {
-            self.client(endpoints)?
+            self.client(nodes)?
                 .transfer_leader(None, range_id, to)
                 .await
                 .map_err(|err| {
@@ -261,12 +267,12 @@ impl ClusterAdmin for ZdbAdmin {
 
     fn set_node_zone<'a>(
         &'a self,
-        endpoints: &'a [String],
+        nodes: &'a Connection,
         node_id: u64,
         zone: &'a str,
     ) -> BoxFuture<'a, Result<(), AdminError>> {
         Box::pin(async move {
-            self.client(endpoints)?
+            self.client(nodes)?
                 .set_node_zone(node_id, zone)
                 .await
                 .map_err(|err| {

@@ -84,11 +84,17 @@ mod tests {
         };
         let connection = Connection::new(vec!["a:1".into()], Some(tls));
         let shown = format!("{connection:?}");
-        assert!(shown.contains("CERT") && !shown.contains("PRIVATE KEY"), "{shown}");
+        assert!(
+            shown.contains("CERT") && !shown.contains("PRIVATE KEY"),
+            "{shown}"
+        );
         let config = connection.client_config(std::time::Duration::from_secs(3));
         assert!(matches!(
             config.tls,
-            Some(TlsConfig::Pem { cert_and_key: Some(_), .. })
+            Some(TlsConfig::Pem {
+                cert_and_key: Some(_),
+                ..
+            })
         ));
     }
 }

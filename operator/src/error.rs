@@ -22,6 +22,33 @@ pub enum Error {
     #[error("the ZdbCluster has no {0}")]
     MissingObjectField(&'static str),
 
+    /// A spec the CRD's rules should have refused (an older CRD, say).
+    #[error("invalid spec: {0}")]
+    InvalidSpec(String),
+
+    /// A certificate could not be made, read or checked.
+    #[error("{what}: {source}")]
+    Pki {
+        what: String,
+        source: zdb_security::Error,
+    },
+
+    /// A Secret the cluster needs is not there.
+    #[error("Secret {secret} ({purpose}) does not exist: {remedy}")]
+    SecretMissing {
+        secret: String,
+        purpose: &'static str,
+        remedy: String,
+    },
+
+    /// A Secret the cluster needs lacks keys, or holds what cannot be used.
+    #[error("Secret {secret} ({purpose}): {problem}")]
+    SecretInvalid {
+        secret: String,
+        purpose: &'static str,
+        problem: String,
+    },
+
     #[error("lost the leader lease {0}")]
     LostLease(String),
 

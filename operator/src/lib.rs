@@ -11,7 +11,8 @@
 //!   rolling upgrades one pod at a time (all at once while nothing serves),
 //!   re-creating StatefulSets an update cannot change, an Event per action,
 //!   and a status that names every problem (failed steps, failing pods).
-//! - [`admin`]: the zdb admin calls the reconciler makes, behind a trait.
+//! - [`admin`]: the zdb admin calls the reconciler makes, behind a trait;
+//!   [`connection`]: the addresses and TLS material they go with.
 //! - [`placement`]: one `zdb_placement` driver per cluster, as a task;
 //!   [`placement_events`]: its reports as Events, one reason per step.
 //! - [`controller`], [`leader_election`], [`metrics`]: the process around it.
@@ -21,6 +22,7 @@
 //! against a fake API server that authorizes every request with it.
 
 pub mod admin;
+pub mod connection;
 pub mod controller;
 pub mod crd;
 pub mod error;

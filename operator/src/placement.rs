@@ -2,7 +2,9 @@
 //! that `zdbctl local up` runs (splits, repair to the replication factor,
 //! moving replicas off draining nodes, balancing), as a background task
 //! started and stopped with the `ZdbCluster`, reaching the nodes through
-//! their headless-Service DNS names.
+//! their headless-Service DNS names (over TLS, with the operator's client
+//! certificate, when the cluster has TLS on: a renewed certificate is a
+//! new config, so the driver restarts with it).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -13,21 +15,25 @@ use tokio::task::JoinHandle;
 use zdb_placement::driver::{Report, Step};
 use zdb_placement::planner::{Settings, SplitSettings};
 
+use crate::connection::{ClientTls, Connection};
 use crate::crd::ZdbCluster;
 
 /// What one cluster's driver runs with; a change restarts the driver.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlacementConfig {
     pub endpoints: Vec<String>,
+    pub tls: Option<ClientTls>,
     pub settings: Settings,
 }
 
 impl PlacementConfig {
-    pub fn for_cluster(cluster: &ZdbCluster, endpoints: Vec<String>) -> Self {
+    pub fn for_cluster(cluster: &ZdbCluster, nodes: Connection) -> Self {
+        let Connection { endpoints, tls } = nodes;
         let split = cluster.spec.split.clone().unwrap_or_default();
         let defaults = SplitSettings::default();
         PlacementConfig {
             endpoints,
+            tls,
             settings: Settings {
                 replication_factor: usize::try_from(cluster.spec.replication_factor)
                     .unwrap_or(Settings::default().replication_factor),
@@ -112,9 +118,8 @@ impl PlacementDrivers {
     }
 
     fn start(&self, cluster: &ClusterKey, config: PlacementConfig) -> Option<Driver> {
-        let mut client_config = zdb_client::ClientConfig::new(config.endpoints.iter().cloned());
-        client_config.timeout = self.client_timeout;
-        let client = match zdb_client::Client::new(client_config) {
+        let nodes = Connection::new(config.endpoints.clone(), config.tls.clone());
+        let client = match zdb_client::Client::new(nodes.client_config(self.client_timeout)) {
             Ok(client) => client,
             Err(err) => {
                 tracing::warn!(%cluster, error = %err, "cannot start the placement driver");
@@ -196,7 +201,8 @@ mod tests {
 
     #[test]
     fn settings_follow_the_spec() {
-        let config = PlacementConfig::for_cluster(&cluster(), vec!["a:1".into()]);
+        let config =
+            PlacementConfig::for_cluster(&cluster(), Connection::new(vec!["a:1".into()], None));
         assert_eq!(config.settings.replication_factor, 5);
         assert_eq!(config.settings.split.max_bytes, 1000);
         let mut other = cluster();
@@ -204,7 +210,7 @@ mod tests {
             max_bytes: None,
             max_writes_per_second: Some(50),
         });
-        let config = PlacementConfig::for_cluster(&other, Vec::new());
+        let config = PlacementConfig::for_cluster(&other, Connection::default());
         assert_eq!(
             config.settings.split.max_bytes,
             SplitSettings::default().max_bytes
@@ -223,7 +229,10 @@ mod tests {
             reports,
         );
         let key: ClusterKey = "prod/db".into();
-        let config = PlacementConfig::for_cluster(&cluster(), vec!["127.0.0.1:1".into()]);
+        let config = PlacementConfig::for_cluster(
+            &cluster(),
+            Connection::new(vec!["127.0.0.1:1".into()], None),
+        );
         drivers.ensure(&key, config.clone());
         let first_task_id = drivers.drivers.lock().expect("lock")[&key].task.id();
         drivers.ensure(&key, config.clone());

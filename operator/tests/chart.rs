@@ -2,18 +2,22 @@
 //! a Go-template engine (the chart renderer the fake API server also uses)
 //! with the default values and with the example values; every object must
 //! parse into its k8s-openapi type without losing a field, the operator's
-//! pod must pass PodSecurity "restricted", and the ClusterRole grants no
-//! wildcard. (That it grants exactly the calls the operator makes is
+//! pod must pass PodSecurity "restricted", the ClusterRole grants no
+//! wildcard, and the security values become the ZdbCluster's spec (which
+//! the CRD accepts). (That it grants exactly the calls the operator makes is
 //! checked by the operator's own tests, which run against it.)
 
 #[path = "../src/testing/chart.rs"]
 #[allow(dead_code)]
 mod chart;
+#[path = "../src/testing/openapi.rs"]
+#[allow(dead_code)]
+mod openapi;
 #[path = "../src/testing/pod_security.rs"]
 #[allow(dead_code)]
 mod pod_security;
 
-use chart::{default_values, example_values, render, NAMESPACE};
+use chart::{default_values, example_values, merge, render, NAMESPACE};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
@@ -209,4 +213,101 @@ fn deployment_renders_as_helm_would() {
     assert!(deployment.contains(
         "          resources:\n            limits:\n              memory: 256Mi\n            requests:\n"
     ), "{deployment}");
+}
+
+/// The cluster the values render, checked against the committed CRD.
+fn rendered_cluster(values: &Value) -> (Value, ZdbCluster) {
+    let object = chart::documents(values)
+        .into_iter()
+        .map(|(_, object)| object)
+        .find(|object| object["kind"] == "ZdbCluster")
+        .expect("a ZdbCluster");
+    let crd_path = chart::chart_dir().join("crds/zdbcluster.yaml");
+    let schema =
+        chart::read_yaml(&crd_path)["spec"]["versions"][0]["schema"]["openAPIV3Schema"].clone();
+    let refusals = openapi::refusals(&schema, &object, None);
+    assert!(refusals.is_empty(), "the CRD refuses it: {refusals:?}");
+    let cluster: ZdbCluster = serde_json::from_value(object.clone()).expect("a ZdbCluster");
+    (object, cluster)
+}
+
+#[test]
+fn security_values_render_to_the_spec() {
+    let mut values = default_values();
+    merge(
+        &mut values,
+        &serde_json::json!({"cluster": {
+            "enabled": true,
+            "tls": {"enabled": true, "issuerRef": {"name": "cluster-ca", "kind": "ClusterIssuer"},
+                    "validFor": "720h"},
+            "auth": {"rootPasswordSecret": {"name": "db-root", "key": "pw"}},
+            "encryption": {"masterKeySecret": {"name": "key-2"},
+                           "previousMasterKeySecret": {"name": "key-1"}},
+        }}),
+    );
+    let (object, cluster) = rendered_cluster(&values);
+    assert_eq!(
+        object["spec"]["tls"],
+        serde_json::json!({"enabled": true, "validFor": "720h",
+            "issuerRef": {"name": "cluster-ca", "kind": "ClusterIssuer", "group": "cert-manager.io"}})
+    );
+    let tls = cluster.spec.tls.as_ref().expect("tls");
+    assert!(tls.secret_name.is_none() && tls.ca_valid_for.is_none());
+    let auth = cluster.spec.auth.as_ref().expect("auth");
+    assert_eq!(
+        (
+            auth.root_password_secret.name.as_str(),
+            auth.root_password_secret.key.as_str()
+        ),
+        ("db-root", "pw")
+    );
+    let encryption = cluster.spec.encryption.as_ref().expect("encryption");
+    assert_eq!(encryption.master_key_secret.key, "master.key");
+    assert_eq!(
+        encryption
+            .previous_master_key_secret
+            .as_ref()
+            .map(|k| k.name.as_str()),
+        Some("key-1")
+    );
+
+    // A Secret of one's own.
+    let mut values = default_values();
+    merge(
+        &mut values,
+        &serde_json::json!({"cluster": {"enabled": true,
+            "tls": {"enabled": true, "secretName": "db-certs", "clientSecretName": "db-operator"}}}),
+    );
+    let (object, _) = rendered_cluster(&values);
+    assert_eq!(
+        object["spec"]["tls"],
+        serde_json::json!({"enabled": true, "secretName": "db-certs", "clientSecretName": "db-operator"})
+    );
+    assert!(object["spec"].get("auth").is_none() && object["spec"].get("encryption").is_none());
+
+    // The defaults: nothing of it, and the example: all three.
+    let mut values = default_values();
+    merge(
+        &mut values,
+        &serde_json::json!({"cluster": {"enabled": true}}),
+    );
+    let (object, _) = rendered_cluster(&values);
+    for field in ["tls", "auth", "encryption"] {
+        assert!(object["spec"].get(field).is_none(), "{field}");
+    }
+    let (_, example) = rendered_cluster(&example_values());
+    assert_eq!(
+        example.spec.tls.as_ref().and_then(|t| t.source()),
+        Some(zdb_operator::crd::TlsSource::Managed)
+    );
+    assert!(example.spec.auth.is_some() && example.spec.encryption.is_some());
+    let notes = render(&example_values())
+        .into_iter()
+        .find(|(name, _)| name == "NOTES.txt")
+        .map(|(_, notes)| notes)
+        .unwrap_or_default();
+    assert!(
+        notes.contains("get secret orders-node-tls -o jsonpath='{.data.ca\\.crt}'"),
+        "{notes}"
+    );
 }

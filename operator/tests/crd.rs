@@ -193,6 +193,13 @@ fn crd_carries_exactly_the_tested_rules() {
         crd::RULE_STORAGE_CLASS_KEPT,
         crd::RULE_ELECTION_AFTER_HEARTBEAT,
         crd::RULE_REQUESTS_WITHIN_LIMITS,
+        crd::RULE_AUTH_NEEDS_TLS,
+        crd::RULE_TLS_KEPT,
+        crd::RULE_TLS_ONE_SOURCE,
+        crd::RULE_CLIENT_SECRET_NEEDS_SECRET,
+        crd::RULE_AT_LEAST_AN_HOUR,
+        crd::RULE_AT_LEAST_AN_HOUR,
+        crd::RULE_CERT_MANAGER_KIND,
     ];
     tested.sort();
     assert_eq!(rules, tested);
@@ -413,6 +420,148 @@ fn raft_elections_come_after_several_heartbeats() {
             "{refused}"
         );
     }
+}
+
+#[test]
+fn authentication_needs_tls() {
+    let auth = json!({"rootPasswordSecret": {"name": "db-root"}});
+    assert_eq!(
+        refused_by(&with(|s| s["auth"] = auth.clone()), None),
+        [crd::RULE_AUTH_NEEDS_TLS]
+    );
+    let off = with(|s| {
+        s["auth"] = auth.clone();
+        s["tls"] = json!({"enabled": false});
+    });
+    assert_eq!(refused_by(&off, None), [crd::RULE_AUTH_NEEDS_TLS]);
+    let on = with(|s| {
+        s["auth"] = auth.clone();
+        s["tls"] = json!({"enabled": true});
+    });
+    assert!(
+        refused_by(&on, None).is_empty(),
+        "{:?}",
+        refused_by(&on, None)
+    );
+    // The key defaults to "password".
+    let mut defaulted = on.clone();
+    openapi::apply_defaults(&schema(), &mut defaulted);
+    assert_eq!(
+        defaulted["spec"]["auth"]["rootPasswordSecret"]["key"],
+        "password"
+    );
+}
+
+#[test]
+fn tls_cannot_be_switched_on_or_off_once_the_cluster_exists() {
+    let plain = object(valid_spec());
+    let on = with(|s| s["tls"] = json!({"enabled": true}));
+    let off = with(|s| s["tls"] = json!({"enabled": false}));
+    assert!(refused_by(&on, Some(&on)).is_empty());
+    assert!(refused_by(&off, Some(&plain)).is_empty(), "off either way");
+    assert_eq!(refused_by(&on, Some(&plain)), [crd::RULE_TLS_KEPT]);
+    assert_eq!(refused_by(&plain, Some(&on)), [crd::RULE_TLS_KEPT]);
+    // The source may change (the CA with it: see the docs).
+    let issued = with(|s| s["tls"] = json!({"enabled": true, "issuerRef": {"name": "ca"}}));
+    assert!(refused_by(&issued, Some(&on)).is_empty());
+}
+
+#[test]
+fn one_tls_source_at_a_time() {
+    let both = with(|s| {
+        s["tls"] = json!({"enabled": true, "secretName": "certs", "issuerRef": {"name": "ca"}})
+    });
+    assert_eq!(refused_by(&both, None), [crd::RULE_TLS_ONE_SOURCE]);
+    let client_alone = with(|s| s["tls"] = json!({"enabled": true, "clientSecretName": "op"}));
+    assert_eq!(
+        refused_by(&client_alone, None),
+        [crd::RULE_CLIENT_SECRET_NEEDS_SECRET]
+    );
+    let provided = with(|s| {
+        s["tls"] = json!({"enabled": true, "secretName": "certs", "clientSecretName": "op"})
+    });
+    assert!(refused_by(&provided, None).is_empty());
+    let bad_name = with(|s| s["tls"] = json!({"enabled": true, "secretName": "Certs_1"}));
+    assert_eq!(refused_by(&bad_name, None), ["schema: spec.tls.secretName"]);
+}
+
+#[test]
+fn certificate_validities_are_durations_of_at_least_an_hour() {
+    let tls =
+        |field: &str, value: &str| with(|s| s["tls"] = json!({"enabled": true, field: value}));
+    for good in ["8760h", "1h", "1h30m", "3600s", "90m"] {
+        assert!(
+            refused_by(&tls("validFor", good), None).is_empty(),
+            "{good}"
+        );
+        assert!(
+            refused_by(&tls("caValidFor", good), None).is_empty(),
+            "{good}"
+        );
+    }
+    for short in ["30m", "59m59s", "0h"] {
+        assert_eq!(
+            refused_by(&tls("validFor", short), None),
+            [crd::RULE_AT_LEAST_AN_HOUR],
+            "{short}"
+        );
+    }
+    for bad in ["1y", "365d", "1.5h", "h", "1h "] {
+        assert_eq!(
+            refused_by(&tls("validFor", bad), None),
+            ["schema: spec.tls.validFor"],
+            "{bad}"
+        );
+    }
+    assert_eq!(
+        messages(&tls("caValidFor", "10m"), None),
+        ["spec.tls.caValidFor: tls.caValidFor must be at least 1h, as a duration such as 87600h"]
+    );
+}
+
+#[test]
+fn cert_manager_issuers_are_of_its_kinds_unless_external() {
+    let issuer = |issuer: Value| with(|s| s["tls"] = json!({"enabled": true, "issuerRef": issuer}));
+    for good in [
+        json!({"name": "ca"}),
+        json!({"name": "ca", "kind": "ClusterIssuer"}),
+        json!({"name": "pca", "kind": "AWSPCAClusterIssuer", "group": "awspca.cert-manager.io"}),
+    ] {
+        assert!(refused_by(&issuer(good.clone()), None).is_empty(), "{good}");
+    }
+    assert_eq!(
+        refused_by(&issuer(json!({"name": "ca", "kind": "Issuers"})), None),
+        [crd::RULE_CERT_MANAGER_KIND]
+    );
+    assert_eq!(
+        refused_by(&issuer(json!({"kind": "Issuer"})), None),
+        ["schema: spec.tls.issuerRef.name"]
+    );
+}
+
+#[test]
+fn encryption_names_its_master_keys() {
+    let encryption = |value: Value| with(|s| s["encryption"] = value);
+    let good = encryption(json!({"masterKeySecret": {"name": "key-2"},
+                                 "previousMasterKeySecret": {"name": "key-1", "key": "old.key"}}));
+    assert!(refused_by(&good, None).is_empty());
+    let mut defaulted = good.clone();
+    openapi::apply_defaults(&schema(), &mut defaulted);
+    assert_eq!(
+        defaulted["spec"]["encryption"]["masterKeySecret"]["key"],
+        "master.key"
+    );
+    assert_eq!(
+        refused_by(
+            &encryption(json!({"masterKeySecret": {"name": "k", "key": "a/b"}})),
+            None
+        ),
+        ["schema: spec.encryption.masterKeySecret.key"]
+    );
+    assert_eq!(
+        refused_by(&encryption(json!({})), None),
+        ["schema: spec.encryption.masterKeySecret"]
+    );
 }
 
 #[test]

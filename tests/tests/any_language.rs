@@ -34,6 +34,7 @@ fn generate_python_client(out: &Path) {
         .args([
             "zdb/v1/kv.proto",
             "zdb/v1/txn.proto",
+            "zdb/v1/auth.proto",
             "google/rpc/status.proto",
         ])
         .output()
@@ -156,4 +157,90 @@ async fn a_python_client_works_through_each_node_while_leaders_move() {
     }
     stop.store(true, Ordering::SeqCst);
     assert!(mover.await.unwrap() > 3, "the leaderships moved meanwhile");
+}
+
+/// Issue 19: the same generated client over TLS (trusting the cluster CA)
+/// with a password login: its token goes as `authorization` metadata, a
+/// write outside the user's keys is PERMISSION_DENIED with the typed
+/// detail, a call without the token UNAUTHENTICATED.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_client_logs_in_over_tls_and_gets_typed_refusals() {
+    use zdb_proto::v1::auth_client::AuthClient;
+    use zdb_proto::v1::{
+        Access, Permission, RoleAddRequest, RoleGrantPermissionRequest, UserAddRequest,
+        UserRoleRequest,
+    };
+    use zdb_security::tls::{ClientTls, ClientTlsSource, Connector};
+
+    let generated = tempfile::tempdir().unwrap();
+    generate_python_client(generated.path());
+    let cluster = Cluster::start_secure(3, &[]);
+    cluster.wait_for_leader(WAIT).await;
+    let certs = cluster.secure().certs.clone();
+    let tls = ClientTls::load(&ClientTlsSource::Files {
+        ca: certs.join("ca.crt"),
+        cert_and_key: Some((certs.join("client.root.crt"), certs.join("client.root.key"))),
+    })
+    .unwrap();
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", cluster.node(1).address))
+        .unwrap()
+        .connect_with_connector_lazy(Connector::new(Arc::new(tls), Duration::from_secs(2)));
+    let mut admin = AuthClient::new(channel);
+    zdb_tests::eventually("the user to be added", WAIT, || {
+        let mut admin = admin.clone();
+        async move {
+            admin
+                .user_add(UserAddRequest {
+                    name: "py".into(),
+                    password: "py-secret".into(),
+                })
+                .await
+                .ok()
+        }
+    })
+    .await;
+    admin.role_add(RoleAddRequest { name: "py-rw".into() }).await.unwrap();
+    admin
+        .role_grant_permission(RoleGrantPermissionRequest {
+            role: "py-rw".into(),
+            permission: Some(Permission {
+                access: Access::ReadWrite as i32,
+                start: b"py/".to_vec(),
+                end: b"py0".to_vec(),
+            }),
+        })
+        .await
+        .unwrap();
+    admin
+        .user_grant_role(UserRoleRequest {
+            user: "py".into(),
+            role: "py-rw".into(),
+        })
+        .await
+        .unwrap();
+    let address = cluster.node(2).address.clone();
+    let path = generated.path().to_owned();
+    let ca = certs.join("ca.crt");
+    tokio::task::spawn_blocking(move || {
+        let output = std::process::Command::new("python3")
+            .arg(repository().join("tests/python/secure_client.py"))
+            .arg(&address)
+            .arg(&ca)
+            .args(["py", "py-secret", "py"])
+            .env("PYTHONPATH", &path)
+            .output()
+            .expect("python3 runs");
+        assert!(
+            output.status.success(),
+            "the secure Python client failed:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        cluster.client().get(b"py/python").await.unwrap(),
+        Some(b"from python".to_vec())
+    );
 }

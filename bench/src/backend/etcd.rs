@@ -2,25 +2,48 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, GetOptions, KvClient, Txn, TxnOp, TxnOpResponse,
+    Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, KvClient,
+    TlsOptions, Txn, TxnOp, TxnOpResponse,
 };
 
-use super::CasResult;
+use super::{CasResult, Security};
 
 /// etcd v3 through `etcd-client`: one channel balanced over the endpoints;
 /// followers forward writes to the leader. Reads are etcd's default,
-/// linearizable (a ReadIndex round), like zdb's.
+/// linearizable (a ReadIndex round), like zdb's. With TLS, the endpoints
+/// are https; under etcd's `--client-cert-auth` a client certificate's
+/// common name is the user.
 #[derive(Clone)]
 pub struct EtcdBackend {
     kv: KvClient,
 }
 
 impl EtcdBackend {
-    pub async fn connect(endpoints: &[String], timeout: Duration) -> Result<Self> {
-        let options = ConnectOptions::new()
+    pub async fn connect(
+        endpoints: &[String],
+        timeout: Duration,
+        security: &Security,
+    ) -> Result<Self> {
+        let mut options = ConnectOptions::new()
             .with_timeout(timeout)
             .with_connect_timeout(timeout);
-        let client = Client::connect(endpoints, Some(options))
+        let mut endpoints = endpoints.to_vec();
+        if let Some(ca) = &security.ca_cert {
+            let mut tls = TlsOptions::new().ca_certificate(Certificate::from_pem(read(ca)?));
+            if let Some((cert, key)) = &security.cert_and_key {
+                tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?));
+            }
+            options = options.with_tls(tls);
+            for endpoint in &mut endpoints {
+                if !endpoint.contains("://") {
+                    *endpoint = format!("https://{endpoint}");
+                }
+            }
+        }
+        if let Some((user, password)) = &security.credentials {
+            options = options.with_user(user, password);
+        }
+        let client = Client::connect(&endpoints, Some(options))
             .await
             .with_context(|| format!("cannot reach etcd at {}", endpoints.join(",")))?;
         Ok(EtcdBackend {
@@ -107,4 +130,8 @@ impl EtcdBackend {
         self.kv.clone().txn(Txn::new().and_then(puts)).await?;
         Ok(())
     }
+}
+
+fn read(path: &std::path::Path) -> Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
 }

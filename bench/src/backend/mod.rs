@@ -4,6 +4,7 @@
 mod etcd;
 mod zdb;
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -17,6 +18,17 @@ pub enum Target {
     Etcd,
 }
 
+/// How to reach the system under test: all None is plaintext, no login.
+#[derive(Debug, Clone, Default)]
+pub struct Security {
+    /// Connect over TLS, trusting this CA certificate.
+    pub ca_cert: Option<PathBuf>,
+    /// A client certificate (and its key) naming the user.
+    pub cert_and_key: Option<(PathBuf, PathBuf)>,
+    /// A user name and password to log in with.
+    pub credentials: Option<(String, String)>,
+}
+
 /// A connection to the system under test; cheap to clone, one per client task.
 #[derive(Clone)]
 pub enum Backend {
@@ -26,12 +38,17 @@ pub enum Backend {
 }
 
 impl Backend {
-    pub async fn connect(target: Target, endpoints: &[String], timeout: Duration) -> Result<Self> {
+    pub async fn connect(
+        target: Target,
+        endpoints: &[String],
+        timeout: Duration,
+        security: &Security,
+    ) -> Result<Self> {
         Ok(match target {
-            Target::Zdb => Backend::Zdb(ZdbBackend::connect(endpoints, timeout)?),
-            Target::Etcd => {
-                Backend::Etcd(Box::new(EtcdBackend::connect(endpoints, timeout).await?))
-            }
+            Target::Zdb => Backend::Zdb(ZdbBackend::connect(endpoints, timeout, security)?),
+            Target::Etcd => Backend::Etcd(Box::new(
+                EtcdBackend::connect(endpoints, timeout, security).await?,
+            )),
         })
     }
 

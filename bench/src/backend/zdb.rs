@@ -1,9 +1,9 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use zdb_client::{Client, ClientConfig, Isolation, Mutation};
+use zdb_client::{Client, ClientConfig, Credentials, Isolation, Mutation, TlsConfig};
 
-use super::CasResult;
+use super::{CasResult, Security};
 
 /// zdb through its own client: range routing, leader cache, retries.
 #[derive(Clone)]
@@ -12,9 +12,20 @@ pub struct ZdbBackend {
 }
 
 impl ZdbBackend {
-    pub fn connect(endpoints: &[String], timeout: Duration) -> Result<Self> {
+    pub fn connect(endpoints: &[String], timeout: Duration, security: &Security) -> Result<Self> {
         let mut config = ClientConfig::new(endpoints.to_vec());
         config.timeout = timeout;
+        config.tls = security.ca_cert.as_ref().map(|ca| TlsConfig::Files {
+            ca: ca.clone(),
+            cert_and_key: security.cert_and_key.clone(),
+        });
+        config.credentials = security
+            .credentials
+            .as_ref()
+            .map(|(user, password)| Credentials {
+                user: user.clone(),
+                password: password.clone(),
+            });
         let client = Client::new(config).context("bad zdb endpoints")?;
         Ok(ZdbBackend { client })
     }

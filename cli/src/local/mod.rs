@@ -3,9 +3,11 @@
 //! so running `local up` on it again restarts the same cluster with its data.
 //! `local up` is the parent of every node; `local add-node` and `local
 //! remove-node` ask it (through its control socket) to start or stop one.
+//! With `--secure` the cluster runs with TLS and authentication (`secure`).
 
 mod control;
 mod layout;
+mod secure;
 mod supervisor;
 
 use std::path::PathBuf;
@@ -17,6 +19,7 @@ use clap::Subcommand;
 
 use control::{ControlSocket, Request};
 use layout::Layout;
+use secure::Secure;
 use supervisor::Supervisor;
 use zdb_placement::planner::{Settings, SplitSettings};
 
@@ -68,6 +71,11 @@ pub enum LocalCommand {
         /// A node unreachable for this long has its replicas re-created elsewhere.
         #[arg(long, default_value_t = 60)]
         dead_after_secs: u64,
+        /// TLS everywhere and authentication on: creates DATA/certs and
+        /// DATA/root.password on first use. A folder with certs/ always
+        /// runs secure.
+        #[arg(long)]
+        secure: bool,
     },
 }
 
@@ -101,6 +109,7 @@ async fn up(command: LocalCommand) -> Result<ExitCode> {
         placement_interval_ms,
         replication_factor,
         dead_after_secs,
+        secure,
     } = command
     else {
         unreachable!("called for up only");
@@ -128,7 +137,17 @@ async fn up(command: LocalCommand) -> Result<ExitCode> {
     let node_bin = supervisor::find_node_binary(node_bin)?;
     // First: a second `local up` on this folder is refused before it starts nodes.
     let control = ControlSocket::bind(&data)?;
-    let mut supervisor = Supervisor::start(&layout, &node_bin, &node_args)?;
+    let security = match secure {
+        true => Some(Secure::set_up(&data)?),
+        false => Secure::of(&data)?,
+    };
+    if !secure && security.is_some() {
+        println!(
+            "note: {} holds certificates: running the cluster secure (as with --secure)",
+            data.display()
+        );
+    }
+    let mut supervisor = Supervisor::start(&layout, &node_bin, &node_args, security.as_ref())?;
     let ready = supervisor.wait_until_ready(Duration::from_secs(wait)).await;
     if let Err(err) = ready {
         supervisor.stop().await;
@@ -142,7 +161,14 @@ async fn up(command: LocalCommand) -> Result<ExitCode> {
     );
     println!("endpoints: {endpoints}");
     println!("  export ZDB_ENDPOINTS={endpoints}");
+    if let Some(security) = &security {
+        println!("  {}", security.certificate_env());
+    }
     println!("  zdbctl put hello world && zdbctl get hello");
+    if let Some(security) = &security {
+        println!("or, to log in as root with its password rather than its certificate:");
+        println!("  {}", security.password_env());
+    }
     println!(
         "logs: {}/node-*.log; metrics: {}",
         data.display(),
@@ -159,7 +185,7 @@ async fn up(command: LocalCommand) -> Result<ExitCode> {
         ..Settings::default()
     };
     let driver = tokio::spawn(zdb_placement::driver::run(
-        zdb_client::Client::connect(&endpoints)?,
+        zdb_client::Client::new(secure::client_config(security.as_ref(), &endpoints))?,
         settings,
         Duration::from_millis(placement_interval_ms),
         Duration::from_secs(dead_after_secs),
@@ -199,7 +225,11 @@ async fn remove_node(data: &std::path::Path, node: u64) -> Result<ExitCode> {
                 data.display()
             )
         })?;
-    let client = zdb_client::Client::connect(&layout.endpoints())?;
+    let security = Secure::of(data)?;
+    let client = zdb_client::Client::new(secure::client_config(
+        security.as_ref(),
+        &layout.endpoints(),
+    ))?;
     client
         .set_node_state(node, zdb_client::NodeState::Decommissioned)
         .await?;

@@ -18,6 +18,7 @@ use zdb_proto::v1::RaftRole;
 
 use super::control::{ControlSocket, Incoming, Request};
 use super::layout::{Layout, NodeLayout};
+use super::secure::{self, Secure};
 
 /// How long a node gets to stop on SIGTERM (it hands its leaderships away
 /// first) before it is killed.
@@ -58,6 +59,8 @@ pub struct Supervisor {
     nodes: Vec<NodeProcess>,
     node_bin: PathBuf,
     node_args: Vec<String>,
+    /// TLS and authentication flags, given to every node (added ones too).
+    security_args: Vec<String>,
     client: Client,
     dir: PathBuf,
 }
@@ -91,6 +94,7 @@ fn node_command(
     node_bin: &Path,
     layout: &Layout,
     node: &NodeLayout,
+    security_args: &[String],
     extra_args: &[String],
 ) -> Command {
     let mut command = Command::new(node_bin);
@@ -105,7 +109,7 @@ fn node_command(
             .arg(format!("--cluster-id={}", layout.cluster_id)),
         Some(_) => command.arg(format!("--join={}", layout.seed())),
     };
-    command.args(extra_args);
+    command.args(security_args).args(extra_args);
     command
 }
 
@@ -138,17 +142,24 @@ fn spawn(mut command: Command, log: &Path) -> Result<Child> {
 }
 
 impl Supervisor {
-    pub fn start(layout: &Layout, node_bin: &Path, node_args: &[String]) -> Result<Supervisor> {
+    pub fn start(
+        layout: &Layout,
+        node_bin: &Path,
+        node_args: &[String],
+        security: Option<&Secure>,
+    ) -> Result<Supervisor> {
         let mut supervisor = Supervisor {
             nodes: Vec::new(),
             node_bin: node_bin.to_owned(),
             node_args: node_args.to_vec(),
-            client: Client::connect(&layout.endpoints())?,
+            security_args: security.map(Secure::node_args).unwrap_or_default(),
+            client: Client::new(secure::client_config(security, &layout.endpoints()))?,
             dir: layout.dir.clone(),
         };
         for node in &layout.nodes {
             let log = layout.log_file(node.id);
-            let command = node_command(node_bin, layout, node, node_args);
+            let command =
+                node_command(node_bin, layout, node, &supervisor.security_args, node_args);
             match spawn(command, &log) {
                 Ok(child) => supervisor.nodes.push(NodeProcess {
                     id: node.id,
@@ -291,6 +302,7 @@ impl Supervisor {
                     .join(node.joined_dir.as_deref().unwrap_or_default())
                     .display()
             ))
+            .args(&self.security_args)
             .args(&node_args);
         let mut process = NodeProcess {
             id: 0,

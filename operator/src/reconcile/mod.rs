@@ -3,6 +3,8 @@
 //! stops before the object goes (owned objects then go by garbage
 //! collection; volumes stay). A live cluster gets one [`pass`].
 //!
+//! - [`security`]: the certificates and Secrets the pods mount (and the
+//!   operator's client certificate); [`certificates`]: operator-managed TLS.
 //! - [`observe`]: what a pass reads; [`pods`]: what the pods say.
 //! - [`scale`], [`upgrade`]: pure decisions; [`migrate`]: StatefulSets an
 //!   update cannot fix; [`volumes`]: growing claims; [`zones`]: the zone of
@@ -10,12 +12,14 @@
 //! - [`apply`], [`events`], [`status`]: what a pass writes.
 
 pub mod apply;
+pub mod certificates;
 pub mod events;
 pub mod migrate;
 pub mod observe;
 pub mod pass;
 pub mod pods;
 pub mod scale;
+pub mod security;
 pub mod status;
 pub mod upgrade;
 pub mod volumes;

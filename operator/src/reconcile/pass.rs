@@ -1,5 +1,8 @@
-//! One reconcile pass of a live (not deleted) `ZdbCluster`. It reads the
-//! StatefulSet, its pods and the zdb cluster itself, decides (pure
+//! One reconcile pass of a live (not deleted) `ZdbCluster`. It first sees
+//! to the certificates and Secrets the pods need
+//! ([`security`](super::security); the StatefulSet waits while one is
+//! missing), reads the StatefulSet, its pods and the zdb cluster itself
+//! (over TLS when it has TLS on), decides (pure
 //! functions in [`scale`](super::scale) and [`upgrade`](super::upgrade)),
 //! takes the admin actions the decisions call for (each one an Event),
 //! applies every owned object, keeps the cluster's placement driver
@@ -24,12 +27,16 @@ use kube::{Api, Resource, ResourceExt};
 use super::apply::{apply, apply_status, describe};
 use super::events::Events;
 use super::status::{
-    self, Problem, ADMIN_CALL_FAILED, APPLY_FAILED, INVALID_SPEC, POD_DELETE_FAILED, READ_FAILED,
-    RECREATING_STATEFULSET, ROLLOUT_BLOCKED, VOLUME_EXPANSION_FAILED,
+    self, Problem, ADMIN_CALL_FAILED, APPLY_FAILED, CERTIFICATE_FAILED, INVALID_SPEC,
+    POD_DELETE_FAILED, READ_FAILED, RECREATING_STATEFULSET, ROLLOUT_BLOCKED, SECRET_MISSING,
+    VOLUME_EXPANSION_FAILED, WAITING_FOR_CERTIFICATES,
 };
 use super::upgrade::{PodInfo, StatefulSetInfo};
-use super::{cluster_key, migrate, observe, pods, scale, upgrade, volumes, zones, Context};
+use super::{
+    cluster_key, migrate, observe, pods, scale, security, upgrade, volumes, zones, Context,
+};
 use crate::admin::{ClusterView, NodeState};
+use crate::connection::Connection;
 use crate::crd::{Phase, ZdbCluster, ZdbClusterStatus};
 use crate::error::{Error, Result};
 use crate::names::ClusterNames;
@@ -70,6 +77,8 @@ fn problem_action(reason: &str) -> &'static str {
         ADMIN_CALL_FAILED => "AdminCall",
         POD_DELETE_FAILED => "DeletePod",
         ROLLOUT_BLOCKED => "RollingUpdate",
+        CERTIFICATE_FAILED => "IssueCertificate",
+        SECRET_MISSING => "ReadSecret",
         _ => "ObservePods",
     }
 }
@@ -177,15 +186,15 @@ impl Report<'_> {
 /// zone than the registry says.
 async fn record_zones(
     ctx: &Context,
-    endpoints: &[String],
+    nodes: &Connection,
     view: &ClusterView,
     pods: &[Pod],
     names: &ClusterNames,
     events: &Events<'_>,
     failures: &mut Vec<Problem>,
 ) {
-    let nodes: Api<Node> = Api::all(ctx.client.clone());
-    let known = match zones::zones_of(&nodes, pods).await {
+    let kubernetes_nodes: Api<Node> = Api::all(ctx.client.clone());
+    let known = match zones::zones_of(&kubernetes_nodes, pods).await {
         Ok(known) => known,
         Err(error) => {
             failures.push(Problem::new(
@@ -201,7 +210,7 @@ async fn record_zones(
     for change in zones::changes(view, pods, &known, names) {
         match ctx
             .admin
-            .set_node_zone(endpoints, change.node_id, &change.zone)
+            .set_node_zone(nodes, change.node_id, &change.zone)
             .await
         {
             Ok(()) => {
@@ -259,6 +268,15 @@ pub async fn run(cluster: &ZdbCluster, ctx: &Context) -> Result<Outcome> {
         });
     }
 
+    // Certificates and Secrets first: the pods mount them, and the
+    // operator's own calls may need the client certificate.
+    let security = security::prepare(cluster, &names, &ctx.client, &events).await;
+    let with_security = |problem: Problem| {
+        let mut problems = security.problems.clone();
+        problems.push(problem);
+        problems
+    };
+
     // Nothing can be decided without the StatefulSet and the pods.
     let statefulsets: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &namespace);
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
@@ -273,7 +291,7 @@ pub async fn run(cluster: &ZdbCluster, ctx: &Context) -> Result<Outcome> {
                     describe(&error)
                 ),
             );
-            return report.unknown(&[problem], None).await;
+            return report.unknown(&with_security(problem), None).await;
         }
     };
     let pods = match observe::pods(&pods_api, &names).await {
@@ -283,7 +301,7 @@ pub async fn run(cluster: &ZdbCluster, ctx: &Context) -> Result<Outcome> {
                 READ_FAILED,
                 format!("cannot list the pods: {}", describe(&error)),
             );
-            return report.unknown(&[problem], None).await;
+            return report.unknown(&with_security(problem), None).await;
         }
     };
     if existing
@@ -295,7 +313,7 @@ pub async fn run(cluster: &ZdbCluster, ctx: &Context) -> Result<Outcome> {
             names.statefulset()
         );
         return report
-            .unknown(&[], Some((RECREATING_STATEFULSET, waiting)))
+            .unknown(&security.problems, Some((RECREATING_STATEFULSET, waiting)))
             .await;
     }
 
@@ -308,11 +326,14 @@ pub async fn run(cluster: &ZdbCluster, ctx: &Context) -> Result<Outcome> {
         None => observe::orphaned_pods_info(&pod_infos),
     };
     let current = sts_info.as_ref().map(|s| s.replicas);
-    let endpoints = names.node_addresses(current.unwrap_or(0));
-    let view: Option<ClusterView> = if endpoints.is_empty() {
+    let nodes = Connection::new(
+        names.node_addresses(current.unwrap_or(0)),
+        security.client_tls.clone(),
+    );
+    let view: Option<ClusterView> = if nodes.is_empty() {
         None
     } else {
-        match ctx.admin.observe(&endpoints).await {
+        match ctx.admin.observe(&nodes).await {
             Ok(view) => Some(view),
             Err(error) => {
                 tracing::info!(cluster = %key, %error, "the cluster does not answer");
@@ -360,6 +381,7 @@ pub async fn run(cluster: &ZdbCluster, ctx: &Context) -> Result<Outcome> {
 
     if let Some(why) = existing
         .as_ref()
+        .filter(|_| !security.hold)
         .and_then(|sts| migrate::recreate_reason(sts, &desired_sts))
     {
         let params = DeleteParams {
@@ -370,7 +392,8 @@ pub async fn run(cluster: &ZdbCluster, ctx: &Context) -> Result<Outcome> {
             }),
             ..DeleteParams::default()
         };
-        let problems = match statefulsets.delete(&names.statefulset(), &params).await {
+        let mut problems = security.problems.clone();
+        match statefulsets.delete(&names.statefulset(), &params).await {
             Ok(_) => {
                 events
                     .publish(
@@ -380,17 +403,16 @@ pub async fn run(cluster: &ZdbCluster, ctx: &Context) -> Result<Outcome> {
                         format!("deleted StatefulSet {} keeping its pods and volumes, to create it again: {why}", names.statefulset()),
                     )
                     .await;
-                Vec::new()
             }
-            Err(error) => vec![Problem::new(
+            Err(error) => problems.push(Problem::new(
                 APPLY_FAILED,
                 format!(
                     "cannot delete StatefulSet {} to re-create it ({why}): {}",
                     names.statefulset(),
                     describe(&error)
                 ),
-            )],
-        };
+            )),
+        }
         return report
             .unknown(
                 &problems,
@@ -407,7 +429,7 @@ pub async fn run(cluster: &ZdbCluster, ctx: &Context) -> Result<Outcome> {
         let (reason, action) = state_reason(change.state);
         match ctx
             .admin
-            .set_node_state(&endpoints, change.node_id, change.state)
+            .set_node_state(&nodes, change.node_id, change.state)
             .await
         {
             Ok(()) => {
@@ -421,7 +443,7 @@ pub async fn run(cluster: &ZdbCluster, ctx: &Context) -> Result<Outcome> {
     for transfer in &rollout.transfers {
         match ctx
             .admin
-            .transfer_leader(&endpoints, transfer.range_id, transfer.to)
+            .transfer_leader(&nodes, transfer.range_id, transfer.to)
             .await
         {
             Ok(()) => {
@@ -441,7 +463,7 @@ pub async fn run(cluster: &ZdbCluster, ctx: &Context) -> Result<Outcome> {
         }
     }
     if let Some(view) = &view {
-        record_zones(ctx, &endpoints, view, &pods, &names, &events, &mut failures).await;
+        record_zones(ctx, &nodes, view, &pods, &names, &events, &mut failures).await;
     }
     let mut deleted_pods: Vec<&str> = Vec::new();
     for (pod, why) in &rollout.delete_pods {
@@ -494,11 +516,17 @@ pub async fn run(cluster: &ZdbCluster, ctx: &Context) -> Result<Outcome> {
             error,
         );
     }
-    let applied = match apply(&statefulsets, &names.statefulset(), &desired_sts).await {
-        Ok(applied) => Some(applied),
-        Err(error) => {
-            apply_failed(format!("StatefulSet {}", names.statefulset()), error);
-            None
+    // Pods that could not mount their Secrets would only wait: the
+    // StatefulSet waits instead (the security problems say why).
+    let applied = if security.hold {
+        None
+    } else {
+        match apply(&statefulsets, &names.statefulset(), &desired_sts).await {
+            Ok(applied) => Some(applied),
+            Err(error) => {
+                apply_failed(format!("StatefulSet {}", names.statefulset()), error);
+                None
+            }
         }
     };
 
@@ -601,7 +629,13 @@ pub async fn run(cluster: &ZdbCluster, ctx: &Context) -> Result<Outcome> {
     if cluster_id.is_some() {
         ctx.placement.ensure(
             &key,
-            PlacementConfig::for_cluster(cluster, names.node_addresses(scale.replicas)),
+            PlacementConfig::for_cluster(
+                cluster,
+                Connection::new(
+                    names.node_addresses(scale.replicas),
+                    security.client_tls.clone(),
+                ),
+            ),
         );
     }
 
@@ -623,7 +657,9 @@ pub async fn run(cluster: &ZdbCluster, ctx: &Context) -> Result<Outcome> {
         .and_then(|sts| sts.status.as_ref())
         .and_then(|s| s.ready_replicas)
         .unwrap_or(0);
-    let progressing = if cluster_id.is_none() {
+    let progressing = if let Some(waiting) = &security.waiting {
+        Some((WAITING_FOR_CERTIFICATES, waiting.clone()))
+    } else if cluster_id.is_none() {
         Some((
             status::BOOTSTRAPPING,
             format!("waiting for pod {} to found the cluster", names.pod(0)),
@@ -660,6 +696,7 @@ pub async fn run(cluster: &ZdbCluster, ctx: &Context) -> Result<Outcome> {
     if let Some(refused) = &scale.refused {
         problems.push(Problem::new(INVALID_SPEC, refused.clone()));
     }
+    problems.extend(security.problems.iter().cloned());
     problems.extend(failures);
     if let Some(blocked) = &rollout.blocked {
         problems.push(Problem::new(ROLLOUT_BLOCKED, blocked.clone()));

@@ -46,6 +46,11 @@ pub const ROLLOUT_BLOCKED: &str = "RolloutBlocked";
 pub const POD_FAILING: &str = "PodFailing";
 pub const POD_UNSCHEDULABLE: &str = "PodUnschedulable";
 pub const POD_NOT_CREATED: &str = "PodNotCreated";
+/// A certificate could not be made or issued, or does not verify.
+pub const CERTIFICATE_FAILED: &str = "CertificateFailed";
+/// A Secret the spec names is missing, lacks a key or holds what the node
+/// cannot use.
+pub const SECRET_MISSING: &str = "SecretMissing";
 
 /// The longest message a condition carries (the API's limit is 32768).
 const MAX_CONDITION_MESSAGE: usize = 16 * 1024;
@@ -240,7 +245,11 @@ pub fn status(
         Phase::Bootstrapping
     } else {
         match observed.progressing.as_ref().map(|(reason, _)| *reason) {
-            Some(reason) if reason == ROLLING_UPDATE || reason == RECREATING_STATEFULSET => {
+            Some(reason)
+                if reason == ROLLING_UPDATE
+                    || reason == RECREATING_STATEFULSET
+                    || reason == WAITING_FOR_CERTIFICATES =>
+            {
                 Phase::Upgrading
             }
             Some(_) => Phase::Scaling,
@@ -271,3 +280,5 @@ pub const ROLLING_UPDATE: &str = "RollingUpdate";
 pub const RECREATING_STATEFULSET: &str = "RecreatingStatefulSet";
 pub const SCALING: &str = "Scaling";
 pub const BOOTSTRAPPING: &str = "Bootstrapping";
+/// cert-manager has not issued a certificate the pods mount yet.
+pub const WAITING_FOR_CERTIFICATES: &str = "WaitingForCertificates";

@@ -300,6 +300,105 @@ mod tests {
         assert!(spec.termination_grace_period_seconds >= Some(2 * SHUTDOWN_TIMEOUT_SECS));
     }
 
+    fn secured() -> serde_json::Value {
+        let mut spec = minimal();
+        spec["tls"] = serde_json::json!({"enabled": true});
+        spec["auth"] =
+            serde_json::json!({"rootPasswordSecret": {"name": "db-root", "key": "password"}});
+        spec["encryption"] = serde_json::json!({
+            "masterKeySecret": {"name": "db-key", "key": "master.key"},
+            "previousMasterKeySecret": {"name": "db-old-key", "key": "key"},
+        });
+        spec
+    }
+
+    #[test]
+    fn security_secrets_are_mounted_read_only_and_named_by_flags() {
+        let names = ClusterNames::new("db", "prod");
+        let spec = pod_template(&cluster(secured()), &names)
+            .spec
+            .expect("a pod spec");
+        assert_eq!(violations(&spec, Level::Restricted), Vec::<String>::new());
+        let container = &spec.containers[0];
+        let args = container.args.clone().unwrap_or_default();
+        assert_eq!(
+            args[args.len() - 6..],
+            [
+                "--tls-ca-file=/etc/zdb-tls/ca.crt",
+                "--tls-cert-file=/etc/zdb-tls/tls.crt",
+                "--tls-key-file=/etc/zdb-tls/tls.key",
+                "--auth-root-password-file=/etc/zdb-auth/root-password",
+                "--encryption-key-file=/etc/zdb-encryption/master.key",
+                "--encryption-previous-key-file=/etc/zdb-encryption-previous/master.key",
+            ]
+        );
+        let secrets: Vec<(String, i32, Option<String>)> = spec
+            .volumes
+            .iter()
+            .flatten()
+            .filter_map(|v| {
+                let secret = v.secret.as_ref()?;
+                Some((
+                    secret.secret_name.clone().unwrap_or_default(),
+                    secret.default_mode.unwrap_or_default(),
+                    secret
+                        .items
+                        .as_ref()
+                        .map(|items| format!("{}->{}", items[0].key, items[0].path)),
+                ))
+            })
+            .collect();
+        assert_eq!(
+            secrets,
+            [
+                ("db-node-tls".to_owned(), 0o400, None),
+                (
+                    "db-root".to_owned(),
+                    0o400,
+                    Some("password->root-password".into())
+                ),
+                (
+                    "db-key".to_owned(),
+                    0o400,
+                    Some("master.key->master.key".into())
+                ),
+                (
+                    "db-old-key".to_owned(),
+                    0o400,
+                    Some("key->master.key".into())
+                ),
+            ]
+        );
+        let mounts = container.volume_mounts.clone().unwrap_or_default();
+        assert_eq!(mounts.len(), 6);
+        assert!(mounts[2..].iter().all(|m| m.read_only == Some(true)));
+        // The probes do not change: the status port stays plaintext.
+        let plain = pod_template(&cluster(minimal()), &names)
+            .spec
+            .expect("a pod spec");
+        assert_eq!(
+            container.readiness_probe,
+            plain.containers[0].readiness_probe
+        );
+        assert_eq!(container.liveness_probe, plain.containers[0].liveness_probe);
+    }
+
+    #[test]
+    fn a_cluster_without_security_keeps_its_template() {
+        let names = ClusterNames::new("db", "prod");
+        let hash = |spec| {
+            crate::resources::statefulset::template_hash(&pod_template(&cluster(spec), &names))
+                .expect("a hash")
+        };
+        let mut disabled = minimal();
+        disabled["tls"] = serde_json::json!({"enabled": false, "issuerRef": {"name": "ca"}});
+        assert_eq!(hash(disabled), hash(minimal()));
+        let spec = pod_template(&cluster(minimal()), &names)
+            .spec
+            .expect("a pod spec");
+        assert_eq!(spec.volumes.map(|v| v.len()), Some(1));
+    }
+
     #[test]
     fn pods_spread_over_nodes_and_zones_unless_the_spec_says_otherwise() {
         let names = ClusterNames::new("db", "prod");

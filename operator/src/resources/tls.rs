@@ -148,8 +148,8 @@ mod tests {
     #[test]
     fn certificate_secrets_read_back_and_never_print_their_key() {
         let names = ClusterNames::new("db", "prod");
-        let ca = CertificateAuthority::generate("test CA", Duration::from_secs(86_400))
-            .expect("a CA");
+        let ca =
+            CertificateAuthority::generate("test CA", Duration::from_secs(86_400)).expect("a CA");
         let issued = ca
             .issue_client("root", Duration::from_secs(3600))
             .expect("a certificate");
@@ -170,11 +170,9 @@ mod tests {
         let ca_secret = ca_secret(&cluster(), &names, &ca).expect("a Secret");
         assert_eq!(ca_secret.type_.as_deref(), Some("Opaque"));
         let key = text(&ca_secret, CA_KEY_KEY).expect("the key");
-        let back = CertificateAuthority::from_pem(
-            &text(&ca_secret, CA_CERT_KEY).expect("the cert"),
-            &key,
-        )
-        .expect("the same CA");
+        let back =
+            CertificateAuthority::from_pem(&text(&ca_secret, CA_CERT_KEY).expect("the cert"), &key)
+                .expect("the same CA");
         assert_eq!(back.cert_pem(), ca.cert_pem());
     }
 }

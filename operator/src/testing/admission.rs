@@ -1,16 +1,18 @@
 //! What the API server checks and fills in on a write, for the kinds the
 //! operator touches: object names, labels, quantities, defaults, immutable
 //! fields (StatefulSet spec, claim specs), volume expansion only where the
-//! StorageClass allows it, PodSecurity on pods, and the CRD's schema and
-//! CEL rules on `ZdbCluster`s. Refusals carry the API server's code, reason
-//! and (close to) its text.
+//! StorageClass allows it, PodSecurity on pods, Secrets ([`secrets`](super::secrets)),
+//! the CRD's schema and CEL rules on `ZdbCluster`s, and the schema and
+//! webhook of any other CRD installed (cert-manager's
+//! [`Certificate`](super::cert_manager)). Refusals carry the API server's
+//! code, reason and (close to) its text.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::PodSpec;
 use serde_json::{json, Value};
 
-use super::{openapi, pod_security, quantity};
+use super::{cert_manager, openapi, pod_security, quantity, secrets};
 
 /// (API group, resource, namespace, name); cluster-scoped objects have an
 /// empty namespace.
@@ -79,10 +81,12 @@ fn qualified_kind(object: &Value) -> String {
 }
 
 /// What admission can look at besides the object: other stored objects
-/// (namespaces, StorageClasses) and the ZdbCluster CRD's schema.
+/// (namespaces, StorageClasses), the ZdbCluster CRD's schema and those of
+/// the other CRDs installed, by (group, resource).
 pub struct World<'a> {
     pub objects: &'a BTreeMap<Key, Value>,
     pub crd_schema: &'a Value,
+    pub custom_schemas: &'a BTreeMap<(String, String), Value>,
 }
 
 impl World<'_> {
@@ -473,13 +477,14 @@ fn pod_errors(
     }
 }
 
-fn zdbcluster_errors(
-    world: &World<'_>,
+/// A custom resource against its CRD's structural schema: pruned,
+/// defaulted, checked (CEL rules included).
+fn custom_resource_errors(
+    schema: &Value,
     new: &mut Value,
     old: Option<&Value>,
     status_only: bool,
 ) -> Result<(), ApiError> {
-    let schema = world.crd_schema;
     if status_only {
         let status_schema = &schema["properties"]["status"];
         openapi::prune(status_schema, &mut new["status"], false);
@@ -565,7 +570,21 @@ pub fn admit(
         ("", "services") => {
             set_default(new, "/spec/type", json!("ClusterIP"));
         }
-        ("zdb.io", "zdbclusters") => zdbcluster_errors(world, new, old, status_only)?,
+        ("zdb.io", "zdbclusters") => {
+            custom_resource_errors(world.crd_schema, new, old, status_only)?
+        }
+        ("", "secrets") => secrets::admit(new, old, &mut causes)?,
+        (group, resource)
+            if world
+                .custom_schemas
+                .contains_key(&(group.into(), resource.into())) =>
+        {
+            let schema = &world.custom_schemas[&(group.to_owned(), resource.to_owned())];
+            custom_resource_errors(schema, new, old, status_only)?;
+            if (group, resource) == (cert_manager::GROUP, cert_manager::RESOURCE) && !status_only {
+                cert_manager::webhook_errors(new, &mut causes)?;
+            }
+        }
         ("events.k8s.io", "events") => event_errors(new, &mut causes),
         _ => {}
     }

@@ -92,6 +92,8 @@ struct ApiState {
     requests: Vec<Recorded>,
     grants: Grants,
     crd: Value,
+    /// Schemas of the other CRDs installed, by (group, resource).
+    custom_schemas: BTreeMap<(String, String), Value>,
     gc_paused: bool,
 }
 
@@ -112,6 +114,28 @@ const WITH_STATUS: &[&str] = &[
     "services",
     "poddisruptionbudgets",
     "namespaces",
+    "certificates",
+];
+
+/// The built-in resources this API server serves (with the ZdbCluster
+/// CRD); other CRDs once installed. Anything else is a 404, as on a
+/// cluster without it.
+const BUILT_IN: &[(&str, &str)] = &[
+    ("", "namespaces"),
+    ("", "pods"),
+    ("", "services"),
+    ("", "configmaps"),
+    ("", "secrets"),
+    ("", "persistentvolumeclaims"),
+    ("", "nodes"),
+    ("", "events"),
+    ("apps", "statefulsets"),
+    ("apps", "deployments"),
+    ("policy", "poddisruptionbudgets"),
+    ("events.k8s.io", "events"),
+    ("coordination.k8s.io", "leases"),
+    ("storage.k8s.io", "storageclasses"),
+    ("zdb.io", "zdbclusters"),
 ];
 
 fn qualified(group: &str, resource: &str) -> String {
@@ -515,7 +539,15 @@ impl ApiState {
         World {
             objects: &self.objects,
             crd_schema: &self.crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"],
+            custom_schemas: &self.custom_schemas,
         }
+    }
+
+    fn served(&self, group: &str, resource: &str) -> bool {
+        BUILT_IN.contains(&(group, resource))
+            || self
+                .custom_schemas
+                .contains_key(&(group.to_owned(), resource.to_owned()))
     }
 
     fn admit(
@@ -874,6 +906,14 @@ impl FakeApi {
         (api.client(Identity::Operator), api)
     }
 
+    /// Installs a CustomResourceDefinition: from now on the resource is
+    /// served, and admitted against `schema` (its openAPIV3Schema).
+    pub fn install_crd(&self, group: &str, resource: &str, schema: Value) {
+        self.lock()
+            .custom_schemas
+            .insert((group.to_owned(), resource.to_owned()), schema);
+    }
+
     /// Another client of this server.
     pub fn client(&self, identity: Identity) -> kube::Client {
         let (service, mut handle) =
@@ -1020,6 +1060,14 @@ impl ApiState {
         params: &BTreeMap<String, String>,
         body: Option<Value>,
     ) -> Reply {
+        if !self.served(&target.group, &target.resource) {
+            return ApiError::new(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            )
+            .into();
+        }
         let result = match (verb, target.subresource.as_deref()) {
             ("get", Some("scale")) => self.scale(key).map(|v| (200, v)),
             ("get", _) => self

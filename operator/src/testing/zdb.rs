@@ -7,6 +7,7 @@ use std::sync::Mutex;
 use futures::future::BoxFuture;
 
 use crate::admin::{AdminError, ClusterAdmin, ClusterView, NodeState};
+use crate::connection::{ClientTls, Connection};
 use crate::placement::{ClusterKey, Placement, PlacementConfig};
 
 /// An in-memory zdb cluster: node states, replica and leader counts,
@@ -15,6 +16,8 @@ use crate::placement::{ClusterKey, Placement, PlacementConfig};
 pub struct FakeZdb {
     pub view: Mutex<Option<ClusterView>>,
     pub calls: Mutex<Vec<String>>,
+    /// The TLS material of every call, in order (None: plaintext).
+    pub tls_seen: Mutex<Vec<Option<ClientTls>>>,
 }
 
 impl FakeZdb {
@@ -35,23 +38,37 @@ impl FakeZdb {
     fn record(&self, call: String) {
         self.calls.lock().expect("fake zdb lock").push(call);
     }
+
+    fn connected(&self, nodes: &Connection) {
+        self.tls_seen
+            .lock()
+            .expect("fake zdb lock")
+            .push(nodes.tls.clone());
+    }
+
+    /// The TLS material of the calls since the last take.
+    pub fn take_tls_seen(&self) -> Vec<Option<ClientTls>> {
+        std::mem::take(&mut self.tls_seen.lock().expect("fake zdb lock"))
+    }
 }
 
 impl ClusterAdmin for FakeZdb {
     fn observe<'a>(
         &'a self,
-        _endpoints: &'a [String],
+        nodes: &'a Connection,
     ) -> BoxFuture<'a, Result<ClusterView, AdminError>> {
+        self.connected(nodes);
         let view = self.view.lock().expect("fake zdb lock").clone();
         Box::pin(async move { view.ok_or_else(|| AdminError("no node answers".into())) })
     }
 
     fn set_node_state<'a>(
         &'a self,
-        _endpoints: &'a [String],
+        nodes: &'a Connection,
         node_id: u64,
         state: NodeState,
     ) -> BoxFuture<'a, Result<(), AdminError>> {
+        self.connected(nodes);
         self.record(format!("set_node_state({node_id}, {state:?})"));
         self.edit(|view| {
             if let Some(node) = view.nodes.iter_mut().find(|n| n.node_id == node_id) {
@@ -63,10 +80,11 @@ impl ClusterAdmin for FakeZdb {
 
     fn transfer_leader<'a>(
         &'a self,
-        _endpoints: &'a [String],
+        nodes: &'a Connection,
         range_id: u64,
         to: u64,
     ) -> BoxFuture<'a, Result<(), AdminError>> {
+        self.connected(nodes);
         self.record(format!("transfer_leader({range_id}, {to})"));
         self.edit(|view| {
             let Some(range) = view.ranges.iter_mut().find(|r| r.range_id == range_id) else {
@@ -87,10 +105,11 @@ impl ClusterAdmin for FakeZdb {
 
     fn set_node_zone<'a>(
         &'a self,
-        _endpoints: &'a [String],
+        nodes: &'a Connection,
         node_id: u64,
         zone: &'a str,
     ) -> BoxFuture<'a, Result<(), AdminError>> {
+        self.connected(nodes);
         self.zone_recorded(node_id, zone);
         Box::pin(async { Ok(()) })
     }

@@ -97,6 +97,7 @@ async fn a_driver_whose_cluster_is_gone_is_stopped() {
     let harness = bootstrapped(3).await;
     let ghost = PlacementConfig {
         endpoints: vec!["ghost-0.ghost-nodes.prod.svc:7700".into()],
+        tls: None,
         settings: zdb_placement::planner::Settings::default(),
     };
     harness.placement.ensure(&"prod/ghost".to_owned(), ghost);

@@ -291,9 +291,30 @@ async fn the_chart_grants_exactly_the_calls_the_operator_makes() {
     typo.reconcile().await;
     typo.take();
 
+    // TLS: operator-managed certificates (made, then one renewed), and
+    // cert-manager's.
+    let managed =
+        super::security::harness_with(super::security::with_tls(json!({"enabled": true})), |_| {})
+            .await;
+    managed.reconcile().await;
+    managed
+        .api
+        .delete("", "secrets", NS, "db-client-root", "Background")
+        .expect("deleted");
+    managed.reconcile().await;
+    let issued = super::security::harness_with(
+        super::security::with_tls(json!({"enabled": true, "issuerRef": {"name": "ca"}})),
+        crate::testing::cert_manager::install,
+    )
+    .await;
+    issued.reconcile().await;
+    issued.reconcile().await;
+
     harness.take();
     let mut used = FakeApi::operator_verbs(&harness.seen.lock().expect("lock"));
     used.extend(FakeApi::operator_verbs(&typo.seen.lock().expect("lock")));
+    used.extend(FakeApi::operator_verbs(&managed.seen.lock().expect("lock")));
+    used.extend(FakeApi::operator_verbs(&issued.seen.lock().expect("lock")));
     let granted = Grants::of_operator_chart().triples().clone();
     let unused: Vec<_> = granted.difference(&used).collect();
     let missing: Vec<_> = used.difference(&granted).collect();

@@ -6,12 +6,15 @@
 //! - [`problems`]: failing steps, failing pods, a bad image before bootstrap.
 //! - [`kubernetes`]: what a real cluster imposes: RBAC, the scale
 //!   subresource, PodSecurity, immutable StatefulSet fields, finalizers.
+//! - [`security`]: TLS (operator-managed, cert-manager, provided),
+//!   authentication and encryption Secrets.
 //! - [`controller`]: the running controller (watches, placement triggers).
 
 mod controller;
 mod kubernetes;
 mod lifecycle;
 mod problems;
+mod security;
 
 use std::sync::{Arc, Mutex};
 
