@@ -109,12 +109,16 @@ pub trait ClusterAdmin: Send + Sync {
     ) -> BoxFuture<'a, Result<(), AdminError>>;
 }
 
+/// One cached client per set of endpoints, with the TLS material it was
+/// made with.
+type Clients = HashMap<Vec<String>, (Option<ClientTls>, Client)>;
+
 /// The admin API of real clusters, through `zdb-client`. Keeps one client
 /// per set of endpoints (connections and caches are reused across passes),
 /// replaced when the TLS material changes (a renewed certificate).
 pub struct ZdbAdmin {
     timeout: Duration,
-    clients: Mutex<HashMap<Vec<String>, (Option<ClientTls>, Client)>>,
+    clients: Mutex<Clients>,
 }
 
 impl ZdbAdmin {

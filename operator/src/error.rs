@@ -6,6 +6,10 @@ pub enum Error {
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
 
+    /// A call the API server refused, with what it was for.
+    #[error("cannot {action}: {message}")]
+    Refused { action: String, message: String },
+
     #[error("zdb admin API: {0}")]
     Admin(String),
 

@@ -5,12 +5,15 @@
 //!   `crdgen` writes its CRD to `charts/zdb/crds/`.
 //! - [`resources`]: the objects a cluster owns (Services, ConfigMap with the
 //!   node entry script, StatefulSet and its pod template, a
-//!   PodDisruptionBudget from the replication factor), pure builders.
+//!   PodDisruptionBudget from the replication factor, the TLS Secrets or
+//!   cert-manager Certificates, the security Secrets' mounts), pure builders.
 //! - [`reconcile`]: behind a finalizer, one level-based pass per cluster:
 //!   bootstrap, scale up and down (drain, decommission, then shrink),
 //!   rolling upgrades one pod at a time (all at once while nothing serves),
-//!   re-creating StatefulSets an update cannot change, an Event per action,
-//!   and a status that names every problem (failed steps, failing pods).
+//!   re-creating StatefulSets an update cannot change, TLS certificates
+//!   made and renewed (or asked of cert-manager), the Secrets the pods mount
+//!   checked first, an Event per action, and a status that names every
+//!   problem (failed steps, failing pods, missing Secrets).
 //! - [`admin`]: the zdb admin calls the reconciler makes, behind a trait;
 //!   [`connection`]: the addresses and TLS material they go with.
 //! - [`placement`]: one `zdb_placement` driver per cluster, as a task;

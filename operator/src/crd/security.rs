@@ -226,7 +226,7 @@ impl TlsSpec {
     }
 }
 
-/// A duration as [`DURATION_PATTERN`] has it: hours, minutes and seconds,
+/// A duration as `DURATION_PATTERN` has it: hours, minutes and seconds,
 /// each optional, in that order (`8760h`, `1h30m`, `90s`).
 pub fn parse_duration(text: &str) -> Option<Duration> {
     let mut rest = text;
@@ -234,7 +234,7 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
     let mut seen_any = false;
     for (unit, seconds) in [('h', 3600u64), ('m', 60), ('s', 1)] {
         let digits = rest.chars().take_while(char::is_ascii_digit).count();
-        if digits == 0 || rest[digits..].chars().next() != Some(unit) {
+        if digits == 0 || !rest[digits..].starts_with(unit) {
             continue;
         }
         let amount: u64 = rest[..digits].parse().ok()?;

@@ -20,7 +20,7 @@ use kube::runtime::events::EventType;
 use kube::Api;
 use zdb_security::pki::{self, CertificateAuthority, IssuedCert};
 
-use super::apply::apply;
+use super::apply::{apply, describe};
 use super::events::Events;
 use super::status::{Problem, CERTIFICATE_FAILED};
 use crate::connection::ClientTls;
@@ -50,7 +50,17 @@ impl Kind {
 #[derive(Debug, Default)]
 pub struct Managed {
     pub client: Option<ClientTls>,
+    /// The node certificate is in place: the pods can mount it.
+    pub node_ready: bool,
     pub problems: Vec<Problem>,
+}
+
+/// What the API server said, with what the operator was doing.
+fn refused(action: String) -> impl FnOnce(kube::Error) -> Error {
+    move |error| Error::Refused {
+        action,
+        message: describe(&error),
+    }
 }
 
 /// RFC 3339, for messages.
@@ -118,7 +128,11 @@ async fn ensure_ca(
     ca_valid_for: Duration,
 ) -> Result<CertificateAuthority> {
     let name = names.ca_secret();
-    if let Some(secret) = secrets.get_opt(&name).await? {
+    let existing = secrets
+        .get_opt(&name)
+        .await
+        .map_err(refused(format!("read Secret {name}")))?;
+    if let Some(secret) = existing {
         let invalid = |problem: String| Error::SecretInvalid {
             secret: name.clone(),
             purpose: "the cluster CA",
@@ -146,7 +160,9 @@ async fn ensure_ca(
         what: "making the cluster CA".into(),
         source,
     })?;
-    apply(secrets, &name, &tls::ca_secret(cluster, names, &ca)?).await?;
+    apply(secrets, &name, &tls::ca_secret(cluster, names, &ca)?)
+        .await
+        .map_err(refused(format!("apply Secret {name}")))?;
     events
         .publish(
             EventType::Normal,
@@ -173,7 +189,10 @@ async fn ensure_certificate(
         Kind::Node => (names.node_tls_secret(), Some(names.node_server_name())),
         Kind::Client => (names.client_tls_secret(), None),
     };
-    let existing = secrets.get_opt(&name).await?;
+    let existing = secrets
+        .get_opt(&name)
+        .await
+        .map_err(refused(format!("read Secret {name}")))?;
     let Some(reason) = renewal_reason(
         existing.as_ref(),
         ca,
@@ -201,7 +220,9 @@ async fn ensure_certificate(
     })?;
     let ca_pem = ca.cert_pem();
     let secret = tls::certificate_secret(cluster, names, name.clone(), &ca_pem, &issued)?;
-    apply(secrets, &name, &secret).await?;
+    apply(secrets, &name, &secret)
+        .await
+        .map_err(refused(format!("apply Secret {name}")))?;
     let (event, action) = if existing.is_some() {
         ("CertificateRenewed", "RenewCertificate")
     } else {
@@ -265,7 +286,7 @@ pub async fn ensure(
     for kind in [Kind::Node, Kind::Client] {
         match ensure_certificate(cluster, names, secrets, events, &ca, kind, valid_for).await {
             Ok(triple) if kind == Kind::Client => managed.client = Some(triple.into()),
-            Ok(_) => {}
+            Ok(_) => managed.node_ready = true,
             Err(error) => managed.problems.push(failed(error)),
         }
     }

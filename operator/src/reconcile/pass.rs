@@ -1,6 +1,6 @@
 //! One reconcile pass of a live (not deleted) `ZdbCluster`. It first sees
 //! to the certificates and Secrets the pods need
-//! ([`security`](super::security); the StatefulSet waits while one is
+//! ([`security`]; the StatefulSet waits while one is
 //! missing), reads the StatefulSet, its pods and the zdb cluster itself
 //! (over TLS when it has TLS on), decides (pure
 //! functions in [`scale`](super::scale) and [`upgrade`](super::upgrade)),
@@ -440,7 +440,8 @@ pub async fn run(cluster: &ZdbCluster, ctx: &Context) -> Result<Outcome> {
             Err(error) => failures.push(Problem::new(ADMIN_CALL_FAILED, error.to_string())),
         }
     }
-    for transfer in &rollout.transfers {
+    // A held StatefulSet restarts no pod: no leader needs to move off one.
+    for transfer in rollout.transfers.iter().filter(|_| !security.hold) {
         match ctx
             .admin
             .transfer_leader(&nodes, transfer.range_id, transfer.to)

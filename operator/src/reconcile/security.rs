@@ -1,7 +1,7 @@
 //! The first step of a pass, before anything that starts pods: the
 //! certificates, and every Secret the pods will mount.
 //!
-//! - TLS, by source: operator-managed ([`certificates`](super::certificates)),
+//! - TLS, by source: operator-managed ([`certificates`]),
 //!   cert-manager (the `Certificate` objects applied, their Secrets awaited),
 //!   or a Secret the user provides (checked: its keys, and that its node
 //!   certificate verifies against its CA for the pods' names, as peers will
@@ -182,6 +182,7 @@ impl Step<'_> {
         .await;
         self.out.client_tls = managed.client;
         self.out.problems.extend(managed.problems);
+        self.out.hold |= !managed.node_ready;
     }
 
     async fn cert_manager(&mut self, issuer: &IssuerRef) {
@@ -287,12 +288,20 @@ impl Step<'_> {
                     let missing = tls::missing_keys(found, &[CA_CERT_KEY, TLS_CERT_KEY, TLS_KEY_KEY]);
                     return Some(format!("it lacks {}", missing.join(", ")));
                 };
-                pki::verify_issued(&triple.ca, &triple.cert, Some(&server_name))
-                    .err()
-                    .map(|error| {
-                        format!("its tls.crt does not verify against its ca.crt as a node certificate for {server_name} ({error}): peers would refuse it; it needs SANs *.{}.{}.svc and {}.{}.svc",
-                            self.names.headless_service(), self.names.namespace, self.names.client_service(), self.names.namespace)
-                    })
+                if let Err(error) = pki::verify_issued(&triple.ca, &triple.cert, Some(&server_name)) {
+                    return Some(format!(
+                        "its tls.crt does not verify against its ca.crt as a node certificate for {server_name} ({error}): peers would refuse it; it needs SANs *.{}.{}.svc and {}.{}.svc",
+                        self.names.headless_service(), self.names.namespace, self.names.client_service(), self.names.namespace
+                    ));
+                }
+                match tls::common_name(&triple.cert) {
+                    Some(name) if name == pki::NODE_COMMON_NAME => None,
+                    other => Some(format!(
+                        "its tls.crt names {}, not CN {:?}: peers would take it for a user and refuse node-to-node calls",
+                        other.map_or("no single common name".to_owned(), |name| format!("CN {name:?}")),
+                        pki::NODE_COMMON_NAME
+                    )),
+                }
             })
             .await;
         let Some(client_secret) = client_secret else {

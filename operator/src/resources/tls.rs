@@ -100,6 +100,23 @@ pub fn missing_keys<'a>(secret: &Secret, wanted: &[&'a str]) -> Vec<&'a str> {
         .collect()
 }
 
+/// The subject common name of the first certificate of a PEM text (None
+/// without one, or with several: see `zdb_security::pki::common_name`).
+pub fn common_name(cert_pem: &str) -> Option<String> {
+    use base64::Engine;
+    let body: String = cert_pem
+        .lines()
+        .map(str::trim)
+        .skip_while(|line| *line != "-----BEGIN CERTIFICATE-----")
+        .skip(1)
+        .take_while(|line| *line != "-----END CERTIFICATE-----")
+        .collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .ok()?;
+    zdb_security::pki::common_name(&der)
+}
+
 /// The PEM triple of a certificate Secret (ca.crt, tls.crt, tls.key).
 #[derive(Clone, PartialEq, Eq)]
 pub struct TlsTriple {
@@ -166,6 +183,8 @@ mod tests {
         assert_eq!(triple.cert, issued.cert_pem);
         assert!(!format!("{triple:?}").contains("PRIVATE KEY"));
         assert!(missing_keys(&secret, &[CA_CERT_KEY, TLS_KEY_KEY, "other"]) == ["other"]);
+        assert_eq!(common_name(&issued.cert_pem).as_deref(), Some("root"));
+        assert_eq!(common_name("no certificate"), None);
 
         let ca_secret = ca_secret(&cluster(), &names, &ca).expect("a Secret");
         assert_eq!(ca_secret.type_.as_deref(), Some("Opaque"));

@@ -8,10 +8,15 @@
 //!   and `create`), and the operator's requests are authorized against the
 //!   chart's rendered ClusterRole: a missing grant is a 403, as on a
 //!   cluster.
+//! - It serves the built-in resources the operator and its tests use, the
+//!   ZdbCluster CRD, and the CRDs a test installs ([`FakeApi::install_crd`],
+//!   cert-manager's through [`cert_manager`](super::cert_manager)); any
+//!   other resource is a 404, as on a cluster without it.
 //! - Writes go through [`admission`](super::admission): names, labels,
 //!   quantities, defaults, immutable fields, volume expansion, PodSecurity,
-//!   the ZdbCluster CRD's schema and CEL rules; the status subresource
-//!   only changes `status`, the main resource never does.
+//!   Secrets, the ZdbCluster CRD's schema and CEL rules, other CRDs'
+//!   schemas and webhooks; the status subresource only changes `status`,
+//!   the main resource never does.
 //! - Server-side apply merges into the stored object and drops what the
 //!   same field manager applied before and no longer applies; a no-op
 //!   apply changes nothing (no new resourceVersion, no watch event).

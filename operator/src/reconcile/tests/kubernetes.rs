@@ -299,8 +299,11 @@ async fn the_chart_grants_exactly_the_calls_the_operator_makes() {
     managed.reconcile().await;
     managed
         .api
-        .delete("", "secrets", NS, "db-client-root", "Background")
-        .expect("deleted");
+        .edit("", "secrets", NS, "db-client-root", |secret| {
+            if let Some(data) = secret["data"].as_object_mut() {
+                data.remove("tls.key");
+            }
+        });
     managed.reconcile().await;
     let issued = super::security::harness_with(
         super::security::with_tls(json!({"enabled": true, "issuerRef": {"name": "ca"}})),

@@ -495,6 +495,28 @@ async fn a_provided_secret_is_checked_and_mounted_and_nothing_is_created() {
     let (_, message) = degraded(&harness);
     assert!(message.contains("peers would refuse it"), "{message}");
 
+    // A client certificate, not a node's.
+    let user = ca.issue_client("db-node", 30 * DAY).expect("issued");
+    harness
+        .api
+        .delete("", "secrets", NS, "db-certs", "Background")
+        .expect("deleted");
+    let mut user_secret = provided_secret("db-certs", &ca, &user);
+    user_secret["type"] = json!("Opaque");
+    harness
+        .api
+        .create("", "secrets", NS, user_secret)
+        .expect("created");
+    harness.reconcile().await;
+    assert!(harness.api.get("apps", "statefulsets", NS, NAME).is_none());
+    let (_, message) = degraded(&harness);
+    assert!(
+        message.contains(
+            "Secret db-certs (the node certificate, tls.secretName): its tls.crt does not verify"
+        ),
+        "{message}"
+    );
+
     let good = ca
         .issue_node(&harness.names.node_certificate_dns_names(), 30 * DAY)
         .expect("issued");
@@ -694,4 +716,36 @@ async fn secrets_the_fake_api_server_refuses_as_a_real_one() {
             .contains("the server could not find the requested resource"),
         "{error}"
     );
+}
+
+#[tokio::test]
+async fn a_secret_in_the_way_is_a_problem_with_the_api_servers_words() {
+    // A Secret of the same name, of another type, that the user made.
+    let harness = harness_with(with_tls(json!({"enabled": true})), |api| {
+        api.create(
+            "",
+            "secrets",
+            NS,
+            opaque("db-node-tls", json!({"note": "mine"})),
+        )
+        .expect("created");
+    })
+    .await;
+    harness.reconcile().await;
+    let (reason, message) = degraded(&harness);
+    assert_eq!(reason, status::CERTIFICATE_FAILED);
+    assert!(
+        message.contains("cannot apply Secret db-node-tls: Secret \"db-node-tls\" is invalid: type: Invalid value: \"kubernetes.io/tls\": field is immutable"),
+        "{message}"
+    );
+    assert!(
+        harness.api.get("apps", "statefulsets", NS, NAME).is_none(),
+        "no pod could mount it"
+    );
+    // The CA and the client certificate were made all the same.
+    assert!(harness.api.get("", "secrets", NS, "db-ca").is_some());
+    assert!(harness
+        .api
+        .get("", "secrets", NS, "db-client-root")
+        .is_some());
 }
