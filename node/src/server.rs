@@ -35,7 +35,9 @@ use crate::meta::{reporter, MetaClient, Timestamps};
 use crate::mvcc::Horizon;
 use crate::ops::{Identity, Ops, OpsParts};
 use crate::service::txn::{TxnRangeService, TxnService};
-use crate::service::{admin::AdminService, auth::AuthService, grpc_health, kv::KvService, status_http};
+use crate::service::{
+    admin::AdminService, auth::AuthService, grpc_health, kv::KvService, status_http,
+};
 use crate::store::{self, msg::StoreMsg, MetaLease, Store, StoreParts};
 use crate::transport::{self, Dialer, Outbox, PeerDirectory, RaftTransportService, Remote};
 
@@ -148,7 +150,10 @@ impl Security {
             .clone()
             .unwrap_or_else(|| config.data_dir.join("audit.log"));
         let audit = AuditLog::open(&audit_path).map_err(|err| {
-            Error::Config(format!("cannot open the audit log {}: {err}", audit_path.display()))
+            Error::Config(format!(
+                "cannot open the audit log {}: {err}",
+                audit_path.display()
+            ))
         })?;
         Ok(Security {
             dialer: Dialer::with_tls(client_tls),
@@ -338,23 +343,24 @@ async fn serve(
     let stopped = async move {
         let _ = server_stop.wait_for(|stopped| *stopped).await;
     };
-    let server: Pin<Box<dyn Future<Output = std::result::Result<(), tonic::transport::Error>> + Send>> =
-        match incoming.tls {
-            None => Box::pin(router.serve_with_incoming_shutdown(
-                TcpIncoming::from(incoming.listener).with_nodelay(Some(true)),
+    let server: Pin<
+        Box<dyn Future<Output = std::result::Result<(), tonic::transport::Error>> + Send>,
+    > = match incoming.tls {
+        None => Box::pin(router.serve_with_incoming_shutdown(
+            TcpIncoming::from(incoming.listener).with_nodelay(Some(true)),
+            stopped,
+        )),
+        Some(tls) => {
+            let audit = node.ops.guard().audit().clone();
+            let refused = move |peer, reason: String| {
+                audit.record("", "TlsHandshake", Some(peer), Decision::Denied(reason));
+            };
+            Box::pin(router.serve_with_incoming_shutdown(
+                zdb_security::tls::incoming(incoming.listener, tls, refused),
                 stopped,
-            )),
-            Some(tls) => {
-                let audit = node.ops.guard().audit().clone();
-                let refused = move |peer, reason: String| {
-                    audit.record("", "TlsHandshake", Some(peer), Decision::Denied(reason));
-                };
-                Box::pin(router.serve_with_incoming_shutdown(
-                    zdb_security::tls::incoming(incoming.listener, tls, refused),
-                    stopped,
-                ))
-            }
-        };
+            ))
+        }
+    };
     tokio::pin!(server);
     tokio::select! {
         served = &mut server => return served.map_err(|err| Error::Transport(err.to_string())),

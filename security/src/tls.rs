@@ -166,7 +166,10 @@ impl<C> Reloading<C> {
     }
 
     fn current(&self) -> Arc<C> {
-        let mut loaded = self.loaded.lock().expect("TLS config lock is never poisoned");
+        let mut loaded = self
+            .loaded
+            .lock()
+            .expect("TLS config lock is never poisoned");
         if loaded.checked.elapsed() < RELOAD_CHECK || self.paths.is_empty() {
             return loaded.config.clone();
         }
@@ -223,7 +226,12 @@ fn server_config(files: &TlsFiles) -> Result<ServerConfig> {
         .map_err(|err| Error::Tls(err.to_string()))?
         .with_client_cert_verifier(verifier)
         .with_single_cert(certs, key)
-        .map_err(|err| bad(&files.key, format!("does not match {}: {err}", files.cert.display())))?;
+        .map_err(|err| {
+            bad(
+                &files.key,
+                format!("does not match {}: {err}", files.cert.display()),
+            )
+        })?;
     // gRPC clients in other languages insist on negotiating HTTP/2.
     config.alpn_protocols = vec![b"h2".to_vec()];
     Ok(config)
@@ -297,9 +305,11 @@ fn client_config(source: &ClientTlsSource) -> Result<ClientConfig> {
         .map_err(|err| Error::Tls(err.to_string()))?
         .with_webpki_verifier(verifier);
     let mut config = match cert_and_key {
-        Some((certs, key)) => builder
-            .with_client_auth_cert(certs, key)
-            .map_err(|err| Error::Tls(format!("the client certificate and key do not match: {err}")))?,
+        Some((certs, key)) => builder.with_client_auth_cert(certs, key).map_err(|err| {
+            Error::Tls(format!(
+                "the client certificate and key do not match: {err}"
+            ))
+        })?,
         None => builder.with_no_client_auth(),
     };
     config.alpn_protocols = vec![b"h2".to_vec()];
@@ -371,7 +381,8 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 impl tower_service::Service<http::Uri> for Connector {
     type Response = TokioIo<tokio_rustls::client::TlsStream<TcpStream>>;
     type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = std::result::Result<Self::Response, BoxError>> + Send>>;
+    type Future =
+        Pin<Box<dyn Future<Output = std::result::Result<Self::Response, BoxError>> + Send>>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<std::result::Result<(), BoxError>> {
         Poll::Ready(Ok(()))
@@ -382,13 +393,19 @@ impl tower_service::Service<http::Uri> for Connector {
         let connect_timeout = self.connect_timeout;
         Box::pin(async move {
             let host = uri.host().ok_or("the address names no host")?;
-            let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+            let host = host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned();
             let port = uri.port_u16().ok_or("the address names no port")?;
             let server_name = ServerName::try_from(host.clone())
                 .map_err(|err| format!("{host:?} is not a host name: {err}"))?;
-            let tcp = tokio::time::timeout(connect_timeout, TcpStream::connect((host.as_str(), port)))
-                .await
-                .map_err(|_| format!("no connection to {host}:{port} within {connect_timeout:?}"))??;
+            let tcp =
+                tokio::time::timeout(connect_timeout, TcpStream::connect((host.as_str(), port)))
+                    .await
+                    .map_err(|_| {
+                        format!("no connection to {host}:{port} within {connect_timeout:?}")
+                    })??;
             tcp.set_nodelay(true)?;
             let stream = tokio::time::timeout(
                 connect_timeout.max(Duration::from_secs(2)),

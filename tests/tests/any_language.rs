@@ -182,9 +182,10 @@ async fn a_python_client_logs_in_over_tls_and_gets_typed_refusals() {
         cert_and_key: Some((certs.join("client.root.crt"), certs.join("client.root.key"))),
     })
     .unwrap();
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", cluster.node(1).address))
-        .unwrap()
-        .connect_with_connector_lazy(Connector::new(Arc::new(tls), Duration::from_secs(2)));
+    let channel =
+        tonic::transport::Endpoint::from_shared(format!("http://{}", cluster.node(1).address))
+            .unwrap()
+            .connect_with_connector_lazy(Connector::new(Arc::new(tls), Duration::from_secs(2)));
     let mut admin = AuthClient::new(channel);
     zdb_tests::eventually("the user to be added", WAIT, || {
         let mut admin = admin.clone();
@@ -199,7 +200,12 @@ async fn a_python_client_logs_in_over_tls_and_gets_typed_refusals() {
         }
     })
     .await;
-    admin.role_add(RoleAddRequest { name: "py-rw".into() }).await.unwrap();
+    admin
+        .role_add(RoleAddRequest {
+            name: "py-rw".into(),
+        })
+        .await
+        .unwrap();
     admin
         .role_grant_permission(RoleGrantPermissionRequest {
             role: "py-rw".into(),

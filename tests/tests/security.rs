@@ -69,7 +69,13 @@ fn plain_channel(address: &str) -> Channel {
 
 /// Calls `/service/method` with `body`; streaming methods get a stream of
 /// one message.
-async fn call(channel: Channel, path: &str, streaming: bool, body: Vec<u8>, token: Option<&str>) -> Result<(), Status> {
+async fn call(
+    channel: Channel,
+    path: &str,
+    streaming: bool,
+    body: Vec<u8>,
+    token: Option<&str>,
+) -> Result<(), Status> {
     let mut grpc = tonic::client::Grpc::new(channel);
     grpc.ready()
         .await
@@ -86,9 +92,13 @@ async fn call(channel: Channel, path: &str, streaming: bool, body: Vec<u8>, toke
     }
     if streaming {
         let stream = tokio_stream::iter(vec![body]);
-        grpc.client_streaming(with_token(tonic::Request::new(stream), token), path, RawCodec)
-            .await
-            .map(drop)
+        grpc.client_streaming(
+            with_token(tonic::Request::new(stream), token),
+            path,
+            RawCodec,
+        )
+        .await
+        .map(drop)
     } else {
         grpc.unary(with_token(tonic::Request::new(body), token), path, RawCodec)
             .await
@@ -111,13 +121,19 @@ enum Needs {
 fn expected(service: &str, method: &str) -> Option<Needs> {
     use Needs::*;
     Some(match (service, method) {
-        ("Kv", "Get" | "Put" | "Delete" | "Scan" | "BatchGet" | "BatchWrite" | "CompareAndSwap") => Key,
+        (
+            "Kv",
+            "Get" | "Put" | "Delete" | "Scan" | "BatchGet" | "BatchWrite" | "CompareAndSwap",
+        ) => Key,
         ("Kv", "Locate" | "Now") => Authenticated,
         ("Txn", "Begin" | "Rollback" | "Heartbeat") => Authenticated,
         ("Txn", "Get" | "BatchGet" | "Scan" | "Put" | "Delete" | "Commit" | "Atomic") => Key,
         ("TxnRange", _) => Node,
         ("RaftTransport", _) => Node,
-        ("Admin", "Join" | "UpdateMeta" | "AllocateRangeId" | "SecurityCatalogRead" | "SecurityChange") => Node,
+        (
+            "Admin",
+            "Join" | "UpdateMeta" | "AllocateRangeId" | "SecurityCatalogRead" | "SecurityChange",
+        ) => Node,
         ("Admin", "ListNodes") => Authenticated,
         ("Admin", _) => Admin,
         ("Auth", "Authenticate" | "AuthStatus") => Anyone,
@@ -191,7 +207,8 @@ fn body_for(service: &str, method: &str) -> Vec<u8> {
 
 /// Every method of every zdb service, with whether it streams requests.
 fn every_rpc() -> Vec<(String, String, bool)> {
-    let set = prost_types::FileDescriptorSet::decode(zdb_proto::FILE_DESCRIPTOR_SET).expect("descriptors");
+    let set = prost_types::FileDescriptorSet::decode(zdb_proto::FILE_DESCRIPTOR_SET)
+        .expect("descriptors");
     let mut rpcs = Vec::new();
     for file in set.file {
         if file.package() != "zdb.v1" {
@@ -259,10 +276,14 @@ fn as_user(cluster: &Cluster, user: &str, password: &str) -> Client {
 async fn every_rpc_is_refused_without_credentials_or_permission_and_allowed_with_it() {
     let cluster = Cluster::start_secure(3, &[]);
     let root = cluster.client();
-    eventually("the secure cluster to take writes", Duration::from_secs(30), || {
-        let root = root.clone();
-        async move { root.put(b"p/1", b"one").await.ok() }
-    })
+    eventually(
+        "the secure cluster to take writes",
+        Duration::from_secs(30),
+        || {
+            let root = root.clone();
+            async move { root.put(b"p/1", b"one").await.ok() }
+        },
+    )
     .await;
     let address = cluster.node(1).address.clone();
     let certs = cluster.secure().certs.clone();
@@ -282,9 +303,11 @@ async fn every_rpc_is_refused_without_credentials_or_permission_and_allowed_with
     })
     .await
     .expect("user add");
-    auth.role_add(RoleAddRequest { name: "p-reader".into() })
-        .await
-        .expect("role add");
+    auth.role_add(RoleAddRequest {
+        name: "p-reader".into(),
+    })
+    .await
+    .expect("role add");
     auth.role_grant_permission(RoleGrantPermissionRequest {
         role: "p-reader".into(),
         permission: Some(Permission {
@@ -336,18 +359,36 @@ async fn every_rpc_is_refused_without_credentials_or_permission_and_allowed_with
     let mut failures = Vec::new();
     for (service, method, streaming) in &rpcs {
         let Some(needs) = expected(service, method) else {
-            failures.push(format!("{service}/{method}: not in the test's table; add it with the permission it needs"));
+            failures.push(format!(
+                "{service}/{method}: not in the test's table; add it with the permission it needs"
+            ));
             continue;
         };
         let path = format!("/zdb.v1.{service}/{method}");
         let body = body_for(service, method);
         let without = call(anonymous.clone(), &path, *streaming, body.clone(), None).await;
-        let as_reader = call(anonymous.clone(), &path, *streaming, body.clone(), Some(&reader_token)).await;
+        let as_reader = call(
+            anonymous.clone(),
+            &path,
+            *streaming,
+            body.clone(),
+            Some(&reader_token),
+        )
+        .await;
         // Turning authentication off is tried at the end.
         let disables = path == "/zdb.v1.Auth/AuthDisable";
         let as_root = match disables {
             true => Ok(()),
-            false => call(anonymous.clone(), &path, *streaming, body.clone(), Some(&token)).await,
+            false => {
+                call(
+                    anonymous.clone(),
+                    &path,
+                    *streaming,
+                    body.clone(),
+                    Some(&token),
+                )
+                .await
+            }
         };
         let as_node = match disables {
             true => Ok(()),
@@ -368,7 +409,11 @@ async fn every_rpc_is_refused_without_credentials_or_permission_and_allowed_with
             if denied(result) != want_denied {
                 failures.push(format!(
                     "{path} as {who}: expected {}, got {result:?}",
-                    if want_denied { "a refusal" } else { "no refusal" }
+                    if want_denied {
+                        "a refusal"
+                    } else {
+                        "no refusal"
+                    }
                 ));
             }
         }
@@ -376,7 +421,9 @@ async fn every_rpc_is_refused_without_credentials_or_permission_and_allowed_with
             if status.code() == Code::PermissionDenied {
                 let kind = zdb_proto::decode_error_details(status.details()).and_then(|e| e.kind);
                 if !matches!(kind, Some(error::Kind::PermissionDenied(_))) {
-                    failures.push(format!("{path}: PERMISSION_DENIED without the typed detail"));
+                    failures.push(format!(
+                        "{path}: PERMISSION_DENIED without the typed detail"
+                    ));
                 }
             }
         }
@@ -385,33 +432,67 @@ async fn every_rpc_is_refused_without_credentials_or_permission_and_allowed_with
 
     // The reader reads its prefix, nothing else, and writes nothing.
     let reader = as_user(&cluster, "reader", "reader-secret");
-    assert_eq!(reader.get(b"p/1").await.expect("read p/1"), Some(b"one".to_vec()));
-    let refused = reader.put(b"p/1", b"two").await.expect_err("a reader cannot write");
+    assert_eq!(
+        reader.get(b"p/1").await.expect("read p/1"),
+        Some(b"one".to_vec())
+    );
+    let refused = reader
+        .put(b"p/1", b"two")
+        .await
+        .expect_err("a reader cannot write");
     assert!(
         matches!(&refused, zdb_client::Error::PermissionDenied { permission, .. } if permission.contains("write")),
         "{refused:?}"
     );
-    assert!(matches!(reader.get(b"q").await, Err(zdb_client::Error::PermissionDenied { .. })));
-    assert_eq!(root.get(b"p/1").await.unwrap(), Some(b"one".to_vec()), "the refused write changed nothing");
+    assert!(matches!(
+        reader.get(b"q").await,
+        Err(zdb_client::Error::PermissionDenied { .. })
+    ));
+    assert_eq!(
+        root.get(b"p/1").await.unwrap(),
+        Some(b"one".to_vec()),
+        "the refused write changed nothing"
+    );
     let wrong = as_user(&cluster, "reader", "wrong");
-    assert!(matches!(wrong.get(b"p/1").await, Err(zdb_client::Error::Unauthenticated(_))));
+    assert!(matches!(
+        wrong.get(b"p/1").await,
+        Err(zdb_client::Error::Unauthenticated(_))
+    ));
 
     // Every refusal is in the audit log, with who and what.
-    let audit = std::fs::read_to_string(cluster.node(1).data_dir.join("audit.log")).expect("audit log");
-    assert!(audit.lines().any(|line| line.contains("\"user\":\"reader\"") && line.contains("\"allowed\":false")), "{audit}");
-    assert!(audit.lines().any(|line| line.contains("UserAddRequest") && line.contains("\"allowed\":true")));
+    let audit =
+        std::fs::read_to_string(cluster.node(1).data_dir.join("audit.log")).expect("audit log");
+    assert!(
+        audit
+            .lines()
+            .any(|line| line.contains("\"user\":\"reader\"") && line.contains("\"allowed\":false")),
+        "{audit}"
+    );
+    assert!(audit
+        .lines()
+        .any(|line| line.contains("UserAddRequest") && line.contains("\"allowed\":true")));
 
     // Authentication off: the cluster serves anyone (over TLS) again.
-    auth.auth_disable(AuthDisableRequest {}).await.expect("auth disable");
+    auth.auth_disable(AuthDisableRequest {})
+        .await
+        .expect("auth disable");
     let anonymous_get = GetRequest {
         key: b"p/1".to_vec(),
         ..Default::default()
     }
     .encode_to_vec();
-    eventually("calls without credentials once auth is off", Duration::from_secs(10), || {
-        let (channel, body) = (anonymous.clone(), anonymous_get.clone());
-        async move { call(channel, "/zdb.v1.Kv/Get", false, body, None).await.ok() }
-    })
+    eventually(
+        "calls without credentials once auth is off",
+        Duration::from_secs(10),
+        || {
+            let (channel, body) = (anonymous.clone(), anonymous_get.clone());
+            async move {
+                call(channel, "/zdb.v1.Kv/Get", false, body, None)
+                    .await
+                    .ok()
+            }
+        },
+    )
     .await;
 }
 
@@ -419,10 +500,14 @@ async fn every_rpc_is_refused_without_credentials_or_permission_and_allowed_with
 async fn plaintext_wrong_ca_and_expired_certificates_are_refused() {
     let cluster = Cluster::start_secure(3, &[]);
     let root = cluster.client();
-    eventually("the secure cluster to take writes", Duration::from_secs(30), || {
-        let root = root.clone();
-        async move { root.put(b"k", b"v").await.ok() }
-    })
+    eventually(
+        "the secure cluster to take writes",
+        Duration::from_secs(30),
+        || {
+            let root = root.clone();
+            async move { root.put(b"k", b"v").await.ok() }
+        },
+    )
     .await;
     let address = cluster.node(1).address.clone();
     let certs = cluster.secure().certs.clone();
@@ -432,7 +517,14 @@ async fn plaintext_wrong_ca_and_expired_certificates_are_refused() {
     }
     .encode_to_vec();
 
-    let plaintext = call(plain_channel(&address), "/zdb.v1.Kv/Get", false, get.clone(), None).await;
+    let plaintext = call(
+        plain_channel(&address),
+        "/zdb.v1.Kv/Get",
+        false,
+        get.clone(),
+        None,
+    )
+    .await;
     assert!(plaintext.is_err(), "a plaintext client must not be served");
 
     let other = CertificateAuthority::generate("another CA", DAY).unwrap();
@@ -505,12 +597,21 @@ async fn plaintext_wrong_ca_and_expired_certificates_are_refused() {
             cert_and_key: Some((certs.join("client.root.crt"), certs.join("client.root.key"))),
         },
     );
-    let as_user = call(client_cert, "/zdb.v1.RaftTransport/Stream", true, Vec::new(), None).await;
+    let as_user = call(
+        client_cert,
+        "/zdb.v1.RaftTransport/Stream",
+        true,
+        Vec::new(),
+        None,
+    )
+    .await;
     assert_eq!(as_user.unwrap_err().code(), Code::PermissionDenied);
     // The refused handshakes are in the audit log.
     let audit = std::fs::read_to_string(cluster.node(1).data_dir.join("audit.log")).unwrap();
     assert!(
-        audit.lines().any(|line| line.contains("TlsHandshake") && line.to_lowercase().contains("expired")),
+        audit
+            .lines()
+            .any(|line| line.contains("TlsHandshake") && line.to_lowercase().contains("expired")),
         "{audit}"
     );
 }
@@ -519,10 +620,14 @@ async fn plaintext_wrong_ca_and_expired_certificates_are_refused() {
 async fn users_survive_restarts_and_a_changed_password_revokes_tokens() {
     let mut cluster = Cluster::start_secure(3, &[]);
     let root = cluster.client();
-    eventually("the secure cluster to take writes", Duration::from_secs(30), || {
-        let root = root.clone();
-        async move { root.put(b"a/1", b"v").await.ok() }
-    })
+    eventually(
+        "the secure cluster to take writes",
+        Duration::from_secs(30),
+        || {
+            let root = root.clone();
+            async move { root.put(b"a/1", b"v").await.ok() }
+        },
+    )
     .await;
     let address = cluster.node(2).address.clone();
     let certs = cluster.secure().certs.clone();
@@ -542,7 +647,12 @@ async fn users_survive_restarts_and_a_changed_password_revokes_tokens() {
         })
         .await
         .unwrap();
-    admin().role_add(RoleAddRequest { name: "a-rw".into() }).await.unwrap();
+    admin()
+        .role_add(RoleAddRequest {
+            name: "a-rw".into(),
+        })
+        .await
+        .unwrap();
     admin()
         .role_grant_permission(RoleGrantPermissionRequest {
             role: "a-rw".into(),
@@ -562,7 +672,10 @@ async fn users_survive_restarts_and_a_changed_password_revokes_tokens() {
         .await
         .unwrap();
     let alice = as_user(&cluster, "alice", "first");
-    alice.put(b"a/2", b"alice").await.expect("alice writes her prefix");
+    alice
+        .put(b"a/2", b"alice")
+        .await
+        .expect("alice writes her prefix");
 
     for id in 1..=3 {
         cluster.kill(id);
@@ -571,10 +684,14 @@ async fn users_survive_restarts_and_a_changed_password_revokes_tokens() {
         cluster.restart(id);
     }
     let alice = as_user(&cluster, "alice", "first");
-    let value = eventually("alice to log in after the restart", Duration::from_secs(30), || {
-        let alice = alice.clone();
-        async move { alice.get(b"a/2").await.ok() }
-    })
+    let value = eventually(
+        "alice to log in after the restart",
+        Duration::from_secs(30),
+        || {
+            let alice = alice.clone();
+            async move { alice.get(b"a/2").await.ok() }
+        },
+    )
     .await;
     assert_eq!(value, Some(b"alice".to_vec()));
 
@@ -601,7 +718,10 @@ async fn users_survive_restarts_and_a_changed_password_revokes_tokens() {
     .await;
     let stale = as_user(&cluster, "alice", "first");
     let refused = stale.get(b"a/2").await;
-    assert!(matches!(refused, Err(zdb_client::Error::Unauthenticated(_))), "{refused:?}");
+    assert!(
+        matches!(refused, Err(zdb_client::Error::Unauthenticated(_))),
+        "{refused:?}"
+    );
     let fresh = as_user(&cluster, "alice", "second");
     assert_eq!(fresh.get(b"a/2").await.unwrap(), Some(b"alice".to_vec()));
 }
@@ -610,17 +730,22 @@ async fn users_survive_restarts_and_a_changed_password_revokes_tokens() {
 async fn certificates_rotate_without_a_restart() {
     let cluster = Cluster::start_secure(3, &[]);
     let root = cluster.client();
-    eventually("the secure cluster to take writes", Duration::from_secs(30), || {
-        let root = root.clone();
-        async move { root.put(b"k", b"before").await.ok() }
-    })
+    eventually(
+        "the secure cluster to take writes",
+        Duration::from_secs(30),
+        || {
+            let root = root.clone();
+            async move { root.put(b"k", b"before").await.ok() }
+        },
+    )
     .await;
     let certs = cluster.secure().certs.clone();
     let old_ca = std::fs::read_to_string(certs.join("ca.crt")).unwrap();
     let new_ca = CertificateAuthority::generate("the next CA", DAY).unwrap();
     let new_root = new_ca.issue_client("root", DAY).unwrap();
     let client_of_new_ca = || {
-        let mut config = cluster.client_config(cluster.nodes.iter().map(|node| node.address.clone()));
+        let mut config =
+            cluster.client_config(cluster.nodes.iter().map(|node| node.address.clone()));
         config.tls = Some(TlsConfig::Pem {
             ca: new_ca.cert_pem(),
             cert_and_key: Some((new_root.cert_pem.clone(), new_root.key_pem.clone())),
@@ -628,29 +753,47 @@ async fn certificates_rotate_without_a_restart() {
         config.timeout = Duration::from_secs(2);
         Client::new(config).unwrap()
     };
-    assert!(client_of_new_ca().get(b"k").await.is_err(), "the nodes still serve the old CA's certificates");
+    assert!(
+        client_of_new_ca().get(b"k").await.is_err(),
+        "the nodes still serve the old CA's certificates"
+    );
 
     // Trust both CAs, then serve certificates of the new one: no restart.
     let new_node = new_ca.issue_node(&[], DAY).unwrap();
-    std::fs::write(certs.join("ca.crt.tmp"), format!("{old_ca}{}", new_ca.cert_pem())).unwrap();
+    std::fs::write(
+        certs.join("ca.crt.tmp"),
+        format!("{old_ca}{}", new_ca.cert_pem()),
+    )
+    .unwrap();
     std::fs::rename(certs.join("ca.crt.tmp"), certs.join("ca.crt")).unwrap();
     std::fs::write(certs.join("node.key.tmp"), &new_node.key_pem).unwrap();
     std::fs::write(certs.join("node.crt.tmp"), &new_node.cert_pem).unwrap();
     std::fs::rename(certs.join("node.key.tmp"), certs.join("node.key")).unwrap();
     std::fs::rename(certs.join("node.crt.tmp"), certs.join("node.crt")).unwrap();
 
-    let value = eventually("the nodes to serve the new certificates", Duration::from_secs(30), || {
-        let client = client_of_new_ca();
-        async move { client.get(b"k").await.ok() }
-    })
+    let value = eventually(
+        "the nodes to serve the new certificates",
+        Duration::from_secs(30),
+        || {
+            let client = client_of_new_ca();
+            async move { client.get(b"k").await.ok() }
+        },
+    )
     .await;
     assert_eq!(value, Some(b"before".to_vec()));
     // The nodes still replicate to each other (new connections use the new
     // certificates, trusted by both CAs' bundle).
-    eventually("a write after the rotation", Duration::from_secs(30), || {
-        let client = client_of_new_ca();
-        async move { client.put(b"k", b"after").await.ok() }
-    })
+    eventually(
+        "a write after the rotation",
+        Duration::from_secs(30),
+        || {
+            let client = client_of_new_ca();
+            async move { client.put(b"k", b"after").await.ok() }
+        },
+    )
     .await;
-    assert_eq!(cluster.client().get(b"k").await.unwrap(), Some(b"after".to_vec()));
+    assert_eq!(
+        cluster.client().get(b"k").await.unwrap(),
+        Some(b"after".to_vec())
+    );
 }

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use super::guard::now_ms;
+use crate::clock::wall_ms;
 
 pub enum Decision {
     Allowed,
@@ -52,7 +52,7 @@ impl AuditLog {
         let node = *self.node_id.lock().expect("audit lock is never poisoned");
         let mut line = format!(
             "{{\"time_ms\":{},\"node\":{node},\"user\":{},\"action\":{},\"peer\":{},\"allowed\":{allowed}",
-            now_ms(),
+            wall_ms(),
             json_string(user),
             json_string(action),
             json_string(&peer.map(|p| p.to_string()).unwrap_or_default()),

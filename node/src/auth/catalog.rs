@@ -106,7 +106,12 @@ pub fn allows(catalog: &SecurityCatalog, user_name: &str, need: Need, span: &Spa
         .filter_map(|name| role(catalog, name))
         .flat_map(|role| &role.permissions)
         .filter(|permission| need.granted_by(permission.access))
-        .map(|p| (p.start.as_slice(), (!p.end.is_empty()).then_some(p.end.as_slice())))
+        .map(|p| {
+            (
+                p.start.as_slice(),
+                (!p.end.is_empty()).then_some(p.end.as_slice()),
+            )
+        })
         .collect();
     grants.sort();
     // Walk the grants in order of their starts, extending the covered
@@ -166,7 +171,10 @@ fn root_role() -> Role {
     }
 }
 
-fn user_mut<'a>(catalog: &'a mut SecurityCatalog, name: &str) -> Result<&'a mut StoredUser, String> {
+fn user_mut<'a>(
+    catalog: &'a mut SecurityCatalog,
+    name: &str,
+) -> Result<&'a mut StoredUser, String> {
     catalog
         .users
         .iter_mut()
@@ -233,7 +241,8 @@ pub fn apply(catalog: &mut SecurityCatalog, command: &SecurityCommand) -> Result
             user.generation += 1;
         }
         Change::GrantRole(grant) => {
-            role(catalog, &grant.role).ok_or_else(|| format!("role {:?} does not exist", grant.role))?;
+            role(catalog, &grant.role)
+                .ok_or_else(|| format!("role {:?} does not exist", grant.role))?;
             let user = user_mut(catalog, &grant.user)?;
             if !user.roles.contains(&grant.role) {
                 user.roles.push(grant.role.clone());
@@ -242,11 +251,16 @@ pub fn apply(catalog: &mut SecurityCatalog, command: &SecurityCommand) -> Result
         }
         Change::RevokeRole(revoke) => {
             if revoke.user == ROOT && revoke.role == ROOT && catalog.enabled {
-                return Err("role root cannot be revoked from user root while authentication is on".into());
+                return Err(
+                    "role root cannot be revoked from user root while authentication is on".into(),
+                );
             }
             let user = user_mut(catalog, &revoke.user)?;
             if !user.roles.contains(&revoke.role) {
-                return Err(format!("user {:?} does not hold role {:?}", revoke.user, revoke.role));
+                return Err(format!(
+                    "user {:?} does not hold role {:?}",
+                    revoke.user, revoke.role
+                ));
             }
             user.roles.retain(|role| role != &revoke.role);
             user.generation += 1;
@@ -274,7 +288,10 @@ pub fn apply(catalog: &mut SecurityCatalog, command: &SecurityCommand) -> Result
             }
         }
         Change::GrantPermission(grant) => {
-            let permission = grant.permission.clone().ok_or("a grant names no permission")?;
+            let permission = grant
+                .permission
+                .clone()
+                .ok_or("a grant names no permission")?;
             let role = role_mut(catalog, &grant.role)?;
             role.permissions
                 .retain(|p| (&p.start, &p.end) != (&permission.start, &permission.end));
@@ -300,9 +317,7 @@ pub fn apply(catalog: &mut SecurityCatalog, command: &SecurityCommand) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
-    use zdb_proto::v1::{
-        EnableAuth, RoleAddRequest, RoleGrantPermissionRequest, UserRoleRequest,
-    };
+    use zdb_proto::v1::{EnableAuth, RoleAddRequest, RoleGrantPermissionRequest, UserRoleRequest};
 
     fn change(change: Change) -> SecurityCommand {
         SecurityCommand {
@@ -368,9 +383,24 @@ mod tests {
         assert!(!allows(&catalog, "alice", Need::Write, &Span::key(b"b")));
         assert!(allows(&catalog, "alice", Need::Write, &Span::key(b"d")));
         // Two grants meeting at "c" cover [a, e) together, not beyond.
-        assert!(allows(&catalog, "alice", Need::Read, &Span::scan(b"a", b"e")));
-        assert!(!allows(&catalog, "alice", Need::Read, &Span::scan(b"a", b"f")));
-        assert!(!allows(&catalog, "alice", Need::Read, &Span::scan(b"a", b"")));
+        assert!(allows(
+            &catalog,
+            "alice",
+            Need::Read,
+            &Span::scan(b"a", b"e")
+        ));
+        assert!(!allows(
+            &catalog,
+            "alice",
+            Need::Read,
+            &Span::scan(b"a", b"f")
+        ));
+        assert!(!allows(
+            &catalog,
+            "alice",
+            Need::Read,
+            &Span::scan(b"a", b"")
+        ));
         assert!(!allows(&catalog, "alice", Need::Read, &Span::key(b"e")));
         assert!(!allows(&catalog, "alice", Need::Admin, &Span::key(b"b")));
         assert!(allows(&catalog, ROOT, Need::Admin, &Span::everything()));

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use zdb_proto::v1::SecurityCatalog;
 use zdb_security::tls::Identity;
@@ -13,6 +13,7 @@ use zdb_security::token::{self, TokenError, TokenKey};
 use super::audit::{AuditLog, Decision};
 use super::catalog::{self, Need, Span};
 use super::requirement::Requirement;
+use crate::clock::wall_ms;
 use crate::error::{Error, Result};
 
 /// What the transport tells about a caller.
@@ -31,7 +32,10 @@ pub enum Principal {
     #[default]
     Anonymous,
     Node,
-    User { name: String, by_token: bool },
+    User {
+        name: String,
+        by_token: bool,
+    },
 }
 
 impl Principal {
@@ -74,12 +78,6 @@ struct GuardState {
     audit: AuditLog,
 }
 
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_millis() as u64)
-}
-
 impl Guard {
     pub fn new(tls: bool, enforced: bool, audit: AuditLog) -> Self {
         Guard {
@@ -118,8 +116,15 @@ impl Guard {
 
     /// Installs a copy read from the meta range unless this one is newer.
     pub fn install(&self, catalog: SecurityCatalog) {
-        let mut current = self.inner.catalog.write().expect("catalog lock is never poisoned");
-        if current.as_ref().is_some_and(|held| held.version > catalog.version) {
+        let mut current = self
+            .inner
+            .catalog
+            .write()
+            .expect("catalog lock is never poisoned");
+        if current
+            .as_ref()
+            .is_some_and(|held| held.version > catalog.version)
+        {
             return;
         }
         if current.as_ref().map(|held| held.enabled) != Some(catalog.enabled) {
@@ -129,7 +134,11 @@ impl Guard {
             self.inner.seen_enabled.store(true, Ordering::Relaxed);
         }
         *current = Some(Arc::new(catalog));
-        *self.inner.installed.write().expect("catalog lock is never poisoned") = Some(Instant::now());
+        *self
+            .inner
+            .installed
+            .write()
+            .expect("catalog lock is never poisoned") = Some(Instant::now());
     }
 
     /// Whether the copy was read more than `age` ago (or never).
@@ -174,17 +183,19 @@ impl Guard {
             reason: "authentication is off: no token is valid".into(),
             token_expired: false,
         })?;
-        let claims = token::verify(&key, token, now_ms()).map_err(|err| Error::Unauthenticated {
-            token_expired: matches!(err, TokenError::Expired),
-            reason: format!("the token does not hold ({err}); log in again"),
-        })?;
+        let claims =
+            token::verify(&key, token, wall_ms()).map_err(|err| Error::Unauthenticated {
+                token_expired: matches!(err, TokenError::Expired),
+                reason: format!("the token does not hold ({err}); log in again"),
+            })?;
         match catalog::user(catalog, &claims.user) {
             Some(user) if user.generation == claims.generation => Ok(Principal::User {
                 name: claims.user,
                 by_token: true,
             }),
             _ => Err(Error::Unauthenticated {
-                reason: "the token was revoked (the user changed or was deleted); log in again".into(),
+                reason: "the token was revoked (the user changed or was deleted); log in again"
+                    .into(),
                 token_expired: true,
             }),
         }
@@ -193,7 +204,12 @@ impl Guard {
     /// Decides whether `caller` may make the call `rpc` that needs
     /// `requirement`: the principal it runs as, or UNAUTHENTICATED /
     /// PERMISSION_DENIED naming what is missing.
-    pub fn authorize(&self, caller: &Caller, rpc: &str, requirement: &Requirement) -> Result<Principal> {
+    pub fn authorize(
+        &self,
+        caller: &Caller,
+        rpc: &str,
+        requirement: &Requirement,
+    ) -> Result<Principal> {
         let catalog = self.catalog();
         let decided = self.decide(caller, catalog.as_deref(), requirement);
         let audited = match (&decided, requirement) {
@@ -246,7 +262,9 @@ impl Guard {
         }
         let Principal::User { name, .. } = &principal else {
             return Err(Error::Unauthenticated {
-                reason: "authentication is on: give a client certificate or a token (Auth.Authenticate)".into(),
+                reason:
+                    "authentication is on: give a client certificate or a token (Auth.Authenticate)"
+                        .into(),
                 token_expired: false,
             });
         };

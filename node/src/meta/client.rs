@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 use zdb_proto::v1::{
     command, AllocateRangeIdCommand, Command, LocateRequest, LocateResponse, MetaUpdateCommand,
     NodeAddress, NowRequest, RangeDescriptor, RangeLocation, RegisterNodeCommand, RequestHeader,
-    SecurityCatalog, SecurityCommand,
-    SetGcLifeTimeCommand, SetGcLifeTimeRequest, SetGcSafePointCommand, SetNodeStateCommand,
-    SetNodeStateRequest, SetNodeZoneCommand, SetNodeZoneRequest, UpdateMetaRequest, WaitForRequest,
+    SecurityCatalog, SecurityCommand, SetGcLifeTimeCommand, SetGcLifeTimeRequest,
+    SetGcSafePointCommand, SetNodeStateCommand, SetNodeStateRequest, SetNodeZoneCommand,
+    SetNodeZoneRequest, UpdateMetaRequest, WaitForRequest,
 };
 
 use zdb_proto::v1::error::Kind;

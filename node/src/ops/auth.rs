@@ -15,7 +15,6 @@ use zdb_security::token::{self, Claims, TokenKey};
 
 use super::Ops;
 use crate::auth::catalog::{self, ROOT};
-use crate::auth::guard::now_ms;
 use crate::auth::{Caller, Principal, Requirement};
 use crate::error::{Error, Result};
 
@@ -165,25 +164,23 @@ impl Ops {
             return Err(refused());
         }
         let password = req.password;
-        let matches = tokio::task::spawn_blocking(move || {
-            zdb_security::password::verify(&password, &hash)
-        })
-        .await
-        .unwrap_or(false);
+        let matches =
+            tokio::task::spawn_blocking(move || zdb_security::password::verify(&password, &hash))
+                .await
+                .unwrap_or(false);
         if !matches {
             return Err(refused());
         }
-        let key = TokenKey::from_bytes(&catalog.token_key)
-            .map_err(|err| Error::Corruption {
-                what: "token key",
-                detail: err.to_string(),
-            })?;
+        let key = TokenKey::from_bytes(&catalog.token_key).map_err(|err| Error::Corruption {
+            what: "token key",
+            detail: err.to_string(),
+        })?;
         let ttl = self.security.token_ttl;
         let token = token::issue(
             &key,
             &Claims {
                 user: user.name.clone(),
-                expires_at_ms: now_ms() + ttl.as_millis() as u64,
+                expires_at_ms: crate::clock::wall_ms() + ttl.as_millis() as u64,
                 generation: user.generation,
             },
         );
@@ -319,7 +316,10 @@ impl Ops {
     }
 
     /// Node-to-node: a change proposed here, the meta range's leader.
-    pub async fn security_change_here(&self, change: SecurityCommand) -> Result<UserChangeResponse> {
+    pub async fn security_change_here(
+        &self,
+        change: SecurityCommand,
+    ) -> Result<UserChangeResponse> {
         self.meta.local_only().change_security(change).await?;
         Ok(UserChangeResponse {})
     }

@@ -164,9 +164,12 @@ impl Auth for AuthService {
         &self,
         request: Request<RoleRevokePermissionRequest>,
     ) -> Result<Response<RoleChangeResponse>, Status> {
-        serve(&self.ops, "RoleRevokePermission", request, async |req, _| {
-            self.ops.role_revoke_permission(req).await
-        })
+        serve(
+            &self.ops,
+            "RoleRevokePermission",
+            request,
+            async |req, _| self.ops.role_revoke_permission(req).await,
+        )
         .await
     }
 

@@ -22,4 +22,3 @@ pub fn caller_of<T>(request: &Request<T>) -> Caller {
         peer: request.remote_addr(),
     }
 }
-

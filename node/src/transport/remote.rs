@@ -235,9 +235,12 @@ impl Remote {
     }
 
     pub async fn security_catalog(&self, to: &str, timeout: Duration) -> Result<SecurityCatalog> {
-        self.admin(to, timeout, SecurityCatalogRequest {}, |mut admin, r| async move {
-            admin.security_catalog_read(r).await
-        })
+        self.admin(
+            to,
+            timeout,
+            SecurityCatalogRequest {},
+            |mut admin, r| async move { admin.security_catalog_read(r).await },
+        )
         .await
     }
 
