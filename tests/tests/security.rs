@@ -61,6 +61,25 @@ fn tls_channel(address: &str, source: ClientTlsSource) -> Channel {
         .connect_with_connector_lazy(Connector::new(tls, Duration::from_secs(2)))
 }
 
+/// A TLS channel trusting the cluster CA in `certs`, presenting the
+/// certificate of `identity` ("root": client.root.*, "node": node.*), or none.
+fn channel_as(address: &str, certs: &std::path::Path, identity: Option<&str>) -> Channel {
+    let cert_and_key = identity.map(|who| match who {
+        "node" => (certs.join("node.crt"), certs.join("node.key")),
+        user => (
+            certs.join(format!("client.{user}.crt")),
+            certs.join(format!("client.{user}.key")),
+        ),
+    });
+    tls_channel(
+        address,
+        ClientTlsSource::Files {
+            ca: certs.join("ca.crt"),
+            cert_and_key,
+        },
+    )
+}
+
 fn plain_channel(address: &str) -> Channel {
     Endpoint::from_shared(format!("http://{address}"))
         .expect("address")
@@ -237,14 +256,8 @@ fn denied(result: &Result<(), Status>) -> bool {
     matches!(result, Err(status) if matches!(status.code(), Code::Unauthenticated | Code::PermissionDenied))
 }
 
-async fn root_token(address: &str, ca: &std::path::Path) -> String {
-    let channel = tls_channel(
-        address,
-        ClientTlsSource::Files {
-            ca: ca.to_owned(),
-            cert_and_key: None,
-        },
-    );
+async fn root_token(address: &str, certs: &std::path::Path) -> String {
+    let channel = channel_as(address, certs, None);
     eventually("a root login", Duration::from_secs(30), || {
         let channel = channel.clone();
         async move {
@@ -259,6 +272,43 @@ async fn root_token(address: &str, ca: &std::path::Path) -> String {
         }
     })
     .await
+}
+
+/// A user logging in with `login`'s password, holding a new role with
+/// `access` on the keys in `span`.
+async fn add_user_with_role(
+    auth: &mut AuthClient<Channel>,
+    login: (&str, &str),
+    role: &str,
+    access: Access,
+    span: (&[u8], &[u8]),
+) {
+    let (user, password) = login;
+    auth.user_add(UserAddRequest {
+        name: user.into(),
+        password: password.into(),
+    })
+    .await
+    .expect("user add");
+    auth.role_add(RoleAddRequest { name: role.into() })
+        .await
+        .expect("role add");
+    auth.role_grant_permission(RoleGrantPermissionRequest {
+        role: role.into(),
+        permission: Some(Permission {
+            access: access as i32,
+            start: span.0.to_vec(),
+            end: span.1.to_vec(),
+        }),
+    })
+    .await
+    .expect("grant");
+    auth.user_grant_role(UserRoleRequest {
+        user: user.into(),
+        role: role.into(),
+    })
+    .await
+    .expect("grant role");
 }
 
 fn as_user(cluster: &Cluster, user: &str, password: &str) -> Client {
@@ -287,73 +337,30 @@ async fn every_rpc_is_refused_without_credentials_or_permission_and_allowed_with
     .await;
     let address = cluster.node(1).address.clone();
     let certs = cluster.secure().certs.clone();
-    let token = root_token(&address, &certs.join("ca.crt")).await;
+    let token = root_token(&address, &certs).await;
 
     // A reader of "p/" only, logging in with a password.
-    let mut auth = AuthClient::new(tls_channel(
-        &address,
-        ClientTlsSource::Files {
-            ca: certs.join("ca.crt"),
-            cert_and_key: Some((certs.join("client.root.crt"), certs.join("client.root.key"))),
-        },
-    ));
-    auth.user_add(UserAddRequest {
-        name: "reader".into(),
-        password: "reader-secret".into(),
-    })
-    .await
-    .expect("user add");
-    auth.role_add(RoleAddRequest {
-        name: "p-reader".into(),
-    })
-    .await
-    .expect("role add");
-    auth.role_grant_permission(RoleGrantPermissionRequest {
-        role: "p-reader".into(),
-        permission: Some(Permission {
-            access: Access::Read as i32,
-            start: b"p/".to_vec(),
-            end: b"p0".to_vec(),
-        }),
-    })
-    .await
-    .expect("grant");
-    auth.user_grant_role(UserRoleRequest {
-        user: "reader".into(),
-        role: "p-reader".into(),
-    })
-    .await
-    .expect("grant role");
-    let reader_token = AuthClient::new(tls_channel(
-        &address,
-        ClientTlsSource::Files {
-            ca: certs.join("ca.crt"),
-            cert_and_key: None,
-        },
-    ))
-    .authenticate(AuthenticateRequest {
-        user: "reader".into(),
-        password: "reader-secret".into(),
-    })
-    .await
-    .expect("reader login")
-    .into_inner()
-    .token;
+    let mut auth = AuthClient::new(channel_as(&address, &certs, Some("root")));
+    add_user_with_role(
+        &mut auth,
+        ("reader", "reader-secret"),
+        "p-reader",
+        Access::Read,
+        (b"p/", b"p0"),
+    )
+    .await;
+    let reader_token = AuthClient::new(channel_as(&address, &certs, None))
+        .authenticate(AuthenticateRequest {
+            user: "reader".into(),
+            password: "reader-secret".into(),
+        })
+        .await
+        .expect("reader login")
+        .into_inner()
+        .token;
 
-    let anonymous = tls_channel(
-        &address,
-        ClientTlsSource::Files {
-            ca: certs.join("ca.crt"),
-            cert_and_key: None,
-        },
-    );
-    let node = tls_channel(
-        &address,
-        ClientTlsSource::Files {
-            ca: certs.join("ca.crt"),
-            cert_and_key: Some((certs.join("node.crt"), certs.join("node.key"))),
-        },
-    );
+    let anonymous = channel_as(&address, &certs, None);
+    let node = channel_as(&address, &certs, Some("node"));
     let rpcs = every_rpc();
     assert!(rpcs.len() > 40, "found only {} RPCs", rpcs.len());
     let mut failures = Vec::new();
@@ -590,13 +597,7 @@ async fn plaintext_wrong_ca_and_expired_certificates_are_refused() {
         );
     }
     // A client certificate from the right CA is not a node's.
-    let client_cert = tls_channel(
-        &address,
-        ClientTlsSource::Files {
-            ca: certs.join("ca.crt"),
-            cert_and_key: Some((certs.join("client.root.crt"), certs.join("client.root.key"))),
-        },
-    );
+    let client_cert = channel_as(&address, &certs, Some("root"));
     let as_user = call(
         client_cert,
         "/zdb.v1.RaftTransport/Stream",
@@ -631,46 +632,15 @@ async fn users_survive_restarts_and_a_changed_password_revokes_tokens() {
     .await;
     let address = cluster.node(2).address.clone();
     let certs = cluster.secure().certs.clone();
-    let admin = || {
-        AuthClient::new(tls_channel(
-            &address,
-            ClientTlsSource::Files {
-                ca: certs.join("ca.crt"),
-                cert_and_key: Some((certs.join("client.root.crt"), certs.join("client.root.key"))),
-            },
-        ))
-    };
-    admin()
-        .user_add(UserAddRequest {
-            name: "alice".into(),
-            password: "first".into(),
-        })
-        .await
-        .unwrap();
-    admin()
-        .role_add(RoleAddRequest {
-            name: "a-rw".into(),
-        })
-        .await
-        .unwrap();
-    admin()
-        .role_grant_permission(RoleGrantPermissionRequest {
-            role: "a-rw".into(),
-            permission: Some(Permission {
-                access: Access::ReadWrite as i32,
-                start: b"a/".to_vec(),
-                end: b"a0".to_vec(),
-            }),
-        })
-        .await
-        .unwrap();
-    admin()
-        .user_grant_role(UserRoleRequest {
-            user: "alice".into(),
-            role: "a-rw".into(),
-        })
-        .await
-        .unwrap();
+    let mut admin = AuthClient::new(channel_as(&address, &certs, Some("root")));
+    add_user_with_role(
+        &mut admin,
+        ("alice", "first"),
+        "a-rw",
+        Access::ReadWrite,
+        (b"a/", b"a0"),
+    )
+    .await;
     let alice = as_user(&cluster, "alice", "first");
     alice
         .put(b"a/2", b"alice")
@@ -696,13 +666,7 @@ async fn users_survive_restarts_and_a_changed_password_revokes_tokens() {
     assert_eq!(value, Some(b"alice".to_vec()));
 
     // A new password: the old one no longer logs in.
-    let admin_now = AuthClient::new(tls_channel(
-        &cluster.node(1).address,
-        ClientTlsSource::Files {
-            ca: certs.join("ca.crt"),
-            cert_and_key: Some((certs.join("client.root.crt"), certs.join("client.root.key"))),
-        },
-    ));
+    let admin_now = AuthClient::new(channel_as(&cluster.node(1).address, &certs, Some("root")));
     eventually("the password change", Duration::from_secs(20), || {
         let mut admin_now = admin_now.clone();
         async move {
