@@ -11,7 +11,7 @@ use zdb_security::tls::Identity;
 use zdb_security::token::{self, TokenError, TokenKey};
 
 use super::audit::{AuditLog, Decision};
-use super::catalog::{self, Need, Span};
+use super::catalog::{self, Need};
 use super::requirement::Requirement;
 use crate::clock::wall_ms;
 use crate::error::{Error, Result};
@@ -211,7 +211,13 @@ impl Guard {
         requirement: &Requirement,
     ) -> Result<Principal> {
         let catalog = self.catalog();
-        let decided = self.decide(caller, catalog.as_deref(), requirement);
+        let identified = self.identify(caller, catalog.as_deref());
+        let name = identified
+            .as_ref()
+            .map(|p| p.name().to_owned())
+            .unwrap_or_default();
+        let decided = identified
+            .and_then(|principal| self.decide(principal, catalog.as_deref(), requirement));
         let audited = match (&decided, requirement) {
             (Err(_), _) => true,
             // Admin actions, allowed ones too; data calls only when refused.
@@ -221,27 +227,21 @@ impl Guard {
             _ => false,
         };
         if audited {
-            let (user, decision) = match &decided {
-                Ok(principal) => (principal.name().to_owned(), Decision::Allowed),
-                Err(err) => (
-                    self.identify(caller, catalog.as_deref())
-                        .map(|p| p.name().to_owned())
-                        .unwrap_or_default(),
-                    Decision::Denied(err.to_string()),
-                ),
+            let decision = match &decided {
+                Ok(_) => Decision::Allowed,
+                Err(err) => Decision::Denied(err.to_string()),
             };
-            self.inner.audit.record(&user, rpc, caller.peer, decision);
+            self.inner.audit.record(&name, rpc, caller.peer, decision);
         }
         decided
     }
 
     fn decide(
         &self,
-        caller: &Caller,
+        principal: Principal,
         catalog: Option<&SecurityCatalog>,
         requirement: &Requirement,
     ) -> Result<Principal> {
-        let principal = self.identify(caller, catalog)?;
         if *requirement == Requirement::Node {
             return match principal {
                 Principal::Node => Ok(principal),
@@ -289,10 +289,4 @@ impl Guard {
         }
         Ok(principal)
     }
-}
-
-/// The whole keyspace's admin permission, for calls that check it
-/// themselves.
-pub fn admin_everywhere() -> Requirement {
-    Requirement::Spans(vec![(Need::Admin, Span::everything())])
 }
