@@ -42,6 +42,21 @@ pub enum DataCommand {
         #[arg(long, value_name = "TS")]
         at: Option<u64>,
     },
+    /// Print how many keys START <= key < END holds (an empty END: no bound).
+    Count { start: String, end: String },
+    /// Print how many of the KEYs exist.
+    Exists {
+        #[arg(required = true)]
+        keys: Vec<String>,
+    },
+    /// Delete every key starting with PREFIX (every key at all with --all),
+    /// range by range; prints how many were deleted.
+    Clear {
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        prefix: Option<String>,
+        #[arg(long)]
+        all: bool,
+    },
     /// Set KEY to NEW if it holds EXPECTED: `cas KEY EXPECTED NEW`, or
     /// `cas KEY NEW --absent` to set it only if it does not exist.
     Cas {
@@ -103,6 +118,18 @@ pub async fn run(client: &Client, command: DataCommand) -> Result<ExitCode> {
                 out.write_all(&pair.value)?;
                 writeln!(out)?;
             }
+        }
+        DataCommand::Count { start, end } => {
+            writeln!(out, "{}", client.count(start, end).await?)?;
+        }
+        DataCommand::Exists { keys } => {
+            let keys = keys.into_iter().map(String::into_bytes).collect();
+            writeln!(out, "{}", client.exists(keys).await?)?;
+        }
+        DataCommand::Clear { prefix, .. } => {
+            let (start, end) = crate::keyspan::prefix_span(prefix.unwrap_or_default().as_bytes());
+            let deleted = client.delete_range(start, end).await?;
+            writeln!(out, "deleted {deleted} keys")?;
         }
         DataCommand::Cas {
             key,

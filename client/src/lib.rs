@@ -24,6 +24,8 @@
 //!   inspection, GC settings; calls about a range follow it to its leader.
 //! - `transport`: one channel per node, over TLS when configured, with a
 //!   password login's token on every call (renewed before it expires).
+//! - `spans`: Exists, Count and DeleteRange, which any node coordinates
+//!   over the ranges they touch.
 //! - `routing`: the range cache (filled from the meta range by `Locate`).
 //! - `retry`: how a failed attempt is classified: by the typed error kind
 //!   the node sent, else by the gRPC code and whether anything was sent;
@@ -36,6 +38,7 @@ mod client;
 mod error;
 mod retry;
 mod routing;
+mod spans;
 mod transport;
 mod txn;
 

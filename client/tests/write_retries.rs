@@ -73,6 +73,21 @@ impl Kv for LossyNode {
     async fn now(&self, _: Request<NowRequest>) -> Result<Response<NowResponse>, Status> {
         Err(Status::unimplemented("this test node has no oracle"))
     }
+    async fn exists(&self, _: Request<ExistsRequest>) -> Result<Response<ExistsResponse>, Status> {
+        Err(Status::unimplemented("not used by this test"))
+    }
+    async fn count(&self, _: Request<CountRequest>) -> Result<Response<CountResponse>, Status> {
+        Err(Status::unimplemented("not used by this test"))
+    }
+    async fn delete_range(
+        &self,
+        _: Request<DeleteRangeRequest>,
+    ) -> Result<Response<DeleteRangeResponse>, Status> {
+        Err(Status::unimplemented("not used by this test"))
+    }
+    async fn update(&self, _: Request<UpdateRequest>) -> Result<Response<UpdateResponse>, Status> {
+        Err(Status::unimplemented("not used by this test"))
+    }
     async fn locate(&self, _: Request<LocateRequest>) -> Result<Response<LocateResponse>, Status> {
         let range = RangeDescriptor {
             range_id: 7,

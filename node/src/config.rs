@@ -23,6 +23,8 @@ pub struct NodeConfig {
     pub advertise: Option<String>,
     /// HTTP address for `/metrics`; None to disable.
     pub status_listen: Option<SocketAddr>,
+    /// Address serving the Redis protocol; None to disable.
+    pub redis_listen: Option<SocketAddr>,
     pub data_dir: PathBuf,
     /// Every member of the cluster, this node included: node id -> gRPC address.
     pub peers: BTreeMap<u64, String>,

@@ -143,6 +143,30 @@ pub static MESSAGES_PER_PASS: LazyLock<Histogram> = LazyLock::new(|| {
     )
 });
 
+pub static REDIS_COMMANDS: LazyLock<IntCounter> =
+    LazyLock::new(|| counter("zdb_redis_commands_total", "commands the Redis port ran"));
+
+pub static REDIS_CONNECTIONS: LazyLock<IntCounter> = LazyLock::new(|| {
+    counter(
+        "zdb_redis_connections_total",
+        "connections the Redis port accepted",
+    )
+});
+
+pub static REDIS_KEYSPACE_HITS: LazyLock<IntCounter> = LazyLock::new(|| {
+    counter(
+        "zdb_redis_keyspace_hits_total",
+        "Redis reads of a key that existed",
+    )
+});
+
+pub static REDIS_KEYSPACE_MISSES: LazyLock<IntCounter> = LazyLock::new(|| {
+    counter(
+        "zdb_redis_keyspace_misses_total",
+        "Redis reads of a key that did not exist",
+    )
+});
+
 fn counter(name: &str, help: &str) -> IntCounter {
     register_int_counter!(name, help).expect("metric registers once")
 }

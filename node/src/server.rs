@@ -1,7 +1,7 @@
 //! Starting and stopping a node: open the engine, settle the node's identity
 //! (bootstrapping a new cluster if this is its first start), start the store
-//! and serve gRPC and HTTP until shutdown; then leave gracefully, within a
-//! bounded time.
+//! and serve gRPC, HTTP and (when asked) Redis until shutdown; then leave
+//! gracefully, within a bounded time.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -36,7 +36,7 @@ use crate::mvcc::Horizon;
 use crate::ops::{Identity, Ops, OpsParts};
 use crate::service::txn::{TxnRangeService, TxnService};
 use crate::service::{
-    admin::AdminService, auth::AuthService, grpc_health, kv::KvService, status_http,
+    admin::AdminService, auth::AuthService, grpc_health, kv::KvService, redis, status_http,
 };
 use crate::store::{self, msg::StoreMsg, MetaLease, Store, StoreParts};
 use crate::transport::{self, Dialer, Outbox, PeerDirectory, RaftTransportService, Remote};
@@ -76,6 +76,13 @@ pub async fn run(
         None => None,
     };
 
+    let redis_listener = match config.redis_listen {
+        Some(address) => Some(TcpListener::bind(address).await.map_err(|err| {
+            Error::Config(format!("cannot listen on {address} (Redis port): {err}"))
+        })?),
+        None => None,
+    };
+
     let engine = Engine::open_node(&config.data_dir, config.encryption.as_ref())?;
     engine.check_format()?;
     let security = Security::load(&config)?;
@@ -91,6 +98,14 @@ pub async fn run(
     let server_tls = security.server_tls.clone();
     let (node, transport) = start(&config, &identity, engine, security, &health, &stop_rx)?;
     health.set_phase(Phase::Running);
+    if let Some(listener) = redis_listener {
+        tokio::spawn(redis::listener::serve(
+            listener,
+            server_tls.clone(),
+            node.ops.clone(),
+            stop_rx.clone(),
+        ));
+    }
 
     let incoming = Incoming {
         listener,

@@ -142,7 +142,8 @@ fn expected(service: &str, method: &str) -> Option<Needs> {
     Some(match (service, method) {
         (
             "Kv",
-            "Get" | "Put" | "Delete" | "Scan" | "BatchGet" | "BatchWrite" | "CompareAndSwap",
+            "Get" | "Put" | "Delete" | "Scan" | "BatchGet" | "BatchWrite" | "CompareAndSwap"
+            | "Exists" | "Count" | "DeleteRange" | "Update",
         ) => Key,
         ("Kv", "Locate" | "Now") => Authenticated,
         ("Txn", "Begin" | "Rollback" | "Heartbeat") => Authenticated,
@@ -175,6 +176,31 @@ fn body_for(service: &str, method: &str) -> Vec<u8> {
     match (service, method) {
         ("Kv", "BatchGet") => BatchGetRequest {
             keys: vec![key.clone()],
+            ..Default::default()
+        }
+        .encode_to_vec(),
+        ("Kv", "Exists") => ExistsRequest {
+            keys: vec![key.clone()],
+            ..Default::default()
+        }
+        .encode_to_vec(),
+        ("Kv", "Count") => CountRequest {
+            start_key: key.clone(),
+            end_key: b"y".to_vec(),
+            ..Default::default()
+        }
+        .encode_to_vec(),
+        ("Kv", "DeleteRange") => DeleteRangeRequest {
+            start_key: key.clone(),
+            end_key: b"y".to_vec(),
+            ..Default::default()
+        }
+        .encode_to_vec(),
+        ("Kv", "Update") => UpdateRequest {
+            key: key.clone(),
+            op: Some(UpdateOp {
+                kind: Some(update_op::Kind::Increment(1)),
+            }),
             ..Default::default()
         }
         .encode_to_vec(),

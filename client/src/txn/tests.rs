@@ -184,6 +184,7 @@ impl Txn for FakeCoordinator {
         Ok(Response::new(pb::TxnGetResponse {
             found: value.is_some(),
             value: value.unwrap_or_default(),
+            expire_at_ms: 0,
         }))
     }
 

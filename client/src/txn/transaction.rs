@@ -281,6 +281,7 @@ impl Transaction {
                         txn_id: self.id,
                         key,
                         value,
+                        expire_at_ms: 0,
                     };
                     self.call("put", false, |mut rpc, timeout| {
                         let request = timed(request.clone(), timeout);

@@ -1,4 +1,5 @@
-//! Commands on user keys: puts and deletes, compare-and-swap, expiry. Each
+//! Commands on user keys: puts and deletes, compare-and-swap, delete-range,
+//! expiry. Each
 //! writes new versions at the command's commit timestamp; nothing older is
 //! changed (a delete is a tombstone version).
 
@@ -102,10 +103,45 @@ impl<'a> DataBatch<'a> {
     }
 
     fn live_value(&self, key: &[u8], now_ms: u64) -> Result<Option<Vec<u8>>> {
+        Ok(self.live_record(key, now_ms)?.map(|(value, _)| value))
+    }
+
+    /// The live value of `key` at `now_ms` and its expiry (0: none).
+    pub(super) fn live_record(&self, key: &[u8], now_ms: u64) -> Result<Option<(Vec<u8>, u64)>> {
         let Some(raw) = self.latest(key)? else {
             return Ok(None);
         };
-        Ok(record::decode(&raw)?.live_value(now_ms).map(<[u8]>::to_vec))
+        let record = record::decode(&raw)?;
+        let expire_at_ms = match record {
+            Record::Put { expire_at_ms, .. } => expire_at_ms,
+            Record::Tombstone => 0,
+        };
+        Ok(record
+            .live_value(now_ms)
+            .map(|value| (value.to_vec(), expire_at_ms)))
+    }
+
+    /// The keys in `[start, end)` holding a live value at `now_ms`, this
+    /// batch's writes included, in order.
+    pub(super) fn live_keys(&self, span: (&[u8], &[u8]), now_ms: u64) -> Result<Vec<Vec<u8>>> {
+        let mut keys = std::collections::BTreeSet::new();
+        Versions::new(self.engine).scan(span, mvcc::LATEST, false, now_ms, |key, _| {
+            keys.insert(key);
+            Ok(true)
+        })?;
+        let (start, end) = span;
+        for key in self.written.keys() {
+            if key.as_slice() >= start && (end.is_empty() || key.as_slice() < end) {
+                keys.insert(key.clone());
+            }
+        }
+        let mut live = Vec::with_capacity(keys.len());
+        for key in keys {
+            if self.live_value(&key, now_ms)?.is_some() {
+                live.push(key);
+            }
+        }
+        Ok(live)
     }
 }
 
@@ -136,6 +172,20 @@ pub fn compare_and_swap(
         }
     }
     Ok(Outcome::CompareAndSwap { succeeded, current })
+}
+
+/// A tombstone for every live key of the span (already clipped to the
+/// range): what FLUSHDB and `zdbctl clear` do, one range at a time.
+pub fn delete_range(
+    data: &mut DataBatch<'_>,
+    span: (&[u8], &[u8]),
+    now_ms: u64,
+) -> Result<Outcome> {
+    let keys = data.live_keys(span, now_ms)?;
+    for key in &keys {
+        data.delete(key);
+    }
+    Ok(Outcome::Deleted(keys.len() as u64))
 }
 
 /// Ends the keys whose time to live ran out with a tombstone, if they still

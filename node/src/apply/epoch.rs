@@ -16,6 +16,10 @@ pub enum CommandKind {
     /// Puts and deletes of user keys (Put, Delete, BatchWrite).
     Write,
     CompareAndSwap,
+    /// A read-modify-write of one key (increments, conditional sets, ...).
+    Update,
+    /// Tombstones for every key of a span.
+    DeleteRange,
     /// Removal of expired keys, proposed by the leader's TTL sweep.
     Expire,
     /// A transaction's prewrite, locks, commit, rollback or keep-alive on
@@ -46,6 +50,8 @@ impl CommandKind {
         Some(match command.kind.as_ref()? {
             command::Kind::Write(_) => CommandKind::Write,
             command::Kind::Cas(_) => CommandKind::CompareAndSwap,
+            command::Kind::Update(_) => CommandKind::Update,
+            command::Kind::DeleteRange(_) => CommandKind::DeleteRange,
             command::Kind::Expire(_) => CommandKind::Expire,
             command::Kind::Split(_) => CommandKind::Split,
             command::Kind::TxnPrewrite(_)
@@ -75,6 +81,8 @@ impl CommandKind {
         match self {
             CommandKind::Write
             | CommandKind::CompareAndSwap
+            | CommandKind::Update
+            | CommandKind::DeleteRange
             | CommandKind::Expire
             | CommandKind::Txn => rule(true, false, false, false),
             CommandKind::Split => rule(true, true, true, false),

@@ -14,7 +14,9 @@
 //! differently. So a refusal is returned by every replica or by none.
 //! Engine errors are not results: they stop the node.
 //!
-//! - [`data`]: puts, deletes, compare-and-swap, expiry;
+//! - [`data`]: puts, deletes, compare-and-swap, delete-range, expiry;
+//! - [`update`]: read-modify-writes of one key (increments, appends,
+//!   conditional sets, expiry changes);
 //! - [`system`]: the meta range's routing table and registry;
 //! - [`split`]: cutting the range in two;
 //! - [`membership`]: recording a membership change in the descriptor;
@@ -27,11 +29,14 @@ pub mod membership;
 pub mod split;
 pub mod system;
 pub mod txn;
+pub mod update;
 
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod txn_tests;
+#[cfg(test)]
+mod update_tests;
 
 use std::collections::{HashMap, HashSet};
 
@@ -71,6 +76,11 @@ pub enum Outcome {
         /// The live value before the command, if any.
         current: Option<Vec<u8>>,
     },
+    /// A read-modify-write's answer (its refusal, if the value did not
+    /// allow it, included: every replica decides alike).
+    Update(zdb_proto::v1::UpdateResponse),
+    /// How many live keys a delete-range removed.
+    Deleted(u64),
     /// A transaction's fate after a rollback command: rolled back, committed
     /// (nothing was rolled back), or None: alive, not expired.
     TxnFate(Option<Fate>),
@@ -252,7 +262,10 @@ impl ApplyDelegate {
         let kind_body = command.kind.as_ref().expect("a kind, checked above");
         let mut data = DataBatch::new(ctx.engine, ctx.batch, &mut self.data_written, command.ts);
         let mut txn = TxnBatch::new(&mut data, &mut self.txn_written, &self.descriptor);
-        if matches!(kind, CommandKind::Write | CommandKind::CompareAndSwap) {
+        if matches!(
+            kind,
+            CommandKind::Write | CommandKind::CompareAndSwap | CommandKind::Update
+        ) {
             if let Some(refusal) = txn::check_plain_write(&txn, touched_keys(command))? {
                 return Ok(ExecResult::Refused(refusal));
             }
@@ -266,6 +279,16 @@ impl ApplyDelegate {
             command::Kind::Write(write) => ExecResult::Applied(data::write(txn.data, write)),
             command::Kind::Cas(cas) => {
                 ExecResult::Applied(data::compare_and_swap(txn.data, cas, now_ms)?)
+            }
+            command::Kind::Update(cmd) => {
+                ExecResult::Applied(update::update(txn.data, cmd, now_ms)?)
+            }
+            command::Kind::DeleteRange(cmd) => {
+                let span = descriptor::clip(&self.descriptor, &cmd.start_key, &cmd.end_key);
+                if let Some(refusal) = txn::check_span_write(&txn, (&span.0, &span.1))? {
+                    return Ok(ExecResult::Refused(refusal));
+                }
+                ExecResult::Applied(data::delete_range(txn.data, (&span.0, &span.1), now_ms)?)
             }
             command::Kind::Expire(expire) => {
                 // A key a transaction holds waits for the next sweep.
@@ -340,6 +363,11 @@ pub fn touched_keys(command: &Command) -> Box<dyn Iterator<Item = &[u8]> + '_> {
             }))
         }
         Some(command::Kind::Cas(cas)) => Box::new(std::iter::once(cas.key.as_slice())),
+        Some(command::Kind::Update(update)) => Box::new(std::iter::once(update.key.as_slice())),
+        // The span is clipped to the range at apply; its start must be inside.
+        Some(command::Kind::DeleteRange(delete)) => {
+            Box::new(std::iter::once(delete.start_key.as_slice()))
+        }
         Some(command::Kind::Expire(expire)) => {
             Box::new(expire.keys.iter().map(|expired| expired.key.as_slice()))
         }

@@ -179,6 +179,49 @@ pub fn check_plain_write<'k>(
     Ok(None)
 }
 
+/// A delete-range keeps off a span where a transaction holds a key or a
+/// span lock: it would slip under the transaction's commit.
+pub fn check_span_write(txn: &TxnBatch<'_, '_>, span: (&[u8], &[u8])) -> Result<Option<Refusal>> {
+    let (start, end) = span;
+    let mut held: Option<LockInfo> = None;
+    let engine = txn.data.engine();
+    locks::scan(engine, start, end, |key, _| {
+        held = txn
+            .lock_set(&key)?
+            .holders
+            .into_iter()
+            .next()
+            .map(|lock| LockInfo { key, ..lock });
+        Ok(held.is_none())
+    })?;
+    if held.is_none() {
+        // Locks this batch wrote and the engine does not hold yet.
+        for (cf, raw_key) in txn.written.keys() {
+            if *cf != CF_LOCKS {
+                continue;
+            }
+            let key = locks::decode_lock_key(raw_key)?;
+            if key.as_slice() >= start && (end.is_empty() || key.as_slice() < end) {
+                if let Some(lock) = txn.lock_set(&key)?.holders.into_iter().next() {
+                    held = Some(LockInfo { key, ..lock });
+                    break;
+                }
+            }
+        }
+    }
+    if held.is_none() {
+        held = txn
+            .span_locks()?
+            .into_iter()
+            .find(|(_, span)| span.overlaps(start, end))
+            .map(|(_, span)| span_as_lock(span.0.clone(), &span.0.start_key));
+    }
+    Ok(held.map(|lock| Refusal::Txn {
+        start_ts: 0,
+        conflict: Conflict::Locked(lock),
+    }))
+}
+
 /// Whether a plain write may expire `key` now (a locked key waits).
 pub fn may_expire(txn: &TxnBatch<'_, '_>, key: &[u8]) -> Result<bool> {
     Ok(txn.lock_set(key)?.holders.is_empty())

@@ -69,6 +69,14 @@ requires! {
         (Need::Read, Span::key(&r.key)),
         (Need::Write, Span::key(&r.key)),
     ]);
+    ExistsRequest => |r| Requirement::keys(Need::Read, &r.keys);
+    CountRequest => |r| Requirement::Spans(vec![(Need::Read, Span::scan(&r.start_key, &r.end_key))]);
+    DeleteRangeRequest => |r| Requirement::Spans(vec![(Need::Write, Span::scan(&r.start_key, &r.end_key))]);
+    // Every update reads the key (it answers with the value before or after).
+    UpdateRequest => |r| Requirement::Spans(vec![
+        (Need::Read, Span::key(&r.key)),
+        (Need::Write, Span::key(&r.key)),
+    ]);
     LocateRequest => |r| Requirement::Authenticated;
     NowRequest => |r| Requirement::Authenticated;
 

@@ -26,6 +26,10 @@ struct Args {
     /// HTTP address serving /metrics and /healthz.
     #[arg(long)]
     status_listen: Option<SocketAddr>,
+    /// HOST:PORT serving the Redis protocol (RESP2/RESP3); off unless
+    /// given. TLS and authentication follow the gRPC port's settings.
+    #[arg(long, env = "ZDB_REDIS_LISTEN")]
+    redis_listen: Option<SocketAddr>,
     /// Data directory; created if missing.
     #[arg(long)]
     data: PathBuf,
@@ -179,6 +183,7 @@ fn config(args: Args) -> Result<NodeConfig, String> {
         listen: args.listen,
         advertise: args.advertise,
         status_listen: args.status_listen,
+        redis_listen: args.redis_listen,
         data_dir: args.data,
         peers: parse_peers(&args.peers)?,
         cluster_id: args.cluster_id,

@@ -39,10 +39,20 @@ impl<'a, V: ReadView> Versions<'a, V> {
 
     /// The value of `key` as of `ts`, for a reader whose clock says `now_ms`.
     pub fn get(&self, key: &[u8], ts: u64, now_ms: u64) -> Result<Option<Vec<u8>>> {
+        Ok(self.get_expiring(key, ts, now_ms)?.map(|(value, _)| value))
+    }
+
+    /// As [`Versions::get`], with the value's expiry (0: none).
+    pub fn get_expiring(&self, key: &[u8], ts: u64, now_ms: u64) -> Result<Option<(Vec<u8>, u64)>> {
         let Some((_, raw)) = self.version_at(key, ts)? else {
             return Ok(None);
         };
-        Ok(record::decode(&raw)?.live_value(now_ms).map(<[u8]>::to_vec))
+        Ok(match record::decode(&raw)? {
+            record @ record::Record::Put { expire_at_ms, .. } => record
+                .live_value(now_ms)
+                .map(|value| (value.to_vec(), expire_at_ms)),
+            record::Record::Tombstone => None,
+        })
     }
 
     /// Visits the live keys of `[start, end)` (an empty end is unbounded) as

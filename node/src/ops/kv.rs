@@ -50,7 +50,7 @@ impl Ops {
     /// Proposes a command on the keys `keys` of the range `header` names
     /// (or that holds them) and waits until it applied; a key a
     /// transaction holds is waited for (its lock resolved when stale).
-    async fn write(
+    pub(super) async fn write(
         &self,
         header: Option<RequestHeader>,
         keys: Vec<Vec<u8>>,
@@ -71,16 +71,32 @@ impl Ops {
         keys: Vec<Vec<u8>>,
         kind: command::Kind,
     ) -> Result<Outcome> {
+        let target = Target {
+            header,
+            keys,
+            span_end: None,
+        };
+        self.write_target_once(target, kind).await
+    }
+
+    /// Proposes a command on the span `target` names and waits until it
+    /// applied, waiting for the transactions' locks it meets.
+    pub(super) async fn write_span(&self, target: Target, kind: command::Kind) -> Result<Outcome> {
+        let mut retries = LockedRetries::new(self.timeout);
+        loop {
+            match self.write_target_once(target.clone(), kind.clone()).await {
+                Err(Error::KeyLocked(lock)) => self.settle_for_write(*lock, &mut retries).await?,
+                written => return written,
+            }
+        }
+    }
+
+    async fn write_target_once(&self, target: Target, kind: command::Kind) -> Result<Outcome> {
         let ts_taken_at = Instant::now();
         let command = Command {
             kind: Some(kind),
             ts: self.timestamps.now().await?,
             ..Default::default()
-        };
-        let target = Target {
-            header,
-            keys,
-            span_end: None,
         };
         self.store
             .propose_timestamped(target, command, Some(ts_taken_at), self.timeout)
@@ -150,15 +166,19 @@ impl Ops {
         let at = ReadAt::of(req.read_ts);
         let value = if req.read_ts == 0 {
             unlocked_for_read(&self.engine, &req.key, at.ts, bypass)?;
-            Versions::new(&self.engine).get(&req.key, at.ts, at.now_ms)?
+            Versions::new(&self.engine).get_expiring(&req.key, at.ts, at.now_ms)?
         } else {
             let snapshot = self.engine.snapshot();
             self.check_safe_point(req.read_ts)?;
             unlocked_for_read(&snapshot, &req.key, at.ts, bypass)?;
-            Versions::new(&snapshot).get(&req.key, at.ts, at.now_ms)?
+            Versions::new(&snapshot).get_expiring(&req.key, at.ts, at.now_ms)?
         };
         Ok(match value {
-            Some(value) => GetResponse { found: true, value },
+            Some((value, expire_at_ms)) => GetResponse {
+                found: true,
+                value,
+                expire_at_ms,
+            },
             None => GetResponse::default(),
         })
     }

@@ -7,6 +7,9 @@
 //!   read barrier, read);
 //! - [`reads`]: scans and multi-key reads, each from one engine snapshot,
 //!   and their coordination across ranges for clients that do not route;
+//! - [`update`]: read-modify-writes of one key, decided at apply;
+//! - [`count`], [`delete_range`]: how many keys exist or a span holds, and
+//!   clearing a span, range by range;
 //! - [`forward`]: passing a request on to the leader that can serve it;
 //! - [`admin`]: node status, splits, the node registry, joining;
 //! - [`auth`]: logins, users and roles, keeping the node's copy of the
@@ -20,6 +23,8 @@
 
 pub mod admin;
 pub mod auth;
+pub mod count;
+pub mod delete_range;
 pub mod forward;
 pub mod kv;
 pub mod membership;
@@ -28,6 +33,7 @@ pub mod reads;
 pub mod shutdown;
 pub mod time;
 pub mod txn;
+pub mod update;
 pub mod validate;
 
 use std::sync::Arc;

@@ -19,7 +19,7 @@ use crate::meta::client::MAX_LOCATE;
 use crate::mvcc::Versions;
 use crate::txn::{blocking_scan_lock, unlocked_for_read};
 
-fn header_of(range: &RangeDescriptor) -> Option<RequestHeader> {
+pub(super) fn header_of(range: &RangeDescriptor) -> Option<RequestHeader> {
     Some(RequestHeader {
         range_id: range.range_id,
         epoch: range.epoch,

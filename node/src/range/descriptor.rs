@@ -75,6 +75,17 @@ pub fn check_span_end(range: &RangeDescriptor, end: &[u8]) -> Result<()> {
     })
 }
 
+/// The part of `[start, end)` (empty end: unbounded) inside the range.
+pub fn clip(range: &RangeDescriptor, start: &[u8], end: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    let start = start.max(range.start_key.as_slice()).to_vec();
+    let end = match (end.is_empty(), range.end_key.is_empty()) {
+        (true, _) => range.end_key.clone(),
+        (false, true) => end.to_vec(),
+        (false, false) => end.min(range.end_key.as_slice()).to_vec(),
+    };
+    (start, end)
+}
+
 pub fn overlaps(a: &RangeDescriptor, b: &RangeDescriptor) -> bool {
     let a_starts_before_b_ends = b.end_key.is_empty() || a.start_key < b.end_key;
     let b_starts_before_a_ends = a.end_key.is_empty() || b.start_key < a.end_key;

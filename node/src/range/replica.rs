@@ -28,7 +28,13 @@ pub type ProposalResponder = oneshot::Sender<Result<Outcome>>;
 /// the leader assigns (a transaction's one-phase commit included).
 fn writes_versions(command: &Command) -> bool {
     match &command.kind {
-        Some(command::Kind::Write(_) | command::Kind::Cas(_) | command::Kind::Expire(_)) => true,
+        Some(
+            command::Kind::Write(_)
+            | command::Kind::Cas(_)
+            | command::Kind::Update(_)
+            | command::Kind::DeleteRange(_)
+            | command::Kind::Expire(_),
+        ) => true,
         Some(command::Kind::TxnPrewrite(prewrite)) => prewrite.one_phase,
         _ => false,
     }

@@ -96,4 +96,44 @@ impl Kv for KvService {
         })
         .await
     }
+
+    async fn exists(
+        &self,
+        request: Request<ExistsRequest>,
+    ) -> Result<Response<ExistsResponse>, Status> {
+        serve(&self.ops, "Exists", request, async |req, ctx| {
+            self.ops.exists(req, ctx).await
+        })
+        .await
+    }
+
+    async fn count(
+        &self,
+        request: Request<CountRequest>,
+    ) -> Result<Response<CountResponse>, Status> {
+        serve(&self.ops, "Count", request, async |req, ctx| {
+            self.ops.count(req, ctx).await
+        })
+        .await
+    }
+
+    async fn delete_range(
+        &self,
+        request: Request<DeleteRangeRequest>,
+    ) -> Result<Response<DeleteRangeResponse>, Status> {
+        serve(&self.ops, "DeleteRange", request, async |req, ctx| {
+            self.ops.delete_range(req, ctx).await
+        })
+        .await
+    }
+
+    async fn update(
+        &self,
+        request: Request<UpdateRequest>,
+    ) -> Result<Response<UpdateResponse>, Status> {
+        serve(&self.ops, "Update", request, async |req, ctx| {
+            self.ops.update(req, ctx).await
+        })
+        .await
+    }
 }

@@ -191,6 +191,58 @@ impl Remote {
         .await
     }
 
+    pub async fn exists(
+        &self,
+        to: &str,
+        hops: u32,
+        timeout: Duration,
+        req: ExistsRequest,
+    ) -> Result<ExistsResponse> {
+        self.kv(to, hops, timeout, req, |mut kv, r| async move {
+            kv.exists(r).await
+        })
+        .await
+    }
+
+    pub async fn count(
+        &self,
+        to: &str,
+        hops: u32,
+        timeout: Duration,
+        req: CountRequest,
+    ) -> Result<CountResponse> {
+        self.kv(to, hops, timeout, req, |mut kv, r| async move {
+            kv.count(r).await
+        })
+        .await
+    }
+
+    pub async fn delete_range(
+        &self,
+        to: &str,
+        hops: u32,
+        timeout: Duration,
+        req: DeleteRangeRequest,
+    ) -> Result<DeleteRangeResponse> {
+        self.kv(to, hops, timeout, req, |mut kv, r| async move {
+            kv.delete_range(r).await
+        })
+        .await
+    }
+
+    pub async fn update(
+        &self,
+        to: &str,
+        hops: u32,
+        timeout: Duration,
+        req: UpdateRequest,
+    ) -> Result<UpdateResponse> {
+        self.kv(to, hops, timeout, req, |mut kv, r| async move {
+            kv.update(r).await
+        })
+        .await
+    }
+
     pub async fn locate(
         &self,
         to: &str,

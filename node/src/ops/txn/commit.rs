@@ -406,6 +406,7 @@ fn locks_of(txn: &TxnState) -> Vec<LockInfo> {
                 None => LockKind::Delete,
             } as i32,
             value: value.clone().unwrap_or_default(),
+            expire_at_ms: txn.expiries.get(key).copied().unwrap_or(0),
             ..Default::default()
         })
         .collect();

@@ -99,7 +99,7 @@ impl Ops {
                     LockKind::Exclusive
                 };
                 match self.lock_for_read(&mut txn, &req.key, kind).await {
-                    Ok(value) => value,
+                    Ok(value) => value.map(|value| (value, 0)),
                     Err(err) => {
                         // A deadlock victim or a timed-out waiter ends at
                         // once, so the others get its locks now.
@@ -112,22 +112,28 @@ impl Ops {
             }
         };
         Ok(match value {
-            Some(value) => TxnGetResponse { found: true, value },
+            Some((value, expire_at_ms)) => TxnGetResponse {
+                found: true,
+                value,
+                expire_at_ms,
+            },
             None => TxnGetResponse::default(),
         })
     }
 
+    /// The key's value as the transaction sees it, and its expiry.
     async fn txn_read(
         &self,
         txn: &mut TxnState,
         key: &[u8],
         ctx: &CallContext,
-    ) -> Result<Option<Vec<u8>>> {
+    ) -> Result<Option<(Vec<u8>, u64)>> {
         if let Some(written) = txn.writes.get(key) {
-            return Ok(written.clone());
+            let expire_at_ms = txn.expiries.get(key).copied().unwrap_or(0);
+            return Ok(written.clone().map(|value| (value, expire_at_ms)));
         }
         if let Some((_, value)) = txn.locked.get(key) {
-            return Ok(value.clone());
+            return Ok(value.clone().map(|value| (value, 0)));
         }
         let read_ts = self.read_ts_of(txn).await?;
         let read = GetRequest {
@@ -142,7 +148,9 @@ impl Ops {
         if txn.serializable() {
             txn.reads.insert(key.to_vec());
         }
-        Ok(response.found.then_some(response.value))
+        Ok(response
+            .found
+            .then_some((response.value, response.expire_at_ms)))
     }
 
     pub async fn txn_batch_get(
@@ -256,6 +264,10 @@ impl Ops {
         let (_, mut txn) = self.running(req.txn_id).await?;
         txn.touch();
         self.check_txn_size(&txn, &req.key)?;
+        match req.expire_at_ms {
+            0 => txn.expiries.remove(&req.key),
+            at => txn.expiries.insert(req.key.clone(), at),
+        };
         txn.writes.insert(req.key, Some(req.value));
         Ok(TxnPutResponse {})
     }
@@ -266,6 +278,7 @@ impl Ops {
         let (_, mut txn) = self.running(req.txn_id).await?;
         txn.touch();
         self.check_txn_size(&txn, &req.key)?;
+        txn.expiries.remove(&req.key);
         txn.writes.insert(req.key, None);
         Ok(TxnDeleteResponse {})
     }

@@ -26,6 +26,8 @@ pub struct TxnState {
     pub last_used: Instant,
     /// Buffered writes (None: a delete), in key order.
     pub writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    /// When buffered puts expire (absent: never).
+    pub expiries: BTreeMap<Vec<u8>, u64>,
     /// Keys read (serializable: locked and checked at commit).
     pub reads: BTreeSet<Vec<u8>>,
     /// Spans scanned, `[start, end)` (empty end: unbounded).
@@ -49,6 +51,7 @@ impl TxnState {
             options,
             last_used: now,
             writes: BTreeMap::new(),
+            expiries: BTreeMap::new(),
             reads: BTreeSet::new(),
             spans: Vec::new(),
             locked: BTreeMap::new(),

@@ -1,0 +1,12 @@
+//! PING [message]
+
+use super::super::args::Args;
+use super::super::frame::{Frame, Protocol};
+
+pub fn run(args: &Args, _protocol: Protocol) -> Frame {
+    match args.len() {
+        0 => Frame::Simple("PONG".into()),
+        1 => Frame::bulk(args.bytes(0).clone()),
+        _ => args.wrong_arity(),
+    }
+}

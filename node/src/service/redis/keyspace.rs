@@ -1,0 +1,296 @@
+//! What the data commands read and write through: the node's operations
+//! directly (each call authorized as the connection's user, as gRPC calls
+//! are), or a transaction for the commands EXEC runs. A command is written
+//! once against [`Keyspace`] and means the same in both.
+
+use zdb_proto::v1::*;
+
+use crate::apply::update::{decide, Effect};
+use crate::auth::{Caller, Protected};
+use crate::clock::wall_ms;
+use crate::error::{Error, Result};
+use crate::ops::{CallContext, Ops};
+
+/// A key's live value and when it expires (0: never).
+pub type Entry = (Vec<u8>, u64);
+
+#[allow(async_fn_in_trait)]
+pub trait Keyspace {
+    async fn get(&self, key: Vec<u8>) -> Result<Option<Entry>>;
+    /// The values of the keys, in order, read at one point in time.
+    async fn get_many(&self, keys: Vec<Vec<u8>>) -> Result<Vec<Option<Vec<u8>>>>;
+    async fn update(&self, key: Vec<u8>, op: update_op::Kind) -> Result<UpdateResponse>;
+    /// Writes every pair, all or none.
+    async fn put_many(&self, pairs: Vec<(Vec<u8>, Vec<u8>)>) -> Result<()>;
+    /// Writes every pair if none of the keys exists, all or none.
+    async fn put_many_if_absent(&self, pairs: Vec<(Vec<u8>, Vec<u8>)>) -> Result<bool>;
+    /// How many of the keys exist (duplicates counted).
+    async fn exists(&self, keys: Vec<Vec<u8>>) -> Result<u64>;
+    /// Up to `limit` keys of `[start, end)` in order, and whether more follow.
+    async fn scan_keys(
+        &self,
+        start: Vec<u8>,
+        end: Vec<u8>,
+        limit: u32,
+    ) -> Result<(Vec<Vec<u8>>, bool)>;
+    async fn count_all(&self) -> Result<u64>;
+    async fn delete_all(&self) -> Result<u64>;
+}
+
+/// The node's operations, as `caller`, for the Redis command `command`.
+pub struct Direct<'a> {
+    pub ops: &'a Ops,
+    pub caller: &'a Caller,
+    pub command: &'a str,
+}
+
+impl Direct<'_> {
+    /// The call's context once the caller may make `request`.
+    async fn allowed(&self, request: &impl Protected) -> Result<CallContext> {
+        let action = format!("redis {}", self.command);
+        let principal = self
+            .ops
+            .authorize(self.caller, &action, &request.requirement())
+            .await?;
+        let mut ctx = CallContext::new(0, None);
+        ctx.principal = principal;
+        Ok(ctx)
+    }
+}
+
+fn put(key: Vec<u8>, value: Vec<u8>) -> Mutation {
+    Mutation {
+        op: Some(mutation::Op::Put(PutOp {
+            key,
+            value,
+            ttl_seconds: 0,
+        })),
+    }
+}
+
+impl Keyspace for Direct<'_> {
+    async fn get(&self, key: Vec<u8>) -> Result<Option<Entry>> {
+        let req = GetRequest {
+            key,
+            ..Default::default()
+        };
+        let mut ctx = self.allowed(&req).await?;
+        let got = self.ops.get(req, &mut ctx).await?;
+        Ok(got.found.then_some((got.value, got.expire_at_ms)))
+    }
+
+    async fn get_many(&self, keys: Vec<Vec<u8>>) -> Result<Vec<Option<Vec<u8>>>> {
+        let req = BatchGetRequest {
+            keys: keys.clone(),
+            ..Default::default()
+        };
+        let mut ctx = self.allowed(&req).await?;
+        let found: std::collections::HashMap<Vec<u8>, Vec<u8>> = self
+            .ops
+            .batch_get(req, &mut ctx)
+            .await?
+            .pairs
+            .into_iter()
+            .map(|pair| (pair.key, pair.value))
+            .collect();
+        Ok(keys.iter().map(|key| found.get(key).cloned()).collect())
+    }
+
+    async fn update(&self, key: Vec<u8>, op: update_op::Kind) -> Result<UpdateResponse> {
+        let req = UpdateRequest {
+            header: None,
+            key,
+            op: Some(UpdateOp { kind: Some(op) }),
+        };
+        let mut ctx = self.allowed(&req).await?;
+        self.ops.update(req, &mut ctx).await
+    }
+
+    async fn put_many(&self, pairs: Vec<(Vec<u8>, Vec<u8>)>) -> Result<()> {
+        let req = BatchWriteRequest {
+            header: None,
+            mutations: pairs.into_iter().map(|(k, v)| put(k, v)).collect(),
+        };
+        let mut ctx = self.allowed(&req).await?;
+        self.ops.batch_write(req, &mut ctx).await?;
+        Ok(())
+    }
+
+    async fn put_many_if_absent(&self, pairs: Vec<(Vec<u8>, Vec<u8>)>) -> Result<bool> {
+        let req = AtomicRequest {
+            compare: pairs
+                .iter()
+                .map(|(key, _)| Compare {
+                    key: key.clone(),
+                    absent: true,
+                    ..Default::default()
+                })
+                .collect(),
+            success: pairs.into_iter().map(|(k, v)| put(k, v)).collect(),
+            failure: Vec::new(),
+        };
+        self.allowed(&req).await?;
+        Ok(self.ops.atomic(req).await?.succeeded)
+    }
+
+    async fn exists(&self, keys: Vec<Vec<u8>>) -> Result<u64> {
+        let req = ExistsRequest {
+            keys,
+            ..Default::default()
+        };
+        let mut ctx = self.allowed(&req).await?;
+        Ok(self.ops.exists(req, &mut ctx).await?.count)
+    }
+
+    async fn scan_keys(
+        &self,
+        start: Vec<u8>,
+        end: Vec<u8>,
+        limit: u32,
+    ) -> Result<(Vec<Vec<u8>>, bool)> {
+        let req = ScanRequest {
+            start_key: start,
+            end_key: end,
+            limit,
+            ..Default::default()
+        };
+        let mut ctx = self.allowed(&req).await?;
+        let page = self.ops.scan(req, &mut ctx).await?;
+        Ok((
+            page.pairs.into_iter().map(|pair| pair.key).collect(),
+            page.more,
+        ))
+    }
+
+    async fn count_all(&self) -> Result<u64> {
+        let req = CountRequest::default();
+        let mut ctx = self.allowed(&req).await?;
+        Ok(self.ops.count(req, &mut ctx).await?.count)
+    }
+
+    async fn delete_all(&self) -> Result<u64> {
+        let req = DeleteRangeRequest::default();
+        let mut ctx = self.allowed(&req).await?;
+        Ok(self.ops.delete_range(req, &mut ctx).await?.deleted)
+    }
+}
+
+/// A running transaction of the node's, for the commands one EXEC runs:
+/// reads see its own writes, writes are buffered until it commits.
+pub struct InTxn<'a> {
+    pub ops: &'a Ops,
+    pub caller: &'a Caller,
+    pub txn_id: u64,
+}
+
+fn not_in_multi(what: &str) -> Error {
+    Error::InvalidArgument(format!("{what} cannot run inside MULTI; run it on its own"))
+}
+
+impl InTxn<'_> {
+    async fn allowed(&self, request: &impl Protected) -> Result<CallContext> {
+        let principal = self
+            .ops
+            .authorize(self.caller, "redis EXEC", &request.requirement())
+            .await?;
+        let mut ctx = CallContext::new(0, None);
+        ctx.principal = principal;
+        Ok(ctx)
+    }
+
+    async fn put_entry(&self, key: Vec<u8>, value: Vec<u8>, expire_at_ms: u64) -> Result<()> {
+        let req = TxnPutRequest {
+            txn_id: self.txn_id,
+            key,
+            value,
+            expire_at_ms,
+        };
+        self.allowed(&req).await?;
+        self.ops.txn_put(req).await?;
+        Ok(())
+    }
+
+    async fn delete(&self, key: Vec<u8>) -> Result<()> {
+        let req = TxnDeleteRequest {
+            txn_id: self.txn_id,
+            key,
+        };
+        self.allowed(&req).await?;
+        self.ops.txn_delete(req).await?;
+        Ok(())
+    }
+}
+
+impl Keyspace for InTxn<'_> {
+    async fn get(&self, key: Vec<u8>) -> Result<Option<Entry>> {
+        let req = TxnGetRequest {
+            txn_id: self.txn_id,
+            key,
+            lock: ReadLock::None as i32,
+        };
+        let ctx = self.allowed(&req).await?;
+        let got = self.ops.txn_get(req, &ctx).await?;
+        Ok(got.found.then_some((got.value, got.expire_at_ms)))
+    }
+
+    async fn get_many(&self, keys: Vec<Vec<u8>>) -> Result<Vec<Option<Vec<u8>>>> {
+        let mut values = Vec::with_capacity(keys.len());
+        for key in keys {
+            values.push(self.get(key).await?.map(|(value, _)| value));
+        }
+        Ok(values)
+    }
+
+    async fn update(&self, key: Vec<u8>, op: update_op::Kind) -> Result<UpdateResponse> {
+        let live = self.get(key.clone()).await?;
+        let max = self.ops.limits().max_value_bytes as u64;
+        let op = UpdateOp { kind: Some(op) };
+        let (response, effect) = decide(live, Some(&op), wall_ms(), max);
+        match effect {
+            Effect::Write {
+                value,
+                expire_at_ms,
+            } => self.put_entry(key, value, expire_at_ms).await?,
+            Effect::Delete => self.delete(key).await?,
+            Effect::Nothing => {}
+        }
+        Ok(response)
+    }
+
+    async fn put_many(&self, pairs: Vec<(Vec<u8>, Vec<u8>)>) -> Result<()> {
+        for (key, value) in pairs {
+            self.put_entry(key, value, 0).await?;
+        }
+        Ok(())
+    }
+
+    async fn put_many_if_absent(&self, pairs: Vec<(Vec<u8>, Vec<u8>)>) -> Result<bool> {
+        for (key, _) in &pairs {
+            if self.get(key.clone()).await?.is_some() {
+                return Ok(false);
+            }
+        }
+        self.put_many(pairs).await?;
+        Ok(true)
+    }
+
+    async fn exists(&self, keys: Vec<Vec<u8>>) -> Result<u64> {
+        let mut count = 0;
+        for key in keys {
+            count += self.get(key).await?.is_some() as u64;
+        }
+        Ok(count)
+    }
+
+    async fn scan_keys(&self, _: Vec<u8>, _: Vec<u8>, _: u32) -> Result<(Vec<Vec<u8>>, bool)> {
+        Err(not_in_multi("KEYS and SCAN"))
+    }
+
+    async fn count_all(&self) -> Result<u64> {
+        Err(not_in_multi("DBSIZE"))
+    }
+
+    async fn delete_all(&self) -> Result<u64> {
+        Err(not_in_multi("FLUSHDB and FLUSHALL"))
+    }
+}
