@@ -1,10 +1,11 @@
 //! `zdbctl`: read and write data, inspect nodes, and run a local cluster.
 //!
-//! - `data`: put, get, del, scan, cas against any cluster (`--endpoints`).
+//! - `data`: put, get, del, scan, cas, count, exists, clear against any cluster (`--endpoints`).
 //! - `txn`: a script of gets (plain or locking), puts, dels and scans run
 //!   in one transaction, parsed whole before anything is sent.
 //! - `status`: what each node reports about itself and its ranges.
 //! - `time`: the oracle's time (`now`) and garbage collection (`gc`).
+//! - `cache`: cache mode, budgets and eviction policies for key prefixes.
 //! - `encryption`: which keys each node encrypts at rest with; rotation.
 //! - `cert`: the cluster CA and the node and client certificates it signs.
 //! - `auth`: authentication on and off, users, roles and their permissions.
@@ -16,6 +17,7 @@
 //!   to start or stop one.
 
 mod auth;
+mod cache;
 mod cert;
 mod connect;
 mod data;
@@ -82,6 +84,9 @@ enum Command {
         #[arg(long, value_name = "DURATION")]
         life_time: Option<String>,
     },
+    /// Cache mode: budgets and eviction policies for key prefixes.
+    #[command(subcommand)]
+    Cache(cache::CacheCommand),
     /// Encryption at rest: each node's keys, and data key rotation.
     #[command(subcommand)]
     Encryption(encryption::EncryptionCommand),
@@ -131,6 +136,7 @@ async fn main() -> ExitCode {
                     }
                     Command::Now => time::now(&client).await,
                     Command::Gc { life_time } => time::gc(&client, life_time.as_deref()).await,
+                    Command::Cache(command) => cache::run(&client, command).await,
                     Command::Encryption(command) => encryption::run(&client, command).await,
                     Command::Auth(command) => auth::auth(&client, command).await,
                     Command::User(command) => auth::user(&client, command).await,

@@ -384,6 +384,55 @@ impl Client {
         Ok(())
     }
 
+    /// The cache policies and what each prefix holds now.
+    pub async fn cache_status(&self) -> Result<pb::CacheStatusResponse> {
+        self.on_leader(None, None, |mut admin| async move {
+            admin.cache_status(pb::CacheStatusRequest {}).await
+        })
+        .await
+    }
+
+    /// Gives `prefix` a budget of `max_bytes` (keys plus values, across the
+    /// cluster) and an eviction policy, replacing the one it had.
+    pub async fn set_cache_policy(
+        &self,
+        prefix: impl Into<Vec<u8>>,
+        max_bytes: u64,
+        policy: pb::EvictionPolicy,
+    ) -> Result<pb::CacheStatusResponse> {
+        let request = pb::SetCachePolicyRequest {
+            policy: Some(pb::CachePolicy {
+                prefix: prefix.into(),
+                max_bytes,
+                policy: policy as i32,
+                full: false,
+            }),
+            remove: false,
+        };
+        self.on_leader(None, None, |mut admin| {
+            let request = request.clone();
+            async move { admin.set_cache_policy(request).await }
+        })
+        .await
+    }
+
+    /// Removes the cache policy of `prefix` (its keys stay).
+    pub async fn remove_cache_policy(&self, prefix: impl Into<Vec<u8>>) -> Result<()> {
+        let request = pb::SetCachePolicyRequest {
+            policy: Some(pb::CachePolicy {
+                prefix: prefix.into(),
+                ..Default::default()
+            }),
+            remove: true,
+        };
+        self.on_leader(None, None, |mut admin| {
+            let request = request.clone();
+            async move { admin.set_cache_policy(request).await }
+        })
+        .await?;
+        Ok(())
+    }
+
     /// Status of the node at `endpoint` (one of the configured ones or any other).
     pub async fn node_status(&self, endpoint: &str) -> Result<NodeStatusResponse> {
         let mut admin = AdminClient::new(self.channel(endpoint)?);

@@ -51,6 +51,9 @@ pub fn classify(status: &Status) -> Next {
         Some(Kind::Unauthenticated(_) | Kind::PermissionDenied(_)) => Next::Fail,
         // The versions the read needs may be gone: a newer timestamp is the fix.
         Some(Kind::TimestampTooOld(_)) => Next::Fail,
+        // A full cache prefix stays full until keys are deleted or the
+        // budget raised: the application decides.
+        Some(Kind::CacheFull(_)) => Next::Fail,
         // The transaction is over: sending the call again cannot help, only
         // running the whole transaction again can (`Client::transaction`).
         Some(

@@ -117,6 +117,9 @@ pub enum Error {
     #[error("encryption at rest: {0}")]
     Encryption(Box<zdb_security::Error>),
 
+    #[error("the cache prefix {prefix:?} is over its budget of {max_bytes} bytes and evicts nothing: delete keys or raise the budget (zdbctl cache set)", prefix = String::from_utf8_lossy(prefix))]
+    CacheFull { prefix: Vec<u8>, max_bytes: u64 },
+
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
 

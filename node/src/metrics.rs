@@ -143,6 +143,13 @@ pub static MESSAGES_PER_PASS: LazyLock<Histogram> = LazyLock::new(|| {
     )
 });
 
+pub static EVICTED_KEYS: LazyLock<IntCounter> = LazyLock::new(|| {
+    counter(
+        "zdb_evicted_keys_total",
+        "keys removed by cache-mode eviction (applied by this node's replicas)",
+    )
+});
+
 pub static REDIS_COMMANDS: LazyLock<IntCounter> =
     LazyLock::new(|| counter("zdb_redis_commands_total", "commands the Redis port ran"));
 

@@ -300,6 +300,7 @@ fn start(
     ));
     tokio::spawn(ops.clone().keep_transactions());
     tokio::spawn(ops.clone().keep_security_catalog(stop.clone()));
+    tokio::spawn(ops.clone().keep_cache(stop.clone()));
     let running = Running {
         ops,
         outbox,

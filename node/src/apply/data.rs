@@ -1,12 +1,13 @@
 //! Commands on user keys: puts and deletes, compare-and-swap, delete-range,
-//! expiry. Each
+//! eviction, expiry. Each
 //! writes new versions at the command's commit timestamp; nothing older is
 //! changed (a delete is a tombstone version).
 
 use std::collections::HashMap;
 
 use zdb_proto::v1::{
-    stored_mutation, CompareAndSwapCommand, ExpireCommand, StoredPut, WriteBatchCommand,
+    stored_mutation, CompareAndSwapCommand, EvictCommand, ExpireCommand, StoredPut,
+    WriteBatchCommand,
 };
 
 use super::Outcome;
@@ -186,6 +187,24 @@ pub fn delete_range(
         data.delete(key);
     }
     Ok(Outcome::Deleted(keys.len() as u64))
+}
+
+/// Deletes the keys a cache range's leader chose, each only if it still
+/// holds the version the leader saw.
+pub fn evict(data: &mut DataBatch<'_>, evict: &EvictCommand) -> Result<Outcome> {
+    let mut evicted = 0;
+    for chosen in &evict.keys {
+        let still_that_version = matches!(
+            data.latest_version(&chosen.key)?,
+            Some((ts, raw)) if ts == chosen.version_ts && record::decode(&raw)? != Record::Tombstone
+        );
+        if still_that_version {
+            data.delete(&chosen.key);
+            evicted += 1;
+        }
+    }
+    metrics::EVICTED_KEYS.inc_by(evicted);
+    Ok(Outcome::Deleted(evicted))
 }
 
 /// Ends the keys whose time to live ran out with a tombstone, if they still

@@ -20,7 +20,8 @@ pub enum CommandKind {
     Update,
     /// Tombstones for every key of a span.
     DeleteRange,
-    /// Removal of expired keys, proposed by the leader's TTL sweep.
+    /// Removal of expired keys, proposed by the leader's TTL sweep, and of
+    /// keys a cache range's leader evicts.
     Expire,
     /// A transaction's prewrite, locks, commit, rollback or keep-alive on
     /// the range's keys.
@@ -67,7 +68,9 @@ impl CommandKind {
             | command::Kind::ExtendOracleWindow(_)
             | command::Kind::SetGcSafePoint(_)
             | command::Kind::SetGcLifeTime(_)
-            | command::Kind::Security(_) => CommandKind::System,
+            | command::Kind::Security(_)
+            | command::Kind::SetCachePolicy(_) => CommandKind::System,
+            command::Kind::Evict(_) => CommandKind::Expire,
         })
     }
 

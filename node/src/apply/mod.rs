@@ -290,6 +290,17 @@ impl ApplyDelegate {
                 }
                 ExecResult::Applied(data::delete_range(txn.data, (&span.0, &span.1), now_ms)?)
             }
+            command::Kind::Evict(evict) => {
+                // A key a transaction holds stays: the next round may take it.
+                let mut unlocked = evict.clone();
+                unlocked.keys.clear();
+                for evicted in &evict.keys {
+                    if txn::may_expire(&txn, &evicted.key)? {
+                        unlocked.keys.push(evicted.clone());
+                    }
+                }
+                ExecResult::Applied(data::evict(txn.data, &unlocked)?)
+            }
             command::Kind::Expire(expire) => {
                 // A key a transaction holds waits for the next sweep.
                 let mut unlocked = expire.clone();
@@ -370,6 +381,9 @@ pub fn touched_keys(command: &Command) -> Box<dyn Iterator<Item = &[u8]> + '_> {
         }
         Some(command::Kind::Expire(expire)) => {
             Box::new(expire.keys.iter().map(|expired| expired.key.as_slice()))
+        }
+        Some(command::Kind::Evict(evict)) => {
+            Box::new(evict.keys.iter().map(|evicted| evicted.key.as_slice()))
         }
         Some(command::Kind::TxnPrewrite(prewrite)) => Box::new(
             prewrite

@@ -1,6 +1,6 @@
 //! Commands on the meta range's system keyspace: routing table updates, id
 //! allocation, the node registry, the oracle's window, the GC safe point, the security
-//! catalog.
+//! catalog, the cache policies.
 
 use zdb_proto::v1::command;
 
@@ -60,6 +60,10 @@ pub fn apply(system: &mut SystemBatch<'_>, kind: &command::Kind) -> Result<ExecR
         }
         command::Kind::SetGcLifeTime(set) => {
             table::set_gc_life_time(system, set.life_time_ms);
+            Outcome::Written
+        }
+        command::Kind::SetCachePolicy(change) => {
+            table::set_cache_policy(system, change)?;
             Outcome::Written
         }
         command::Kind::Security(change) => match table::change_security(system, change)? {

@@ -129,6 +129,10 @@ requires! {
     AllocateRangeIdRequest => |r| Requirement::Node;
     SecurityCatalogRequest => |r| Requirement::Node;
     SecurityCommand => |r| Requirement::Node;
+    CacheStatusRequest => |r| Requirement::admin();
+    SetCachePolicyRequest => |r| Requirement::admin();
+    CacheSettingsRequest => |r| Requirement::Node;
+    EvictRangeRequest => |r| Requirement::Node;
 
     // Auth
     AuthenticateRequest => |r| Requirement::Anyone;

@@ -103,6 +103,8 @@ pub const GC_SAFE_POINT_KEY: &[u8] = b"gc_safe_point";
 pub const GC_LIFE_TIME_KEY: &[u8] = b"gc_life_time_ms";
 /// The security catalog: users, roles, whether authentication is on.
 pub const SECURITY_CATALOG_KEY: &[u8] = b"security_catalog";
+/// The cache policies (cache mode).
+pub const CACHE_SETTINGS_KEY: &[u8] = b"cache_settings";
 const NODE_PREFIX: u8 = b'n';
 const NODE_STATE_PREFIX: u8 = b's';
 const NODE_ZONE_PREFIX: u8 = b'z';

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use zdb_proto::v1::{
-    command, AllocateRangeIdCommand, Command, LocateRequest, LocateResponse, MetaUpdateCommand,
+    command, AllocateRangeIdCommand, CacheSettings, Command, SetCachePolicyCommand,
+    SetCachePolicyRequest, LocateRequest, LocateResponse, MetaUpdateCommand,
     NodeAddress, NowRequest, RangeDescriptor, RangeLocation, RegisterNodeCommand, RequestHeader,
     SecurityCatalog, SecurityCommand, SetGcLifeTimeCommand, SetGcLifeTimeRequest,
     SetGcSafePointCommand, SetNodeStateCommand, SetNodeStateRequest, SetNodeZoneCommand,
@@ -391,6 +392,39 @@ impl MetaClient {
             Outcome::Timestamp(stored) => Ok(stored),
             other => Err(unexpected(other)),
         }
+    }
+
+    /// The cache policies, as the meta range's leader knows them.
+    pub async fn cache_settings(&self) -> Result<CacheSettings> {
+        self.on_leader(
+            || async {
+                self.read_local().await?;
+                table::cache_settings(&self.engine)
+            },
+            |leader| async move { self.remote.cache_settings(&leader, META_CALL_TIMEOUT).await },
+        )
+        .await
+    }
+
+    /// Adds, replaces or removes a cache policy through the meta range.
+    pub async fn set_cache_policy(&self, change: SetCachePolicyCommand) -> Result<()> {
+        let kind = command::Kind::SetCachePolicy(change.clone());
+        self.on_leader(
+            || async { self.propose_local(kind.clone()).await.map(drop) },
+            |leader| {
+                let request = SetCachePolicyRequest {
+                    policy: change.policy.clone(),
+                    remove: change.remove,
+                };
+                async move {
+                    self.remote
+                        .set_cache_policy(&leader, META_CALL_TIMEOUT, request)
+                        .await
+                        .map(drop)
+                }
+            },
+        )
+        .await
     }
 
     /// The security catalog, as the meta range's leader knows it.

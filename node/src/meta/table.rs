@@ -1,14 +1,16 @@
 //! The meta range's system keyspace as a table: the routing table (each
 //! range's descriptor keyed by its end key, so locating a key is one seek),
 //! the node registry, the id counters, the timestamp oracle's window and
-//! the GC safe point. Only range 1 writes here, through
+//! the GC safe point, the security catalog and the cache policies. Only range 1 writes here, through
 //! its Raft log; everything else reads it through the meta range's leader
 //! (see `meta::client`) or, on a replica of range 1, from its own copy.
 
 use std::collections::HashMap;
 
 use prost::Message as _;
-use zdb_proto::v1::{NodeAddress, NodeState, RangeDescriptor, RangeEpoch, SecurityCatalog};
+use zdb_proto::v1::{
+    CacheSettings, NodeAddress, NodeState, RangeDescriptor, RangeEpoch, SecurityCatalog,
+};
 
 use crate::engine::{keys, Batch, Engine, OverlayBatch, ReadView, CF_SYSTEM};
 use crate::error::{Error, Result};
@@ -168,6 +170,42 @@ pub fn change_security(
         Some(catalog.encode_to_vec()),
     );
     Ok(Ok(()))
+}
+
+/// The cache policies (none until one is set).
+pub fn cache_settings(view: &impl ReadView) -> Result<CacheSettings> {
+    decode_cache_settings(view.get(CF_SYSTEM, keys::CACHE_SETTINGS_KEY)?)
+}
+
+fn decode_cache_settings(raw: Option<Vec<u8>>) -> Result<CacheSettings> {
+    match raw {
+        None => Ok(CacheSettings::default()),
+        Some(raw) => CacheSettings::decode(raw.as_slice()).map_err(|err| Error::Corruption {
+            what: "cache settings",
+            detail: err.to_string(),
+        }),
+    }
+}
+
+/// Adds, replaces (same prefix) or removes one cache policy.
+pub fn set_cache_policy(
+    system: &mut SystemBatch<'_>,
+    change: &zdb_proto::v1::SetCachePolicyCommand,
+) -> Result<()> {
+    let mut settings = decode_cache_settings(system.get(keys::CACHE_SETTINGS_KEY)?)?;
+    let Some(policy) = &change.policy else {
+        return Ok(());
+    };
+    settings.policies.retain(|held| held.prefix != policy.prefix);
+    if !change.remove {
+        settings.policies.push(policy.clone());
+        settings.policies.sort_by(|a, b| a.prefix.cmp(&b.prefix));
+    }
+    system.put(
+        keys::CACHE_SETTINGS_KEY.to_vec(),
+        Some(settings.encode_to_vec()),
+    );
+    Ok(())
 }
 
 /// Takes the next range id (the counter starts at 2: range 1 is the meta range).

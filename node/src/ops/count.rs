@@ -95,12 +95,13 @@ impl Ops {
         if let Some(lock) = blocking_scan_lock(&snapshot, span, at.ts, bypass)? {
             return Err(Error::KeyLocked(Box::new(lock)));
         }
-        let mut count = 0u64;
-        Versions::new(&snapshot).scan(span, at.ts, false, at.now_ms, |_, _| {
-            count += 1;
+        let mut counted = CountResponse::default();
+        Versions::new(&snapshot).scan(span, at.ts, false, at.now_ms, |key, value| {
+            counted.count += 1;
+            counted.bytes += (key.len() + value.len()) as u64;
             Ok(true)
         })?;
-        Ok(CountResponse { count })
+        Ok(counted)
     }
 
     /// Range by range in key order, all at one timestamp.
@@ -114,12 +115,12 @@ impl Ops {
             ts => ts,
         };
         let deadline = Instant::now() + self.timeout;
-        let mut count = 0;
+        let mut total = CountResponse::default();
         let mut lower = req.start_key.clone();
         loop {
             let ranges = self.ranges_covering(&lower, &req.end_key, ctx).await?;
             let Some(range) = ranges.first() else {
-                return Ok(CountResponse { count });
+                return Ok(total);
             };
             let (start, end) = crate::range::descriptor::clip(range, &lower, &req.end_key);
             let share = CountRequest {
@@ -130,13 +131,16 @@ impl Ops {
                 read_ts,
             };
             match Box::pin(self.count(share, &mut ctx.share())).await {
-                Ok(counted) => count += counted.count,
+                Ok(counted) => {
+                    total.count += counted.count;
+                    total.bytes += counted.bytes;
+                }
                 Err(err) if range_moved(&err) && Instant::now() < deadline => continue,
                 Err(err) => return Err(err),
             }
             let last_range = end.is_empty() || (!req.end_key.is_empty() && end >= req.end_key);
             if last_range {
-                return Ok(CountResponse { count });
+                return Ok(total);
             }
             lower = end;
         }

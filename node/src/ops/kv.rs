@@ -127,7 +127,10 @@ impl Ops {
         self.admit()?;
         validate::key(&self.limits, &req.key)?;
         let err = match self.get_here(&req).await {
-            Ok(response) => return Ok(response),
+            Ok(response) => {
+                self.cache.touch(&req.key);
+                return Ok(response);
+            }
             Err(err) if local_only(req.consistency) => return Err(err),
             Err(err) => err,
         };
@@ -187,6 +190,7 @@ impl Ops {
         self.admit()?;
         validate::key(&self.limits, &req.key)?;
         validate::value(&self.limits, &req.value)?;
+        self.cache.check_room(&req.key)?;
         let put = stored_put(req.key.clone(), req.value.clone(), req.ttl_seconds)?;
         let written = self
             .write(
@@ -247,6 +251,7 @@ impl Ops {
         for mutation in &req.mutations {
             let op = match &mutation.op {
                 Some(mutation::Op::Put(put)) => {
+                    self.cache.check_room(&put.key)?;
                     keys.push(put.key.clone());
                     stored_mutation::Op::Put(stored_put(
                         put.key.clone(),
@@ -292,6 +297,7 @@ impl Ops {
         validate::key(&self.limits, &req.key)?;
         validate::value(&self.limits, &req.new_value)?;
         validate::value(&self.limits, &req.expected_value)?;
+        self.cache.check_room(&req.key)?;
         if req.expect_absent && !req.expected_value.is_empty() {
             return Err(Error::InvalidArgument(
                 "expect_absent and expected_value exclude each other; set one".into(),

@@ -8,6 +8,8 @@
 //! - [`reads`]: scans and multi-key reads, each from one engine snapshot,
 //!   and their coordination across ranges for clients that do not route;
 //! - [`update`]: read-modify-writes of one key, decided at apply;
+//! - [`cache`]: cache mode: budgets and eviction policies for key
+//!   prefixes, enforced cluster-wide;
 //! - [`count`], [`delete_range`]: how many keys exist or a span holds, and
 //!   clearing a span, range by range;
 //! - [`forward`]: passing a request on to the leader that can serve it;
@@ -23,6 +25,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod cache;
 pub mod count;
 pub mod delete_range;
 pub mod forward;
@@ -127,6 +130,7 @@ pub struct Ops {
     lock_waits: txn::locking::WaitQueues,
     guard: crate::auth::Guard,
     security: auth::SecuritySettings,
+    cache: Arc<cache::CacheState>,
 }
 
 /// What [`Ops`] is made of.
@@ -165,7 +169,13 @@ impl Ops {
             lock_waits: txn::locking::WaitQueues::default(),
             guard: parts.guard,
             security: parts.security,
+            cache: Arc::default(),
         }
+    }
+
+    /// This node's copy of the cache policies.
+    pub fn cache_settings(&self) -> Arc<zdb_proto::v1::CacheSettings> {
+        self.cache.settings()
     }
 
     pub fn guard(&self) -> &crate::auth::Guard {

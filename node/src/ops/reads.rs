@@ -230,7 +230,12 @@ impl Ops {
             validate::key(&self.limits, key)?;
         }
         let err = match self.batch_get_here(&req).await {
-            Ok(response) => return Ok(response),
+            Ok(response) => {
+                for key in &req.keys {
+                    self.cache.touch(key);
+                }
+                return Ok(response);
+            }
             Err(err) if local_only(req.consistency) => return Err(err),
             Err(err) => err,
         };

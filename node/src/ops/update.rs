@@ -54,6 +54,15 @@ fn check_op(limits: &crate::config::Limits, op: Option<&UpdateOp>) -> Result<()>
     }
 }
 
+/// Whether the operation may make the key's value larger (refused under a
+/// full cache prefix; deleting and changing expiries never are).
+fn adds_data(op: Option<&UpdateOp>) -> bool {
+    !matches!(
+        op.and_then(|op| op.kind.as_ref()),
+        Some(update_op::Kind::Take(_) | update_op::Kind::Expire(_))
+    )
+}
+
 impl Ops {
     pub async fn update(
         &self,
@@ -63,13 +72,19 @@ impl Ops {
         self.admit()?;
         validate::key(&self.limits, &req.key)?;
         check_op(&self.limits, req.op.as_ref())?;
+        if adds_data(req.op.as_ref()) {
+            self.cache.check_room(&req.key)?;
+        }
         let kind = command::Kind::Update(UpdateCommand {
             key: req.key.clone(),
             op: req.op.clone(),
             max_value_bytes: self.limits.max_value_bytes as u64,
         });
         let err = match self.write(req.header, vec![req.key.clone()], kind).await {
-            Ok(Outcome::Update(response)) => return Ok(response),
+            Ok(Outcome::Update(response)) => {
+                self.cache.touch(&req.key);
+                return Ok(response);
+            }
             Ok(other) => return Err(Error::Transport(format!("update applied as {other:?}"))),
             Err(err) => err,
         };

@@ -33,6 +33,7 @@ fn writes_versions(command: &Command) -> bool {
             | command::Kind::Cas(_)
             | command::Kind::Update(_)
             | command::Kind::DeleteRange(_)
+            | command::Kind::Evict(_)
             | command::Kind::Expire(_),
         ) => true,
         Some(command::Kind::TxnPrewrite(prewrite)) => prewrite.one_phase,

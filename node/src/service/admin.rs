@@ -178,4 +178,49 @@ impl Admin for AdminService {
         })
         .await
     }
+
+    async fn cache_status(
+        &self,
+        request: Request<CacheStatusRequest>,
+    ) -> Result<Response<CacheStatusResponse>, Status> {
+        serve(&self.ops, "CacheStatus", request, async |_, _| {
+            self.ops.cache_status().await
+        })
+        .await
+    }
+
+    async fn set_cache_policy(
+        &self,
+        request: Request<SetCachePolicyRequest>,
+    ) -> Result<Response<CacheStatusResponse>, Status> {
+        serve(&self.ops, "SetCachePolicy", request, async |req, ctx| {
+            self.ops.set_cache_policy(req, ctx).await?;
+            // A call passed on by another node needs no status back.
+            match ctx.hops {
+                0 => self.ops.cache_status().await,
+                _ => Ok(CacheStatusResponse::default()),
+            }
+        })
+        .await
+    }
+
+    async fn cache_settings_read(
+        &self,
+        request: Request<CacheSettingsRequest>,
+    ) -> Result<Response<CacheSettings>, Status> {
+        serve(&self.ops, "CacheSettingsRead", request, async |_, _| {
+            self.ops.cache_settings_here().await
+        })
+        .await
+    }
+
+    async fn evict_range(
+        &self,
+        request: Request<EvictRangeRequest>,
+    ) -> Result<Response<EvictRangeResponse>, Status> {
+        serve(&self.ops, "EvictRange", request, async |req, ctx| {
+            self.ops.evict_range(req, ctx).await
+        })
+        .await
+    }
 }

@@ -118,6 +118,11 @@ impl From<Error> for Status {
                 message,
                 Kind::Unauthenticated(v1::Unauthenticated { token_expired }),
             ),
+            Error::CacheFull { prefix, max_bytes } => with_detail(
+                Code::ResourceExhausted,
+                message,
+                Kind::CacheFull(v1::CacheFull { prefix, max_bytes }),
+            ),
             Error::PermissionDenied { user, permission } => with_detail(
                 Code::PermissionDenied,
                 message,

@@ -286,6 +286,41 @@ impl Remote {
         .await
     }
 
+    pub async fn cache_settings(&self, to: &str, timeout: Duration) -> Result<CacheSettings> {
+        self.admin(to, timeout, CacheSettingsRequest {}, |mut admin, r| async move {
+            admin.cache_settings_read(r).await
+        })
+        .await
+    }
+
+    pub async fn set_cache_policy(
+        &self,
+        to: &str,
+        timeout: Duration,
+        req: SetCachePolicyRequest,
+    ) -> Result<CacheStatusResponse> {
+        self.admin(to, timeout, req, |mut admin, r| async move {
+            admin.set_cache_policy(r).await
+        })
+        .await
+    }
+
+    pub async fn evict_range(
+        &self,
+        to: &str,
+        hops: u32,
+        timeout: Duration,
+        req: EvictRangeRequest,
+    ) -> Result<EvictRangeResponse> {
+        let client = AdminClient::new(self.dialer.channel(to)?);
+        let mut admin = client;
+        admin
+            .evict_range(Self::request(req, hops, timeout))
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|status| from_status(to, status))
+    }
+
     pub async fn security_catalog(&self, to: &str, timeout: Duration) -> Result<SecurityCatalog> {
         self.admin(
             to,

@@ -84,6 +84,7 @@ specs! {
     "flushall" -1 SLOW_W 0 0 0 "server" "Removes all keys from all databases.";
     "info" -1 ADMIN 0 0 0 "server" "Returns information and statistics about the server.";
     "command" -1 ADMIN 0 0 0 "server" "Returns detailed information about all commands.";
+    "config" -2 ADMIN 0 0 0 "server" "CONFIG GET, SET (maxmemory, maxmemory-policy), RESETSTAT.";
     "multi" 1 CONN 0 0 0 "transactions" "Starts a transaction.";
     "exec" 1 SLOW_W 0 0 0 "transactions" "Executes all commands in a transaction.";
     "discard" 1 CONN 0 0 0 "transactions" "Discards a transaction.";

@@ -11,6 +11,9 @@ pub fn error_reply(err: &Error) -> Frame {
     let code = match err {
         Error::Unauthenticated { .. } => return Frame::error("NOAUTH Authentication required."),
         Error::InvalidArgument(reason) => return Frame::error(format!("ERR {reason}")),
+        Error::CacheFull { .. } => {
+            return Frame::error("OOM command not allowed when used memory > 'maxmemory'.")
+        }
         Error::PermissionDenied { user, permission } => {
             return Frame::error(format!(
                 "NOPERM user '{user}' has no permissions to run this command: it lacks {permission}"

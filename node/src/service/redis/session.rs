@@ -208,6 +208,7 @@ impl Session {
             "CLIENT" => cmd::client::run(self, shared, args),
             "INFO" => cmd::info::run(shared, &self.caller, args).await,
             "COMMAND" => cmd::command::run(args),
+            "CONFIG" => cmd::config::run(self, shared, args).await,
             "MULTI" | "EXEC" | "DISCARD" | "WATCH" | "UNWATCH" => {
                 cmd::multi::run(self, shared, args).await
             }

@@ -9,7 +9,7 @@ use super::hello::REDIS_VERSION;
 use crate::auth::Caller;
 use crate::metrics;
 
-const SECTIONS: &[&str] = &["server", "clients", "stats", "replication", "keyspace"];
+const SECTIONS: &[&str] = &["server", "clients", "memory", "stats", "replication", "keyspace"];
 
 pub async fn run(shared: &Shared, caller: &Caller, args: &Args) -> Frame {
     let asked: Vec<String> = (0..args.len())
@@ -42,15 +42,33 @@ async fn section_text(shared: &Shared, caller: &Caller, section: &str) -> String
             identity.cluster_id,
             uptime / 86_400,
         ),
+        // The cluster's cache policy for the whole keyspace, as this node
+        // holds it (zdb keeps data on disk: maxmemory is the budget of
+        // keys plus values).
+        "memory" => {
+            let settings = shared.ops.cache_settings();
+            let policy = settings
+                .policies
+                .iter()
+                .find(|policy| policy.prefix.is_empty())
+                .cloned()
+                .unwrap_or_default();
+            format!(
+                "# Memory\r\nmaxmemory:{}\r\nmaxmemory_policy:{}\r\n",
+                policy.max_bytes,
+                crate::ops::cache::policy_name(policy.policy),
+            )
+        }
         "clients" => format!(
             "# Clients\r\nconnected_clients:{}\r\n",
             state.clients().len()
         ),
         "stats" => format!(
-            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nexpired_keys:{}\r\nevicted_keys:0\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\n",
+            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nexpired_keys:{}\r\nevicted_keys:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\n",
             metrics::REDIS_CONNECTIONS.get(),
             metrics::REDIS_COMMANDS.get(),
             metrics::TTL_KEYS_REMOVED.get(),
+            metrics::EVICTED_KEYS.get(),
             metrics::REDIS_KEYSPACE_HITS.get(),
             metrics::REDIS_KEYSPACE_MISSES.get(),
         ),

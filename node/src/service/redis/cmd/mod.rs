@@ -7,6 +7,7 @@ pub mod append;
 pub mod auth;
 pub mod client;
 pub mod command;
+pub mod config;
 pub mod dbsize;
 pub mod del;
 pub mod exists;
