@@ -52,7 +52,9 @@ fn policy_name(policy: i32) -> &'static str {
 /// Bytes, or a number with kb, mb or gb (powers of 1024).
 fn parse_bytes(text: &str) -> Result<u64> {
     let lower = text.trim().to_ascii_lowercase();
-    let split = lower.find(|c: char| !c.is_ascii_digit()).unwrap_or(lower.len());
+    let split = lower
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(lower.len());
     let (number, unit) = lower.split_at(split);
     let scale: u64 = match unit {
         "" | "b" => 1,
@@ -74,7 +76,10 @@ fn print_status(status: &pb::CacheStatusResponse) {
         println!("no cache policies: nothing is evicted");
         return;
     }
-    println!("{:<24} {:>14} {:>14} {:>10}  {:<13} full", "prefix", "max bytes", "used bytes", "keys", "policy");
+    println!(
+        "{:<24} {:>14} {:>14} {:>10}  {:<13} full",
+        "prefix", "max bytes", "used bytes", "keys", "policy"
+    );
     for (i, policy) in status.policies.iter().enumerate() {
         let usage = status.usage.get(i).cloned().unwrap_or_default();
         println!(
@@ -84,7 +89,11 @@ fn print_status(status: &pb::CacheStatusResponse) {
             usage.bytes,
             usage.keys,
             policy_name(policy.policy),
-            if policy.full { "yes: writes refused" } else { "no" },
+            if policy.full {
+                "yes: writes refused"
+            } else {
+                "no"
+            },
         );
     }
 }

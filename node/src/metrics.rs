@@ -150,6 +150,14 @@ pub static EVICTED_KEYS: LazyLock<IntCounter> = LazyLock::new(|| {
     )
 });
 
+pub static CACHE_POLICIES: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!(
+        "zdb_cache_policies",
+        "cache policies (prefix budgets) this node holds"
+    )
+    .expect("metric registers once")
+});
+
 pub static REDIS_COMMANDS: LazyLock<IntCounter> =
     LazyLock::new(|| counter("zdb_redis_commands_total", "commands the Redis port ran"));
 

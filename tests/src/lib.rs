@@ -103,6 +103,9 @@ pub struct Node {
     pub status_address: String,
     pub data_dir: PathBuf,
     pub log: PathBuf,
+    /// The node's Redis-protocol address (`--redis-listen`), in clusters
+    /// started with [`Cluster::start_with_redis`]; kept across restarts.
+    pub redis_address: Option<String>,
     process: Option<Child>,
     /// Extra environment of the node's process.
     env: Vec<(String, String)>,
@@ -211,6 +214,55 @@ impl Cluster {
         cluster
     }
 
+    /// As `start`, every node also serving Redis clients on a port of its
+    /// own (`--redis-listen=127.0.0.1:<free port>`, the same one after a
+    /// restart): see [`redis_address`](Self::redis_address).
+    pub fn start_with_redis(count: u64, extra_args: &[&str]) -> Cluster {
+        let mut cluster = Self::prepare(cluster_dir(), count, extra_args, |_| Vec::new());
+        for node in &mut cluster.nodes {
+            node.redis_address = Some(format!("127.0.0.1:{}", free_port()));
+        }
+        cluster.start_all();
+        cluster
+    }
+
+    /// Node `id`'s Redis address, `127.0.0.1:PORT` (clusters started with
+    /// [`start_with_redis`](Self::start_with_redis)).
+    pub fn redis_address(&self, id: u64) -> String {
+        self.node(id).redis_address.clone().unwrap_or_else(|| {
+            panic!("node {id} serves no Redis: start the cluster with start_with_redis")
+        })
+    }
+
+    /// Every node's Redis address, comma-separated in node order (as
+    /// ZDB_REDIS_ADDRS wants them).
+    pub fn redis_addresses(&self) -> String {
+        self.nodes
+            .iter()
+            .filter_map(|node| node.redis_address.clone())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Waits until node `id` answers a Redis PING with PONG.
+    pub async fn wait_for_redis(&self, id: u64, timeout: Duration) {
+        let address = self.redis_address(id);
+        eventually(
+            &format!("node {id} to answer PING on {address}"),
+            timeout,
+            || {
+                let address = address.clone();
+                async move {
+                    tokio::task::spawn_blocking(move || redis_ping(&address))
+                        .await
+                        .ok()
+                        .and_then(|answered| answered.then_some(()))
+                }
+            },
+        )
+        .await
+    }
+
     pub fn secure(&self) -> &Secure {
         self.secure.as_ref().expect("a cluster started secure")
     }
@@ -266,6 +318,7 @@ impl Cluster {
                 status_address: format!("127.0.0.1:{}", free_port()),
                 data_dir: dir.path().join(format!("node-{id}")),
                 log: dir.path().join(format!("node-{id}.log")),
+                redis_address: None,
                 process: None,
                 env: encryption_knob(dir.path(), id, env(id)),
             })
@@ -365,6 +418,7 @@ impl Cluster {
             status_address: String::new(),
             data_dir,
             log,
+            redis_address: None,
             process: Some(child),
             env: Vec::new(),
         });
@@ -390,6 +444,9 @@ impl Cluster {
             .args(&self.extra_args)
             .envs(node.env.iter().map(|(key, value)| (key, value)))
             .stdin(Stdio::null());
+        if let Some(redis) = &node.redis_address {
+            command.arg(format!("--redis-listen={redis}"));
+        }
         command
     }
 
@@ -603,6 +660,23 @@ impl Drop for Cluster {
 fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Whether the Redis server at `address` answers `PING` with `+PONG`.
+pub fn redis_ping(address: &str) -> bool {
+    use std::io::{BufRead, Write};
+    let ping = || -> std::io::Result<bool> {
+        let address: std::net::SocketAddr = address
+            .parse()
+            .map_err(|_| std::io::Error::other("not a socket address"))?;
+        let mut stream = std::net::TcpStream::connect_timeout(&address, Duration::from_secs(2))?;
+        stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+        stream.write_all(b"*1\r\n$4\r\nPING\r\n")?;
+        let mut line = String::new();
+        std::io::BufReader::new(stream).read_line(&mut line)?;
+        Ok(line == "+PONG\r\n")
+    };
+    ping().unwrap_or(false)
 }
 
 /// A minimal HTTP/1.0 GET, enough for the status port.

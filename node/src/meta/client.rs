@@ -9,12 +9,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use zdb_proto::v1::{
-    command, AllocateRangeIdCommand, CacheSettings, Command, SetCachePolicyCommand,
-    SetCachePolicyRequest, LocateRequest, LocateResponse, MetaUpdateCommand,
-    NodeAddress, NowRequest, RangeDescriptor, RangeLocation, RegisterNodeCommand, RequestHeader,
-    SecurityCatalog, SecurityCommand, SetGcLifeTimeCommand, SetGcLifeTimeRequest,
-    SetGcSafePointCommand, SetNodeStateCommand, SetNodeStateRequest, SetNodeZoneCommand,
-    SetNodeZoneRequest, UpdateMetaRequest, WaitForRequest,
+    command, AllocateRangeIdCommand, CacheSettings, Command, LocateRequest, LocateResponse,
+    MetaUpdateCommand, NodeAddress, NowRequest, RangeDescriptor, RangeLocation,
+    RegisterNodeCommand, RequestHeader, SecurityCatalog, SecurityCommand, SetCachePolicyCommand,
+    SetCachePolicyRequest, SetGcLifeTimeCommand, SetGcLifeTimeRequest, SetGcSafePointCommand,
+    SetNodeStateCommand, SetNodeStateRequest, SetNodeZoneCommand, SetNodeZoneRequest,
+    UpdateMetaRequest, WaitForRequest,
 };
 
 use zdb_proto::v1::error::Kind;

@@ -196,7 +196,9 @@ pub fn set_cache_policy(
     let Some(policy) = &change.policy else {
         return Ok(());
     };
-    settings.policies.retain(|held| held.prefix != policy.prefix);
+    settings
+        .policies
+        .retain(|held| held.prefix != policy.prefix);
     if !change.remove {
         settings.policies.push(policy.clone());
         settings.policies.sort_by(|a, b| a.prefix.cmp(&b.prefix));

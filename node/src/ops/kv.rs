@@ -200,7 +200,10 @@ impl Ops {
             )
             .await;
         let err = match written {
-            Ok(_) => return Ok(PutResponse {}),
+            Ok(_) => {
+                self.cache.touch(&req.key);
+                return Ok(PutResponse {});
+            }
             Err(err) => err,
         };
         let to = self

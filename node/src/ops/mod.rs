@@ -92,6 +92,15 @@ impl CallContext {
         }
     }
 
+    /// A fresh context for another attempt at the same call, by the same
+    /// caller.
+    pub fn again(&self) -> Self {
+        CallContext {
+            principal: self.principal.clone(),
+            ..CallContext::new(self.hops, self.deadline)
+        }
+    }
+
     /// One range's share of this call, which this node coordinates.
     fn share(&self) -> Self {
         CallContext {

@@ -287,9 +287,12 @@ impl Remote {
     }
 
     pub async fn cache_settings(&self, to: &str, timeout: Duration) -> Result<CacheSettings> {
-        self.admin(to, timeout, CacheSettingsRequest {}, |mut admin, r| async move {
-            admin.cache_settings_read(r).await
-        })
+        self.admin(
+            to,
+            timeout,
+            CacheSettingsRequest {},
+            |mut admin, r| async move { admin.cache_settings_read(r).await },
+        )
         .await
     }
 

@@ -77,7 +77,10 @@ impl Ops {
                 keys: victims.iter().map(|victim| victim.key.clone()).collect(),
                 span_end: None,
             };
-            match self.write_span(target, command::Kind::Evict(command)).await? {
+            match self
+                .write_span(target, command::Kind::Evict(command))
+                .await?
+            {
                 Outcome::Deleted(keys) => evicted.keys += keys,
                 other => return Err(Error::Transport(format!("eviction applied as {other:?}"))),
             }
@@ -96,10 +99,16 @@ impl Ops {
         let versions = Versions::new(&snapshot);
         let mut candidates = Vec::new();
         let mut keys = Vec::new();
-        versions.scan((&req.start_key, &req.end_key), LATEST, false, now, |key, value| {
-            keys.push((key, value.len()));
-            Ok(true)
-        })?;
+        versions.scan(
+            (&req.start_key, &req.end_key),
+            LATEST,
+            false,
+            now,
+            |key, value| {
+                keys.push((key, value.len()));
+                Ok(true)
+            },
+        )?;
         for (key, value_len) in keys {
             let Some((version_ts, raw)) = versions.version_at(&key, LATEST)? else {
                 continue;

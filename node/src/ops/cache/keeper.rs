@@ -55,7 +55,11 @@ impl Ops {
         if settings.policies.is_empty() || self.store.leader_term(META_RANGE_ID).await.is_err() {
             return Ok(());
         }
-        for policy in settings.policies.iter().filter(|policy| policy.max_bytes > 0) {
+        for policy in settings
+            .policies
+            .iter()
+            .filter(|policy| policy.max_bytes > 0)
+        {
             self.keep_within_budget(policy).await?;
         }
         Ok(())
@@ -79,7 +83,10 @@ impl Ops {
                     bytes: part,
                     policy: policy.policy,
                 };
-                match self.evict_range(request, &mut CallContext::new(0, None).share()).await {
+                match self
+                    .evict_range(request, &mut CallContext::new(0, None).share())
+                    .await
+                {
                     Ok(evicted) => freed += evicted.bytes,
                     Err(err) if range_moved(&err) => return Ok(()),
                     Err(err) => return Err(err),
@@ -167,7 +174,10 @@ impl Ops {
             ));
         };
         EvictionPolicy::try_from(policy.policy).map_err(|_| {
-            crate::error::Error::InvalidArgument(format!("unknown eviction policy {}", policy.policy))
+            crate::error::Error::InvalidArgument(format!(
+                "unknown eviction policy {}",
+                policy.policy
+            ))
         })?;
         crate::ops::validate::scan(&self.limits, &policy.prefix, b"", 0)?;
         // Only the cluster marks a prefix full.

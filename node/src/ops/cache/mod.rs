@@ -30,6 +30,7 @@ pub struct CacheState {
 
 impl CacheState {
     pub fn install(&self, settings: CacheSettings) {
+        crate::metrics::CACHE_POLICIES.set(settings.policies.len() as i64);
         *self.settings.write().expect("never poisoned") = Arc::new(settings);
     }
 

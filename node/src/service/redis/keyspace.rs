@@ -3,6 +3,8 @@
 //! are), or a transaction for the commands EXEC runs. A command is written
 //! once against [`Keyspace`] and means the same in both.
 
+use std::time::{Duration, Instant};
+
 use zdb_proto::v1::*;
 
 use crate::apply::update::{decide, Effect};
@@ -35,6 +37,102 @@ pub trait Keyspace {
     ) -> Result<(Vec<Vec<u8>>, bool)>;
     async fn count_all(&self) -> Result<u64>;
     async fn delete_all(&self) -> Result<u64>;
+}
+
+/// How long a command is tried again after failures that applied nothing
+/// (a leader change, a split, a node that could not be reached): Redis
+/// clients do not retry, so the port does, as a routing client would.
+const RETRY_FOR: Duration = Duration::from_secs(10);
+
+/// Whether `err` says the request was certainly not applied, and a new
+/// attempt may succeed.
+fn not_applied(err: &Error) -> bool {
+    use zdb_proto::v1::error::Kind;
+    matches!(
+        err,
+        Error::NotApplied(_)
+            | Error::NotLeader { .. }
+            | Error::RangeNotFound(_)
+            | Error::KeyNotInRange { .. }
+            | Error::EpochNotMatch { .. }
+            | Error::ServerBusy(_)
+            | Error::KeyLocked(_)
+            | Error::OracleUnavailable(_)
+    ) || matches!(
+        err.remote_kind(),
+        Some(
+            Kind::NotApplied(_)
+                | Kind::NotLeader(_)
+                | Kind::RangeNotFound(_)
+                | Kind::KeyNotInRange(_)
+                | Kind::EpochNotMatch(_)
+                | Kind::ServerBusy(_)
+                | Kind::KeyLocked(_)
+                | Kind::ShuttingDown(_)
+        )
+    )
+}
+
+/// Whether `err` came from the connection to the node that served the
+/// request (it failed or stopped answering): a read may simply be sent
+/// again; a write may or may not have been applied.
+fn connection_failed(err: &Error) -> bool {
+    use tonic::Code;
+    err.remote_kind().is_none()
+        && matches!(
+            err.remote_code(),
+            Some(Code::Unavailable | Code::Unknown | Code::Cancelled | Code::DeadlineExceeded)
+        )
+}
+
+/// Waits before another attempt after `err`, if one may succeed in time.
+struct Retry {
+    deadline: Instant,
+    wait: Duration,
+    /// The request changes nothing: any failure may be retried.
+    read: bool,
+}
+
+impl Retry {
+    fn new(read: bool) -> Self {
+        Retry {
+            deadline: Instant::now() + RETRY_FOR,
+            wait: Duration::from_millis(5),
+            read,
+        }
+    }
+
+    async fn again<T>(&mut self, result: &Result<T>) -> bool {
+        let retryable = |err: &Error| not_applied(err) || (self.read && connection_failed(err));
+        match result {
+            Err(err) if retryable(err) && Instant::now() + self.wait < self.deadline => {
+                tokio::time::sleep(self.wait).await;
+                self.wait = (self.wait * 2).min(Duration::from_millis(200));
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Evaluates `attempt` (an expression that awaits) until it succeeds,
+/// fails for good, or [`RETRY_FOR`] is up.
+macro_rules! retrying {
+    (read $attempt:expr) => {
+        retrying!(@ true, $attempt)
+    };
+    ($attempt:expr) => {
+        retrying!(@ false, $attempt)
+    };
+    (@ $read:expr, $attempt:expr) => {{
+        let mut retry = Retry::new($read);
+        loop {
+            let result = $attempt;
+            if !retry.again(&result).await {
+                break result;
+            }
+        }
+    }};
 }
 
 /// The node's operations, as `caller`, for the Redis command `command`.
@@ -74,8 +172,8 @@ impl Keyspace for Direct<'_> {
             key,
             ..Default::default()
         };
-        let mut ctx = self.allowed(&req).await?;
-        let got = self.ops.get(req, &mut ctx).await?;
+        let ctx = self.allowed(&req).await?;
+        let got = retrying!(read self.ops.get(req.clone(), &mut ctx.again()).await)?;
         Ok(got.found.then_some((got.value, got.expire_at_ms)))
     }
 
@@ -84,15 +182,13 @@ impl Keyspace for Direct<'_> {
             keys: keys.clone(),
             ..Default::default()
         };
-        let mut ctx = self.allowed(&req).await?;
-        let found: std::collections::HashMap<Vec<u8>, Vec<u8>> = self
-            .ops
-            .batch_get(req, &mut ctx)
-            .await?
-            .pairs
-            .into_iter()
-            .map(|pair| (pair.key, pair.value))
-            .collect();
+        let ctx = self.allowed(&req).await?;
+        let found: std::collections::HashMap<Vec<u8>, Vec<u8>> =
+            retrying!(read self.ops.batch_get(req.clone(), &mut ctx.again()).await)?
+                .pairs
+                .into_iter()
+                .map(|pair| (pair.key, pair.value))
+                .collect();
         Ok(keys.iter().map(|key| found.get(key).cloned()).collect())
     }
 
@@ -102,8 +198,8 @@ impl Keyspace for Direct<'_> {
             key,
             op: Some(UpdateOp { kind: Some(op) }),
         };
-        let mut ctx = self.allowed(&req).await?;
-        self.ops.update(req, &mut ctx).await
+        let ctx = self.allowed(&req).await?;
+        retrying!(self.ops.update(req.clone(), &mut ctx.again()).await)
     }
 
     async fn put_many(&self, pairs: Vec<(Vec<u8>, Vec<u8>)>) -> Result<()> {
@@ -111,8 +207,8 @@ impl Keyspace for Direct<'_> {
             header: None,
             mutations: pairs.into_iter().map(|(k, v)| put(k, v)).collect(),
         };
-        let mut ctx = self.allowed(&req).await?;
-        self.ops.batch_write(req, &mut ctx).await?;
+        let ctx = self.allowed(&req).await?;
+        retrying!(self.ops.batch_write(req.clone(), &mut ctx.again()).await)?;
         Ok(())
     }
 
@@ -130,7 +226,7 @@ impl Keyspace for Direct<'_> {
             failure: Vec::new(),
         };
         self.allowed(&req).await?;
-        Ok(self.ops.atomic(req).await?.succeeded)
+        Ok(retrying!(self.ops.atomic(req.clone()).await)?.succeeded)
     }
 
     async fn exists(&self, keys: Vec<Vec<u8>>) -> Result<u64> {
@@ -138,8 +234,8 @@ impl Keyspace for Direct<'_> {
             keys,
             ..Default::default()
         };
-        let mut ctx = self.allowed(&req).await?;
-        Ok(self.ops.exists(req, &mut ctx).await?.count)
+        let ctx = self.allowed(&req).await?;
+        Ok(retrying!(read self.ops.exists(req.clone(), &mut ctx.again()).await)?.count)
     }
 
     async fn scan_keys(
@@ -154,8 +250,8 @@ impl Keyspace for Direct<'_> {
             limit,
             ..Default::default()
         };
-        let mut ctx = self.allowed(&req).await?;
-        let page = self.ops.scan(req, &mut ctx).await?;
+        let ctx = self.allowed(&req).await?;
+        let page = retrying!(read self.ops.scan(req.clone(), &mut ctx.again()).await)?;
         Ok((
             page.pairs.into_iter().map(|pair| pair.key).collect(),
             page.more,
@@ -164,14 +260,14 @@ impl Keyspace for Direct<'_> {
 
     async fn count_all(&self) -> Result<u64> {
         let req = CountRequest::default();
-        let mut ctx = self.allowed(&req).await?;
-        Ok(self.ops.count(req, &mut ctx).await?.count)
+        let ctx = self.allowed(&req).await?;
+        Ok(retrying!(read self.ops.count(req.clone(), &mut ctx.again()).await)?.count)
     }
 
     async fn delete_all(&self) -> Result<u64> {
         let req = DeleteRangeRequest::default();
-        let mut ctx = self.allowed(&req).await?;
-        Ok(self.ops.delete_range(req, &mut ctx).await?.deleted)
+        let ctx = self.allowed(&req).await?;
+        Ok(retrying!(self.ops.delete_range(req.clone(), &mut ctx.again()).await)?.deleted)
     }
 }
 

@@ -28,6 +28,16 @@ pub fn error_reply(err: &Error) -> Frame {
         | Error::ShuttingDown
         | Error::KeyLocked(_)
         | Error::OracleUnavailable(_) => "TRYAGAIN",
+        Error::OutcomeUnknown | Error::Timeout(_) => return outcome_unknown(err),
+        Error::Remote { code, .. }
+            if err.remote_kind().is_none()
+                && matches!(
+                    Code::from_i32(*code),
+                    Code::Unavailable | Code::Unknown | Code::Cancelled | Code::DeadlineExceeded
+                ) =>
+        {
+            return outcome_unknown(err)
+        }
         Error::Remote { code, .. } => match Code::from_i32(*code) {
             Code::Unauthenticated => return Frame::error("NOAUTH Authentication required."),
             Code::PermissionDenied => "NOPERM",
@@ -37,6 +47,14 @@ pub fn error_reply(err: &Error) -> Frame {
         _ => "ERR",
     };
     Frame::error(format!("{code} {err}"))
+}
+
+/// A write whose fate is not known: the node serving its key failed or
+/// stopped answering while it was in flight.
+fn outcome_unknown(err: &Error) -> Frame {
+    Frame::error(format!(
+        "ERR outcome unknown ({err}): the write may or may not have been applied; read the key to find out"
+    ))
 }
 
 #[cfg(test)]

@@ -40,14 +40,20 @@ pub async fn run(session: &mut Session, shared: &Shared, args: &Args) -> Frame {
 }
 
 /// The cluster's policy for the whole keyspace, if it has one.
-async fn whole_keyspace_policy(session: &Session, shared: &Shared) -> crate::Result<Option<CachePolicy>> {
+async fn whole_keyspace_policy(
+    session: &Session,
+    shared: &Shared,
+) -> crate::Result<Option<CachePolicy>> {
     let request = CacheStatusRequest {};
     shared
         .ops
         .authorize(&session.caller, "redis CONFIG", &request.requirement())
         .await?;
     let status = shared.ops.cache_status().await?;
-    Ok(status.policies.into_iter().find(|policy| policy.prefix.is_empty()))
+    Ok(status
+        .policies
+        .into_iter()
+        .find(|policy| policy.prefix.is_empty()))
 }
 
 async fn get(session: &Session, shared: &Shared, args: &Args) -> Frame {
@@ -63,9 +69,14 @@ async fn get(session: &Session, shared: &Shared, args: &Args) -> Frame {
     for i in 1..args.len() {
         let pattern = args.bytes(i).to_ascii_lowercase();
         for (name, value) in &known {
-            let listed = found.iter().any(|(listed, _): &(Frame, Frame)| *listed == Frame::bulk(name.to_string()));
+            let listed = found
+                .iter()
+                .any(|(listed, _): &(Frame, Frame)| *listed == Frame::bulk(name.to_string()));
             if glob::matches(&pattern, name.as_bytes()) && !listed {
-                found.push((Frame::bulk(name.to_string()), Frame::bulk(value.to_string())));
+                found.push((
+                    Frame::bulk(name.to_string()),
+                    Frame::bulk(value.to_string()),
+                ));
             }
         }
     }
@@ -115,7 +126,11 @@ async fn set(session: &Session, shared: &Shared, args: &Args) -> Frame {
     {
         return error_reply(&err);
     }
-    match shared.ops.set_cache_policy(request, &CallContext::new(0, None)).await {
+    match shared
+        .ops
+        .set_cache_policy(request, &CallContext::new(0, None))
+        .await
+    {
         Ok(()) => Frame::ok(),
         Err(err) => error_reply(&err),
     }
@@ -124,7 +139,9 @@ async fn set(session: &Session, shared: &Shared, args: &Args) -> Frame {
 /// A size as Redis writes it: bytes, or with k / kb / m / mb / g / gb.
 fn parse_memory(text: &str) -> Option<u64> {
     let lower = text.to_ascii_lowercase();
-    let split = lower.find(|c: char| !c.is_ascii_digit()).unwrap_or(lower.len());
+    let split = lower
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(lower.len());
     let (number, unit) = lower.split_at(split);
     let number: u64 = number.parse().ok()?;
     let scale: u64 = match unit {

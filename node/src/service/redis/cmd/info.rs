@@ -9,7 +9,14 @@ use super::hello::REDIS_VERSION;
 use crate::auth::Caller;
 use crate::metrics;
 
-const SECTIONS: &[&str] = &["server", "clients", "memory", "stats", "replication", "keyspace"];
+const SECTIONS: &[&str] = &[
+    "server",
+    "clients",
+    "memory",
+    "stats",
+    "replication",
+    "keyspace",
+];
 
 pub async fn run(shared: &Shared, caller: &Caller, args: &Args) -> Frame {
     let asked: Vec<String> = (0..args.len())
