@@ -14,8 +14,10 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+mod redis;
 mod security;
 
+pub use redis::{RedisSpec, DEFAULT_REDIS_PORT, RULE_REDIS_PORT_FREE};
 pub use security::{
     parse_duration, AuthSpec, EncryptionSpec, IssuerRef, MasterKeySecretRef, PasswordSecretRef,
     TlsSource, TlsSpec, DEFAULT_CA_VALID_FOR, DEFAULT_VALID_FOR, RULE_AT_LEAST_AN_HOUR,
@@ -150,6 +152,10 @@ pub struct ZdbClusterSpec {
     /// Encryption at rest: the master key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encryption: Option<EncryptionSpec>,
+    /// The Redis protocol on every node, beside gRPC, with the TLS and
+    /// authentication of `tls` and `auth`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis: Option<RedisSpec>,
 }
 
 pub fn default_replication_factor() -> i32 {
@@ -317,5 +323,10 @@ impl ZdbCluster {
     /// Where the node certificate comes from; None when TLS is off.
     pub fn tls_source(&self) -> Option<TlsSource<'_>> {
         self.spec.tls.as_ref().and_then(TlsSpec::source)
+    }
+
+    /// The port the nodes serve Redis on; None when Redis is off.
+    pub fn redis_port(&self) -> Option<i32> {
+        self.spec.redis.as_ref().and_then(RedisSpec::serving_port)
     }
 }

@@ -3,8 +3,8 @@
 //! with the default values and with the example values; every object must
 //! parse into its k8s-openapi type without losing a field, the operator's
 //! pod must pass PodSecurity "restricted", the ClusterRole grants no
-//! wildcard, and the security values become the ZdbCluster's spec (which
-//! the CRD accepts). (That it grants exactly the calls the operator makes is
+//! wildcard, and the security and Redis values become the ZdbCluster's
+//! spec (which the CRD accepts). (That it grants exactly the calls the operator makes is
 //! checked by the operator's own tests, which run against it.)
 
 #[path = "../src/testing/chart.rs"]
@@ -309,5 +309,56 @@ fn security_values_render_to_the_spec() {
     assert!(
         notes.contains("get secret orders-node-tls -o jsonpath='{.data.ca\\.crt}'"),
         "{notes}"
+    );
+}
+
+#[test]
+fn redis_values_render_to_the_spec() {
+    let notes = |values: &Value| {
+        render(values)
+            .into_iter()
+            .find(|(name, _)| name == "NOTES.txt")
+            .map(|(_, notes)| notes)
+            .unwrap_or_default()
+    };
+    // Off by default: no spec.redis at all (the CRD's default is off too).
+    let mut values = default_values();
+    merge(
+        &mut values,
+        &serde_json::json!({"cluster": {"enabled": true}}),
+    );
+    let (object, cluster) = rendered_cluster(&values);
+    assert!(object["spec"].get("redis").is_none());
+    assert_eq!(cluster.redis_port(), None);
+    assert!(!notes(&values).contains("redis-cli"));
+
+    // On, on the default port.
+    merge(
+        &mut values,
+        &serde_json::json!({"cluster": {"redis": {"enabled": true}}}),
+    );
+    let (object, cluster) = rendered_cluster(&values);
+    assert_eq!(
+        object["spec"]["redis"],
+        serde_json::json!({"enabled": true, "port": 6379})
+    );
+    assert_eq!(cluster.redis_port(), Some(6379));
+    let text = notes(&values);
+    assert!(
+        text.contains("redis-cli -h zdb.zdb-system.svc -p 6379\n"),
+        "{text}"
+    );
+
+    // On another port, with TLS: the notes say how to trust the CA.
+    merge(
+        &mut values,
+        &serde_json::json!({"cluster": {"redis": {"port": 16379}, "tls": {"enabled": true}}}),
+    );
+    let (object, _) = rendered_cluster(&values);
+    assert_eq!(object["spec"]["redis"]["port"], 16379);
+    let text = notes(&values);
+    assert!(
+        text.contains("redis-cli -h zdb.zdb-system.svc -p 16379 --tls --cacert ca.crt"),
+        "{text}"
     );
 }

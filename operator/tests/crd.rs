@@ -200,6 +200,7 @@ fn crd_carries_exactly_the_tested_rules() {
         crd::RULE_AT_LEAST_AN_HOUR,
         crd::RULE_AT_LEAST_AN_HOUR,
         crd::RULE_CERT_MANAGER_KIND,
+        crd::RULE_REDIS_PORT_FREE,
     ];
     tested.sort();
     assert_eq!(rules, tested);
@@ -561,6 +562,57 @@ fn encryption_names_its_master_keys() {
     assert_eq!(
         refused_by(&encryption(json!({})), None),
         ["schema: spec.encryption.masterKeySecret"]
+    );
+}
+
+#[test]
+fn redis_is_off_by_default_and_its_port_is_a_free_port() {
+    let redis = |value: Value| with(|s| s["redis"] = value);
+    for good in [
+        json!({}),
+        json!({"enabled": true}),
+        json!({"enabled": true, "port": 1}),
+        json!({"enabled": true, "port": 65535}),
+        json!({"enabled": false, "port": 6380}),
+    ] {
+        assert!(refused_by(&redis(good.clone()), None).is_empty(), "{good}");
+    }
+    let mut defaulted = redis(json!({"enabled": true}));
+    openapi::apply_defaults(&schema(), &mut defaulted);
+    assert_eq!(
+        defaulted["spec"]["redis"],
+        json!({"enabled": true, "port": crd::DEFAULT_REDIS_PORT})
+    );
+    let mut off = redis(json!({}));
+    openapi::apply_defaults(&schema(), &mut off);
+    assert_eq!(off["spec"]["redis"]["enabled"], false);
+    for bad in [0, -1, 65536, 70000] {
+        assert_eq!(
+            refused_by(&redis(json!({"enabled": true, "port": bad})), None),
+            ["schema: spec.redis.port"],
+            "{bad}"
+        );
+    }
+    assert_eq!(
+        messages(&redis(json!({"enabled": true, "port": 70000})), None),
+        ["spec.redis.port: Invalid value: 70000: spec.redis.port in body should be less than or equal to 65535"]
+    );
+    for taken in [7700, 7701] {
+        assert_eq!(
+            refused_by(&redis(json!({"enabled": true, "port": taken})), None),
+            [crd::RULE_REDIS_PORT_FREE],
+            "{taken}"
+        );
+    }
+    assert!(
+        messages(&redis(json!({"port": 7700})), None)[0]
+            .starts_with("spec.redis.port: redis.port must not be 7700 (gRPC)"),
+        "{:?}",
+        messages(&redis(json!({"port": 7700})), None)
+    );
+    assert_eq!(
+        refused_by(&redis(json!({"enabled": "yes"})), None),
+        ["schema: spec.redis.enabled"]
     );
 }
 

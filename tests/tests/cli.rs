@@ -138,16 +138,82 @@ async fn value(client: &zdb_client::Client, key: &str) -> Option<String> {
         .map(|v| String::from_utf8(v).unwrap())
 }
 
+/// The `redis: redis-cli -p PORT  (any node: P1,P2,P3)` line `local up`
+/// printed into `out`, waiting for it: the redis-cli arguments and every port.
+fn printed_redis_line(out: &Path) -> (Vec<String>, Vec<String>) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let printed = std::fs::read_to_string(out).unwrap_or_default();
+        if let Some(line) = printed.lines().find_map(|l| l.strip_prefix("redis: ")) {
+            let (command, all) = line.split_once("  (any node: ").expect(line);
+            let args: Vec<String> = command.split(' ').map(str::to_owned).collect();
+            assert_eq!(args[..2], ["redis-cli", "-p"], "{line}");
+            let ports: Vec<String> = all
+                .trim_end_matches(')')
+                .split(',')
+                .map(str::to_owned)
+                .collect();
+            assert_eq!(ports.len(), 3, "{line}");
+            assert_eq!(args[2], ports[0], "{line}");
+            return (args, ports);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "local up printed no redis-cli line:\n{printed}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Whether redis-cli runs; when it does not, the check skips, unless
+/// ZDB_REQUIRE_REDIS_TOOLS is set, when it fails.
+fn have_redis_cli() -> bool {
+    let works = Command::new("redis-cli")
+        .arg("--version")
+        .output()
+        .is_ok_and(|output| output.status.success());
+    if !works {
+        assert!(
+            std::env::var_os("ZDB_REQUIRE_REDIS_TOOLS").is_none_or(|value| value.is_empty()),
+            "redis-cli is missing and ZDB_REQUIRE_REDIS_TOOLS is set: apt-get install redis-tools"
+        );
+        eprintln!(
+            "SKIPPED the redis-cli check: redis-cli is missing (apt-get install redis-tools)"
+        );
+    }
+    works
+}
+
 #[test]
 fn local_cluster_and_data_commands() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("cluster");
-    let up = LocalUp::start(&data);
+    let out = dir.path().join("up.out");
+    let up = LocalUp::start_printing_to(
+        &data,
+        &[],
+        Stdio::from(std::fs::File::create(&out).unwrap()),
+    );
     let endpoints = std::fs::read_to_string(data.join("endpoints"))
         .unwrap()
         .trim()
         .to_owned();
     assert_eq!(endpoints.split(',').count(), 3);
+
+    // Every node serves Redis; the command printed reaches one.
+    let (redis_cli, redis_ports) = printed_redis_line(&out);
+    if have_redis_cli() {
+        for port in &redis_ports {
+            let mut args = redis_cli[1..].to_vec();
+            args[1] = port.clone();
+            let ping = Command::new(&redis_cli[0])
+                .args(&args)
+                .arg("PING")
+                .output()
+                .unwrap();
+            assert_eq!(stdout(&ping), "PONG\n", "{args:?}: {ping:?}");
+        }
+    }
 
     let put = zdbctl(&endpoints, &["put", "greeting", "hello world"]);
     assert!(put.status.success(), "{put:?}");

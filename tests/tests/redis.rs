@@ -595,6 +595,65 @@ async fn redis_cli_speaks_to_the_cluster() {
         .await
         .unwrap();
     assert_eq!(got, "from gRPC\n");
+
+    // CONFIG SET maxmemory is the cluster's cache policy for the whole
+    // keyspace, as zdbctl cache shows it; maxmemory 0 with noeviction
+    // removes it.
+    let one = cluster.redis_address(1);
+    let three = cluster.redis_address(3);
+    tokio::task::spawn_blocking(move || {
+        assert_eq!(
+            redis_cli(&one, &["CONFIG", "SET", "maxmemory", "10mb"], None),
+            "OK\n"
+        );
+        assert_eq!(
+            redis_cli(
+                &one,
+                &["CONFIG", "SET", "maxmemory-policy", "allkeys-lfu"],
+                None
+            ),
+            "OK\n"
+        );
+        assert_eq!(
+            redis_cli(&three, &["CONFIG", "GET", "maxmemory*"], None),
+            "maxmemory\n10485760\nmaxmemory-policy\nallkeys-lfu\n"
+        );
+        let refused = redis_cli(
+            &one,
+            &["CONFIG", "SET", "maxmemory-policy", "sometimes"],
+            None,
+        );
+        assert!(refused.starts_with("ERR CONFIG SET failed"), "{refused}");
+    })
+    .await
+    .unwrap();
+    let status = client.cache_status().await.unwrap();
+    assert_eq!(status.policies.len(), 1);
+    assert_eq!(
+        (
+            status.policies[0].prefix.as_slice(),
+            status.policies[0].max_bytes
+        ),
+        (&b""[..], 10 << 20)
+    );
+    let one = cluster.redis_address(1);
+    tokio::task::spawn_blocking(move || {
+        redis_cli(
+            &one,
+            &[
+                "CONFIG",
+                "SET",
+                "maxmemory",
+                "0",
+                "maxmemory-policy",
+                "noeviction",
+            ],
+            None,
+        )
+    })
+    .await
+    .unwrap();
+    assert!(client.cache_status().await.unwrap().policies.is_empty());
 }
 
 /// SETs `wal:1`, `wal:2`... one at a time until `stop`, through the first

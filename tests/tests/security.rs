@@ -152,7 +152,13 @@ fn expected(service: &str, method: &str) -> Option<Needs> {
         ("RaftTransport", _) => Node,
         (
             "Admin",
-            "Join" | "UpdateMeta" | "AllocateRangeId" | "SecurityCatalogRead" | "SecurityChange",
+            "Join"
+            | "UpdateMeta"
+            | "AllocateRangeId"
+            | "SecurityCatalogRead"
+            | "SecurityChange"
+            | "CacheSettingsRead"
+            | "EvictRange",
         ) => Node,
         ("Admin", "ListNodes") => Authenticated,
         ("Admin", _) => Admin,

@@ -4,13 +4,14 @@
 //! `local up` is the parent of every node; `local add-node` and `local
 //! remove-node` ask it (through its control socket) to start or stop one.
 //! With `--secure` the cluster runs with TLS and authentication (`secure`).
+//! Every node also serves the Redis protocol on a port of its own.
 
 mod control;
 mod layout;
 mod secure;
 mod supervisor;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -116,7 +117,7 @@ async fn up(command: LocalCommand) -> Result<ExitCode> {
     };
     anyhow::ensure!(nodes >= 1, "--nodes must be at least 1");
     std::fs::create_dir_all(&data).with_context(|| format!("cannot create {}", data.display()))?;
-    let layout = match Layout::load(&data)? {
+    let mut layout = match Layout::load(&data)? {
         Some(layout) => {
             if layout.nodes.len() as u64 != nodes {
                 eprintln!(
@@ -137,6 +138,11 @@ async fn up(command: LocalCommand) -> Result<ExitCode> {
     let node_bin = supervisor::find_node_binary(node_bin)?;
     // First: a second `local up` on this folder is refused before it starts nodes.
     let control = ControlSocket::bind(&data)?;
+    // A folder made before nodes served Redis: give them ports, once.
+    if layout.give_redis_ports()? {
+        layout.save()?;
+        println!("note: gave the nodes Redis ports (saved in the cluster folder)");
+    }
     let security = match secure {
         true => Some(Secure::set_up(&data)?),
         false => Secure::of(&data)?,
@@ -168,6 +174,9 @@ async fn up(command: LocalCommand) -> Result<ExitCode> {
     if let Some(security) = &security {
         println!("or, to log in as root with its password rather than its certificate:");
         println!("  {}", security.password_env());
+    }
+    if let Some(line) = redis_line(&layout, &data, security.is_some()) {
+        println!("{line}");
     }
     println!(
         "logs: {}/node-*.log; metrics: {}",
@@ -209,6 +218,37 @@ async fn up(command: LocalCommand) -> Result<ExitCode> {
         data.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// How to talk to the nodes' Redis ports with redis-cli: over TLS, as root
+/// with its certificate, when the cluster is secure. None if no node has
+/// a Redis port.
+fn redis_line(layout: &Layout, data: &Path, secure: bool) -> Option<String> {
+    let ports = layout.redis_ports();
+    let first = ports.first()?;
+    let mut line = String::from("redis: redis-cli ");
+    if secure {
+        // Where `secure` keeps them: DATA/certs, DATA being absolute.
+        let certs = std::fs::canonicalize(data)
+            .unwrap_or_else(|_| data.to_owned())
+            .join("certs");
+        line.push_str(&format!(
+            "--tls --cacert {} --cert {} --key {} ",
+            certs.join(zdb_security::pki::CA_CERT_FILE).display(),
+            certs
+                .join(zdb_security::pki::client_cert_file("root"))
+                .display(),
+            certs
+                .join(zdb_security::pki::client_key_file("root"))
+                .display(),
+        ));
+    }
+    line.push_str(&format!("-p {first}"));
+    if ports.len() > 1 {
+        let all: Vec<String> = ports.iter().map(u16::to_string).collect();
+        line.push_str(&format!("  (any node: {})", all.join(",")));
+    }
+    Some(line)
 }
 
 async fn remove_node(data: &std::path::Path, node: u64) -> Result<ExitCode> {
@@ -253,4 +293,53 @@ async fn remove_node(data: &std::path::Path, node: u64) -> Result<ExitCode> {
     control::ask(data, &Request::StopNode(node)).await?;
     println!("node {node} holds nothing and is stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_redis_line_names_every_port_and_the_secure_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::create(dir.path(), 3).unwrap();
+        let ports = layout.redis_ports();
+        let plain = redis_line(&layout, dir.path(), false).unwrap();
+        assert_eq!(
+            plain,
+            format!(
+                "redis: redis-cli -p {}  (any node: {},{},{})",
+                ports[0], ports[0], ports[1], ports[2]
+            )
+        );
+
+        // The files the secure form names are the ones zdbctl is told to use.
+        let security = Secure::set_up(dir.path()).unwrap();
+        let secure = redis_line(&layout, dir.path(), true).unwrap();
+        let env = security.certificate_env();
+        for (flag, var) in [
+            ("--cacert", "ZDB_CA_CERT"),
+            ("--cert", "ZDB_CERT"),
+            ("--key", "ZDB_KEY"),
+        ] {
+            let path = secure
+                .split(&format!("{flag} "))
+                .nth(1)
+                .and_then(|rest| rest.split(' ').next())
+                .unwrap();
+            assert!(
+                env.contains(&format!("{var}={path} ")) || env.ends_with(&format!("{var}={path}")),
+                "{secure} / {env}"
+            );
+            assert!(Path::new(path).is_file(), "{path}");
+        }
+        assert!(
+            secure.starts_with("redis: redis-cli --tls --cacert "),
+            "{secure}"
+        );
+        assert!(
+            secure.contains(&format!(" -p {}  (any node: ", ports[0])),
+            "{secure}"
+        );
+    }
 }

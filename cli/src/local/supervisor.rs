@@ -102,6 +102,9 @@ fn node_command(
         .arg(format!("--listen={}", node.grpc))
         .arg(format!("--status-listen={}", node.status))
         .arg(format!("--data={}", layout.node_dir(node.id).display()));
+    if let Some(redis) = &node.redis {
+        command.arg(format!("--redis-listen={redis}"));
+    }
     match node.joined_dir {
         None => command
             .arg(format!("--id={}", node.id))
@@ -277,11 +280,12 @@ impl Supervisor {
         node_args: Vec<String>,
     ) -> Result<String> {
         let mut layout = Layout::load(&self.dir)?.context("the cluster folder lost its layout")?;
-        let (grpc_port, status_port) = Layout::free_ports()?;
+        let (grpc_port, status_port, redis_port) = layout.free_ports()?;
         let node = NodeLayout {
             id: 0,
             grpc: format!("127.0.0.1:{grpc_port}"),
             status: format!("127.0.0.1:{status_port}"),
+            redis: Some(format!("127.0.0.1:{redis_port}")),
             joined_dir: Some(format!("joining-{grpc_port}")),
         };
         let log = self.dir.join(format!("joining-{grpc_port}.log"));
@@ -296,6 +300,7 @@ impl Supervisor {
             .arg(format!("--join={}", layout.seed()))
             .arg(format!("--listen={}", node.grpc))
             .arg(format!("--status-listen={}", node.status))
+            .arg(format!("--redis-listen=127.0.0.1:{redis_port}"))
             .arg(format!(
                 "--data={}",
                 self.dir
@@ -342,11 +347,11 @@ impl Supervisor {
             format!("{}\n", layout.endpoints()),
         )?;
         println!(
-            "node {node_id} joined at {}",
+            "node {node_id} joined at {} (Redis port {redis_port})",
             layout.nodes.last().map_or("", |n| n.grpc.as_str())
         );
         Ok(format!(
-            "node {node_id} joined at 127.0.0.1:{grpc_port}; the placement driver moves replicas onto it"
+            "node {node_id} joined at 127.0.0.1:{grpc_port} (Redis port {redis_port}); the placement driver moves replicas onto it"
         ))
     }
 

@@ -75,6 +75,19 @@ pub fn check_span_end(range: &RangeDescriptor, end: &[u8]) -> Result<()> {
     })
 }
 
+/// The first key after every key that starts with `prefix` (empty: no
+/// such key, the span is unbounded).
+pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    Vec::new()
+}
+
 /// The part of `[start, end)` (empty end: unbounded) inside the range.
 pub fn clip(range: &RangeDescriptor, start: &[u8], end: &[u8]) -> (Vec<u8>, Vec<u8>) {
     let start = start.max(range.start_key.as_slice()).to_vec();

@@ -1,7 +1,8 @@
 //! The Kubernetes objects a `ZdbCluster` owns, built as pure functions of the
 //! cluster and of the decisions the reconciler made (replicas, partition),
 //! and of the certificates it issued ([`tls`]; [`certificate`] when
-//! cert-manager issues them).
+//! cert-manager issues them). [`redis`] adds the Redis port when
+//! `spec.redis` turns it on.
 //! Everything here is sent with server-side apply, so every builder returns
 //! the complete desired object.
 
@@ -9,6 +10,7 @@ pub mod certificate;
 pub mod configmap;
 pub mod pdb;
 pub mod pod_template;
+pub mod redis;
 pub mod secret_mounts;
 pub mod services;
 pub mod statefulset;

@@ -1,6 +1,7 @@
 //! The pod every storage node runs in: the entry script from the
 //! ConfigMap, the node's flags, the security Secrets
-//! ([`secret_mounts`](super::secret_mounts)), probes on the node's real
+//! ([`secret_mounts`](super::secret_mounts)), the Redis port
+//! ([`redis`](super::redis)), probes on the node's real
 //! health (on the plaintext status port, TLS or not), a
 //! security context that passes PodSecurity "restricted", a termination
 //! grace period above the node's own shutdown bound, and scheduling from
@@ -16,6 +17,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::configmap::ENTRYPOINT_KEY;
+use super::redis;
 use super::secret_mounts::secret_mounts;
 use crate::crd::ZdbCluster;
 use crate::names::{ClusterNames, CONFIG_MOUNT, DATA_MOUNT, DATA_VOLUME, GRPC_PORT, STATUS_PORT};
@@ -175,6 +177,7 @@ pub fn pod_template(cluster: &ZdbCluster, names: &ClusterNames) -> PodTemplateSp
     let (readiness, liveness, startup) = probes();
     let secrets = secret_mounts(cluster, names);
     let mut args = node_args(cluster);
+    args.extend(redis::args(cluster));
     args.extend(secrets.args);
     let mut mounts = vec![
         VolumeMount {
@@ -199,6 +202,19 @@ pub fn pod_template(cluster: &ZdbCluster, names: &ClusterNames) -> PodTemplateSp
         ..Volume::default()
     }];
     volumes.extend(secrets.volumes);
+    let mut ports = vec![
+        ContainerPort {
+            name: Some("grpc".into()),
+            container_port: GRPC_PORT,
+            ..ContainerPort::default()
+        },
+        ContainerPort {
+            name: Some("status".into()),
+            container_port: STATUS_PORT,
+            ..ContainerPort::default()
+        },
+    ];
+    ports.extend(redis::container_ports(cluster));
     let container = Container {
         name: "zdb-node".into(),
         image: Some(spec.image.clone()),
@@ -209,18 +225,7 @@ pub fn pod_template(cluster: &ZdbCluster, names: &ClusterNames) -> PodTemplateSp
         ]),
         args: Some(args),
         env: Some(env(names)),
-        ports: Some(vec![
-            ContainerPort {
-                name: Some("grpc".into()),
-                container_port: GRPC_PORT,
-                ..ContainerPort::default()
-            },
-            ContainerPort {
-                name: Some("status".into()),
-                container_port: STATUS_PORT,
-                ..ContainerPort::default()
-            },
-        ]),
+        ports: Some(ports),
         readiness_probe: Some(readiness),
         liveness_probe: Some(liveness),
         startup_probe: Some(startup),

@@ -24,18 +24,6 @@ struct Share {
     bytes: u64,
 }
 
-/// The end of the span of keys starting with `prefix` (empty: no end).
-pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    Vec::new()
-}
-
 impl Ops {
     pub async fn keep_cache(self, mut stop: watch::Receiver<bool>) {
         loop {
@@ -110,7 +98,7 @@ impl Ops {
 
     /// The prefix's bytes range by range, counted where each range is led.
     async fn measure(&self, prefix: &[u8]) -> Result<Vec<Share>> {
-        let end = prefix_end(prefix);
+        let end = descriptor::prefix_end(prefix);
         let ctx = CallContext::new(0, None);
         let mut shares: Vec<Share> = Vec::new();
         let mut lower = prefix.to_vec();
@@ -147,7 +135,7 @@ impl Ops {
         for policy in &settings.policies {
             let count = CountRequest {
                 start_key: policy.prefix.clone(),
-                end_key: prefix_end(&policy.prefix),
+                end_key: descriptor::prefix_end(&policy.prefix),
                 ..Default::default()
             };
             let counted = self.count(count, &mut CallContext::new(0, None)).await?;

@@ -93,18 +93,6 @@ pub fn literal_prefix(pattern: &[u8]) -> Vec<u8> {
     prefix
 }
 
-/// The first key after every key that starts with `prefix` (empty: none).
-pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    Vec::new()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,8 +131,9 @@ mod tests {
         assert_eq!(literal_prefix(b"user:*"), b"user:");
         assert_eq!(literal_prefix(b"a\\*b*"), b"a*b");
         assert_eq!(literal_prefix(b"*"), b"");
-        assert_eq!(prefix_end(b"ab"), b"ac");
-        assert_eq!(prefix_end(b"a\xff"), b"b");
-        assert_eq!(prefix_end(b"\xff"), b"");
+        let end = crate::range::descriptor::prefix_end;
+        assert_eq!(end(b"ab"), b"ac");
+        assert_eq!(end(b"a\xff"), b"b");
+        assert_eq!(end(b"\xff"), b"");
     }
 }

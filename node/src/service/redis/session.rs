@@ -195,7 +195,7 @@ impl Session {
 
     async fn run(&mut self, shared: &Shared, args: &Args) -> Frame {
         match args.name.as_str() {
-            "PING" => cmd::ping::run(args, self.protocol),
+            "PING" => cmd::ping::run(args),
             "ECHO" => Frame::bulk(args.bytes(0).clone()),
             "HELLO" => cmd::hello::run(self, shared, args).await,
             "AUTH" => cmd::auth::run(self, shared, args).await,

@@ -8,12 +8,14 @@
 //!   subresource, PodSecurity, immutable StatefulSet fields, finalizers.
 //! - [`security`]: TLS (operator-managed, cert-manager, provided),
 //!   authentication and encryption Secrets.
+//! - [`redis`]: the Redis port (`spec.redis`) on the pods and Services.
 //! - [`controller`]: the running controller (watches, placement triggers).
 
 mod controller;
 mod kubernetes;
 mod lifecycle;
 mod problems;
+mod redis;
 mod security;
 
 use std::sync::{Arc, Mutex};

@@ -94,17 +94,17 @@ async fn set(session: &Session, shared: &Shared, args: &Args) -> Frame {
             "maxmemory" => match parse_memory(&value) {
                 Some(bytes) => policy.max_bytes = bytes,
                 None => {
-                    return Frame::error(format!(
-                        "ERR CONFIG SET failed (possibly related to argument 'maxmemory') - argument couldn't be parsed into an integer"
-                    ))
+                    return Frame::error(
+                        "ERR CONFIG SET failed (possibly related to argument 'maxmemory') - argument couldn't be parsed into an integer",
+                    )
                 }
             },
             "maxmemory-policy" => match policy_named(&value) {
                 Some(named) => policy.policy = named as i32,
                 None => {
-                    return Frame::error(format!(
-                        "ERR CONFIG SET failed (possibly related to argument 'maxmemory-policy') - argument(s) must be one of the following: noeviction, allkeys-lru, allkeys-lfu, volatile-ttl"
-                    ))
+                    return Frame::error(
+                        "ERR CONFIG SET failed (possibly related to argument 'maxmemory-policy') - argument(s) must be one of the following: noeviction, allkeys-lru, allkeys-lfu, volatile-ttl",
+                    )
                 }
             },
             other => {

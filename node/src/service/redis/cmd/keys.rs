@@ -6,13 +6,14 @@ use super::super::frame::Frame;
 use super::super::glob;
 use super::super::keyspace::Keyspace;
 use super::super::reply::error_reply;
+use crate::range::descriptor;
 
 const PAGE: u32 = 10_000;
 
 pub async fn run<K: Keyspace>(ks: &K, args: &Args) -> Frame {
     let pattern = args.key(0);
     let prefix = glob::literal_prefix(&pattern);
-    let end = glob::prefix_end(&prefix);
+    let end = descriptor::prefix_end(&prefix);
     let mut start = prefix;
     let mut found = Vec::new();
     loop {

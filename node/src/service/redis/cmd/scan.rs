@@ -9,6 +9,7 @@ use super::super::glob;
 use super::super::keyspace::Keyspace;
 use super::super::reply::error_reply;
 use super::super::state::RedisState;
+use crate::range::descriptor;
 
 const DEFAULT_COUNT: i64 = 10;
 const MAX_COUNT: i64 = 10_000;
@@ -44,7 +45,7 @@ pub async fn run<K: Keyspace>(ks: &K, args: &Args, state: &RedisState) -> Frame 
         .as_deref()
         .map(glob::literal_prefix)
         .unwrap_or_default();
-    let end = glob::prefix_end(&prefix);
+    let end = descriptor::prefix_end(&prefix);
     let start = match cursor {
         0 => prefix,
         id => match state.cursor(id) {
