@@ -253,7 +253,7 @@ fn change_expiry(live: Option<&Live>, expire: &ExpireOp, now_ms: u64) -> Effect 
     let new = expiry_at(kind, live.expire_at_ms, now_ms);
     let current = live.expire_at_ms;
     // No expiry counts as infinitely late.
-    let later = |a: u64, b: u64| (a == 0 && b != 0) || (a != 0 && b != 0 && a > b);
+    let later = |a: u64, b: u64| b != 0 && (a == 0 || a > b);
     let holds = match ExpiryCondition::try_from(expire.condition) {
         Ok(ExpiryCondition::IfNone) => current == 0,
         Ok(ExpiryCondition::IfSome) => current != 0,

@@ -13,7 +13,7 @@ pub const REDIS_VERSION: &str = "7.0.0";
 pub async fn run(session: &mut Session, shared: &Shared, args: &Args) -> Frame {
     let mut protocol = session.protocol;
     let mut i = 0;
-    if args.len() > 0 {
+    if !args.is_empty() {
         protocol = match args.integer(0) {
             Ok(2) => Protocol::Resp2,
             Ok(3) => Protocol::Resp3,

@@ -6,12 +6,15 @@ use super::super::commands::reply;
 use super::super::frame::Frame;
 use super::super::keyspace::Keyspace;
 
-fn pairs(args: &Args) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Frame> {
-    if args.len() % 2 != 0 {
+/// Keys and their values.
+type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+
+fn pairs(args: &Args) -> Result<Pairs, Frame> {
+    if !args.len().is_multiple_of(2) {
         return Err(args.wrong_arity());
     }
     // A key named twice: the last value wins, as in Redis.
-    let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = Vec::with_capacity(args.len() / 2);
+    let mut pairs: Pairs = Vec::with_capacity(args.len() / 2);
     for i in (0..args.len()).step_by(2) {
         let key = args.key(i);
         pairs.retain(|(earlier, _)| *earlier != key);
