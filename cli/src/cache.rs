@@ -4,7 +4,7 @@
 
 use std::process::ExitCode;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 use zdb_client::Client;
 use zdb_proto::v1 as pb;
@@ -29,24 +29,15 @@ pub enum CacheCommand {
 }
 
 fn policy_named(name: &str) -> Result<pb::EvictionPolicy> {
-    Ok(match name {
-        "allkeys-lru" => pb::EvictionPolicy::AllkeysLru,
-        "allkeys-lfu" => pb::EvictionPolicy::AllkeysLfu,
-        "volatile-ttl" => pb::EvictionPolicy::VolatileTtl,
-        "noeviction" => pb::EvictionPolicy::Noeviction,
-        other => bail!(
-            "unknown policy {other:?}: use allkeys-lru, allkeys-lfu, volatile-ttl or noeviction"
-        ),
+    pb::EvictionPolicy::from_redis_name(name).with_context(|| {
+        format!("unknown policy {name:?}: use allkeys-lru, allkeys-lfu, volatile-ttl or noeviction")
     })
 }
 
 fn policy_name(policy: i32) -> &'static str {
-    match pb::EvictionPolicy::try_from(policy) {
-        Ok(pb::EvictionPolicy::AllkeysLru) => "allkeys-lru",
-        Ok(pb::EvictionPolicy::AllkeysLfu) => "allkeys-lfu",
-        Ok(pb::EvictionPolicy::VolatileTtl) => "volatile-ttl",
-        _ => "noeviction",
-    }
+    pb::EvictionPolicy::try_from(policy)
+        .unwrap_or(pb::EvictionPolicy::Noeviction)
+        .redis_name()
 }
 
 /// Bytes, or a number with kb, mb or gb (powers of 1024).

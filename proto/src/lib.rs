@@ -7,6 +7,7 @@
 //!   command format (raft.proto);
 //! - `google.rpc.Status`: the rich-error envelope that carries a typed
 //!   [`v1::Error`] in a failed call's status details;
+//! - [`eviction`]: eviction policies by their Redis names;
 //! - [`timestamp`]: the hybrid timestamps of the oracle and of versions;
 //! - [`codec`]: the gRPC codec of every service (malformed bytes are an
 //!   INVALID_ARGUMENT);
@@ -21,6 +22,7 @@ pub mod google_rpc {
 }
 
 pub mod codec;
+pub mod eviction;
 pub mod timestamp;
 
 /// Every message and service of the protocol, encoded, for gRPC reflection

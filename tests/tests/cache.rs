@@ -100,9 +100,19 @@ async fn policies_everywhere(cluster: &Cluster, count: f64) {
     }
 }
 
-/// Lets the clock move on, so that what follows has later access times.
+fn wall_ms() -> u64 {
+    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    since_epoch.expect("the clock is past 1970").as_millis() as u64
+}
+
+/// Waits until the wall clock has moved past the millisecond it reads
+/// now, so what follows has later access and commit times.
 async fn next_millisecond() {
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    let now = wall_ms();
+    eventually("the clock to move on", Duration::from_secs(5), || async {
+        (wall_ms() > now + 1).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -25,11 +25,6 @@ struct Candidate {
     hits: u32,
 }
 
-/// The physical part of a hybrid timestamp: ms since the Unix epoch.
-fn physical_ms(ts: u64) -> u64 {
-    ts >> 18
-}
-
 impl Ops {
     pub async fn evict_range(
         &self,
@@ -120,7 +115,9 @@ impl Ops {
             let access = self.cache.access.get(&key).unwrap_or_default();
             candidates.push(Candidate {
                 bytes: (key.len() + value_len) as u64,
-                last_ms: access.last_ms.max(physical_ms(version_ts)),
+                last_ms: access
+                    .last_ms
+                    .max(zdb_proto::timestamp::physical_ms(version_ts)),
                 hits: access.hits(now),
                 key,
                 version_ts,

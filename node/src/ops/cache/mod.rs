@@ -39,30 +39,26 @@ impl CacheState {
     }
 
     /// The policy that covers `key`: the one with the longest prefix.
-    pub fn policy_for(&self, key: &[u8]) -> Option<CachePolicy> {
-        self.settings()
+    fn policy_for<'a>(settings: &'a CacheSettings, key: &[u8]) -> Option<&'a CachePolicy> {
+        settings
             .policies
             .iter()
             .filter(|policy| key.starts_with(&policy.prefix))
             .max_by_key(|policy| policy.prefix.len())
-            .cloned()
     }
 
     /// Counts a read or write of `key`, if a policy covers it.
     pub fn touch(&self, key: &[u8]) {
-        if self.settings().policies.is_empty() {
-            return;
-        }
-        if self.policy_for(key).is_some() {
+        if Self::policy_for(&self.settings(), key).is_some() {
             self.access.touch(key, wall_ms());
         }
     }
 
     /// Refuses a write that adds data under a full prefix.
     pub fn check_room(&self, key: &[u8]) -> Result<()> {
-        match self.policy_for(key) {
+        match Self::policy_for(&self.settings(), key) {
             Some(policy) if policy.full => Err(Error::CacheFull {
-                prefix: policy.prefix,
+                prefix: policy.prefix.clone(),
                 max_bytes: policy.max_bytes,
             }),
             _ => Ok(()),
@@ -70,23 +66,9 @@ impl CacheState {
     }
 }
 
-/// The name Redis gives a policy.
+/// The name Redis gives a policy (an unknown number reads as noeviction).
 pub fn policy_name(policy: i32) -> &'static str {
-    match EvictionPolicy::try_from(policy) {
-        Ok(EvictionPolicy::AllkeysLru) => "allkeys-lru",
-        Ok(EvictionPolicy::AllkeysLfu) => "allkeys-lfu",
-        Ok(EvictionPolicy::VolatileTtl) => "volatile-ttl",
-        _ => "noeviction",
-    }
-}
-
-/// The policy Redis names `name`.
-pub fn policy_named(name: &str) -> Option<EvictionPolicy> {
-    Some(match name.to_ascii_lowercase().as_str() {
-        "allkeys-lru" => EvictionPolicy::AllkeysLru,
-        "allkeys-lfu" => EvictionPolicy::AllkeysLfu,
-        "volatile-ttl" => EvictionPolicy::VolatileTtl,
-        "noeviction" => EvictionPolicy::Noeviction,
-        _ => return None,
-    })
+    EvictionPolicy::try_from(policy)
+        .unwrap_or(EvictionPolicy::Noeviction)
+        .redis_name()
 }

@@ -12,7 +12,7 @@ use super::super::glob;
 use super::super::reply::error_reply;
 use super::super::session::{Session, Shared};
 use crate::auth::Protected;
-use crate::ops::cache::{policy_name, policy_named};
+use crate::ops::cache::policy_name;
 use crate::ops::CallContext;
 
 /// Parameters with fixed answers: zdb always persists through Raft.
@@ -99,7 +99,7 @@ async fn set(session: &Session, shared: &Shared, args: &Args) -> Frame {
                     )
                 }
             },
-            "maxmemory-policy" => match policy_named(&value) {
+            "maxmemory-policy" => match EvictionPolicy::from_redis_name(&value) {
                 Some(named) => policy.policy = named as i32,
                 None => {
                     return Frame::error(
