@@ -25,33 +25,14 @@ target=${CARGO_TARGET_DIR:-target}
 cargo build --release -p zdb-node -p zdbctl -p zdb-bench >&2
 bin="$target/release"
 work=$(mktemp -d)
-cgroups=()
+source bench/lib/cpu-cap.sh
 cleanup() {
   kill $(jobs -p) 2>/dev/null || true
   wait 2>/dev/null || true
-  for group in "${cgroups[@]}"; do rmdir "$group" 2>/dev/null || true; done
+  remove_cpu_caps
   rm -rf "$work"
 }
 trap cleanup EXIT
-
-# Moves process $1 into a fresh CPU cgroup named $2, capped at $node_cpus.
-cap_cpu() {
-  local period=10000 quota group
-  quota=$(python3 -c "print(int($node_cpus * 10000))")
-  if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
-    group=/sys/fs/cgroup/$2
-    mkdir -p "$group" && echo "$quota $period" > "$group/cpu.max"
-  elif [ -d /sys/fs/cgroup/cpu ]; then
-    group=/sys/fs/cgroup/cpu/$2
-    mkdir -p "$group" && echo $period > "$group/cpu.cfs_period_us" &&
-      echo "$quota" > "$group/cpu.cfs_quota_us"
-  else
-    echo "error: no CPU cgroup controller under /sys/fs/cgroup; run without NODE_CPUS" >&2
-    exit 1
-  fi || { echo "error: cannot create CPU cgroups (run as root, or without NODE_CPUS)" >&2; exit 1; }
-  cgroups+=("$group")
-  echo "$1" > "$group/cgroup.procs"
-}
 
 results=()
 for run in $(seq 1 "$runs"); do
@@ -78,7 +59,7 @@ for ranges in 1 16; do
   echo "== $(( $("$bin/zdbctl" ranges | wc -l) - 1 )) range(s), leaders per node: $counts"
   pids=$(pgrep -f -- "--data=$data/node-" || true)
   if [ -n "$node_cpus" ]; then
-    for pid in $pids; do cap_cpu "$pid" "zdb-bench-$run-$ranges-$pid"; done
+    for pid in $pids; do cap_cpu "$pid" "zdb-bench-$run-$ranges-$pid" "$node_cpus"; done
     echo "   each node capped at $node_cpus CPU"
   fi
   status=$(for pid in $pids; do tr '\0' '\n' < /proc/$pid/cmdline | sed -n 's/^--status-listen=//p'; done)

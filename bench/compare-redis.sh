@@ -5,16 +5,23 @@
 # persistence (--save '' --appendonly no), and (3) a 3-node zdb cluster on
 # 127.0.0.1 (zdb-node processes, each with --redis-listen; a write is
 # acknowledged once a majority has it on disk), then runs the same
-# redis-benchmark against each, without and with pipelining (-P 16):
+# redis-benchmark against each (zdb: through the Redis port of the node
+# that leads the keys' range, and through a follower's, which passes each
+# request on to the leader), without and with pipelining (-P 16):
 #   redis-benchmark -t set,get,incr,mset -n REQUESTS -c 50 -d 100 -r 100000 -q --csv
 # and prints one table of requests per second per test and target.
 # Everything it started is stopped on exit.
 #
 # Usage: bench/compare-redis.sh BIN_DIR [REQUESTS]
-#   BIN_DIR   holds zdb-node from a release build (e.g. /work/target-release/release)
+#   BIN_DIR   holds zdb-node and zdbctl from a release build (e.g. /work/target-release/release)
 #   REQUESTS  per test and run, 200000 unless given (smaller for a smoke run)
-# TARGETS="redis-aof redis-nopersist zdb" (the default) picks the targets;
+# TARGETS="redis-aof redis-nopersist zdb-leader zdb-follower" (the default)
+# picks the targets;
 # KEEP=1 keeps the work folder (logs, CSV files) and says where it is.
+# SERVER_CPUS=0.5 (say) runs every server process (each redis-server, each
+# zdb-node) in a CPU cgroup of its own capped at that many CPUs (needs
+# root), as servers on machines of their own would be: without it, all of
+# them and redis-benchmark share this machine's cores.
 # Needs redis-server and redis-benchmark (Debian: redis-server redis-tools)
 # and python3 (the table).
 set -euo pipefail
@@ -24,7 +31,7 @@ if [ $# -lt 1 ] || [ $# -gt 2 ]; then
   exit 2
 fi
 bin=$1 requests=${2:-200000}
-targets=${TARGETS:-redis-aof redis-nopersist zdb}
+targets=${TARGETS:-redis-aof redis-nopersist zdb-leader zdb-follower}
 case "$requests" in ''|*[!0-9]*) echo "REQUESTS must be a number, not $requests" >&2; exit 2 ;; esac
 
 missing=()
@@ -36,16 +43,20 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "missing: $(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')(apt-get install redis-server redis-tools python3)" >&2
   exit 1
 fi
-if [[ " $targets " == *" zdb "* ]]; then
-  [ -x "$bin/zdb-node" ] || { echo "$bin/zdb-node is missing: build it (cargo build --release -p zdb-node)" >&2; exit 1; }
+if [[ " $targets " == *" zdb-"* ]]; then
+  for tool in zdb-node zdbctl; do
+    [ -x "$bin/$tool" ] || { echo "$bin/$tool is missing: build it (cargo build --release --bins)" >&2; exit 1; }
+  done
   "$bin/zdb-node" --help | grep -q -- --redis-listen ||
     { echo "$bin/zdb-node has no --redis-listen: build a zdb-node with the Redis front end" >&2; exit 1; }
 fi
 
 work=$(mktemp -d)
+source "$(dirname "$0")/lib/cpu-cap.sh"
 cleanup() {
   kill $(jobs -p) 2>/dev/null || true
   wait 2>/dev/null || true
+  remove_cpu_caps
   if [ "${KEEP:-}" = 1 ]; then echo "logs and results are in $work" >&2; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
@@ -65,6 +76,12 @@ answers() { # port: a write through it is applied
   [ "$(redis-cli -h 127.0.0.1 -p "$1" SET bench:ready yes 2>/dev/null)" = OK ]
 }
 
+# Caps process $1 (named $2) at SERVER_CPUS, when given.
+capped() {
+  [ -n "${SERVER_CPUS:-}" ] && cap_cpu "$1" "compare-redis-$$-$2" "$SERVER_CPUS"
+  return 0
+}
+
 declare -A port
 start_redis() { # name, persistence flags...
   local name=$1; shift
@@ -72,6 +89,7 @@ start_redis() { # name, persistence flags...
   mkdir -p "$work/$name"
   redis-server --port "${port[$name]}" --bind 127.0.0.1 --dir "$work/$name" --daemonize no \
     --save '' "$@" > "$work/$name.log" 2>&1 &
+  capped $! "$name"
   wait_for "$name (redis-server on ${port[$name]})" answers "${port[$name]}"
 }
 
@@ -86,23 +104,29 @@ start_zdb() {
       --listen "127.0.0.1:${grpc[$i]}" --status-listen "127.0.0.1:${status[$i]}" \
       --redis-listen "127.0.0.1:${redis[$i]}" --data "$work/zdb/node-$i" \
       > "$work/zdb-$i.log" 2>&1 &
+    capped $! "zdb-$i"
   done
   for i in 1 2 3; do
     wait_for "zdb node $i (Redis port ${redis[$i]})" answers "${redis[$i]}"
   done
-  # redis-benchmark talks to node 1, like a client that knows one address.
-  port[zdb]=${redis[1]}
+  # The keys live in the cluster's one range: its leader, and another node.
+  local leader
+  leader=$("$bin/zdbctl" --endpoints "127.0.0.1:${grpc[1]}" status | awk 'NR > 1 && $5 != "" { print $5; exit }')
+  case "$leader" in 1|2|3) ;; *) echo "no leader found (zdbctl status); logs are in $work" >&2; KEEP=1; exit 1 ;; esac
+  port[zdb-leader]=${redis[$leader]}
+  port[zdb-follower]=${redis[$(( leader % 3 + 1 ))]}
+  echo "zdb: node $leader leads; the follower is node $(( leader % 3 + 1 ))" >&2
 }
 
 for target in $targets; do
   case "$target" in
     redis-aof) start_redis redis-aof --appendonly yes --appendfsync always ;;
     redis-nopersist) start_redis redis-nopersist --appendonly no ;;
-    zdb) start_zdb ;;
-    *) echo "unknown target $target (TARGETS takes redis-aof, redis-nopersist, zdb)" >&2; exit 2 ;;
+    zdb-leader|zdb-follower) [ -n "${port[$target]:-}" ] || start_zdb ;;
+    *) echo "unknown target $target (TARGETS takes redis-aof, redis-nopersist, zdb-leader, zdb-follower)" >&2; exit 2 ;;
   esac
 done
-echo "$(redis-server --version | cut -d' ' -f1-3); $requests requests per test, 50 clients, 100-byte values, 100,000 keys" >&2
+echo "$(redis-server --version | cut -d' ' -f1-3); $requests requests per test, 50 clients, 100-byte values, 100,000 keys${SERVER_CPUS:+; every server capped at $SERVER_CPUS CPU}" >&2
 
 for pipeline in 1 16; do
   for target in $targets; do

@@ -93,8 +93,10 @@ impl<'a, 'b> TxnBatch<'a, 'b> {
     /// The range's span locks, this batch's included.
     fn span_locks(&self) -> Result<Vec<(Vec<u8>, SpanLock)>> {
         let engine = self.data.engine();
-        let (lower, upper) =
-            version_keys::delete_bounds(&self.range.start_key, &self.range.end_key);
+        // Empty bounds are open: every plain write looks here, and the last
+        // range's explicit end (delete_bounds) would be 64 KiB to build.
+        let lower = version_keys::lower_bound(&self.range.start_key);
+        let upper = version_keys::upper_bound(&self.range.end_key);
         let mut found: HashMap<Vec<u8>, SpanLock> = HashMap::new();
         engine.scan(CF_SPAN_LOCKS, &lower, &upper, false, |key, raw| {
             found.insert(key.to_vec(), SpanLock::decode(raw)?);
@@ -158,22 +160,23 @@ pub fn check_plain_write<'k>(
     txn: &TxnBatch<'_, '_>,
     keys: impl Iterator<Item = &'k [u8]>,
 ) -> Result<Option<Refusal>> {
+    let locked = |lock| {
+        Ok(Some(Refusal::Txn {
+            start_ts: 0,
+            conflict: Conflict::Locked(lock),
+        }))
+    };
+    // Read once for all the keys of a batch.
+    let span_locks = txn.span_locks()?;
     for key in keys {
         if let Some(held) = txn.lock_set(key)?.holders.into_iter().next() {
-            let lock = LockInfo {
+            return locked(LockInfo {
                 key: key.to_vec(),
                 ..held
-            };
-            return Ok(Some(Refusal::Txn {
-                start_ts: 0,
-                conflict: Conflict::Locked(lock),
-            }));
+            });
         }
-        if let Some(lock) = txn.span_lock_over(key, 0)? {
-            return Ok(Some(Refusal::Txn {
-                start_ts: 0,
-                conflict: Conflict::Locked(lock),
-            }));
+        if let Some((_, span)) = span_locks.iter().find(|(_, span)| span.covers(key)) {
+            return locked(span_as_lock(span.0.clone(), key));
         }
     }
     Ok(None)

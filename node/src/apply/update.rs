@@ -30,8 +30,17 @@ pub enum Effect {
 }
 
 pub fn update(data: &mut DataBatch<'_>, cmd: &UpdateCommand, now_ms: u64) -> Result<Outcome> {
-    let live = data.live_record(&cmd.key, now_ms)?;
+    let blind = cmd.blind && writes_blind(cmd.op.as_ref());
+    let live = match blind {
+        true => None,
+        false => data.live_record(&cmd.key, now_ms)?,
+    };
     let (response, effect) = decide(live, cmd.op.as_ref(), now_ms, cmd.max_value_bytes);
+    let effect = match effect {
+        // An expiry already past deletes whatever the key holds.
+        Effect::Nothing if blind && response.applied => Effect::Delete,
+        effect => effect,
+    };
     match effect {
         Effect::Write {
             value,
@@ -45,6 +54,20 @@ pub fn update(data: &mut DataBatch<'_>, cmd: &UpdateCommand, now_ms: u64) -> Res
         Effect::Nothing => {}
     }
     Ok(Outcome::Update(response))
+}
+
+/// Whether `op`'s effect is the same whatever the key holds (a set without
+/// a condition or KEEPTTL): the range may then write it without reading
+/// the key, when the caller does not want the previous value.
+pub fn writes_blind(op: Option<&UpdateOp>) -> bool {
+    let Some(update_op::Kind::Set(set)) = op.and_then(|op| op.kind.as_ref()) else {
+        return false;
+    };
+    let keeps_expiry = matches!(
+        set.expiry.as_ref().and_then(|expiry| expiry.kind.as_ref()),
+        Some(expiry::Kind::Keep(_))
+    );
+    set.condition == SetCondition::Always as i32 && !keeps_expiry
 }
 
 /// The answer and the effect of `op` on a key holding `live` (its value

@@ -15,8 +15,24 @@ fn update(h: Option<CommandHeader>, ts: u64, key: &str, op: update_op::Kind) -> 
             key: key.into(),
             op: Some(UpdateOp { kind: Some(op) }),
             max_value_bytes: 16,
+            blind: false,
         })),
     }
+}
+
+fn blind(mut command: Command) -> Command {
+    if let Some(command::Kind::Update(update)) = &mut command.kind {
+        update.blind = true;
+    }
+    command
+}
+
+fn set(value: &str, condition: SetCondition, expiry: Option<expiry::Kind>) -> update_op::Kind {
+    update_op::Kind::Set(SetOp {
+        value: value.into(),
+        condition: condition as i32,
+        expiry: expiry.map(|kind| Expiry { kind: Some(kind) }),
+    })
 }
 
 fn answer(result: &ExecResult) -> &UpdateResponse {
@@ -65,17 +81,10 @@ fn conditional_sets_and_takes_answer_with_the_value_before() {
     let range = range("", "");
     let h = header_of(&range);
     let mut fixture = Fixture::new(range);
-    let set = |value: &str, condition: SetCondition| {
-        update_op::Kind::Set(SetOp {
-            value: value.into(),
-            condition: condition as i32,
-            expiry: None,
-        })
-    };
     let results = fixture.apply(&[
-        entry(&update(h, 10, "k", set("a", SetCondition::IfPresent))),
-        entry(&update(h, 11, "k", set("b", SetCondition::IfAbsent))),
-        entry(&update(h, 12, "k", set("c", SetCondition::IfAbsent))),
+        entry(&update(h, 10, "k", set("a", SetCondition::IfPresent, None))),
+        entry(&update(h, 11, "k", set("b", SetCondition::IfAbsent, None))),
+        entry(&update(h, 12, "k", set("c", SetCondition::IfAbsent, None))),
         entry(&update(h, 13, "k", update_op::Kind::Take(true))),
         entry(&update(h, 14, "k", update_op::Kind::Take(true))),
     ]);
@@ -85,6 +94,42 @@ fn conditional_sets_and_takes_answer_with_the_value_before() {
     assert!(!refused.applied && refused.found && refused.previous == b"b");
     assert!(answer(&results[3]).applied && answer(&results[3]).previous == b"b");
     assert!(!answer(&results[4]).applied && !answer(&results[4]).found);
+    assert_eq!(fixture.value("k"), None);
+}
+
+#[test]
+fn blind_sets_write_without_reading_and_only_plain_sets_are_blind() {
+    let range = range("", "");
+    let h = header_of(&range);
+    let mut fixture = Fixture::new(range);
+    let always = |value| set(value, SetCondition::Always, None);
+    let results = fixture.apply(&[
+        entry(&write(h, 10, vec![stored("k", "a", 9_000)])),
+        entry(&blind(update(h, 11, "k", always("b")))),
+        // A condition and KEEPTTL depend on the key: read whatever the flag says.
+        entry(&blind(update(h, 12, "k", set("c", SetCondition::IfAbsent, None)))),
+        entry(&blind(update(
+            h,
+            13,
+            "k",
+            set("d", SetCondition::Always, Some(expiry::Kind::Keep(true))),
+        ))),
+        // An expiry already past (now_ms is 1,000) deletes the key unread.
+        entry(&blind(update(
+            h,
+            14,
+            "k",
+            set("e", SetCondition::Always, Some(expiry::Kind::AtMs(500))),
+        ))),
+    ]);
+    let written = answer(&results[1]);
+    assert!(written.applied && !written.found && written.previous.is_empty());
+    let refused = answer(&results[2]);
+    assert!(!refused.applied && refused.found && refused.previous == b"b");
+    let kept = answer(&results[3]);
+    assert!(kept.applied && kept.found && kept.previous == b"b");
+    assert_eq!(kept.expire_at_ms, 0, "the blind set before it cleared the expiry");
+    assert!(answer(&results[4]).applied);
     assert_eq!(fixture.value("k"), None);
 }
 

@@ -5,7 +5,7 @@
 //! stamps its tombstones with it).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 use zdb_proto::timestamp::{at_ms, physical_ms};
@@ -19,8 +19,13 @@ use crate::mvcc::Horizon;
 use crate::store::StoreHandle;
 
 const TICK: Duration = Duration::from_secs(1);
-/// A full collection round starts this long after the previous one ended.
+/// A full collection round starts this long after the previous one ended,
+/// or later: see [`ROUND_SHARE`].
 const ROUND_INTERVAL: Duration = Duration::from_secs(5);
+/// A round walks every version the node holds: rounds may take at most
+/// one part in this many of one core, so that a node holding many
+/// versions does not spend a steady share of its CPU walking them.
+const ROUND_SHARE: u32 = 20;
 /// Between two slices of a round, so that collection never crowds out requests.
 const SLICE_PAUSE: Duration = Duration::from_millis(5);
 
@@ -86,8 +91,13 @@ async fn follow(parts: &GcParts) {
 fn collect(engine: Engine, horizon: Arc<Horizon>, stop: watch::Receiver<bool>) {
     let mut collector = Collector::default();
     let (mut examined, mut removed) = (0, 0);
+    // The time the round's slices took, pauses aside.
+    let mut working = Duration::ZERO;
     while !*stop.borrow() {
-        match collector.collect_slice(&engine, &horizon) {
+        let started = Instant::now();
+        let collected = collector.collect_slice(&engine, &horizon);
+        working += started.elapsed();
+        match collected {
             Ok(slice) => {
                 examined += slice.examined;
                 removed += slice.removed;
@@ -104,6 +114,19 @@ fn collect(engine: Engine, horizon: Arc<Horizon>, stop: watch::Receiver<bool>) {
             }
             Err(err) => tracing::warn!(error = %err, "version collection failed"),
         }
-        std::thread::sleep(ROUND_INTERVAL);
+        pause(ROUND_INTERVAL.max(working * ROUND_SHARE), &stop);
+        working = Duration::ZERO;
+    }
+}
+
+/// Sleeps for `length`, or until `stop`.
+fn pause(length: Duration, stop: &watch::Receiver<bool>) {
+    let until = Instant::now() + length;
+    while !*stop.borrow() {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        std::thread::sleep(left.min(Duration::from_millis(100)));
     }
 }

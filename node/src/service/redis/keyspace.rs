@@ -22,6 +22,11 @@ pub trait Keyspace {
     /// The values of the keys, in order, read at one point in time.
     async fn get_many(&self, keys: Vec<Vec<u8>>) -> Result<Vec<Option<Vec<u8>>>>;
     async fn update(&self, key: Vec<u8>, op: update_op::Kind) -> Result<UpdateResponse>;
+    /// As [`Keyspace::update`] for a caller that needs only `applied`: a
+    /// plain set is then written without reading the key.
+    async fn update_blind(&self, key: Vec<u8>, op: update_op::Kind) -> Result<UpdateResponse> {
+        self.update(key, op).await
+    }
     /// Writes every pair, all or none.
     async fn put_many(&self, pairs: Vec<(Vec<u8>, Vec<u8>)>) -> Result<()>;
     /// Writes every pair if none of the keys exists, all or none.
@@ -154,6 +159,22 @@ impl Direct<'_> {
         ctx.principal = principal;
         Ok(ctx)
     }
+
+    async fn send_update(
+        &self,
+        key: Vec<u8>,
+        op: update_op::Kind,
+        blind: bool,
+    ) -> Result<UpdateResponse> {
+        let req = UpdateRequest {
+            header: None,
+            key,
+            op: Some(UpdateOp { kind: Some(op) }),
+            blind,
+        };
+        let ctx = self.allowed(&req).await?;
+        retrying!(self.ops.update(req.clone(), &mut ctx.again()).await)
+    }
 }
 
 fn put(key: Vec<u8>, value: Vec<u8>) -> Mutation {
@@ -193,13 +214,11 @@ impl Keyspace for Direct<'_> {
     }
 
     async fn update(&self, key: Vec<u8>, op: update_op::Kind) -> Result<UpdateResponse> {
-        let req = UpdateRequest {
-            header: None,
-            key,
-            op: Some(UpdateOp { kind: Some(op) }),
-        };
-        let ctx = self.allowed(&req).await?;
-        retrying!(self.ops.update(req.clone(), &mut ctx.again()).await)
+        self.send_update(key, op, false).await
+    }
+
+    async fn update_blind(&self, key: Vec<u8>, op: update_op::Kind) -> Result<UpdateResponse> {
+        self.send_update(key, op, true).await
     }
 
     async fn put_many(&self, pairs: Vec<(Vec<u8>, Vec<u8>)>) -> Result<()> {

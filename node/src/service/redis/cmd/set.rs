@@ -71,7 +71,12 @@ async fn set<K: Keyspace>(ks: &K, key: Vec<u8>, value: Vec<u8>, options: Options
         condition: options.condition.unwrap_or(SetCondition::Always) as i32,
         expiry: options.expiry.map(|kind| Expiry { kind: Some(kind) }),
     };
-    reply(ks.update(key, update_op::Kind::Set(op)).await, |done| {
+    let op = update_op::Kind::Set(op);
+    let done = match options.get {
+        true => ks.update(key, op).await,
+        false => ks.update_blind(key, op).await,
+    };
+    reply(done, |done| {
         if options.get {
             bulk_or_null(done.found.then_some(done.previous))
         } else if done.applied {
