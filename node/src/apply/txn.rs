@@ -116,12 +116,7 @@ impl<'a, 'b> TxnBatch<'a, 'b> {
 
     /// Another transaction's span lock over `key`, as the lock a writer meets.
     fn span_lock_over(&self, key: &[u8], start_ts: u64) -> Result<Option<LockInfo>> {
-        Ok(self
-            .span_locks()?
-            .into_iter()
-            .map(|(_, span)| span)
-            .find(|span| span.0.start_ts != start_ts && span.covers(key))
-            .map(|span| span_as_lock(span.0, key)))
+        Ok(span_lock_covering(&self.span_locks()?, key, start_ts))
     }
 
     fn newest_commit_ts(&self, key: &[u8]) -> Result<Option<u64>> {
@@ -136,6 +131,20 @@ fn span_inside(range: &RangeDescriptor, span: &SpanLockInfo) -> bool {
     let end_inside =
         range.end_key.is_empty() || (!span.end_key.is_empty() && span.end_key <= range.end_key);
     start_inside && end_inside
+}
+
+/// Of `span_locks`, one over `key` that another transaction than
+/// `start_ts` holds, as the lock a writer meets.
+fn span_lock_covering(
+    span_locks: &[(Vec<u8>, SpanLock)],
+    key: &[u8],
+    start_ts: u64,
+) -> Option<LockInfo> {
+    span_locks
+        .iter()
+        .map(|(_, span)| span)
+        .find(|span| span.0.start_ts != start_ts && span.covers(key))
+        .map(|span| span_as_lock(span.0.clone(), key))
 }
 
 fn span_as_lock(span: SpanLockInfo, key: &[u8]) -> LockInfo {
@@ -175,8 +184,8 @@ pub fn check_plain_write<'k>(
                 ..held
             });
         }
-        if let Some((_, span)) = span_locks.iter().find(|(_, span)| span.covers(key)) {
-            return locked(span_as_lock(span.0.clone(), key));
+        if let Some(lock) = span_lock_covering(&span_locks, key, 0) {
+            return locked(lock);
         }
     }
     Ok(None)

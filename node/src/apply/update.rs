@@ -59,7 +59,7 @@ pub fn update(data: &mut DataBatch<'_>, cmd: &UpdateCommand, now_ms: u64) -> Res
 /// Whether `op`'s effect is the same whatever the key holds (a set without
 /// a condition or KEEPTTL): the range may then write it without reading
 /// the key, when the caller does not want the previous value.
-pub fn writes_blind(op: Option<&UpdateOp>) -> bool {
+fn writes_blind(op: Option<&UpdateOp>) -> bool {
     let Some(update_op::Kind::Set(set)) = op.and_then(|op| op.kind.as_ref()) else {
         return false;
     };

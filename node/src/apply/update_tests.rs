@@ -107,7 +107,12 @@ fn blind_sets_write_without_reading_and_only_plain_sets_are_blind() {
         entry(&write(h, 10, vec![stored("k", "a", 9_000)])),
         entry(&blind(update(h, 11, "k", always("b")))),
         // A condition and KEEPTTL depend on the key: read whatever the flag says.
-        entry(&blind(update(h, 12, "k", set("c", SetCondition::IfAbsent, None)))),
+        entry(&blind(update(
+            h,
+            12,
+            "k",
+            set("c", SetCondition::IfAbsent, None),
+        ))),
         entry(&blind(update(
             h,
             13,
@@ -128,7 +133,10 @@ fn blind_sets_write_without_reading_and_only_plain_sets_are_blind() {
     assert!(!refused.applied && refused.found && refused.previous == b"b");
     let kept = answer(&results[3]);
     assert!(kept.applied && kept.found && kept.previous == b"b");
-    assert_eq!(kept.expire_at_ms, 0, "the blind set before it cleared the expiry");
+    assert_eq!(
+        kept.expire_at_ms, 0,
+        "the blind set before it cleared the expiry"
+    );
     assert!(answer(&results[4]).applied);
     assert_eq!(fixture.value("k"), None);
 }

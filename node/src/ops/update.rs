@@ -4,7 +4,6 @@
 use zdb_proto::v1::*;
 
 use super::{routed, validate, CallContext, Ops};
-use crate::apply::update::writes_blind;
 use crate::apply::Outcome;
 use crate::error::{Error, Result};
 
@@ -80,7 +79,7 @@ impl Ops {
             key: req.key.clone(),
             op: req.op.clone(),
             max_value_bytes: self.limits.max_value_bytes as u64,
-            blind: req.blind && writes_blind(req.op.as_ref()),
+            blind: req.blind,
         });
         let err = match self.write(req.header, vec![req.key.clone()], kind).await {
             Ok(Outcome::Update(response)) => {
